@@ -1,0 +1,174 @@
+"""The ``fglang`` command line. Thin: parse options, call the API, print.
+
+Mistakes in a model, its data or its options print SPEC section 8's
+format to stderr and exit 1; usage errors exit 2 (typer's convention);
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+import fglang
+from fglang.errors import FgError
+
+app = typer.Typer(
+    name="fglang",
+    help="fglang: factor-graph models, fitted by GBP, NumPyro VI or NUTS.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ModelArg = Annotated[Path, typer.Argument(help="the .fg model file", show_default=False)]
+DataOpt = Annotated[Path | None, typer.Option("--data", "-d", help="data file (.json in CmdStan layout, or .npz)")]
+
+
+def _fail(e: FgError) -> None:
+    err.print(str(e), markup=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def check(model: ModelArg, data: DataOpt = None) -> None:
+    """Parse and check a model (and its data, if given)."""
+    try:
+        m = fglang.load(model)
+        if data is not None:
+            m.bind(data)
+    except FgError as e:
+        _fail(e)
+    what = f" with {data}" if data is not None else ""
+    out.print(f"{model}: model {m.name} is well formed{what}", markup=False)
+
+
+@app.command("compile")
+def compile_(
+    model: ModelArg,
+    data: DataOpt = None,
+    emit: Annotated[str, typer.Option("--emit", help="what to print: ir")] = "ir",
+) -> None:
+    """Compile a model and print its IR (family sizes need --data)."""
+    if emit != "ir":
+        err.print(f"--emit takes 'ir', got {emit!r}", markup=False)
+        raise typer.Exit(2)
+    try:
+        m = fglang.load(model)
+        text = m.show(data)
+    except FgError as e:
+        _fail(e)
+    out.print(text, markup=False)
+
+
+def print_summary(post, title: str) -> None:
+    from rich.table import Table
+
+    rows = post.summary()
+    table = Table(title=title, title_justify="left")
+    cols = ["name", "mean", "sd", "5%", "95%"] + (["r_hat", "ess_bulk"] if rows and "r_hat" in rows[0] else [])
+    for c in cols:
+        table.add_column(c, justify="left" if c == "name" else "right")
+    for r in rows:
+        table.add_row(*[r[c] if c == "name" else (f"{r[c]:.0f}" if c == "ess_bulk" else f"{r[c]:.4g}") for c in cols])
+    out.print(table)
+    if post.backend == "mcmc":
+        div = post.sample_stats.get("diverging")
+        if div is not None:
+            out.print(f"divergences: {int(div.sum())} of {div.size} draws", markup=False)
+    for w in post.warnings():
+        err.print(f"warning: {w}", markup=False)
+
+
+def _opts(**kw):
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+@app.command()
+def fit(
+    model: ModelArg,
+    data: Annotated[Path, typer.Option("--data", "-d", help="data file (.json or .npz)")],
+    backend: Annotated[str, typer.Option("--backend", "-b", help="gbp | vi | mcmc")] = "gbp",
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="write the posterior (ArviZ NetCDF)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu | gpu")] = None,
+    init: Annotated[Path | None, typer.Option(help="initial values file (same layout as data)")] = None,
+    prior: Annotated[Path | None, typer.Option(help="a posterior file whose marginals become the priors")] = None,
+    iters: Annotated[int | None, typer.Option(help="gbp: most iterations")] = None,
+    tol: Annotated[float | None, typer.Option(help="gbp: belief-change tolerance")] = None,
+    damping: Annotated[float | None, typer.Option(help="gbp: message damping in [0, 1)")] = None,
+    schedule: Annotated[str | None, typer.Option(help="gbp: flooding | sequential")] = None,
+    guide: Annotated[str | None, typer.Option(help="vi: normal | mvn | lowrank | delta")] = None,
+    steps: Annotated[int | None, typer.Option(help="vi: optimization steps")] = None,
+    lr: Annotated[float | None, typer.Option(help="vi: Adam learning rate")] = None,
+    particles: Annotated[int | None, typer.Option(help="vi: ELBO particles")] = None,
+    chains: Annotated[int | None, typer.Option(help="mcmc: chains")] = None,
+    warmup: Annotated[int | None, typer.Option(help="mcmc: warm-up iterations")] = None,
+    samples: Annotated[int | None, typer.Option(help="mcmc: draws per chain")] = None,
+    target_accept: Annotated[float | None, typer.Option("--target-accept", help="mcmc: NUTS target acceptance")] = None,
+    chain_method: Annotated[
+        str | None, typer.Option("--chain-method", help="mcmc: vectorized | parallel | sequential")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Fit a model to data and print the posterior summary."""
+    by_backend = {
+        "gbp": _opts(iters=iters, tol=tol, damping=damping, schedule=schedule),
+        "vi": _opts(guide=guide, steps=steps, lr=lr, particles=particles),
+        "mcmc": _opts(
+            chains=chains, warmup=warmup, samples=samples, target_accept=target_accept, chain_method=chain_method
+        ),
+    }
+    if backend not in by_backend:
+        err.print(f"--backend takes gbp, vi or mcmc, got {backend!r}", markup=False)
+        raise typer.Exit(2)
+    stray = [k for b, o in by_backend.items() if b != backend for k in o]
+    if stray:
+        flags = ", ".join("--" + k.replace("_", "-") for k in stray)
+        err.print(f"{flags} do(es) not apply to --backend {backend}", markup=False)
+        raise typer.Exit(2)
+    try:
+        m = fglang.load(model)
+        post = m.fit(
+            data,
+            backend=backend,
+            seed=seed,
+            init=init,
+            prior=prior,
+            device=device,
+            progress=not quiet,
+            **by_backend[backend],
+        )
+        print_summary(post, f"{m.name} ({backend})")
+        if out_path is not None:
+            post.save(out_path)
+            out.print(f"wrote {out_path}", markup=False)
+    except FgError as e:
+        _fail(e)
+
+
+@app.command()
+def summary(posterior: Annotated[Path, typer.Argument(help="a posterior file written by fglang fit -o")]) -> None:
+    """Print a posterior file's summary table."""
+    from fglang.runtime.posterior import load_posterior
+
+    try:
+        post = load_posterior(posterior)
+    except FgError as e:
+        _fail(e)
+    print_summary(post, f"{post.model} ({post.backend})")
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)

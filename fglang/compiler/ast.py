@@ -1,0 +1,200 @@
+"""The .fg abstract syntax tree.
+
+Every node carries the ``Span`` it came from, because every later error
+(names, shapes, data, backend support) must point at the user's source.
+Nodes are frozen so that the checker and the lowering can share and rewrite
+them (``fn`` inlining, ``let`` push-down) without aliasing bugs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open source region; lines and columns are 1-based as editors show them."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def cover(self, other: Span) -> Span:
+        """The smallest span holding both (same file assumed)."""
+        start = min((self.line, self.col), (other.line, other.col))
+        end = max((self.end_line, self.end_col), (other.end_line, other.end_col))
+        return Span(self.file, start[0], start[1], end[0], end[1])
+
+
+NOWHERE = Span("<builtin>", 0, 0, 0, 0)
+
+
+# ---------------------------------------------------------------- expressions
+@dataclass(frozen=True)
+class Expr:
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Num(Expr):
+    value: float | int = 0
+    is_int: bool = False
+
+
+@dataclass(frozen=True)
+class Bool(Expr):
+    value: bool = False
+
+
+@dataclass(frozen=True)
+class Name(Expr):
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Neg(Expr):
+    operand: Expr | None = None
+
+
+@dataclass(frozen=True)
+class BinOp(Expr):
+    """Arithmetic (``+ - * / ^ @``) and comparisons (``== != < <= > >=``)."""
+
+    op: str = ""
+    left: Expr | None = None
+    right: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Slice(Expr):
+    """``lo:hi`` inside an index; either end may be missing."""
+
+    lo: Expr | None = None
+    hi: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Index(Expr):
+    base: Expr | None = None
+    args: tuple[Expr, ...] = ()
+
+
+@dataclass(frozen=True)
+class Kwarg:
+    name: str
+    value: Expr
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    func: str = ""
+    func_span: Span | None = field(default=None, compare=False, repr=False)
+    args: tuple[Expr, ...] = ()
+    kwargs: tuple[Kwarg, ...] = ()
+
+
+@dataclass(frozen=True)
+class Vector(Expr):
+    items: tuple[Expr, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexRange:
+    """``name in lo:hi`` — a comprehension or reduction index (half-open)."""
+
+    name: str
+    lo: Expr
+    hi: Expr
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Reduce(Expr):
+    """``sum[k in 0:K](body)`` and its siblings ``prod``, ``max``, ``min``."""
+
+    op: str = ""
+    ranges: tuple[IndexRange, ...] = ()
+    body: Expr | None = None
+
+
+# ---------------------------------------------------------------- declarations
+@dataclass(frozen=True)
+class TypeExpr:
+    base: str
+    bounds: tuple[Kwarg, ...]
+    shape: tuple[Expr, ...]
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Decl:
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class DataDecl(Decl):
+    name: str = ""
+    name_span: Span | None = field(default=None, compare=False, repr=False)
+    dims: tuple[Expr, ...] = ()
+    type: TypeExpr | None = None
+    default: Expr | None = None
+
+
+@dataclass(frozen=True)
+class VarDecl(Decl):
+    name: str = ""
+    name_span: Span | None = field(default=None, compare=False, repr=False)
+    dims: tuple[Expr, ...] = ()
+    type: TypeExpr | None = None
+    prior: Call | None = None
+
+
+@dataclass(frozen=True)
+class LetDecl(Decl):
+    name: str = ""
+    name_span: Span | None = field(default=None, compare=False, repr=False)
+    expr: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: TypeExpr
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class FnDecl(Decl):
+    name: str = ""
+    name_span: Span | None = field(default=None, compare=False, repr=False)
+    params: tuple[Param, ...] = ()
+    ret: TypeExpr | None = None
+    lets: tuple[tuple[str, Expr, Span], ...] = ()
+    body: Expr | None = None
+
+
+@dataclass(frozen=True)
+class IncludeDecl(Decl):
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class FactorDecl(Decl):
+    name: str = ""
+    name_span: Span | None = field(default=None, compare=False, repr=False)
+    ranges: tuple[IndexRange, ...] = ()
+    lhs: Expr | None = None  # None for a potential
+    dist: Call | None = None  # None for a potential
+    potential: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str | None
+    decls: tuple[Decl, ...]
+    file: str
+    source: str
+    header_span: Span | None = None

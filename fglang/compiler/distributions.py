@@ -1,0 +1,128 @@
+"""Signatures of every distribution a model may name (SPEC section 6).
+
+The checker validates arity, keywords and argument domains against this
+table; the backends map the canonical parameter names to their own
+implementations. Keeping the table here (and not in a backend) means a
+model is rejected or accepted the same way whichever backend runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    domain: str = "real"  # real | positive | unit | nonneg | nonneg_int | simplex | any
+    default: float | None = None
+
+
+@dataclass(frozen=True)
+class DistSig:
+    name: str
+    params: tuple[Param, ...]
+    # Groups of keyword alternatives: exactly one member of each group is given
+    # (``bernoulli(p=..)`` or ``bernoulli(logit=..)``). A positional argument in
+    # the group's position means the group's first name.
+    alternatives: tuple[tuple[Param, ...], ...] = ()
+    support: str = "real"  # real | positive | unit | int | nonneg_int | bool | simplex | interval
+    event_ndim: int = 0
+    discrete: bool = False
+    sparsity: bool = False
+    # How GBP runs it (SPEC section 7): "gaussian", "robust", "sparsity", or None.
+    gbp: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params) + tuple(a.name for g in self.alternatives for a in g)
+
+
+def _p(*specs: str) -> tuple[Param, ...]:
+    out = []
+    for s in specs:
+        name, _, dom = s.partition(":")
+        out.append(Param(name, dom or "real"))
+    return tuple(out)
+
+
+DISTRIBUTIONS: dict[str, DistSig] = {
+    d.name: d
+    for d in [
+        DistSig("normal", _p("mu", "sd:positive"), gbp="gaussian"),
+        DistSig(
+            "mvnormal",
+            _p("mu"),
+            alternatives=((Param("cov", "any"), Param("prec", "any")),),
+            event_ndim=1,
+            gbp="gaussian",
+        ),
+        DistSig("student_t", _p("df:positive", "mu", "sd:positive"), gbp="robust"),
+        DistSig("cauchy", _p("mu", "sd:positive")),
+        DistSig("laplace", _p("mu", "b:positive"), gbp="sparsity"),
+        DistSig("half_normal", _p("sd:positive"), support="positive"),
+        DistSig("half_cauchy", _p("sd:positive"), support="positive"),
+        DistSig("exponential", _p("rate:positive"), support="positive"),
+        DistSig("gamma", _p("shape:positive", "rate:positive"), support="positive"),
+        DistSig("inv_gamma", _p("shape:positive", "scale:positive"), support="positive"),
+        DistSig("lognormal", _p("mu", "sd:positive"), support="positive"),
+        DistSig("beta", _p("a:positive", "b:positive"), support="unit"),
+        DistSig("uniform", _p("lo", "hi"), support="interval"),
+        DistSig("dirichlet", _p("alpha:positive"), support="simplex", event_ndim=1),
+        DistSig(
+            "bernoulli",
+            (),
+            alternatives=((Param("p", "unit"), Param("logit", "real")),),
+            support="bool",
+            discrete=True,
+        ),
+        DistSig(
+            "binomial",
+            _p("n:nonneg_int"),
+            alternatives=((Param("p", "unit"), Param("logit", "real")),),
+            support="nonneg_int",
+            discrete=True,
+        ),
+        DistSig("poisson", _p("rate:positive"), support="nonneg_int", discrete=True),
+        DistSig("neg_binomial", _p("mu:positive", "phi:positive"), support="nonneg_int", discrete=True),
+        DistSig(
+            "categorical",
+            (),
+            alternatives=((Param("logits", "real"), Param("p", "simplex")),),
+            support="nonneg_int",
+            discrete=True,
+            event_ndim=0,
+        ),
+        DistSig("ordered_logistic", _p("eta", "cutpoints"), support="nonneg_int", discrete=True),
+        DistSig("huber", _p("mu", "sd:positive", "delta:positive"), gbp="robust"),
+        # sparsity priors (SPEC section 6); `~ PRIOR` on vars or in factors
+        DistSig("horseshoe", _p("scale:positive"), sparsity=True, gbp="sparsity"),
+        DistSig(
+            "reg_horseshoe",
+            _p("scale:positive", "slab_scale:positive", "slab_df:positive"),
+            sparsity=True,
+            gbp="sparsity",
+        ),
+        DistSig("spike_slab", _p("p:unit", "slab_sd:positive", "spike_sd:positive"), sparsity=True, gbp="sparsity"),
+        DistSig(
+            "ard",
+            (Param("a", "positive", 1e-3), Param("b", "positive", 1e-3)),
+            sparsity=True,
+            gbp="sparsity",
+        ),
+    ]
+}
+
+# Which var domains a distribution's support may serve as a prior for without
+# leaving the var's support: a narrower var is fine (Stan's implicit truncation,
+# `var s: positive ~ normal(0, 1)`), a wider one is not.
+SUPPORT_ALLOWS: dict[str, frozenset[str]] = {
+    "real": frozenset({"real", "positive", "unit", "interval", "ordered"}),
+    "positive": frozenset({"positive", "unit"}),
+    "unit": frozenset({"unit"}),
+    "interval": frozenset({"real", "positive", "unit", "interval", "ordered"}),
+    "simplex": frozenset({"simplex"}),
+    "int": frozenset({"int", "bool"}),
+    "nonneg_int": frozenset({"int", "bool"}),
+    "bool": frozenset({"bool", "int"}),
+}

@@ -1,0 +1,125 @@
+"""The IR: the one seam between the compiler and the backends.
+
+A model is a set of typed ``Variable``s (node shape x value shape) and
+``FactorFamily``s. A family is one vectorized function over index arrays:
+its expressions refer to vars only through ``SlotRef``s, and each slot says
+how a member picks its nodes (``SlotPattern``), so that binding data can
+turn every slot into one gather (or strided slice) for the whole family.
+Priors written ``var x ~ PRIOR`` are ordinary families with ``prior_of`` set.
+
+The IR is data-independent; ``fglang.compiler.bind`` adds the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fglang.compiler import ast as A
+from fglang.compiler.check import CheckedModel, DataInfo
+from fglang.compiler.distributions import DISTRIBUTIONS, DistSig
+from fglang.compiler.types import Domain
+
+
+@dataclass(frozen=True)
+class SlotRef(A.Expr):
+    """Stands for the value of slot ``slot`` of the enclosing family: for one
+    member, an array of shape reduction axes + sliced node axes + value shape."""
+
+    slot: int = 0
+
+
+@dataclass(frozen=True)
+class SlotPattern:
+    """How each member of a family picks the nodes of one var.
+
+    ``node_index`` has one entry per node dimension of the var: an int scalar
+    expression of the family's (and enclosing reductions') indices and int
+    data, or an ``A.Slice`` (``None`` ends mean the full dimension). A member
+    touches a block of nodes: the enclosing reduction axes listed in
+    ``reductions`` (those whose index the pattern uses), then the sliced axes.
+    """
+
+    var: str
+    node_index: tuple[A.Expr, ...]
+    reductions: tuple[str, ...]
+    span: A.Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    node_dims: tuple[A.Expr, ...]
+    value_shape: tuple[A.Expr, ...]
+    domain: Domain
+    prior: str | None  # name of the family that is its prior, if any
+    span: A.Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A top-level ``let``: reported with the posterior; its slots are whole vars."""
+
+    name: str
+    expr: A.Expr
+    slots: tuple[SlotPattern, ...]
+    span: A.Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class FactorFamily:
+    name: str
+    span: A.Span = field(compare=False, repr=False)
+    ranges: tuple[A.IndexRange, ...] = ()
+    kind: str = "sample"  # sample | potential
+    dist: DistSig | None = None
+    lhs: A.Expr | None = None
+    args: tuple[tuple[str, A.Expr], ...] = ()
+    potential: A.Expr | None = None
+    slots: tuple[SlotPattern, ...] = ()
+    prior_of: str | None = None
+    # source spans to name in backend errors: the distribution call and each argument
+    dist_span: A.Span | None = field(default=None, compare=False, repr=False)
+    arg_spans: tuple[tuple[str, A.Span], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def arg_map(self) -> dict[str, A.Expr]:
+        return dict(self.args)
+
+    def arg_uses_vars(self, name: str) -> bool:
+        return any(isinstance(x, SlotRef) for x in _walk(self.arg_map[name]))
+
+    @property
+    def lhs_uses_vars(self) -> bool:
+        return self.lhs is not None and any(isinstance(x, SlotRef) for x in _walk(self.lhs))
+
+
+@dataclass(frozen=True)
+class ModelIR:
+    name: str
+    file: str
+    sources: dict[str, str] = field(repr=False)
+    data: dict[str, DataInfo]
+    variables: dict[str, Variable]
+    derived: dict[str, Derived]
+    families: dict[str, FactorFamily]
+    checked: CheckedModel = field(repr=False, compare=False)
+
+
+def _walk(e):
+    from fglang.compiler.check import map_children
+
+    if e is None:
+        return
+    yield e
+    out: list = []
+    map_children(e, lambda c: (out.append(c), c)[1])
+    for c in out:
+        if c is not None:
+            yield from _walk(c)
+
+
+walk = _walk
+
+
+def signature(name: str) -> DistSig:
+    return DISTRIBUTIONS[name]

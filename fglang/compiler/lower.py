@@ -1,0 +1,290 @@
+"""Checked model -> IR: find the var references of every factor and turn
+them into slots.
+
+Two rewrites happen here. A ``let`` used inside a factor is inlined, and an
+index applied to it is pushed through elementwise arithmetic
+(``theta[j]`` with ``theta = mu + tau * theta_raw`` becomes
+``mu + tau * theta_raw[j]``), so that each member touches only the nodes it
+needs: that is what keeps a GBP factor local and a NumPyro gather small.
+Then every reference ``v[i, j]`` to a var becomes a ``SlotRef``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+from fglang.compiler import ast as A
+from fglang.compiler import builtins as B
+from fglang.compiler.check import CheckedModel, FactorInfo, map_children, substitute
+from fglang.compiler.distributions import DISTRIBUTIONS
+from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
+
+
+class _Ranks:
+    """Ranks (number of dims) of expressions; enough to push an index through
+    broadcasting without full shape information."""
+
+    def __init__(self, model: CheckedModel):
+        self.m = model
+
+    def of(self, e: A.Expr) -> int:
+        m = self.m
+        if isinstance(e, A.Num | A.Bool):
+            return 0
+        if isinstance(e, A.Name):
+            if e.id in m.data:
+                return len(m.data[e.id].shape_exprs)
+            if e.id in m.vars:
+                v = m.vars[e.id]
+                return len(v.node_dims) + len(v.value_shape)
+            if e.id in m.lets:
+                return len(m.lets[e.id].shape)
+            return 0  # indices and constants
+        if isinstance(e, SlotRef):
+            raise AssertionError("ranks are taken before slots exist")
+        if isinstance(e, A.Neg):
+            return self.of(e.operand)
+        if isinstance(e, A.BinOp):
+            a, b = self.of(e.left), self.of(e.right)
+            if e.op == "@":
+                return a + b - 2
+            return max(a, b)
+        if isinstance(e, A.Index):
+            base = self.of(e.base)
+            extra = 0
+            for a in e.args:
+                if isinstance(a, A.Slice):
+                    extra += 1
+                else:
+                    extra += self.of(a)
+            return base - len(e.args) + extra
+        if isinstance(e, A.Vector):
+            return 1 + self.of(e.items[0])
+        if isinstance(e, A.Reduce):
+            return self.of(e.body)
+        if isinstance(e, A.Call):
+            f = e.func
+            if f in B.REDUCING or f == "dot" or (f in ("min", "max") and len(e.args) == 1):
+                return 0
+            if f == "transpose":
+                return 2
+            if f == "logp":
+                sig = DISTRIBUTIONS[e.args[0].func]
+                ranks = [self.of(e.args[1]) - sig.event_ndim]
+                for a in e.args[0].args:
+                    ranks.append(self.of(a))
+                for k in e.args[0].kwargs:
+                    if k.name not in ("cov", "prec", "cutpoints"):
+                        ranks.append(self.of(k.value) - (sig.event_ndim if k.name in ("mu", "alpha") else 0))
+                return max(ranks)
+            return max((self.of(a) for a in e.args), default=0)
+        raise AssertionError(f"no rank rule for {type(e).__name__}")
+
+
+_ELEMENTWISE_CALLS = B.ELEMENTWISE | {"atan2", "where", "leaky_relu"}
+
+
+class Lowering:
+    def __init__(self, model: CheckedModel):
+        self.m = model
+        self.ranks = _Ranks(model)
+        self._fresh = itertools.count()
+
+    # ----------------------------------------------------------- let push-down
+    def expand_lets(self, e: A.Expr) -> A.Expr:
+        """Inline lets, pushing indices into them where broadcasting allows."""
+        if isinstance(e, A.Name) and e.id in self.m.lets:
+            return self.expand_lets(self.m.lets[e.id].expr)
+        if isinstance(e, A.Index):
+            base = e.base
+            args = tuple(self.expand_lets(a) if a is not None else None for a in e.args)
+            args = tuple(_map_slice(a, self.expand_lets) for a in args)
+            if isinstance(base, A.Name) and base.id in self.m.lets:
+                return self.push_index(self.expand_lets(self.m.lets[base.id].expr), args, e.span)
+            return replace(e, base=self.expand_lets(base), args=args)
+        return map_children(e, self.expand_lets)
+
+    def push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
+        if not any(not isinstance(a, A.Slice) for a in args):
+            return A.Index(span, e, args)
+        r = self.ranks.of(e)
+        if isinstance(e, A.Name | A.Index):
+            return A.Index(span, e, args)
+        if isinstance(e, A.Neg):
+            return replace(e, operand=self.push_index(e.operand, args, span))
+        if isinstance(e, A.BinOp) and e.op != "@" or isinstance(e, A.Call) and e.func in _ELEMENTWISE_CALLS:
+            operands = [e.left, e.right] if isinstance(e, A.BinOp) else list(e.args)
+            k = len(args)
+            new = []
+            for op in operands:
+                ro = self.ranks.of(op)
+                if ro <= r - k:
+                    new.append(op)  # broadcast along every indexed dim: untouched
+                elif ro == r:
+                    new.append(self.push_index(op, args, span))
+                else:
+                    return A.Index(span, e, args)
+            if isinstance(e, A.BinOp):
+                return replace(e, left=new[0], right=new[1])
+            return replace(e, args=tuple(new))
+        return A.Index(span, e, args)
+
+    # ----------------------------------------------------------- slots
+    def extract(self, e: A.Expr, slots: list[SlotPattern], reductions: tuple[str, ...]) -> A.Expr:
+        if isinstance(e, A.Name) and e.id in self.m.vars:
+            return self._slot(e.id, (), slots, reductions, e.span)
+        if isinstance(e, A.Index):
+            if isinstance(e.base, A.Index) and not any(isinstance(a, A.Slice) for a in e.base.args):
+                # chained indexing x[i][j] is x[i, j] when the first index has no slice
+                return self.extract(A.Index(e.span, e.base.base, e.base.args + e.args), slots, reductions)
+            root = e.base
+            if isinstance(root, A.Name) and root.id in self.m.vars:
+                args = tuple(_map_slice(a, lambda x: self.extract(x, slots, reductions)) for a in e.args)
+                return self._slot(root.id, args, slots, reductions, e.span)
+        if isinstance(e, A.Reduce):
+            # unique index names per reduction, so a slot names its reductions unambiguously
+            fresh = {r.name: f"{r.name}__r{next(self._fresh)}" for r in e.ranges}
+            sub = {old: A.Name(e.span, new) for old, new in fresh.items()}
+            ranges = []
+            inner = reductions
+            for r in e.ranges:
+                lo = self.extract(substitute(r.lo, sub), slots, inner)
+                hi = self.extract(substitute(r.hi, sub), slots, inner)
+                ranges.append(A.IndexRange(fresh[r.name], lo, hi, r.span))
+                inner = inner + (fresh[r.name],)
+            body = self.extract(substitute(e.body, sub), slots, inner)
+            return replace(e, ranges=tuple(ranges), body=body)
+        return map_children(e, lambda c: self.extract(c, slots, reductions))
+
+    def _slot(self, var: str, args, slots: list[SlotPattern], reductions, span: A.Span) -> A.Expr:
+        v = self.m.vars[var]
+        nd = len(v.node_dims)
+        node_part = list(args[:nd])
+        value_part = args[nd:]
+        while len(node_part) < nd:
+            node_part.append(A.Slice(span, None, None))
+        used = set()
+        for p in node_part:
+            used |= _names_in(p)
+        # the chain of enclosing reductions down to the deepest one the pattern uses
+        deepest = max((i for i, r in enumerate(reductions) if r in used), default=-1)
+        reds = tuple(reductions[: deepest + 1])
+        pat = SlotPattern(var, tuple(node_part), reds, span)
+        if pat in slots:
+            idx = slots.index(pat)
+        else:
+            slots.append(pat)
+            idx = len(slots) - 1
+        ref = SlotRef(span, idx)
+        if value_part:
+            # a slice over node axes keeps them in front of the value axes
+            n_sliced = sum(isinstance(p, A.Slice) for p in node_part)
+            full = tuple(A.Slice(span, None, None) for _ in range(n_sliced))
+            return A.Index(span, ref, full + tuple(value_part))
+        return ref
+
+    # ----------------------------------------------------------- families
+    def family(self, f: FactorInfo) -> FactorFamily:
+        slots: list[SlotPattern] = []
+        if f.potential is not None:
+            pot = self.extract(self.expand_lets(f.potential), slots, ())
+            return FactorFamily(f.name, f.span, f.ranges, "potential", None, None, (), pot, tuple(slots))
+        sig = DISTRIBUTIONS[f.dist.func]
+        lhs = self.extract(self.expand_lets(f.lhs), slots, ())
+        args = tuple((k.name, self.extract(self.expand_lets(k.value), slots, ())) for k in f.dist.kwargs)
+        ranges = tuple(
+            A.IndexRange(r.name, self.expand_lets(r.lo), self.expand_lets(r.hi), r.span) for r in f.ranges
+        )
+        return FactorFamily(
+            f.name,
+            f.span,
+            ranges,
+            "sample",
+            sig,
+            lhs,
+            args,
+            None,
+            tuple(slots),
+            None,
+            f.dist.span,
+            tuple((k.name, k.span) for k in f.dist.kwargs),
+        )
+
+    def prior_family(self, name: str) -> FactorFamily:
+        """``var x[I, J]: T ~ D(args)`` -> ``factor x__prior[i in 0:I, j in 0:J]: x[i, j] ~ D(args...)``."""
+        v = self.m.vars[name]
+        call = v.prior
+        span = call.span
+        idx_names = [f"{name}__i{k}" for k in range(len(v.node_dims))]
+        ranges = tuple(A.IndexRange(n, A.Num(span, 0, True), d, span) for n, d in zip(idx_names, v.node_dims))
+        idx = tuple(A.Name(span, n) for n in idx_names)
+        lhs: A.Expr = A.Index(span, A.Name(span, name), idx) if idx else A.Name(span, name)
+        full_rank = len(v.node_dims) + len(v.value_shape)
+        args = []
+        for k in call.kwargs:
+            e = self.expand_lets(k.value)
+            r = self.ranks.of(e)
+            extra = r - len(v.value_shape)  # leading arg dims that align with node dims
+            if extra > 0 and k.name not in ("cov", "prec", "cutpoints"):
+                e = self.push_index(e, idx[len(idx) - extra :], k.value.span)
+            args.append((k.name, e))
+        del full_rank
+        info = FactorInfo(f"{name}__prior", ranges, lhs, replace(call, kwargs=()), None, v.span)
+        slots: list[SlotPattern] = []
+        lhs_l = self.extract(lhs, slots, ())
+        args_l = tuple((k, self.extract(e, slots, ())) for k, e in args)
+        return FactorFamily(
+            info.name,
+            v.span,
+            ranges,
+            "sample",
+            DISTRIBUTIONS[call.func],
+            lhs_l,
+            args_l,
+            None,
+            tuple(slots),
+            name,
+            call.span,
+            tuple((k.name, k.span) for k in call.kwargs),
+        )
+
+    def run(self) -> ModelIR:
+        m = self.m
+        families: dict[str, FactorFamily] = {}
+        variables: dict[str, Variable] = {}
+        for name, v in m.vars.items():
+            prior = None
+            if v.prior is not None:
+                fam = self.prior_family(name)
+                families[fam.name] = fam
+                prior = fam.name
+            variables[name] = Variable(name, v.node_dims, v.value_shape, v.domain, prior, v.span)
+        for name, f in m.factors.items():
+            families[name] = self.family(f)
+        derived = {}
+        for name, let in m.lets.items():
+            slots: list[SlotPattern] = []
+            expr = self.extract(self.expand_lets(let.expr), slots, ())
+            derived[name] = Derived(name, expr, tuple(slots), let.span)
+        return ModelIR(m.name, m.file, m.sources, m.data, variables, derived, families, m)
+
+
+def _map_slice(a, f):
+    if isinstance(a, A.Slice):
+        return A.Slice(a.span, f(a.lo) if a.lo is not None else None, f(a.hi) if a.hi is not None else None)
+    return f(a)
+
+
+def _names_in(e) -> set[str]:
+    from fglang.compiler.check import names_in
+
+    if e is None:
+        return set()
+    if isinstance(e, A.Slice):
+        return _names_in(e.lo) | _names_in(e.hi)
+    return {n.id for n in names_in(e)}
+
+
+def lower(model: CheckedModel) -> ModelIR:
+    return Lowering(model).run()

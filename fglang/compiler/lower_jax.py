@@ -1,0 +1,273 @@
+"""IR expressions -> pure JAX functions, vectorized over a family's members.
+
+Each family's expressions are written for one member (indices are scalars,
+slots hold that member's nodes) and ``jax.vmap`` lifts them to all members at
+once: a data access ``y[t]`` becomes one gather, a slot one batched array,
+and no Python loop over members ever runs. Sizes are Python ints closed over
+here, so a function is traced once per model shape; data arrive as
+arguments, so new data of the same shape reuse the compiled code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from fglang.compiler import ast as A
+from fglang.compiler.builtins import CONSTANTS
+from fglang.compiler.distributions import DISTRIBUTIONS
+from fglang.compiler.ir import SlotRef
+
+
+def wrap_angle(a):
+    """Map an angle into (-pi, pi], as SPEC section 5 promises."""
+    return jnp.pi - jnp.mod(jnp.pi - a, 2 * jnp.pi)
+
+
+def _logit(p):
+    return jnp.log(p) - jnp.log1p(-p)
+
+
+UNARY: dict[str, Callable] = {
+    "exp": jnp.exp,
+    "log": jnp.log,
+    "log1p": jnp.log1p,
+    "expm1": jnp.expm1,
+    "sqrt": jnp.sqrt,
+    "abs": jnp.abs,
+    "sin": jnp.sin,
+    "cos": jnp.cos,
+    "tan": jnp.tan,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "inv_logit": jax.nn.sigmoid,
+    "logit": _logit,
+    "softplus": jax.nn.softplus,
+    "relu": jax.nn.relu,
+    "lgamma": jax.scipy.special.gammaln,
+    "wrap_angle": wrap_angle,
+    "square": jnp.square,
+    "floor": jnp.floor,
+    "ceil": jnp.ceil,
+    "sum": jnp.sum,
+    "mean": jnp.mean,
+    "log_sum_exp": jax.scipy.special.logsumexp,
+    "norm": lambda x: jnp.sqrt(jnp.sum(jnp.square(x))),
+    "transpose": jnp.transpose,
+    "softmax": jax.nn.softmax,
+}
+
+BINARY_OPS: dict[str, Callable] = {
+    "+": jnp.add,
+    "-": jnp.subtract,
+    "*": jnp.multiply,
+    "/": jnp.true_divide,
+    "^": lambda a, b: jnp.power(jnp.asarray(a, dtype=jnp.result_type(float)), b),
+    "@": jnp.matmul,
+    "==": jnp.equal,
+    "!=": jnp.not_equal,
+    "<": jnp.less,
+    "<=": jnp.less_equal,
+    ">": jnp.greater,
+    ">=": jnp.greater_equal,
+}
+
+
+@dataclass(frozen=True)
+class Static:
+    """What is fixed per model shape: int sizes (for slices) and the padded
+    length of every reduction (keyed by the Reduce node's identity)."""
+
+    sizes: dict[str, int]
+    reduction_len: dict[int, int]
+
+
+class Evaluator:
+    """Evaluates one member's expression; everything is traced by JAX."""
+
+    def __init__(self, static: Static, data: dict, idx: dict, slots: tuple, pos: dict | None = None):
+        self.static = static
+        self.data = data
+        self.idx = idx
+        self.slots = slots
+        self.pos = pos or {}
+        self.slot_reds: dict[int, tuple[str, ...]] = {}
+
+    def child(self, idx: dict, pos: dict) -> Evaluator:
+        e = Evaluator(self.static, self.data, idx, self.slots, pos)
+        e.slot_reds = self.slot_reds
+        return e
+
+    def static_int(self, e: A.Expr) -> int:
+        """Slice bounds must be known per model shape (not per member)."""
+        v = _static_value(e, self.static.sizes)
+        if v is None:
+            raise _StaticError(e)
+        return int(v)
+
+    def ev(self, e: A.Expr):
+        if isinstance(e, A.Num):
+            return e.value
+        if isinstance(e, A.Bool):
+            return e.value
+        if isinstance(e, SlotRef):
+            v = self.slots[e.slot]
+            for r in self.slot_reds.get(e.slot, ()):
+                v = v[self.pos[r]]
+            return v
+        if isinstance(e, A.Name):
+            if e.id in self.idx:
+                return self.idx[e.id]
+            if e.id in self.data:
+                return self.data[e.id]
+            if e.id in CONSTANTS:
+                return CONSTANTS[e.id]
+            raise KeyError(f"unbound name {e.id}")  # the checker makes this unreachable
+        if isinstance(e, A.Neg):
+            return -jnp.asarray(self.ev(e.operand))
+        if isinstance(e, A.BinOp):
+            a, b = self.ev(e.left), self.ev(e.right)
+            if e.op in "+-*" and isinstance(a, bool | int | float) and isinstance(b, bool | int | float):
+                return {"+": a + b, "-": a - b, "*": a * b}[e.op]
+            return BINARY_OPS[e.op](jnp.asarray(a), jnp.asarray(b))
+        if isinstance(e, A.Index):
+            base = jnp.asarray(self.ev(e.base))
+            key = []
+            for a in e.args:
+                if isinstance(a, A.Slice):
+                    lo = 0 if a.lo is None else self.static_int(a.lo)
+                    hi = None if a.hi is None else self.static_int(a.hi)
+                    key.append(slice(lo, hi))
+                else:
+                    key.append(jnp.asarray(self.ev(a)))
+            return base[tuple(key)]
+        if isinstance(e, A.Vector):
+            items = [jnp.asarray(self.ev(x)) for x in e.items]
+            items = jnp.broadcast_arrays(*items)
+            return jnp.stack(items)
+        if isinstance(e, A.Reduce):
+            return self.reduce(e, 0, self.idx, self.pos)
+        if isinstance(e, A.Call):
+            return self.call(e)
+        raise AssertionError(f"cannot evaluate {type(e).__name__}")
+
+    def reduce(self, e: A.Reduce, k: int, idx: dict, pos: dict):
+        if k == len(e.ranges):
+            return jnp.asarray(self.child(idx, pos).ev(e.body))
+        r = e.ranges[k]
+        here = self.child(idx, pos)
+        lo = jnp.asarray(here.ev(r.lo))
+        hi = jnp.asarray(here.ev(r.hi))
+        length = self.static.reduction_len[id(r)]
+
+        def body(j):
+            i2 = dict(idx)
+            i2[r.name] = lo + j
+            p2 = dict(pos)
+            p2[r.name] = j
+            return self.reduce(e, k + 1, i2, p2)
+
+        if length == 0:
+            vals = jnp.zeros((0,))
+        else:
+            vals = jax.vmap(body)(jnp.arange(length))
+        mask = (lo + jnp.arange(length)) < hi
+        mask = mask.reshape(mask.shape + (1,) * (vals.ndim - 1))
+        if e.op == "sum":
+            return jnp.sum(jnp.where(mask, vals, 0), axis=0)
+        if e.op == "prod":
+            return jnp.prod(jnp.where(mask, vals, 1), axis=0)
+        if e.op == "max":
+            return jnp.max(jnp.where(mask, vals, -jnp.inf), axis=0, initial=-jnp.inf)
+        return jnp.min(jnp.where(mask, vals, jnp.inf), axis=0, initial=jnp.inf)
+
+    def call(self, e: A.Call):
+        f = e.func
+        if f == "logp":
+            return self.logp(e.args[0], e.args[1])
+        args = [jnp.asarray(self.ev(a)) for a in e.args]
+        if f in UNARY:
+            return UNARY[f](*args)
+        if f == "leaky_relu":
+            slope = args[1] if len(args) > 1 else (self.ev(e.kwargs[0].value) if e.kwargs else 0.01)
+            return jnp.where(args[0] >= 0, args[0], slope * args[0])
+        if f == "atan2":
+            return jnp.arctan2(args[0], args[1])
+        if f == "dot":
+            return jnp.dot(args[0], args[1])
+        if f in ("min", "max"):
+            if len(args) == 1:
+                return jnp.min(args[0]) if f == "min" else jnp.max(args[0])
+            return jnp.minimum(*args) if f == "min" else jnp.maximum(*args)
+        if f == "where":
+            return jnp.where(args[0], args[1], args[2])
+        raise AssertionError(f"no JAX rule for {f}")
+
+    def logp(self, d: A.Call, value: A.Expr):
+        # The compiler never imports a backend at module level; the density
+        # table is shared with the NumPyro backend so logp and `~` agree.
+        from fglang.runtime.numpyro_distributions import distribution
+
+        sig = DISTRIBUTIONS[d.func]
+        names = [p.name for p in sig.params] + [g[0].name for g in sig.alternatives]
+        args = {}
+        for n, a in zip(names, d.args):
+            args[n] = jnp.asarray(self.ev(a))
+        for k in d.kwargs:
+            args[k.name] = jnp.asarray(self.ev(k.value))
+        for p in sig.params:
+            if p.name not in args and p.default is not None:
+                args[p.name] = jnp.asarray(p.default)
+        return distribution(d.func, args).log_prob(jnp.asarray(self.ev(value)))
+
+
+class _StaticError(Exception):
+    def __init__(self, expr: A.Expr):
+        self.expr = expr
+
+
+def _static_value(e: A.Expr, sizes: dict[str, int]):
+    if isinstance(e, A.Num):
+        return e.value
+    if isinstance(e, A.Name):
+        if e.id in sizes:
+            return sizes[e.id]
+        return CONSTANTS.get(e.id)
+    if isinstance(e, A.Neg):
+        v = _static_value(e.operand, sizes)
+        return None if v is None else -v
+    if isinstance(e, A.BinOp) and e.op in "+-*":
+        a, b = _static_value(e.left, sizes), _static_value(e.right, sizes)
+        if a is None or b is None:
+            return None
+        return {"+": a + b, "-": a - b, "*": a * b}[e.op]
+    return None
+
+
+static_value = _static_value
+
+
+def member_function(
+    outputs: Callable[[Evaluator], dict], static: Static, slot_reds: dict[int, tuple[str, ...]]
+) -> tuple[Callable, Callable]:
+    """A one-member evaluation ``one(data, idx_m, slots_m)`` and its lift to all
+    members ``all_members(data, idx[M], slots[M, ...])``. GBP linearizes ``one``
+    (vmapped Jacobians); the sampling backends call ``all_members``."""
+
+    def one(data, idx, slots):
+        ev = Evaluator(static, data, idx, slots)
+        ev.slot_reds = slot_reds
+        return outputs(ev)
+
+    def all_members(data, idx, slots):
+        return jax.vmap(one, in_axes=(None, 0, 0))(data, idx, slots)
+
+    return one, all_members
+
+
+def is_finite_number(v) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)

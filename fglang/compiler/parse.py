@@ -1,0 +1,388 @@
+"""Source text -> AST, with Lark.
+
+The grammar is LALR(1) so that a 100-line model parses in a few
+milliseconds; the newline rules of SPEC section 2 live in ``NewlinePostLex``
+rather than in the grammar, which keeps the grammar readable.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from fglang.compiler import ast as A
+from fglang.errors import Diagnostic, FgError
+
+RESERVED = frozenset(
+    "model data var let factor fn return for in potential include true false".split()
+)
+
+# What a user should read instead of Lark's terminal names in "expected ..." lists.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": 'a "quoted path"',
+    "_NL": "a new line",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "COLON": "':'",
+    "SLICE_COLON": "':'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "TILDE": "'~'",
+    "MINUS": "'-'",
+    "CIRCUMFLEX": "'^'",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*', '/' or '@'",
+    "REDUCE": "a reduction like sum[k in 0:K](...)",
+    "__ANON_0": "'->'",
+    "$END": "end of file",
+}
+
+
+class NewlinePostLex:
+    """Drops newlines inside ( ) and [ ], folds repeated newlines, and ends the
+    token stream with a newline so the last statement needs none."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        last: Token | None = None
+        for tok in stream:
+            if tok.type == "_NL":
+                if depth > 0 or (last is not None and last.type == "_NL"):
+                    continue
+            elif tok.type in ("LPAR", "LSQB", "REDUCE"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(0, depth - 1)
+            last = tok
+            yield tok
+        if last is not None and last.type != "_NL":
+            yield Token.new_borrow_pos("_NL", "\n", last)
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    text = resources.files("fglang.grammar").joinpath("fg.lark").read_text()
+    return Lark(
+        text,
+        parser="lalr",
+        lexer="contextual",
+        postlex=NewlinePostLex(),
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=False,
+    )
+
+
+class _ToAst(Transformer):
+    """Lark tree -> fglang.compiler.ast nodes, keeping a Span on each."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    # -- spans
+    def _span(self, meta) -> A.Span:
+        if getattr(meta, "empty", True):
+            return A.Span(self.file, 0, 0, 0, 0)
+        return A.Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tspan(self, tok: Token) -> A.Span:
+        return A.Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+    def _check_name(self, tok: Token) -> None:
+        if str(tok) in RESERVED:
+            raise FgError([Diagnostic(f"'{tok}' is a reserved word and cannot be used as a name", self._tspan(tok))])
+
+    # -- program
+    @v_args(meta=True)
+    def start(self, meta, children):
+        header = children[0]
+        decls = tuple(c for c in children[1:] if c is not None)
+        return ("program", header, decls)
+
+    @v_args(meta=True)
+    def model_header(self, meta, children):
+        return (str(children[0]), self._span(meta))
+
+    @v_args(meta=True)
+    def data_decl(self, meta, c):
+        name, dims, typ, default = c
+        self._check_name(name)
+        return A.DataDecl(self._span(meta), str(name), self._tspan(name), dims or (), typ, default)
+
+    @v_args(meta=True)
+    def var_decl(self, meta, c):
+        name, dims, typ, prior = c
+        self._check_name(name)
+        return A.VarDecl(self._span(meta), str(name), self._tspan(name), dims or (), typ, prior)
+
+    @v_args(meta=True)
+    def let_decl(self, meta, c):
+        name, expr = c
+        self._check_name(name)
+        return A.LetDecl(self._span(meta), str(name), self._tspan(name), expr)
+
+    @v_args(meta=True)
+    def include_decl(self, meta, c):
+        return A.IncludeDecl(self._span(meta), str(c[0])[1:-1])
+
+    @v_args(meta=True)
+    def fn_decl(self, meta, c):
+        name = c[0]
+        self._check_name(name)
+        # maybe_placeholders gives [None] for an empty parameter list
+        params = []
+        i = 1
+        while i < len(c) and (c[i] is None or isinstance(c[i], A.Param)):
+            if c[i] is not None:
+                params.append(c[i])
+            i += 1
+        ret = c[i]
+        stmts = c[i + 1 :]
+        lets, body = [], None
+        for kind, *rest in stmts:
+            if kind == "let":
+                if body is not None:
+                    raise FgError([Diagnostic("statements after 'return' are never run", rest[2])])
+                lets.append(tuple(rest))
+            else:
+                if body is not None:
+                    raise FgError([Diagnostic("a fn has exactly one 'return'", rest[1])])
+                body = rest[0]
+        if body is None:
+            raise FgError([Diagnostic(f"fn '{name}' has no 'return'", self._span(meta))])
+        return A.FnDecl(self._span(meta), str(name), self._tspan(name), tuple(params), ret, tuple(lets), body)
+
+    @v_args(meta=True)
+    def param(self, meta, c):
+        self._check_name(c[0])
+        return A.Param(str(c[0]), c[1], self._span(meta))
+
+    @v_args(meta=True)
+    def fn_let(self, meta, c):
+        self._check_name(c[0])
+        return ("let", str(c[0]), c[1], self._span(meta))
+
+    @v_args(meta=True)
+    def fn_return(self, meta, c):
+        return ("return", c[0], self._span(meta))
+
+    @v_args(meta=True)
+    def factor_decl(self, meta, c):
+        name, ranges, body = c
+        self._check_name(name)
+        span = self._span(meta)
+        if body[0] == "sample":
+            return A.FactorDecl(span, str(name), self._tspan(name), ranges or (), body[1], body[2], None)
+        return A.FactorDecl(span, str(name), self._tspan(name), ranges or (), None, None, body[1])
+
+    def comprehension(self, c):
+        return tuple(c)
+
+    @v_args(meta=True)
+    def index_range(self, meta, c):
+        self._check_name(c[0])
+        return A.IndexRange(str(c[0]), c[1], c[2], self._span(meta))
+
+    def sample_body(self, c):
+        return ("sample", c[0], c[1])
+
+    def potential_body(self, c):
+        return ("potential", c[0])
+
+    def dims(self, c):
+        return tuple(c)
+
+    @v_args(meta=True)
+    def type(self, meta, c):
+        name, bounds, shape = c
+        return A.TypeExpr(str(name), bounds or (), shape or (), self._span(meta))
+
+    def type_bounds(self, c):
+        return tuple(c)
+
+    # -- expressions
+    @v_args(meta=True)
+    def compare(self, meta, c):
+        return A.BinOp(self._span(meta), str(c[1]), c[0], c[2])
+
+    @v_args(meta=True)
+    def binop(self, meta, c):
+        return A.BinOp(self._span(meta), str(c[1]), c[0], c[2])
+
+    @v_args(meta=True)
+    def pow(self, meta, c):
+        return A.BinOp(self._span(meta), "^", c[0], c[1])
+
+    @v_args(meta=True)
+    def neg(self, meta, c):
+        operand = c[0]
+        return A.Neg(self._span(meta), operand)
+
+    @v_args(meta=True)
+    def index(self, meta, c):
+        return A.Index(self._span(meta), c[0], tuple(c[1:]))
+
+    @v_args(meta=True)
+    def slice(self, meta, c):
+        lo, _colon, hi = c
+        return A.Slice(self._span(meta), lo, hi)
+
+    @v_args(meta=True)
+    def call(self, meta, c):
+        name = c[0]
+        args, kwargs = [], []
+        for a in c[1:]:
+            if a is None:
+                continue
+            if isinstance(a, A.Kwarg):
+                kwargs.append(a)
+            else:
+                if kwargs:
+                    raise FgError([Diagnostic("a positional argument cannot follow a keyword argument", a.span)])
+                args.append(a)
+        return A.Call(self._span(meta), str(name), self._tspan(name), tuple(args), tuple(kwargs))
+
+    @v_args(meta=True)
+    def kwarg(self, meta, c):
+        return A.Kwarg(str(c[0]), c[1], self._span(meta))
+
+    def number(self, c):
+        tok = c[0]
+        text = str(tok)
+        is_int = text.isdigit()
+        value = int(text) if is_int else float(text)
+        return A.Num(self._tspan(tok), value, is_int)
+
+    def name(self, c):
+        tok = c[0]
+        return A.Name(self._tspan(tok), str(tok))
+
+    @v_args(meta=True)
+    def true(self, meta, c):
+        return A.Bool(self._span(meta), True)
+
+    @v_args(meta=True)
+    def false(self, meta, c):
+        return A.Bool(self._span(meta), False)
+
+    @v_args(meta=True)
+    def vector(self, meta, c):
+        return A.Vector(self._span(meta), tuple(c))
+
+    @v_args(meta=True)
+    def reduce(self, meta, c):
+        op = str(c[0])[:-1]
+        return A.Reduce(self._span(meta), op, tuple(c[1:-1]), c[-1])
+
+
+def _expected_words(expected: set[str], exact: bool = False) -> str:
+    if len(expected) > 1 and not exact:
+        expected = set(expected) - {"_NL"}
+    words = sorted({_TERMINAL_WORDS.get(t, _literal(t)) for t in expected})
+    if len(words) > 8:
+        words = words[:8] + ["..."]
+    return ", ".join(words)
+
+
+def _literal(term: str) -> str:
+    try:
+        pattern = _parser().get_terminal(term).pattern
+    except KeyError:
+        return term.lower()
+    if pattern.type == "str":
+        return f"'{pattern.value}'"
+    return term.lower()
+
+
+def _unclosed_bracket(text: str, line: int) -> A.Span | None:
+    """The innermost '(' or '[' opened before ``line`` and still open there: a
+    forgotten ')' makes the next lines part of the same statement (SPEC 2)."""
+    stack: list = []
+    try:
+        for tok in _parser().lex(text):
+            if tok.line >= line:
+                break
+            if tok.type in ("LPAR", "LSQB", "REDUCE"):
+                stack.append(tok)
+            elif tok.type in ("RPAR", "RSQB") and stack:
+                stack.pop()
+    except UnexpectedInput:
+        pass
+    if not stack:
+        return None
+    tok = stack[-1]
+    return A.Span("", tok.line, tok.column + len(tok) - 1, tok.line, tok.column + len(tok))
+
+
+def _syntax_error(err: UnexpectedInput, file: str, text: str) -> FgError:
+    line, col = err.line, err.column
+    hint = None
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        msg = f"unexpected character {ch!r}"
+        span = A.Span(file, line, col, line, col + 1)
+    elif isinstance(err, UnexpectedToken):
+        tok = err.token
+        # ``accepts`` (what the parser state really takes) is sharper than
+        # ``expected`` (LALR lookaheads merged across states)
+        exact = bool(err.accepts)
+        expected = set(err.accepts) if exact else set(err.expected)
+        if tok.type == "$END":
+            msg = f"unexpected end of file; expected {_expected_words(expected, exact)}"
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+            span = A.Span(file, line, col, line, col + 1)
+        else:
+            shown = "end of line" if tok.type == "_NL" else repr(str(tok))
+            if tok.type == "NAME" and str(tok) in RESERVED:
+                shown = f"reserved word '{tok}'"
+            msg = f"unexpected {shown}; expected {_expected_words(expected, exact)}"
+            end = tok.end_column if tok.type != "_NL" else col + 1
+            line, col = tok.line, tok.column
+            span = A.Span(file, line, col, line, max(end or col + 1, col + 1))
+            opened = _unclosed_bracket(text, line)
+            if opened is not None:
+                bracket = text.splitlines()[opened.line - 1][opened.col - 1]
+                hint = (
+                    f"the '{bracket}' at line {opened.line}, column {opened.col} is not closed, "
+                    "so the lines after it continue its statement"
+                )
+    elif isinstance(err, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        msg = f"unexpected end of file; expected {_expected_words(set(err.expected))}"
+        span = A.Span(file, line, col, line, col + 1)
+    else:  # pragma: no cover - Lark has no other kinds
+        msg, span = str(err), A.Span(file, line, col, line, col + 1)
+    return FgError([Diagnostic(msg, span, hint)], {file: text})
+
+
+def parse(text: str, file: str = "<string>") -> A.Program:
+    """Parse one .fg source. Raises FgError (never a Lark exception)."""
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, file, text) from None
+    try:
+        _, header, decls = _ToAst(file).transform(tree)
+    except VisitError as err:
+        if isinstance(err.orig_exc, FgError):
+            e = err.orig_exc
+            raise FgError(e.diagnostics, {file: text}) from None
+        raise
+    name, hspan = header if header is not None else (None, None)
+    return A.Program(name, tuple(decls), file, text, hspan)

@@ -1,0 +1,125 @@
+"""Value types, domains and symbolic shapes used by the checker.
+
+Shapes are checked twice with the same code: symbolically when a model is
+compiled (a dim is an ``int`` or the canonical text of a size expression such
+as ``"T-1"``), and concretely when data are bound (every dim an ``int``).
+Symbolic dims that differ in text are not an error until the data say so,
+because ``N`` and ``M`` may well be equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The support of a var or the declared range of data.
+
+    kind is one of real, positive, unit, interval, int, bool, simplex, ordered.
+    """
+
+    kind: str
+    lower: float | None = None
+    upper: float | None = None
+
+    @property
+    def continuous(self) -> bool:
+        return self.kind not in ("int", "bool")
+
+    def describe(self) -> str:
+        if self.kind == "interval":
+            parts = []
+            if self.lower is not None:
+                parts.append(f"lower={self.lower:g}")
+            if self.upper is not None:
+                parts.append(f"upper={self.upper:g}")
+            return f"real({', '.join(parts)})"
+        return self.kind
+
+
+BASE_TYPES = ("real", "positive", "unit", "int", "bool", "simplex", "ordered")
+
+
+def make_domain(base: str, lower: float | None, upper: float | None) -> Domain:
+    """Normalize bounds so that ``real(lower=0)`` and ``positive`` are one domain."""
+    if base == "positive":
+        lower = 0.0 if lower is None else max(lower, 0.0)
+        base = "real"
+    if base == "unit":
+        lower = 0.0 if lower is None else lower
+        upper = 1.0 if upper is None else upper
+        base = "real"
+    if base == "real":
+        if lower is None and upper is None:
+            return Domain("real")
+        if lower == 0 and upper is None:
+            return Domain("positive", 0.0, None)
+        if lower == 0 and upper == 1:
+            return Domain("unit", 0.0, 1.0)
+        return Domain("interval", lower, upper)
+    return Domain(base, lower, upper)
+
+
+@dataclass(frozen=True)
+class T:
+    """The checker's type of an expression: element kind, shape, and whether
+    its value depends on vars (needed for scale and discreteness rules)."""
+
+    dtype: str  # int | real | bool | error
+    shape: Shape = ()
+    var: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.dtype != "error"
+
+    @property
+    def scalar(self) -> bool:
+        return self.shape == ()
+
+
+ERROR = T("error")
+
+
+def show_shape(shape: Shape) -> str:
+    return "scalar" if not shape else "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class ShapeError(Exception):
+    pass
+
+
+def broadcast(a: Shape, b: Shape) -> Shape:
+    """NumPy broadcasting over possibly-symbolic dims; raises ShapeError only for
+    a definite mismatch."""
+    out: list[Dim] = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        elif isinstance(x, int) and isinstance(y, int):
+            raise ShapeError(f"shapes {show_shape(a)} and {show_shape(b)} do not broadcast")
+        else:
+            out.append(x if isinstance(x, str) else y)
+    return tuple(reversed(out))
+
+
+def dims_differ(x: Dim, y: Dim) -> bool:
+    return isinstance(x, int) and isinstance(y, int) and x != y
+
+
+def matmul_shape(a: Shape, b: Shape) -> Shape:
+    if len(a) == 0 or len(b) == 0 or len(a) > 2 or len(b) > 2:
+        raise ShapeError(f"'@' needs vectors or matrices, got {show_shape(a)} @ {show_shape(b)}")
+    inner_a = a[-1]
+    inner_b = b[0]
+    if dims_differ(inner_a, inner_b):
+        raise ShapeError(f"'@' inner dimensions differ: {show_shape(a)} @ {show_shape(b)}")
+    return tuple(a[:-1]) + tuple(b[1:])

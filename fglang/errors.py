@@ -1,0 +1,91 @@
+"""The one public exception type, and the SPEC section 8 error format.
+
+A user's mistake (in a model, its data, or the options of a fit) is an
+``FgError`` carrying located diagnostics; anything else that escapes is a
+bug in fglang and stays a traceback so that it gets reported and fixed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fglang.compiler.ast import Span
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One located message. ``span`` is None for errors with no source position
+    (a data file that cannot be read, a bad command-line option)."""
+
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    severity: str = "error"
+
+
+class FgError(Exception):
+    """Raised for every mistake in a model, its data or its options.
+
+    ``str(err)`` is the full report in SPEC section 8's format, so Python
+    users see exactly what the CLI prints.
+    """
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = sorted(
+            diagnostics,
+            key=lambda d: (d.span.file, d.span.line, d.span.col) if d.span else ("", 0, 0),
+        )
+        self.sources = dict(sources or {})
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        return "\n".join(format_diagnostic(d, self.sources) for d in self.diagnostics)
+
+
+def format_diagnostic(diag: Diagnostic, sources: dict[str, str]) -> str:
+    """``file:line:col: message``, the source line, carets under the span, a hint."""
+    prefix = "" if diag.severity == "error" else f"{diag.severity}: "
+    if diag.span is None or diag.span.line <= 0:
+        where = f"{diag.span.file}: " if diag.span is not None else ""
+        out = [f"{where}{prefix}{diag.message}"]
+    else:
+        s = diag.span
+        out = [f"{s.file}:{s.line}:{s.col}: {prefix}{diag.message}"]
+        text = sources.get(s.file)
+        if text is not None:
+            lines = text.splitlines()
+            if 1 <= s.line <= len(lines):
+                line = lines[s.line - 1].rstrip("\n")
+                end = s.end_col if s.end_line == s.line and s.end_col > s.col else len(line) + 1
+                width = max(1, min(end, len(line) + 1) - s.col)
+                out.append("    " + line)
+                out.append("    " + " " * (s.col - 1) + "^" * width)
+    if diag.hint:
+        out.append(f"  hint: {diag.hint}")
+    return "\n".join(out)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """The closest known name, for 'unknown name' errors."""
+    match = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+class DiagnosticSink:
+    """Collects diagnostics so that a whole file is reported at once, not only
+    its first mistake."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+
+    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        self.items.append(Diagnostic(message, span, hint))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self, sources: dict[str, str]) -> None:
+        if self.items:
+            raise FgError(self.items, sources)

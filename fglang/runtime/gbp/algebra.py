@@ -1,0 +1,331 @@
+"""Gaussian information-form algebra for GBP, batched over family members.
+
+Every function here works on arrays with a leading member axis ``M`` (or any
+leading batch axes) and contains no Python loop over members: the only Python
+loops are over matrix dimensions or slots, which are static and small, and are
+unrolled at trace time.
+
+Conventions: a Gaussian in information form is ``(eta, lam)`` with
+``lam = Sigma^{-1}`` and ``eta = lam @ mu``. A factor's information form is over
+the concatenation of its slot vectors (slot 0 first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+UNROLL_MAX_DIM = 6
+"""Largest matrix size solved by the unrolled LDL^T (elementwise ops only).
+
+Batched LAPACK calls on tiny matrices are slow on CPU and GPU alike, while an
+unrolled factorization of a <= 6x6 matrix is a few dozen fused elementwise ops.
+Larger systems fall back to ``jnp.linalg.solve``.
+"""
+
+
+def _pivot_floor(diag: Array, floor: Array | float) -> Array:
+    """Smallest pivot accepted for a matrix whose diagonal entry is ``diag``.
+
+    Round-off can make a PSD sum or a ``belief - message`` difference slightly
+    indefinite; clamping pivots at a tiny fraction of the diagonal (and at the
+    caller's absolute ``floor``) keeps the solve finite where an exact answer is
+    ill-defined anyway. NaN inputs still propagate (``maximum`` keeps NaN), so
+    genuine divergence is still detected downstream.
+    """
+    eps = jnp.finfo(diag.dtype).eps
+    return jnp.maximum(jnp.maximum(10.0 * eps * jnp.abs(diag), floor), jnp.finfo(diag.dtype).tiny)
+
+
+def spd_solve(a: Array, b: Array, floor: Array | float = 0.0) -> Array:
+    """Solve ``a @ x = b`` for symmetric positive (semi-)definite ``a``.
+
+    ``a``: ``[..., n, n]``; ``b``: ``[..., n, k]``. For ``n <= UNROLL_MAX_DIM`` an
+    unrolled LDL^T factorization with pivots clamped at ``floor`` (see
+    `_pivot_floor`) is used; above that, LU on ``a + floor * I``.
+    """
+    n = a.shape[-1]
+    if n == 1:
+        d = a[..., 0, 0]
+        d = jnp.maximum(d, _pivot_floor(d, floor))
+        return b / d[..., None, None]
+    if n > UNROLL_MAX_DIM:
+        eye = jnp.eye(n, dtype=a.dtype)
+        return jnp.linalg.solve(a + jnp.asarray(floor, a.dtype)[..., None, None] * eye, b)
+    # Structure-of-arrays layout: each matrix entry becomes one contiguous
+    # [batch] vector, so every step below is a plain elementwise op (this
+    # compiled ~1.5x faster and ran ~1.4x faster than slicing [..., i, j]).
+    at = jnp.moveaxis(a, (-2, -1), (0, 1))
+    bt = jnp.moveaxis(b, (-2, -1), (0, 1))
+    lo: list[list[Array | None]] = [[None] * n for _ in range(n)]
+    piv: list[Array] = []
+    for j in range(n):
+        d = at[j, j]
+        for k in range(j):
+            d = d - lo[j][k] ** 2 * piv[k]
+        d = jnp.maximum(d, _pivot_floor(at[j, j], floor))
+        piv.append(d)
+        for i in range(j + 1, n):
+            v = at[i, j]
+            for k in range(j):
+                v = v - lo[i][k] * lo[j][k] * piv[k]
+            lo[i][j] = v / d
+    y: list[Array] = []
+    for i in range(n):
+        yi = bt[i]
+        for k in range(i):
+            yi = yi - lo[i][k][None] * y[k]
+        y.append(yi)
+    x: list[Array | None] = [None] * n
+    for i in reversed(range(n)):
+        xi = y[i] / piv[i][None]
+        for k in range(i + 1, n):
+            xi = xi - lo[k][i][None] * x[k]
+        x[i] = xi
+    return jnp.moveaxis(jnp.stack(x), (0, 1), (-2, -1))  # type: ignore[arg-type]
+
+
+def spd_inv(a: Array, floor: Array | float = 0.0) -> Array:
+    """Inverse of a batch of SPD matrices (via `spd_solve` with the identity)."""
+    n = a.shape[-1]
+    eye = jnp.broadcast_to(jnp.eye(n, dtype=a.dtype), a.shape)
+    inv = spd_solve(a, eye, floor)
+    return 0.5 * (inv + jnp.swapaxes(inv, -1, -2))
+
+
+def info_to_moments(eta: Array, lam: Array, floor: Array | float = 0.0) -> Array:
+    """Mean ``lam^{-1} eta`` of a batch of Gaussians in information form."""
+    return spd_solve(lam, eta[..., None], floor)[..., 0]
+
+
+# ---------------------------------------------------------------------------
+# Linearization
+
+
+def _as_vector(residual: Callable[..., Any]) -> Callable[..., Array]:
+    """Wrap a residual so a scalar return becomes a length-1 vector."""
+
+    def f(inputs: Any, *xs: Array) -> Array:
+        return jnp.reshape(residual(inputs, *xs), (-1,))
+
+    return f
+
+
+def linearize(
+    residual: Callable[..., Any],
+    inputs: Any,
+    xs: Sequence[Array],
+    *,
+    batched_inputs: bool = True,
+) -> tuple[Array, tuple[Array, ...]]:
+    """Residuals and per-slot Jacobians of a family at the points ``xs``.
+
+    ``xs[s]``: ``[M, d_s]`` values of slot ``s``. Returns ``r0`` ``[M, R]`` and
+    ``J_s`` ``[M, R, d_s]``. One ``vmap`` of a forward-mode Jacobian per family
+    (forward mode because ``d_s`` is small; the residual value comes out as the
+    auxiliary output of the same evaluation, so the residual is not run twice).
+    """
+    f = _as_vector(residual)
+    n = len(xs)
+
+    def one(inp: Any, *x: Array) -> tuple[tuple[Array, ...], Array]:
+        def g(*xx: Array) -> tuple[Array, Array]:
+            r = f(inp, *xx)
+            return r, r
+
+        jac, r = jax.jacfwd(g, argnums=tuple(range(n)), has_aux=True)(*x)
+        return jac, r
+
+    in_axes = (0 if batched_inputs else None,) + (0,) * n
+    jacs, r0 = jax.vmap(one, in_axes=in_axes)(inputs, *xs)
+    return r0, tuple(jacs)
+
+
+def whiten_sq(r: Array, precision: Array) -> Array:
+    """Squared Mahalanobis norm ``r^T Lambda r`` per member (diag or full)."""
+    if precision.ndim == r.ndim:
+        return jnp.sum(precision * r * r, axis=-1)
+    return jnp.einsum("mi,mij,mj->m", r, precision, r)
+
+
+def factor_information(
+    jac: Array, precision: Array, r0: Array, x0: Array
+) -> tuple[Array, Array]:
+    """Information form of a linearized factor over its concatenated slots.
+
+    With ``r(x) ~= r0 + J (x - x0)`` the energy ``0.5 r^T Lambda r`` is the
+    Gaussian ``lam_f = J^T Lambda J``, ``eta_f = J^T Lambda (J x0 - r0)``.
+    ``jac``: ``[M, R, D]``, ``precision``: ``[M, R]`` (diagonal) or
+    ``[M, R, R]``, ``r0``: ``[M, R]``, ``x0``: ``[M, D]``.
+    """
+    c = jnp.einsum("mrd,md->mr", jac, x0) - r0
+    if precision.ndim == 2:
+        lj = precision[..., None] * jac
+        lam_f = jnp.einsum("mri,mrj->mij", jac, lj)
+        eta_f = jnp.einsum("mri,mr->mi", lj, c)
+    else:
+        lj = jnp.einsum("mrs,msd->mrd", precision, jac)
+        lam_f = jnp.einsum("mri,mrj->mij", jac, lj)
+        eta_f = jnp.einsum("mri,mr->mi", lj, c)
+    lam_f = 0.5 * (lam_f + jnp.swapaxes(lam_f, -1, -2))
+    return eta_f, lam_f
+
+
+# ---------------------------------------------------------------------------
+# Factor -> variable messages
+
+
+def _offsets(dims: Sequence[int]) -> list[int]:
+    out = [0]
+    for d in dims:
+        out.append(out[-1] + d)
+    return out
+
+
+def _others(a: Array, lo: int, hi: int, axes: tuple[int, ...]) -> Array:
+    """Drop the index range ``[lo, hi)`` along each axis in ``axes`` (static slices)."""
+    for ax in axes:
+        n = a.shape[ax]
+        parts = []
+        if lo > 0:
+            parts.append(jax.lax.slice_in_dim(a, 0, lo, axis=ax))
+        if hi < n:
+            parts.append(jax.lax.slice_in_dim(a, hi, n, axis=ax))
+        a = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=ax)
+    return a
+
+
+def schur_messages(
+    eta_f: Array,
+    lam_f: Array,
+    in_eta: Sequence[Array],
+    in_lam: Sequence[Array],
+    floor: Array | float = 0.0,
+) -> tuple[tuple[Array, Array], ...]:
+    """Factor-to-variable messages by Schur complement (the general path).
+
+    For slot ``s`` the factor's joint is multiplied by the incoming
+    variable-to-factor messages of every *other* slot, and everything but slot
+    ``s`` is marginalized out::
+
+        lam_s = L_ss - L_so (L_oo + B_o)^{-1} L_os
+        eta_s = e_s  - L_so (L_oo + B_o)^{-1} (e_o + b_o)
+
+    where ``B_o``/``b_o`` are the block-diagonal incoming precisions / etas.
+    ``in_eta[t]``: ``[M, d_t]``, ``in_lam[t]``: ``[M, d_t, d_t]``. Returns one
+    ``(eta_s, lam_s)`` per slot. Cost per member is one ``(D - d_s)``-sized SPD
+    solve per slot.
+    """
+    dims = [e.shape[-1] for e in in_eta]
+    off = _offsets(dims)
+    n_slots = len(dims)
+    if n_slots == 1:
+        return ((eta_f, lam_f),)
+    # The joint with *all* incoming messages: its "others" block for slot s is
+    # exactly L_oo + B_o, because slot s's own block is not in it.
+    lam_all = lam_f
+    eta_all = eta_f
+    big = off[-1]
+    lead = [(0, 0)] * (lam_f.ndim - 2)
+    for t in range(n_slots):
+        lo, hi = off[t], off[t + 1]
+        # Zero-padding into place (not a scatter) so XLA fuses the block-diagonal add.
+        lam_all = lam_all + jnp.pad(in_lam[t], lead + [(lo, big - hi), (lo, big - hi)])
+        eta_all = eta_all + jnp.pad(in_eta[t], lead + [(lo, big - hi)])
+    out = []
+    for s in range(n_slots):
+        lo, hi = off[s], off[s + 1]
+        a_oo = _others(lam_all, lo, hi, (-2, -1))
+        l_os = _others(lam_f[..., :, lo:hi], lo, hi, (-2,))
+        e_o = _others(eta_all, lo, hi, (-1,))
+        rhs = jnp.concatenate([l_os, e_o[..., None]], axis=-1)
+        sol = spd_solve(a_oo, rhs, floor)
+        l_so = jnp.swapaxes(l_os, -1, -2)
+        corr = jnp.einsum("...ij,...jk->...ik", l_so, sol)
+        lam_s = lam_f[..., lo:hi, lo:hi] - corr[..., :, :-1]
+        lam_s = 0.5 * (lam_s + jnp.swapaxes(lam_s, -1, -2))
+        eta_s = eta_f[..., lo:hi] - corr[..., :, -1]
+        out.append((eta_s, lam_s))
+    return tuple(out)
+
+
+def _exclusive_sums(x: Array) -> Array:
+    """``out[s] = sum_{t != s} x[t]`` along axis 0, without ``total - x[s]``.
+
+    The subtraction form cancels catastrophically when one term dominates (a
+    slot whose incoming message is nearly flat has a huge ``q``), so the sums are
+    built from prefix and suffix cumulative sums instead.
+    """
+    zero = jnp.zeros_like(x[:1])
+    prefix = jnp.concatenate([zero, jnp.cumsum(x[:-1], axis=0)], axis=0)
+    suffix = jnp.concatenate([jnp.cumsum(x[::-1][:-1], axis=0)[::-1], zero], axis=0)
+    return prefix + suffix
+
+
+def rank1_messages(
+    jac: Sequence[Array],
+    lam: Array,
+    c: Array,
+    in_eta: Sequence[Array],
+    in_lam: Sequence[Array],
+    floor: Array | float = 0.0,
+) -> tuple[tuple[Array, Array], ...]:
+    """Factor-to-variable messages of a scalar-residual factor (Sherman-Morrison).
+
+    A factor with one residual row ``j^T x - c`` (``j = J^T``, ``c = J x0 - r0``)
+    and precision ``lam`` has ``lam_f = lam j j^T``. Marginalizing the other slots
+    with their incoming messages ``(b_t, B_t)`` gives, by Sherman-Morrison,
+
+        lam_s = lam_eff j_s j_s^T,   eta_s = lam_eff (c - m) j_s,
+        lam_eff = lam / (1 + lam q),  q = sum_{t != s} j_t^T B_t^{-1} j_t,
+        m = sum_{t != s} j_t^T B_t^{-1} b_t,
+
+    i.e. the residual's variance ``1/lam`` is inflated by the others' predicted
+    variance ``q`` and its target shifted by their predicted mean ``m``. Cost is
+    O(D) per member plus one tiny solve per slot instead of an O(D^3) Schur
+    complement -- the form the GBP Learning paper uses for scalar factors.
+
+    ``jac[s]``: ``[M, d_s]``; ``lam``, ``c``: ``[M]``.
+    """
+    n_slots = len(jac)
+    if n_slots == 1:
+        j = jac[0]
+        return ((lam[..., None] * c[..., None] * j, lam[..., None, None] * j[..., :, None] * j[..., None, :]),)
+    qs, ms = [], []
+    for t in range(n_slots):
+        rhs = jnp.stack([jac[t], in_eta[t]], axis=-1)
+        sol = spd_solve(in_lam[t], rhs, floor)
+        qs.append(jnp.sum(jac[t] * sol[..., 0], axis=-1))
+        ms.append(jnp.sum(jac[t] * sol[..., 1], axis=-1))
+    q_ex = _exclusive_sums(jnp.stack(qs))
+    m_ex = _exclusive_sums(jnp.stack(ms))
+    out = []
+    for s in range(n_slots):
+        lam_eff = lam / (1.0 + lam * q_ex[s])
+        j = jac[s]
+        eta_s = (lam_eff * (c - m_ex[s]))[..., None] * j
+        lam_s = lam_eff[..., None, None] * j[..., :, None] * j[..., None, :]
+        out.append((eta_s, lam_s))
+    return tuple(out)
+
+
+def marginal_of_joint(
+    eta: Array, lam: Array, lo: int, hi: int, floor: Array | float = 0.0
+) -> tuple[Array, Array]:
+    """Marginal information form of the index block ``[lo, hi)`` of a joint.
+
+    The reference used by the tests: the same Schur complement computed on the
+    dense joint (``lam_ss - lam_so lam_oo^{-1} lam_os``).
+    """
+    a_oo = _others(lam, lo, hi, (-2, -1))
+    l_os = _others(lam[..., :, lo:hi], lo, hi, (-2,))
+    e_o = _others(eta, lo, hi, (-1,))
+    rhs = jnp.concatenate([l_os, e_o[..., None]], axis=-1)
+    sol = spd_solve(a_oo, rhs, floor)
+    corr = jnp.einsum("...ji,...jk->...ik", l_os, sol)
+    return eta[..., lo:hi] - corr[..., :, -1], lam[..., lo:hi, lo:hi] - corr[..., :, :-1]

@@ -1,0 +1,906 @@
+"""The GBP engine: loopy Gaussian belief propagation over a `GaussianGraph`.
+
+Design (why it looks like this):
+
+* **Messages are dense arrays per family and slot**: factor-to-variable
+  messages ``eta [M, d]``, ``lam [M, d, d]``. Variable-to-factor messages are not
+  stored: they are ``belief - own message`` (the standard GBP identity), which
+  costs one gather per slot instead of a second message set.
+* **One iteration is one pure, jitted function of arrays.** Beliefs are a
+  segment-sum of messages (or, for slots with a ``grid_slice``, a zero-padded
+  add of a static slice, which XLA fuses); every family is linearized with one
+  ``vmap`` of ``jacfwd`` and marginalized with batched algebra
+  (`algebra.schur_messages`, or the Sherman-Morrison `algebra.rank1_messages`
+  for scalar residuals). The only Python loops run at trace time over the
+  (few) families and slots.
+* **The loop runs on the device in chunks**: a ``lax.while_loop`` of at most
+  ``chunk_size`` iterations stops early on convergence or divergence; Python
+  sees the state only between chunks (for the progress callback). The chunk is
+  compiled once per graph *structure* (shapes, residual functions, options
+  that change the traced program) and reused for new data of the same shapes.
+* **Divergence is detected inside the step**: per-family finiteness of the new
+  messages, finiteness of the beliefs, and a belief change that stays far above
+  its running minimum. A non-finite update is never committed, so the returned
+  beliefs are the last finite ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import algebra
+from .graph import (
+    GaussianFamily,
+    GaussianGraph,
+    grid_slice_shape,
+    normalize_grid_slice,
+)
+from .robust import robust_weight
+from .sparsity import sparsity_precision
+
+Array = jax.Array
+
+DEFAULT_FLAT_REG = 1e-8
+"""Relative precision of the stand-in for a flat prior.
+
+A var without a prior gets ``N(x_lin, 1/(DEFAULT_FLAT_REG * scale))`` per node,
+where ``scale`` is the mean diagonal of the factor information touching the var
+at the initial linearization and ``x_lin`` the node's current linearization
+point. This keeps every belief proper (invertible), so a node no factor
+constrains still has a mean. Because it is re-centred on the linearization
+point (a Levenberg-Marquardt-style proximal term, not a fixed prior) it exerts
+no force at a fixed point, where ``x_lin`` equals the mean: the optimum is not
+biased, which matters for badly conditioned graphs (a fixed N(init, .) prior
+moved a 129-pose graph's optimum by 3e-5). At iteration 0 the beliefs are then
+exactly ``init``, where a nonlinear model must first be linearized.
+"""
+
+STATUS_RUNNING = 0
+STATUS_CONVERGED = 1
+STATUS_NONFINITE_MESSAGES = 2
+STATUS_NONFINITE_BELIEFS = 3
+STATUS_GROWING = 4
+
+_ADVICE = (
+    "Try more damping (e.g. damping=0.5 -> 0.9), a finer relinearize_threshold, "
+    "float64, or check the model's scales (standard deviations far from the "
+    "data's units make the information matrices badly conditioned). Loopy GBP "
+    "can diverge on graphs that are not walk-summable even with exact algebra."
+)
+
+
+# ---------------------------------------------------------------------------
+# Public result types
+
+
+@dataclass(frozen=True)
+class DivergenceInfo:
+    """Why and where a run stopped without converging.
+
+    ``reason`` is ``"nonfinite_messages"`` (a family produced NaN/inf messages),
+    ``"nonfinite_beliefs"`` (a belief could not be formed) or ``"growing"`` (the
+    belief change stayed ``divergence_ratio`` x above its minimum for
+    ``divergence_patience`` iterations). ``family`` is the first culprit in
+    schedule order (for ``"growing"``: the family whose messages changed most),
+    ``families`` all flagged ones; ``iteration`` is the 0-based iteration whose
+    update was rejected.
+    """
+
+    reason: str
+    iteration: int
+    family: str | None
+    families: tuple[str, ...]
+    variables: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True)
+class GbpResult:
+    """Per-node Gaussian marginals and the run's convergence record.
+
+    ``means[name]``: ``[n_nodes, dim]``; ``covs[name]``: ``[n_nodes, dim, dim]``
+    (inverse of the belief precision); ``beliefs[name]``: the belief's
+    information form ``(eta [n, dim], lam [n, dim, dim])``. ``history[t]`` is
+    ``max |mean_t - mean_{t-1}|`` over all nodes (``inf`` at t = 0).
+    """
+
+    means: dict[str, Array]
+    covs: dict[str, Array]
+    beliefs: dict[str, tuple[Array, Array]]
+    iterations: int
+    converged: bool
+    history: np.ndarray
+    diverged: DivergenceInfo | None = None
+    wall_time_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def as_prior(self) -> dict[str, tuple[Array, Array]]:
+        """The posterior beliefs as a ``prior=`` for a later `run_gbp`.
+
+        This is GBP Learning's continual-learning step (Nabarro et al. 2024,
+        Sec. 3.2): the marginal posterior of one fit becomes the unary prior of
+        the next.
+        """
+        return dict(self.beliefs)
+
+
+# ---------------------------------------------------------------------------
+# Static plan (hashable: the jit cache key)
+
+
+@dataclass(frozen=True)
+class _SlotPlan:
+    var: int
+    dim: int
+    grid: tuple[tuple[int, int, int], ...] | None
+
+
+@dataclass(frozen=True)
+class _FamilyPlan:
+    name: str
+    n_members: int
+    slots: tuple[_SlotPlan, ...]
+    residual: Callable[..., Any]
+    res_dim: int
+    full_precision: bool
+    robust: str | None
+    sparsity: str | None
+    batched_inputs: bool
+
+
+@dataclass(frozen=True)
+class _VarPlan:
+    name: str
+    n: int
+    dim: int
+    grid_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    variables: tuple[_VarPlan, ...]
+    families: tuple[_FamilyPlan, ...]
+    sequential: bool
+    use_dropout: bool
+    chunk: int
+    conv_patience: int
+
+
+# ---------------------------------------------------------------------------
+# Gather / scatter of node arrays
+
+
+def _gather(arr: Array, ids: Array | None, slot: _SlotPlan, vp: _VarPlan) -> Array:
+    """Values of ``arr`` ([n, ...]) at the slot's nodes, member order ([M, ...])."""
+    if slot.grid is None:
+        return jnp.take(arr, ids, axis=0)
+    tail = arr.shape[1:]
+    g = arr.reshape(vp.grid_shape + tail)
+    starts = [a for a, _, _ in slot.grid] + [0] * len(tail)
+    limits = [b for _, b, _ in slot.grid] + list(tail)
+    strides = [c for _, _, c in slot.grid] + [1] * len(tail)
+    out = jax.lax.slice(g, starts, limits, strides)
+    return out.reshape((-1,) + tail)
+
+
+def _scatter_grid(msg: Array, slot: _SlotPlan, vp: _VarPlan) -> Array:
+    """Member values placed on the var's nodes ([n, ...]) by zero padding."""
+    tail = msg.shape[1:]
+    shape = grid_slice_shape(slot.grid)  # type: ignore[arg-type]
+    m = msg.reshape(shape + tail)
+    cfg = [(a, n - b, c - 1) for (a, b, c), n in zip(slot.grid, vp.grid_shape, strict=True)]  # type: ignore[union-attr]
+    cfg += [(0, 0, 0)] * len(tail)
+    return jax.lax.pad(m, jnp.zeros((), msg.dtype), cfg).reshape((vp.n,) + tail)
+
+
+def _accumulate(
+    plan: _Plan,
+    ids: tuple[tuple[Array | None, ...], ...],
+    eta: tuple[tuple[Array, ...], ...],
+    lam: tuple[tuple[Array, ...], ...],
+    base_eta: list[Array],
+    base_lam: list[Array],
+    families: tuple[int, ...] | None = None,
+) -> tuple[list[Array], list[Array]]:
+    """Add per-slot member arrays onto node arrays (beliefs or belief deltas).
+
+    All non-grid slots of one var are concatenated into a single segment-sum
+    (one scatter kernel per var instead of one per slot); grid slots are padded
+    into place.
+    """
+    out_eta = list(base_eta)
+    out_lam = list(base_lam)
+    fams = range(len(plan.families)) if families is None else families
+    for v, vp in enumerate(plan.variables):
+        seg_ids, seg_eta, seg_lam = [], [], []
+        for f in fams:
+            fp = plan.families[f]
+            for s, sp in enumerate(fp.slots):
+                if sp.var != v:
+                    continue
+                if sp.grid is None:
+                    seg_ids.append(ids[f][s])
+                    seg_eta.append(eta[f][s])
+                    seg_lam.append(lam[f][s])
+                else:
+                    out_eta[v] = out_eta[v] + _scatter_grid(eta[f][s], sp, vp)
+                    out_lam[v] = out_lam[v] + _scatter_grid(lam[f][s], sp, vp)
+        if seg_ids:
+            i = jnp.concatenate(seg_ids)
+            out_eta[v] = out_eta[v] + jax.ops.segment_sum(
+                jnp.concatenate(seg_eta), i, num_segments=vp.n
+            )
+            out_lam[v] = out_lam[v] + jax.ops.segment_sum(
+                jnp.concatenate(seg_lam), i, num_segments=vp.n
+            )
+    return out_eta, out_lam
+
+
+def _beliefs(
+    plan: _Plan, data: dict[str, Any], msg_eta: Any, msg_lam: Any, lin: Any
+) -> tuple[list[Array], list[Array]]:
+    """Beliefs = priors (flat-prior stand-in centred at ``lin``) + all messages."""
+    base_eta = [e + r * x for e, r, x in zip(data["prior_eta"], data["reg"], lin, strict=True)]
+    return _accumulate(plan, data["ids"], msg_eta, msg_lam, base_eta, list(data["prior_lam"]))
+
+
+# ---------------------------------------------------------------------------
+# One family's factor-to-variable update
+
+
+def _family_messages(
+    fp: _FamilyPlan,
+    plan: _Plan,
+    f: int,
+    data: dict[str, Any],
+    eta_b: list[Array],
+    lam_b: list[Array],
+    lin: list[Array],
+    old_eta: tuple[Array, ...],
+    old_lam: tuple[Array, ...],
+) -> tuple[tuple[Array, ...], tuple[Array, ...]]:
+    """New (undamped) messages from every member of family ``f`` to its slots."""
+    ids = data["ids"][f]
+    floor = data["fam_floor"][f]
+    x0, in_eta, in_lam = [], [], []
+    for s, sp in enumerate(fp.slots):
+        vp = plan.variables[sp.var]
+        x0.append(_gather(lin[sp.var], ids[s], sp, vp))
+        in_eta.append(_gather(eta_b[sp.var], ids[s], sp, vp) - old_eta[s])
+        in_lam.append(_gather(lam_b[sp.var], ids[s], sp, vp) - old_lam[s])
+    r0, jacs = algebra.linearize(
+        fp.residual, data["inputs"][f], x0, batched_inputs=fp.batched_inputs
+    )
+    jac = jnp.concatenate(jacs, axis=-1)
+    if fp.sparsity is not None:
+        # EM reweighting from the current belief of the element (own message
+        # included: the belief is the posterior q(w) of the EM step).
+        sp0 = fp.slots[0]
+        vp0 = plan.variables[sp0.var]
+        b_eta = _gather(eta_b[sp0.var], ids[0], sp0, vp0)
+        b_lam = _gather(lam_b[sp0.var], ids[0], sp0, vp0)
+        vfloor = data["floor"][sp0.var]
+        cov = algebra.spd_inv(b_lam, vfloor)
+        mu = jnp.einsum("mij,mj->mi", cov, b_eta)
+        er = r0 + jnp.einsum("mri,mi->mr", jac, mu - x0[0])
+        vr = jnp.einsum("mri,mij,mrj->mr", jac, cov, jac)
+        prec = sparsity_precision(fp.sparsity, data["sparse"][f], er * er + jnp.maximum(vr, 0.0))
+    else:
+        prec = data["prec"][f]
+    if fp.robust is not None:
+        w = robust_weight(fp.robust, data["robust"][f], algebra.whiten_sq(r0, prec), fp.res_dim)
+        prec = prec * (w[:, None] if prec.ndim == 2 else w[:, None, None])
+    if fp.res_dim == 1:
+        lam = prec.reshape(prec.shape[0])
+        x0c = jnp.concatenate(x0, axis=-1)
+        c = jnp.einsum("md,md->m", jac[:, 0, :], x0c) - r0[:, 0]
+        msgs = algebra.rank1_messages(
+            [j[:, 0, :] for j in jacs], lam, c, in_eta, in_lam, floor
+        )
+    else:
+        eta_f, lam_f = algebra.factor_information(jac, prec, r0, jnp.concatenate(x0, axis=-1))
+        msgs = algebra.schur_messages(eta_f, lam_f, in_eta, in_lam, floor)
+    return tuple(m[0] for m in msgs), tuple(m[1] for m in msgs)
+
+
+# ---------------------------------------------------------------------------
+# The iteration
+
+
+def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[dict[str, Any], Array]:
+    """One GBP iteration: beliefs, convergence bookkeeping, message updates."""
+    nv = len(plan.variables)
+    nf = len(plan.families)
+    it = st["it"]
+    dtype = data["damping"].dtype
+    eta_b, lam_b = _beliefs(plan, data, st["msg_eta"], st["msg_lam"], st["lin"])
+    mu = [algebra.info_to_moments(eta_b[v], lam_b[v], data["floor"][v]) for v in range(nv)]
+    var_ok = jnp.stack([jnp.all(jnp.isfinite(m)) for m in mu])
+    beliefs_ok = jnp.all(var_ok)
+    delta = jnp.max(jnp.stack([jnp.max(jnp.abs(mu[v] - st["mean"][v])) for v in range(nv)]))
+    delta = jnp.where(it == 0, jnp.inf, delta)
+    tol = data["tol"]
+    # Precisions must have settled too: early on, multi-node factors send almost
+    # flat messages (their other slots are not yet informed), so the means can
+    # sit still for an iteration while the beliefs are far from a fixed point.
+    lam_diag = [jnp.diagonal(lam_b[v], axis1=-2, axis2=-1) for v in range(nv)]
+    lam_change = jnp.max(
+        jnp.stack(
+            [jnp.max(jnp.abs(ld - old) / jnp.abs(ld)) for ld, old in zip(lam_diag, st["lam_diag"], strict=True)]
+        )
+    )
+
+    # Re-linearize nodes whose mean moved more than the threshold since their
+    # last linearization; once the beliefs have settled (delta < tol) every node
+    # that moved more than tol is re-linearized, so convergence is only declared
+    # at a fixed point of the *nonlinear* problem. Iteration 0 keeps `init`:
+    # beliefs then hold no factor information yet.
+    settled = (delta < tol) & (lam_change < data["lam_rtol"])
+    lin, stale = [], jnp.zeros((), bool)
+    for v in range(nv):
+        move = jnp.max(jnp.abs(mu[v] - st["lin"][v]), axis=-1)
+        relin = ((move > data["relin_thr"]) | (settled & (move > tol))) & (it > 0)
+        relin = relin & jnp.all(jnp.isfinite(mu[v]), axis=-1)
+        lin.append(jnp.where(relin[:, None], mu[v], st["lin"][v]))
+        stale = stale | jnp.any(move > tol)
+
+    beta = jnp.where(it > 0, data["damping"], jnp.zeros((), dtype))
+    if plan.use_dropout:
+        # A key per iteration derived from (seed, iteration): no key in the state.
+        fam_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(data["seed"]), it), max(nf, 1))
+    new_eta: list[tuple[Array, ...]] = []
+    new_lam: list[tuple[Array, ...]] = []
+    fam_ok, fam_change = [], []
+    cur_eta, cur_lam = eta_b, lam_b
+    for f, fp in enumerate(plan.families):
+        old_e, old_l = st["msg_eta"][f], st["msg_lam"][f]
+        e_new, l_new = _family_messages(fp, plan, f, data, cur_eta, cur_lam, lin, old_e, old_l)
+        e_new = tuple((1 - beta) * e + beta * o for e, o in zip(e_new, old_e, strict=True))
+        l_new = tuple((1 - beta) * m + beta * o for m, o in zip(l_new, old_l, strict=True))
+        if plan.use_dropout:
+            ks = jax.random.split(fam_keys[f], len(fp.slots))
+            keep = [jax.random.bernoulli(k, data["dropout"], (fp.n_members,)) & (it > 0) for k in ks]
+            e_new = tuple(jnp.where(k[:, None], o, e) for k, e, o in zip(keep, e_new, old_e, strict=True))
+            l_new = tuple(
+                jnp.where(k[:, None, None], o, m) for k, m, o in zip(keep, l_new, old_l, strict=True)
+            )
+        finite = [jnp.all(jnp.isfinite(e)) & jnp.all(jnp.isfinite(m)) for e, m in zip(e_new, l_new, strict=True)]
+        fam_ok.append(jnp.all(jnp.stack(finite)))
+        fam_change.append(jnp.max(jnp.stack([jnp.max(jnp.abs(e - o)) for e, o in zip(e_new, old_e, strict=True)])))
+        new_eta.append(e_new)
+        new_lam.append(l_new)
+        if plan.sequential:
+            # Family-by-family schedule: the next family already sees these messages.
+            d_eta = tuple(e - o for e, o in zip(e_new, old_e, strict=True))
+            d_lam = tuple(m - o for m, o in zip(l_new, old_l, strict=True))
+            de = [None] * nf
+            dl = [None] * nf
+            de[f], dl[f] = d_eta, d_lam
+            cur_eta, cur_lam = _accumulate(plan, data["ids"], de, dl, cur_eta, cur_lam, families=(f,))  # type: ignore[arg-type]
+
+    fam_ok_arr = jnp.stack(fam_ok) if nf else jnp.ones((0,), bool)
+    msgs_ok = jnp.all(fam_ok_arr)
+    change = jnp.stack(fam_change) if nf else jnp.zeros((0,), dtype)
+    if plan.sequential and nf:
+        # After the first bad family, later ones saw poisoned beliefs: blame the first.
+        first_bad = jnp.argmin(fam_ok_arr)
+        fam_ok_arr = jnp.where(msgs_ok, fam_ok_arr, jnp.arange(nf) != first_bad)
+
+    conv_now = settled & ~stale & (it > 0)
+    conv_count = jnp.where(conv_now, st["conv_count"] + 1, 0)
+    finite_delta = jnp.isfinite(delta)
+    # A forced re-linearization (settled but stale) legitimately makes the means
+    # jump again: restart the growth detector's running minimum there.
+    min_delta = jnp.where(finite_delta, jnp.minimum(st["min_delta"], delta), st["min_delta"])
+    min_delta = jnp.where(settled & stale, jnp.asarray(jnp.inf, dtype), min_delta)
+    grow = jnp.where(finite_delta & (delta > data["div_ratio"] * min_delta), st["grow"] + 1, 0)
+
+    status = jnp.where(
+        ~beliefs_ok,
+        STATUS_NONFINITE_BELIEFS,
+        jnp.where(
+            ~msgs_ok,
+            STATUS_NONFINITE_MESSAGES,
+            jnp.where(
+                conv_count >= plan.conv_patience,
+                STATUS_CONVERGED,
+                jnp.where(grow >= data["div_patience"], STATUS_GROWING, STATUS_RUNNING),
+            ),
+        ),
+    ).astype(jnp.int32)
+    commit = beliefs_ok & msgs_ok
+    if nf:
+        blamed = jnp.where(
+            status == STATUS_GROWING, jnp.arange(nf) == jnp.argmax(change), ~fam_ok_arr
+        )
+    else:
+        blamed = jnp.zeros((0,), bool)
+
+    def pick(new: Any, old: Any) -> Any:
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(commit, a, b), new, old)
+
+    out = dict(
+        msg_eta=pick(tuple(new_eta), st["msg_eta"]),
+        msg_lam=pick(tuple(new_lam), st["msg_lam"]),
+        lin=pick(tuple(lin), st["lin"]),
+        mean=pick(tuple(mu), st["mean"]),
+        lam_diag=pick(tuple(lam_diag), st["lam_diag"]),
+        it=jnp.where(commit, it + 1, it),
+        min_delta=min_delta,
+        grow=grow,
+        conv_count=conv_count,
+        status=status,
+        bad_fams=jnp.where(status >= STATUS_NONFINITE_MESSAGES, blamed, st["bad_fams"]),
+        bad_vars=jnp.where(status == STATUS_NONFINITE_BELIEFS, ~var_ok, st["bad_vars"]),
+    )
+    return out, delta
+
+
+def _run_chunk(
+    plan: _Plan, data: dict[str, Any], state: dict[str, Any]
+) -> tuple[dict[str, Any], Array, Array, list[Array], list[Array]]:
+    """Up to ``plan.chunk`` iterations in a ``lax.while_loop`` (stops early).
+
+    Also returns the beliefs of the final state, so that no second compiled
+    function is needed to read the result out (compiles dominate small runs).
+    """
+    dtype = data["damping"].dtype
+    hist0 = jnp.full((plan.chunk,), jnp.nan, dtype)
+
+    def cond(c: tuple[Array, dict[str, Any], Array]) -> Array:
+        i, st, _ = c
+        return (i < plan.chunk) & (st["status"] == STATUS_RUNNING) & (st["it"] < data["max_iters"])
+
+    def body(c: tuple[Array, dict[str, Any], Array]) -> tuple[Array, dict[str, Any], Array]:
+        i, st, h = c
+        st, delta = _iteration(plan, data, st)
+        return i + 1, st, h.at[i].set(delta)
+
+    n, state, hist = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state, hist0))
+    eta_b, lam_b = _beliefs(plan, data, state["msg_eta"], state["msg_lam"], state["lin"])
+    return state, hist, n, eta_b, lam_b
+
+
+_run_chunk_jit = jax.jit(_run_chunk, static_argnums=0)
+
+
+# ---------------------------------------------------------------------------
+# Setup (NumPy only: every eager jnp op would compile a kernel of its own)
+
+
+def _np_float(x: Any, dtype: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}: expected numbers, got {type(x).__name__}") from e
+
+
+def _as_inputs(inputs: Any, dtype: Any) -> Any:
+    """Per-member data as NumPy arrays; floating leaves in the run's dtype."""
+
+    def conv(a: Any) -> np.ndarray:
+        a = np.asarray(a)
+        if np.issubdtype(a.dtype, np.floating):
+            return a.astype(dtype)
+        if np.issubdtype(a.dtype, np.integer) and (a.size == 0 or np.abs(a).max() < 2**31):
+            return a.astype(np.int32)  # what JAX would canonicalize to without x64
+        return a
+
+    return jax.tree_util.tree_map(conv, inputs)
+
+
+def _precision_array(fam: GaussianFamily, m: int, r: int, dtype: Any) -> tuple[np.ndarray, bool]:
+    p = _np_float(fam.precision, dtype, f"family {fam.name!r}: precision")
+    if p.ndim == 0:
+        p, full = np.broadcast_to(p, (m, r)), False
+    elif p.shape == (m, r):
+        full = False
+    elif p.shape == (m, r, r):
+        full = True
+    else:
+        raise ValueError(
+            f"family {fam.name!r}: precision has shape {p.shape}; expected a scalar, "
+            f"[M, R] = {(m, r)} (diagonal) or [M, R, R] = {(m, r, r)} (full)"
+        )
+    diag = np.diagonal(p, axis1=-2, axis2=-1) if full else p
+    if not np.all(np.isfinite(p)) or np.any(diag < 0):
+        raise ValueError(f"family {fam.name!r}: precision must be finite and non-negative")
+    return np.ascontiguousarray(p), full
+
+
+def _residual_dim(fam: GaussianFamily, graph: GaussianGraph, inputs: Any, batched: bool, dtype: Any) -> int:
+    """R of a family, from tracing the residual once on one member's shapes."""
+    xs = [jax.ShapeDtypeStruct((graph.var(s.var).dim,), dtype) for s in fam.slots]
+    one = (
+        jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), inputs)
+        if batched
+        else inputs
+    )
+    try:
+        out = jax.eval_shape(lambda i, *x: jnp.reshape(fam.residual(i, *x), (-1,)), one, *xs)
+    except Exception as e:  # noqa: BLE001 - re-raised with the family's name
+        raise ValueError(f"family {fam.name!r}: residual failed on one member's shapes: {e}") from e
+    return int(out.shape[0])
+
+
+def _node_array(x: Any, n: int, d: int, what: str, dtype: Any) -> np.ndarray:
+    a = _np_float(x, dtype, what)
+    if a.size == n * d:
+        return a.reshape(n, d)
+    if a.size == d:
+        return np.broadcast_to(a.reshape(1, d), (n, d)).copy()
+    if a.size == 1:
+        return np.full((n, d), a.reshape(()), dtype)
+    raise ValueError(f"{what}: got shape {a.shape}; expected [{n}, {d}] (or broadcastable)")
+
+
+def _prior_lam(x: Any, n: int, d: int, what: str, dtype: Any) -> np.ndarray:
+    """Prior precisions as ``[n, d, d]``: from ``[n, d, d]``, ``[d, d]`` or diagonals."""
+    a = _np_float(x, dtype, what)
+    if a.shape == (n, d, d) or (a.shape == (d, d) and d > 1 and n != d):
+        return np.broadcast_to(a, (n, d, d)).copy()
+    diag = _node_array(a, n, d, what, dtype)
+    return diag[:, :, None] * np.eye(d, dtype=dtype)
+
+
+def _build(
+    graph: GaussianGraph,
+    *,
+    dtype: Any,
+    schedule: str,
+    dropout: float,
+    chunk: int,
+) -> tuple[_Plan, dict[str, Any], list[float]]:
+    """Validate the graph and split it into a hashable plan and NumPy data.
+
+    Also returns a precision scale per var (the member-weighted mean of the
+    diagonal precisions of the non-sparsity families touching it), which sets
+    the flat-prior stand-in and the pivot floors relative to the model's units
+    without compiling anything.
+    """
+    if schedule not in ("flooding", "sequential"):
+        raise ValueError(f"schedule must be 'flooding' or 'sequential', got {schedule!r}")
+    vplans = tuple(_VarPlan(v.name, v.n_nodes, v.dim, v.grid_shape) for v in graph.variables)
+    scale_sum = np.zeros(len(vplans))
+    scale_cnt = np.zeros(len(vplans))
+    fplans = []
+    ids_all, inputs_all, prec_all, robust_all, sparse_all = [], [], [], [], []
+    for fam in graph.families:
+        slots, ids = [], []
+        for s in fam.slots:
+            block = graph.var(s.var)
+            rs = s.resolve(block)
+            n_ids = rs.node_ids.shape[0]  # type: ignore[union-attr]
+            if n_ids != fam.n_members:
+                raise ValueError(
+                    f"family {fam.name!r}: slot on {s.var!r} has {n_ids} node ids "
+                    f"for {fam.n_members} members"
+                )
+            grid = normalize_grid_slice(s.grid_slice, block.grid_shape) if s.grid_slice is not None else None
+            slots.append(_SlotPlan(graph.var_index(s.var), block.dim, grid))
+            ids.append(None if grid is not None else rs.node_ids)
+        inputs = _as_inputs(fam.inputs, dtype)
+        leaves = jax.tree_util.tree_leaves(inputs)
+        batched = bool(leaves)
+        for leaf in leaves:
+            if leaf.ndim == 0 or leaf.shape[0] != fam.n_members:
+                raise ValueError(
+                    f"family {fam.name!r}: every inputs leaf needs leading axis "
+                    f"{fam.n_members} (one row per member); got shape {leaf.shape}"
+                )
+        r = _residual_dim(fam, graph, inputs, batched, dtype)
+        full = False
+        prec = None
+        if fam.sparsity is None:
+            prec, full = _precision_array(fam, fam.n_members, r, dtype)
+            diag = np.diagonal(prec, axis1=-2, axis2=-1) if full else prec
+            for sp in slots:
+                scale_sum[sp.var] += float(np.sum(diag)) / r
+                scale_cnt[sp.var] += fam.n_members
+        rob = None
+        if fam.robust is not None:
+            rob = np.broadcast_to(_np_float(fam.robust[1], dtype, f"family {fam.name!r}: robust"), (fam.n_members,))
+            if np.any(rob <= 0):
+                raise ValueError(f"family {fam.name!r}: robust parameter must be positive")
+        sparse = None
+        if fam.sparsity is not None:
+            sparse = tuple(
+                np.broadcast_to(_np_float(p, dtype, f"family {fam.name!r}: sparsity"), (fam.n_members, r))
+                for p in fam.sparsity[1:]
+            )
+            if any(np.any(p <= 0) for p in sparse):
+                raise ValueError(f"family {fam.name!r}: sparsity parameters must be positive")
+        fplans.append(
+            _FamilyPlan(
+                fam.name,
+                fam.n_members,
+                tuple(slots),
+                fam.residual,
+                r,
+                full,
+                fam.robust[0] if fam.robust is not None else None,
+                fam.sparsity[0] if fam.sparsity is not None else None,
+                batched,
+            )
+        )
+        ids_all.append(tuple(ids))
+        inputs_all.append(inputs if batched else None)
+        prec_all.append(prec)
+        robust_all.append(rob)
+        sparse_all.append(sparse)
+    plan = _Plan(
+        vplans,
+        tuple(fplans),
+        schedule == "sequential",
+        dropout > 0,
+        int(chunk),
+        1 if dropout == 0 else 10,
+    )
+    data = dict(
+        ids=tuple(ids_all),
+        inputs=tuple(inputs_all),
+        prec=tuple(prec_all),
+        robust=tuple(robust_all),
+        sparse=tuple(sparse_all),
+    )
+    scales = [
+        float(sm / ct) if ct > 0 and sm > 0 and np.isfinite(sm) else 1.0
+        for sm, ct in zip(scale_sum, scale_cnt, strict=True)
+    ]
+    return plan, data, scales
+
+
+# ---------------------------------------------------------------------------
+# Public entry point
+
+
+def run_gbp(
+    graph: GaussianGraph,
+    init: Mapping[str, Any] | None = None,
+    *,
+    prior: Mapping[str, tuple[Any, Any]] | None = None,
+    iters: int = 1000,
+    tol: float | None = None,
+    damping: float = 0.0,
+    schedule: str = "flooding",
+    dropout: float = 0.0,
+    relinearize_threshold: float = 0.0,
+    precision_rtol: float | None = None,
+    dtype: Any = jnp.float32,
+    seed: int = 0,
+    callback: Callable[[int, float], None] | None = None,
+    chunk_size: int = 20,
+    flat_reg: float = DEFAULT_FLAT_REG,
+    divergence_ratio: float = 1e3,
+    divergence_patience: int = 50,
+) -> GbpResult:
+    """Run loopy Gaussian belief propagation on ``graph``.
+
+    Parameters
+    ----------
+    init
+        Initial node values per var (``[n_nodes, dim]`` or anything of that size);
+        the first linearization point. Missing vars start at their prior mean
+        (if ``prior`` has them) or 0.
+    prior
+        Per-node Gaussian priors ``{name: (eta [n, dim], lam [n, dim, dim] or
+        [n, dim])}`` in information form, e.g. `GbpResult.as_prior` of an
+        earlier fit (continual learning). Vars without one get the flat-prior
+        stand-in (see `DEFAULT_FLAT_REG`).
+    iters
+        Maximum number of iterations.
+    tol
+        Stop when the largest absolute change of any belief mean between two
+        iterations is below ``tol`` (default 1e-6 in float64, 1e-5 in float32)
+        and no node has moved more than ``tol`` from its linearization point.
+    damping
+        ``beta`` in ``new = (1 - beta) new + beta old`` on the factor-to-variable
+        messages' ``eta`` and ``lam`` (not applied at iteration 0, whose old
+        messages are empty).
+    schedule
+        ``"flooding"`` (all families update from the same beliefs) or
+        ``"sequential"`` (family by family, each seeing the previous families'
+        new messages; members within a family update in parallel).
+    dropout
+        Probability that a member keeps its old message in an iteration (GBP
+        Learning's message dropout). With dropout, convergence needs 10
+        consecutive iterations below ``tol``.
+    relinearize_threshold
+        Re-linearize a node's factors at its current mean once the mean moved
+        more than this (max-abs) since its last linearization; 0 re-linearizes
+        every iteration. Once the beliefs settle, nodes further than ``tol``
+        from their linearization point are re-linearized regardless, so the
+        fixed point is that of the nonlinear problem.
+    precision_rtol
+        Convergence also needs the largest relative change of a belief
+        precision's diagonal below this (default ``100 * tol``).
+    dtype
+        ``jnp.float32`` or ``jnp.float64`` (float64 runs under ``jax.enable_x64``
+        if it is not globally on).
+    seed
+        Seed for message dropout.
+    callback
+        ``callback(iteration, belief_change)``, called from Python between
+        chunks of ``chunk_size`` jitted iterations (for progress bars).
+    chunk_size
+        Iterations per compiled chunk (the callback's granularity).
+    flat_reg
+        Relative precision of the flat-prior stand-in (`DEFAULT_FLAT_REG`).
+    divergence_ratio, divergence_patience
+        Declare divergence when the belief change stays above
+        ``divergence_ratio`` times its running minimum for
+        ``divergence_patience`` consecutive iterations.
+    """
+    dt = np.dtype(dtype)
+    if dt == np.float64 and not jax.config.jax_enable_x64:
+        with jax.enable_x64(True):
+            return run_gbp(
+                graph, init, prior=prior, iters=iters, tol=tol, damping=damping,
+                schedule=schedule, dropout=dropout,
+                relinearize_threshold=relinearize_threshold, precision_rtol=precision_rtol,
+                dtype=dtype, seed=seed,
+                callback=callback, chunk_size=chunk_size, flat_reg=flat_reg,
+                divergence_ratio=divergence_ratio, divergence_patience=divergence_patience,
+            )
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    if not 0.0 <= damping < 1.0:
+        raise ValueError(f"damping must be in [0, 1), got {damping}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if iters < 0 or chunk_size < 1:
+        raise ValueError("iters must be >= 0 and chunk_size >= 1")
+    if tol is None:
+        tol = 1e-6 if dt == np.float64 else 1e-5
+    t_start = time.perf_counter()
+    plan, data, scales = _build(graph, dtype=dt, schedule=schedule, dropout=dropout, chunk=chunk_size)
+    init = dict(init or {})
+    prior = dict(prior or {})
+    known = {v.name for v in graph.variables}
+    for name in list(init) + list(prior):
+        if name not in known:
+            raise KeyError(f"no variable {name!r}; known: {sorted(known)}")
+
+    lin0, prior_eta, prior_lam, floors, regs = [], [], [], [], []
+    for v, vp in enumerate(plan.variables):
+        if vp.name in prior:
+            pe = _node_array(prior[vp.name][0], vp.n, vp.dim, f"prior eta of {vp.name!r}", dt)
+            pl = _prior_lam(prior[vp.name][1], vp.n, vp.dim, f"prior lam of {vp.name!r}", dt)
+            pscale = float(np.mean(np.diagonal(pl, axis1=-2, axis2=-1)))
+            floor = flat_reg * (pscale if np.isfinite(pscale) and pscale > 0 else scales[v])
+            reg = 0.0
+        else:
+            reg = floor = flat_reg * scales[v]
+            pe = np.zeros((vp.n, vp.dim), dt)
+            pl = np.broadcast_to(reg * np.eye(vp.dim, dtype=dt), (vp.n, vp.dim, vp.dim))
+        if vp.name in init:
+            x = _node_array(init[vp.name], vp.n, vp.dim, f"init of {vp.name!r}", dt)
+        elif vp.name in prior:
+            x = np.linalg.solve(pl + floor * np.eye(vp.dim), pe[..., None])[..., 0].astype(dt)
+        else:
+            x = np.zeros((vp.n, vp.dim), dt)
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"init of {vp.name!r} is not finite")
+        lin0.append(x)
+        prior_eta.append(pe)
+        prior_lam.append(pl)
+        floors.append(floor)
+        regs.append(reg)
+    fam_floor = [min(floors[sp.var] for sp in fp.slots) for fp in plan.families]
+    data.update(
+        prior_eta=tuple(prior_eta),
+        prior_lam=tuple(prior_lam),
+        floor=tuple(np.asarray(f, dt) for f in floors),
+        reg=tuple(np.asarray(r, dt) for r in regs),
+        fam_floor=tuple(np.asarray(f, dt) for f in fam_floor),
+        damping=np.asarray(damping, dt),
+        dropout=np.asarray(dropout, dt),
+        relin_thr=np.asarray(relinearize_threshold, dt),
+        tol=np.asarray(tol, dt),
+        lam_rtol=np.asarray(100.0 * tol if precision_rtol is None else precision_rtol, dt),
+        div_ratio=np.asarray(divergence_ratio, dt),
+        div_patience=np.asarray(divergence_patience, np.int32),
+        max_iters=np.asarray(iters, np.int32),
+        seed=np.asarray(seed % 2**31, np.int32),
+    )
+    nf = len(plan.families)
+    state: dict[str, Any] = dict(
+        msg_eta=tuple(
+            tuple(np.zeros((fp.n_members, sp.dim), dt) for sp in fp.slots) for fp in plan.families
+        ),
+        msg_lam=tuple(
+            tuple(np.zeros((fp.n_members, sp.dim, sp.dim), dt) for sp in fp.slots)
+            for fp in plan.families
+        ),
+        lin=tuple(lin0),
+        mean=tuple(lin0),
+        lam_diag=tuple(np.ones((vp.n, vp.dim), dt) for vp in plan.variables),
+        it=np.zeros((), np.int32),
+        min_delta=np.asarray(np.inf, dt),
+        grow=np.zeros((), np.int32),
+        conv_count=np.zeros((), np.int32),
+        status=np.zeros((), np.int32),
+        bad_fams=np.zeros((nf,), bool),
+        bad_vars=np.zeros((len(plan.variables),), bool),
+    )
+    data, state = jax.device_put((data, state))
+
+    history: list[np.ndarray] = []
+    while True:
+        state, hist, n, eta_b, lam_b = _run_chunk_jit(plan, data, state)
+        n_i = int(n)
+        h = np.asarray(hist[:n_i])
+        history.append(h)
+        status = int(state["status"])
+        it = int(state["it"])
+        if callback is not None and n_i:
+            finite = h[np.isfinite(h)]
+            callback(it, float(finite[-1]) if finite.size else float("inf"))
+        if status != STATUS_RUNNING or it >= iters or n_i == 0:
+            break
+
+    names = [vp.name for vp in plan.variables]
+    means, covs, beliefs = {}, {}, {}
+    for v, name in enumerate(names):
+        e = np.asarray(eta_b[v])
+        lam = np.asarray(lam_b[v])
+        cov = np.linalg.inv(lam)
+        cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+        means[name] = np.einsum("nij,nj->ni", cov, e)
+        covs[name] = cov
+        beliefs[name] = (e, lam)
+    diverged = None
+    if status in (STATUS_NONFINITE_MESSAGES, STATUS_NONFINITE_BELIEFS, STATUS_GROWING):
+        diverged = _divergence_info(plan, state, status)
+    return GbpResult(
+        means=means,
+        covs=covs,
+        beliefs=beliefs,
+        iterations=it,
+        converged=status == STATUS_CONVERGED,
+        history=np.concatenate(history) if history else np.zeros((0,)),
+        diverged=diverged,
+        wall_time_s=time.perf_counter() - t_start,
+        info=dict(schedule=schedule, damping=damping, dtype=str(dt), tol=tol, flat_reg_scale=scales),
+    )
+
+
+def _divergence_info(plan: _Plan, state: dict[str, Any], status: int) -> DivergenceInfo:
+    it = int(state["it"])
+    bad_f = np.asarray(state["bad_fams"])
+    fams = tuple(fp.name for fp, b in zip(plan.families, bad_f, strict=True) if b)
+    bad_v = np.asarray(state["bad_vars"])
+    vars_ = tuple(vp.name for vp, b in zip(plan.variables, bad_v, strict=True) if b)
+    if status == STATUS_NONFINITE_MESSAGES:
+        reason = "nonfinite_messages"
+        what = f"messages of family {fams[0]!r} became non-finite (NaN/inf)"
+    elif status == STATUS_NONFINITE_BELIEFS:
+        reason = "nonfinite_beliefs"
+        touching = tuple(
+            fp.name
+            for fp in plan.families
+            if any(plan.variables[sp.var].name in vars_ for sp in fp.slots)
+        )
+        fams = touching
+        what = f"beliefs of {', '.join(map(repr, vars_))} became non-finite"
+    else:
+        reason = "growing"
+        what = (
+            "the belief change kept growing (oscillating or exploding messages); "
+            f"family {fams[0]!r} changed its messages most"
+        )
+    return DivergenceInfo(
+        reason=reason,
+        iteration=it,
+        family=fams[0] if fams else None,
+        families=fams,
+        variables=vars_,
+        message=f"GBP diverged at iteration {it}: {what}. {_ADVICE}",
+    )

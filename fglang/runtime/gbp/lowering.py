@@ -1,0 +1,172 @@
+"""BoundModel -> GaussianGraph: what GBP can run, as batched residual families.
+
+Every family becomes one ``GaussianFamily`` whose residual is the family's
+own one-member JAX function (``BoundFamily.evaluate_one``): ``lhs - mu``,
+flattened. A slot that reads a block of nodes (``h[n]`` over ``H`` scalar
+nodes) becomes one GBP slot per node of the block, since GBP messages are
+per node. What GBP cannot run (SPEC section 7) is rejected here, before any
+compilation, naming the factor and its line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from fglang.compiler.bind import BoundFamily, BoundModel
+from fglang.errors import Diagnostic, FgError
+from fglang.runtime.gbp.graph import GaussianFamily, GaussianGraph, Slot, VariableBlock
+
+_SUGGEST = "use --backend vi or --backend mcmc, which run any model"
+
+
+def validate(bm: BoundModel, carried: set[str] = frozenset()) -> None:
+    errs: list[Diagnostic] = []
+    for v in bm.variables.values():
+        if v.domain.kind != "real":
+            errs.append(
+                Diagnostic(
+                    f"gbp needs unconstrained real vars; '{v.name}' is {v.domain.describe()}",
+                    v.span,
+                    f"declare it real, or {_SUGGEST}",
+                )
+            )
+    for fam in bm.families.values():
+        f = fam.ir
+        if f.prior_of is not None and f.prior_of in carried:
+            continue
+        if f.kind == "potential":
+            errs.append(Diagnostic(f"gbp cannot run the potential '{f.name}'", f.span, _SUGGEST))
+            continue
+        sig = f.dist
+        if sig.gbp is None:
+            errs.append(
+                Diagnostic(
+                    f"gbp cannot run '{sig.name}' in factor '{f.name}': it is not a Gaussian, robust or sparsity factor",
+                    f.dist_span or f.span,
+                    _SUGGEST,
+                )
+            )
+            continue
+        scale_args = {"sd", "cov", "prec", "df", "delta", "b", "scale", "slab_scale", "slab_df", "p", "slab_sd",
+                      "spike_sd", "a"}
+        spans = dict(f.arg_spans)
+        for name in f.arg_map:
+            if name in scale_args and f.arg_uses_vars(name):
+                errs.append(
+                    Diagnostic(
+                        f"gbp needs known scales: '{name}' of {sig.name} in factor '{f.name}' depends on a var",
+                        spans.get(name, f.span),
+                        f"make it data or a constant, or {_SUGGEST}",
+                    )
+                )
+        if sig.gbp == "sparsity" and (len(fam.slots) != 1 or f.arg_uses_vars("mu") if "mu" in f.arg_map else False):
+            errs.append(
+                Diagnostic(
+                    f"gbp runs the sparsity prior '{sig.name}' only on one var with a known center (factor '{f.name}')",
+                    f.span,
+                    _SUGGEST,
+                )
+            )
+    if errs:
+        raise FgError(errs, bm.ir.sources)
+
+
+def _expand_slots(fam: BoundFamily) -> tuple[list[Slot], list[tuple[int, tuple[int, ...]]]]:
+    """One GBP slot per node of each slot's block; returns the slots and, per
+    original slot, (first GBP slot index, block shape)."""
+    slots: list[Slot] = []
+    layout = []
+    for s in fam.slots:
+        block = s.block_shape
+        ids = s.node_ids.reshape(fam.n_members, -1)
+        layout.append((len(slots), block))
+        if not block and s.grid_slice is not None and len(s.grid_slice) > 0:
+            slots.append(Slot(s.var, ids[:, 0], tuple(s.grid_slice)))
+            continue
+        for k in range(ids.shape[1]):
+            slots.append(Slot(s.var, np.ascontiguousarray(ids[:, k])))
+    return slots, layout
+
+
+def _args_at_zero(bm: BoundModel, fam: BoundFamily, data) -> dict[str, np.ndarray]:
+    """Arguments that do not depend on vars (scales) for every member."""
+    zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
+    out = fam.evaluate(data, {k: jnp.asarray(v) for k, v in fam.idx.items()}, tuple(bm.gather(s, zeros) for s in fam.slots))
+    return {k: np.asarray(v) for k, v in out["args"].items()}, np.asarray(out["lhs"])
+
+
+def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
+    f = fam.ir
+    sig = f.dist
+    slots, layout = _expand_slots(fam)
+    value_shapes = [bm.variables[s.var].value_shape for s in fam.slots]
+    one = fam.evaluate_one
+    args0, lhs0 = _args_at_zero(bm, fam, data)
+    m = fam.n_members
+
+    def unpack(gbp_values):
+        blocks = []
+        for (start, block), vshape in zip(layout, value_shapes):
+            n = int(np.prod(block, dtype=np.int64)) if block else 1
+            vals = gbp_values[start : start + n]
+            stacked = jnp.stack([jnp.reshape(v, vshape) for v in vals]) if block else jnp.reshape(vals[0], vshape)
+            blocks.append(jnp.reshape(stacked, tuple(block) + tuple(vshape)) if block else stacked)
+        return tuple(blocks)
+
+    def residual(idx_m, *gbp_values):
+        out = one(data, idx_m, unpack(gbp_values))
+        lhs, mu = jnp.asarray(out["lhs"]), jnp.asarray(out["args"].get("mu", 0.0))
+        return jnp.ravel(lhs - mu)
+
+    lhs_shape = lhs0.shape[1:]
+    mu_shape = args0["mu"].shape[1:] if "mu" in args0 else ()
+    rshape = np.broadcast_shapes(lhs_shape, mu_shape)
+    r = int(np.prod(rshape, dtype=np.int64))
+    inputs = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+    robust = None
+    sparsity = None
+    precision: Any = None
+    if sig.name == "mvnormal":
+        if "prec" in args0:
+            precision = np.broadcast_to(args0["prec"], (m, r, r))
+        else:
+            precision = np.linalg.inv(np.broadcast_to(args0["cov"], (m, r, r)))
+    elif sig.gbp in ("gaussian", "robust"):
+        sd = np.broadcast_to(args0["sd"], (m,) + tuple(rshape)).reshape(m, r)
+        precision = 1.0 / sd**2
+        if sig.name == "huber":
+            robust = ("huber", np.broadcast_to(args0["delta"], (m,) + tuple(rshape)).reshape(m, r)[:, 0])
+        elif sig.name == "student_t":
+            robust = ("student_t", np.broadcast_to(args0["df"], (m,) + tuple(rshape)).reshape(m, r)[:, 0])
+    else:  # sparsity priors (and laplace), reweighted by the engine
+        def first(name, default=None):
+            if name not in args0:
+                return default
+            return np.asarray(args0[name]).reshape(m, -1)[:, :1] if np.ndim(args0[name]) else args0[name]
+
+        params = {
+            "laplace": ("b",),
+            "horseshoe": ("scale",),
+            "reg_horseshoe": ("scale", "slab_scale", "slab_df"),
+            "ard": ("a", "b"),
+            "spike_slab": ("p", "slab_sd", "spike_sd"),
+        }[sig.name]
+        sparsity = (sig.name,) + tuple(first(p) for p in params)
+        return GaussianFamily(f.name, m, tuple(slots), residual, inputs, None, None, sparsity)
+    return GaussianFamily(f.name, m, tuple(slots), residual, inputs, precision, robust, sparsity)
+
+
+def to_graph(bm: BoundModel, skip_priors_of: set[str] = frozenset()) -> GaussianGraph:
+    """The Gaussian factor graph of a bound model (validated first)."""
+    validate(bm, set(skip_priors_of))
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    blocks = tuple(VariableBlock(v.name, v.n_nodes, v.node_dim, v.node_shape) for v in bm.variables.values())
+    fams = []
+    for fam in bm.families.values():
+        if fam.n_members == 0 or (fam.ir.prior_of is not None and fam.ir.prior_of in skip_priors_of):
+            continue
+        fams.append(_family(bm, fam, data))
+    return GaussianGraph(blocks, tuple(fams))

@@ -1,0 +1,225 @@
+"""BoundModel -> a NumPyro model function (shared by the VI and MCMC backends).
+
+One ``numpyro.sample`` site per var (its support from the var's domain),
+one ``numpyro.deterministic`` per ``let``, and one vectorized site per
+factor family: ``sample(..., obs=...)`` under a plate when the left side
+is data, ``numpyro.factor`` otherwise. Never a Python loop over members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+
+from fglang.compiler.bind import BoundFamily, BoundModel, BoundVariable
+from fglang.compiler.types import Domain
+from fglang.errors import Diagnostic, FgError
+from fglang.runtime.numpyro_distributions import distribution, sparsity_prior
+
+# A var whose domain equals its prior's support samples from the prior directly;
+# these are the var domains each support matches exactly.
+_EXACT_SUPPORT = {
+    "real": {"real"},
+    "positive": {"positive"},
+    "unit": {"unit"},
+    "simplex": {"simplex"},
+}
+
+_HIERARCHICAL_FACTOR = ("horseshoe", "reg_horseshoe", "ard")
+
+
+def domain_constraint(d: Domain) -> constraints.Constraint:
+    if d.kind == "real":
+        return constraints.real
+    if d.kind == "positive":
+        return constraints.positive
+    if d.kind == "unit":
+        return constraints.unit_interval
+    if d.kind == "simplex":
+        return constraints.simplex
+    if d.kind == "ordered":
+        return constraints.ordered_vector
+    if d.kind == "interval":
+        if d.lower is not None and d.upper is not None:
+            return constraints.interval(d.lower, d.upper)
+        if d.lower is not None:
+            return constraints.greater_than(d.lower)
+        return constraints.less_than(d.upper)
+    raise AssertionError(d.kind)
+
+
+def validate(bm: BoundModel) -> None:
+    """What VI and NUTS cannot run, found before anything is compiled."""
+    errs = []
+    for v in bm.variables.values():
+        if not v.domain.continuous:
+            errs.append(
+                Diagnostic(
+                    f"var '{v.name}' is {v.domain.kind}: discrete latent vars are not supported by vi or mcmc",
+                    v.span,
+                    "make it observed data, or marginalize it out in a potential with log_sum_exp",
+                )
+            )
+    if errs:
+        raise FgError(errs, bm.ir.sources)
+
+
+def _event_shape(v: BoundVariable) -> tuple[int, ...]:
+    return v.node_shape + v.value_shape
+
+
+def _per_node(arg, v: BoundVariable, event_ndim: int):
+    """Family-member-major arguments [M, *rest] -> node grid + value axes."""
+    a = jnp.asarray(arg)
+    rest = a.shape[1:]
+    value_axes = len(v.value_shape) - event_ndim
+    pad = max(value_axes - len(rest), 0)
+    return a.reshape(v.node_shape + (1,) * pad + rest)
+
+
+class NumpyroModel:
+    """Holds the bound model and builds the NumPyro model function.
+
+    ``priors`` (var name -> (mean, sd) arrays of the var's shape) replaces a
+    var's prior by independent normals: how a posterior carried from an
+    earlier fit becomes the next fit's prior.
+    """
+
+    def __init__(self, bm: BoundModel, priors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
+        validate(bm)
+        self.bm = bm
+        self.priors = priors or {}
+        self.data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+        self.idx = {
+            name: {k: jnp.asarray(v) for k, v in fam.idx.items()} for name, fam in bm.families.items()
+        }
+
+    # ------------------------------------------------------------------ pieces
+    def _slot_values(self, fam: BoundFamily, values: dict[str, Any], own: str | None = None):
+        out = []
+        for s in fam.slots:
+            if s.var == own and own not in values:
+                v = self.bm.variables[own]
+                out.append(jnp.zeros(s.node_ids.shape + v.value_shape))
+            else:
+                out.append(self.bm.gather(s, values))
+        return tuple(out)
+
+    def _outputs(self, fam: BoundFamily, data, values, own: str | None = None) -> dict:
+        return fam.evaluate(data, self.idx[fam.name], self._slot_values(fam, values, own))
+
+    def _sample_var(self, v: BoundVariable, data, values) -> jnp.ndarray:
+        shape = _event_shape(v)
+        if v.name in self.priors:
+            mean, sd = self.priors[v.name]
+            return numpyro.sample(v.name, dist.Normal(jnp.asarray(mean), jnp.asarray(sd)).to_event(len(shape)))
+        if v.prior is None:
+            return numpyro.sample(v.name, dist.ImproperUniform(domain_constraint(v.domain), (), shape))
+        fam = self.bm.families[v.prior]
+        sig = fam.ir.dist
+        out = self._outputs(fam, data, values, own=v.name)
+        args = out["args"]
+        if sig.sparsity:
+            scalar_args = {k: jnp.reshape(a, (-1,) + jnp.shape(a)[1:])[0] if jnp.ndim(a) else a for k, a in args.items()}
+            if sig.name in ("spike_slab",):
+                per = {k: _per_node(a, v, 0) for k, a in args.items()}
+                return sparsity_prior(v.name, sig.name, per, shape)
+            if sig.name == "ard":
+                per = {k: jnp.broadcast_to(_per_node(a, v, 0), shape) for k, a in args.items()}
+                return sparsity_prior(v.name, sig.name, per, shape)
+            return sparsity_prior(v.name, sig.name, scalar_args, shape)
+        per = {k: _per_node(a, v, sig.event_ndim) for k, a in args.items()}
+        d = distribution(sig.name, per)
+        batch = v.node_shape + (v.value_shape[: len(v.value_shape) - sig.event_ndim] if sig.event_ndim else v.value_shape)
+        d = d.expand(batch).to_event(len(batch))
+        if v.domain.kind in _EXACT_SUPPORT.get(sig.support, ()) or (
+            sig.support == "real" and v.domain.kind == "real"
+        ):
+            return numpyro.sample(v.name, d)
+        # narrower var than the prior's support: Stan's implicit truncation
+        x = numpyro.sample(v.name, dist.ImproperUniform(domain_constraint(v.domain), (), shape))
+        numpyro.factor(f"{v.name}__prior", d.log_prob(x))
+        return x
+
+    def _family_site(self, fam: BoundFamily, data, values) -> None:
+        if fam.n_members == 0:
+            return
+        out = self._outputs(fam, data, values)
+        name = fam.name
+        if fam.ir.kind == "potential":
+            numpyro.factor(name, jnp.sum(out["value"]))
+            return
+        sig = fam.ir.dist
+        lhs = jnp.asarray(out["lhs"])
+        args = out["args"]
+        if sig.sparsity:
+            numpyro.factor(name, jnp.sum(self._sparsity_factor_logp(name, sig.name, args, lhs)))
+            return
+        d = distribution(sig.name, args)
+        batch = jnp.broadcast_shapes(d.batch_shape, lhs.shape[: lhs.ndim - len(d.event_shape)])
+        d = d.expand(batch)
+        if not fam.ir.lhs_uses_vars:
+            obs = jnp.broadcast_to(lhs, batch + d.event_shape)
+            with numpyro.plate(f"{name}__members", batch[0], dim=-len(batch)):
+                numpyro.sample(name, d.to_event(len(batch) - 1) if len(batch) > 1 else d, obs=obs)
+            return
+        numpyro.factor(name, jnp.sum(d.log_prob(lhs)))
+
+    def _sparsity_factor_logp(self, name: str, kind: str, args: dict, lhs):
+        """A sparsity prior used in a factor: hierarchical scales as aux sites
+        (centered, since the var has its own site), density of the left side."""
+        shape = lhs.shape
+        if kind == "spike_slab":
+            return _spike_slab_logp(args, lhs)
+        if kind == "horseshoe":
+            local = numpyro.sample(f"{name}__local", dist.HalfCauchy(1.0).expand(shape).to_event(len(shape)))
+            glob = numpyro.sample(f"{name}__global", dist.HalfCauchy(jnp.reshape(args["scale"], (-1,))[0]))
+            return dist.Normal(0.0, local * glob).log_prob(lhs)
+        if kind == "reg_horseshoe":
+            scale = jnp.reshape(args["scale"], (-1,))[0]
+            slab_scale = jnp.reshape(args["slab_scale"], (-1,))[0]
+            slab_df = jnp.reshape(args["slab_df"], (-1,))[0]
+            local = numpyro.sample(f"{name}__local", dist.HalfCauchy(1.0).expand(shape).to_event(len(shape)))
+            glob = numpyro.sample(f"{name}__global", dist.HalfCauchy(scale))
+            caux = numpyro.sample(f"{name}__caux", dist.InverseGamma(0.5 * slab_df, 0.5 * slab_df))
+            c2 = slab_scale**2 * caux
+            lam2 = local**2
+            s = glob * jnp.sqrt(c2 * lam2 / (c2 + glob**2 * lam2))
+            return dist.Normal(0.0, s).log_prob(lhs)
+        # ard
+        a = jnp.broadcast_to(args["a"], shape)
+        b = jnp.broadcast_to(args["b"], shape)
+        prec = numpyro.sample(f"{name}__precision", dist.Gamma(a, b).to_event(len(shape)))
+        return dist.Normal(0.0, jax.lax.rsqrt(prec)).log_prob(lhs)
+
+    # ------------------------------------------------------------------ model
+    def model_fn(self) -> Callable:
+        bm = self.bm
+
+        def model(data: dict[str, Any]):
+            values: dict[str, Any] = {}
+            for v in bm.variables.values():
+                values[v.name] = self._sample_var(v, data, values)
+            for d in bm.derived.values():
+                sv = tuple(bm.gather(s, values)[0] for s in d.slots)
+                numpyro.deterministic(d.ir.name, jnp.reshape(d.evaluate(data, sv), d.shape))
+            for fam in bm.families.values():
+                if fam.ir.prior_of is not None:
+                    continue
+                self._family_site(fam, data, values)
+
+        return model
+
+
+def _spike_slab_logp(args: dict, x):
+    p, slab, spike = args["p"], args["slab_sd"], args["spike_sd"]
+    return jnp.logaddexp(
+        jnp.log(p) + dist.Normal(0.0, slab).log_prob(x), jnp.log1p(-p) + dist.Normal(0.0, spike).log_prob(x)
+    )
