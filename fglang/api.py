@@ -55,8 +55,12 @@ class Model:
         """Fit with ``gbp``, ``vi`` or ``mcmc``; options are the CLI's flags as keywords."""
         from fglang.runtime.fit import fit
 
-        bound = self.bind(data)
         init_values, init_file = _read(init) if init is not None else (None, "init")
+        if options.get("batch_size") is not None:
+            return self._fit_batched(data, backend, seed, init_values, prior, device, progress, options)
+        options.pop("batch_size", None)
+        options.pop("epochs", None)
+        bound = self.bind(data)
         return fit(
             bound,
             backend,
@@ -68,6 +72,52 @@ class Model:
             progress=progress,
             options=options,
         )
+
+    def _fit_batched(self, data, backend, seed, init, prior, device, progress, options) -> Posterior:
+        """GBP learning by filtering over batches of the model's `batch` size."""
+        from fglang.runtime.device import device_context, enable_compilation_cache
+        from fglang.runtime.gbp.fit import fit_gbp
+        from fglang.runtime.gbp.learn import fit_batched
+        from fglang.runtime.posterior import load_posterior
+
+        if backend != "gbp":
+            from fglang.errors import Diagnostic, FgError
+
+            raise FgError([Diagnostic("batch_size (learning by filtering) runs with backend gbp", None)])
+        raw, file = _read(data)
+        opts = dict(options)
+        batch_size, epochs = int(opts.pop("batch_size")), int(opts.pop("epochs", 1) or 1)
+        shuffle = bool(opts.pop("shuffle", False))
+        if isinstance(prior, str | Path):
+            prior = load_posterior(prior)
+        enable_compilation_cache()
+
+        def fit_one(bm, *, seed, init, prior):
+            return fit_gbp(bm, seed=seed, init=init, prior=prior, options=opts, progress=False)
+
+        with device_context(device):
+            post = fit_batched(
+                self.ir, raw, lambda d: bind(self.ir, d, file), fit_one, batch_size=batch_size, epochs=epochs,
+                seed=seed, init=init, prior=prior, shuffle=shuffle,
+            )
+        post.attrs.setdefault("source", self.source)
+        return post
+
+    def predict(
+        self, posterior: Posterior | str | Path, data: DataLike, *, seed: int = 0, **options: Any
+    ) -> Posterior:
+        """Predict the left sides of factors whose data are absent from ``data``,
+        with the posterior's marginals (gbp) or draws (vi, mcmc)."""
+        from fglang.runtime.posterior import load_posterior
+        from fglang.runtime.predict import predict_gbp, predict_sampling, targets
+
+        post = load_posterior(posterior) if isinstance(posterior, str | Path) else posterior
+        raw, file = _read(data)
+        filled, _, fams = targets(self.ir, raw)
+        bm = bind(self.ir, filled, file)
+        if post.backend == "gbp":
+            return predict_gbp(bm, post, fams, options, seed)
+        return predict_sampling(bm, post, fams, seed)
 
     def numpyro_model(self, data: DataLike):
         """A NumPyro model function ``model(data)`` and the data to call it with,
@@ -94,6 +144,15 @@ class Model:
     def show(self, data: DataLike | None = None) -> str:
         """The readable IR (what ``fglang compile --emit ir`` prints)."""
         return show_ir(self.ir, self.bind(data) if data is not None else None)
+
+    def graph(self, data: DataLike | None = None, instances: bool | None = None):
+        """The factor graph as a ``graphviz.Graph`` (what ``fglang graph`` draws):
+        the family view, plus every node and factor when ``data`` is given and
+        the graph is small, or when ``instances=True``. Write it with
+        ``fglang.viz.render(g, "g.svg")``; notebooks display it directly."""
+        from fglang.viz.graph import factor_graph
+
+        return factor_graph(self.ir, self.bind(data) if data is not None else None, instances)
 
     def __repr__(self) -> str:
         return f"<fglang.Model {self.name}: {len(self.ir.variables)} vars, {len(self.ir.families)} factor families>"

@@ -165,6 +165,69 @@ def summary(posterior: Annotated[Path, typer.Argument(help="a posterior file wri
     print_summary(post, f"{post.model} ({post.backend})")
 
 
+@app.command()
+def graph(
+    model: ModelArg,
+    data: DataOpt = None,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="write the picture: .svg, .png, .pdf or .dot (default: print DOT source)"),
+    ] = None,
+    instances: Annotated[
+        bool | None,
+        typer.Option(
+            "--instances/--no-instances",
+            help="also draw every node and factor (default: with --data, when there are at most 200)",
+        ),
+    ] = None,
+) -> None:
+    """Draw a model's factor graph (Graphviz): vars, factor families, plates, data."""
+    from fglang.viz.graph import GRAPH_FORMATS, render
+
+    if out_path is not None and out_path.suffix.lower() not in GRAPH_FORMATS:
+        err.print(f"--out must end in {', '.join(GRAPH_FORMATS)}, got {out_path.name!r}", markup=False)
+        raise typer.Exit(2)
+    if instances and data is None:
+        err.print("--instances needs --data: the instance view draws every node, so it needs the sizes", markup=False)
+        raise typer.Exit(2)
+    try:
+        g = fglang.load(model).graph(data, instances)
+        if out_path is None:
+            out.print(g.source, markup=False)
+            return
+        render(g, out_path)
+    except FgError as e:
+        _fail(e)
+    out.print(f"wrote {out_path}", markup=False)
+
+
+@app.command()
+def plot(
+    posterior: Annotated[Path, typer.Argument(help="a posterior file written by fglang fit -o", show_default=False)],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="the picture: .png, .svg or .pdf (default: POSTERIOR.png)")
+    ] = None,
+    names: Annotated[
+        str | None, typer.Option("--names", help="comma-separated quantities to plot (default: all)")
+    ] = None,
+) -> None:
+    """Plot a posterior: densities, MCMC traces, bands along an index, images of 2-D grids."""
+    from fglang.runtime.posterior import load_posterior
+    from fglang.viz.plot import PLOT_FORMATS
+
+    if out_path is None:
+        out_path = posterior.with_suffix(".png")
+    if out_path.suffix.lower() not in PLOT_FORMATS:
+        err.print(f"--out must end in {', '.join(PLOT_FORMATS)}, got {out_path.name!r}", markup=False)
+        raise typer.Exit(2)
+    try:
+        post = load_posterior(posterior)
+        post.plot(out_path, [n.strip() for n in names.split(",") if n.strip()] if names else None)
+    except FgError as e:
+        _fail(e)
+    out.print(f"wrote {out_path}", markup=False)
+
+
 def main() -> None:
     """Console entry point."""
     try:

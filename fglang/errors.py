@@ -60,8 +60,10 @@ def format_diagnostic(diag: Diagnostic, sources: dict[str, str]) -> str:
                 line = lines[s.line - 1].rstrip("\n")
                 end = s.end_col if s.end_line == s.line and s.end_col > s.col else len(line) + 1
                 width = max(1, min(end, len(line) + 1) - s.col)
+                # keep the line's tabs under it, so the caret lines up in a terminal
+                pad = "".join(c if c == "\t" else " " for c in line[: s.col - 1])
                 out.append("    " + line)
-                out.append("    " + " " * (s.col - 1) + "^" * width)
+                out.append("    " + pad + "^" * width)
     if diag.hint:
         out.append(f"  hint: {diag.hint}")
     return "\n".join(out)

@@ -141,6 +141,7 @@ class DataDecl(Decl):
     dims: tuple[Expr, ...] = ()
     type: TypeExpr | None = None
     default: Expr | None = None
+    batch: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fglang.compiler import ast as A
-from fglang.compiler.check import CheckedModel, DataInfo
+from fglang.compiler.check import CheckedModel, DataInfo, names_in
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable, walk
 from fglang.compiler.lower_jax import Evaluator, Static, member_function, static_value
 from fglang.compiler.types import Domain
@@ -154,7 +154,9 @@ def _validate_data(
             continue
         shape = _declared_shape(info, sizes)
         if shape is None:
-            sink.error(f"cannot size '{name}': a size it uses is missing or invalid", info.span)
+            # a size that is missing or malformed has been reported already
+            if all(n.id in data for e in info.shape_exprs for n in names_in(e) if n.id in ir.data):
+                sink.error(f"cannot size '{name}': a size it uses is missing or invalid", info.span)
             continue
         if any(s < 0 for s in shape):
             sink.error(f"cannot size '{name}': its declared shape {_show(shape)} is negative", info.span)
@@ -461,6 +463,22 @@ def _check_data_indices(exprs, idx, npi: _NpIndex, reds: dict[str, _Reduction], 
         visit(x, ())
 
 
+def _check_static_slices(exprs, sizes: dict[str, int]) -> None:
+    """A slice's bounds fix the shape of what a member computes, so they must
+    be known from the data sizes alone (``y[0:T-1]``, not ``y[0:t]``)."""
+    for x in exprs:
+        for e in walk(x):
+            if isinstance(e, A.Slice):
+                for part in (e.lo, e.hi):
+                    if part is not None and static_value(part, sizes) is None:
+                        raise _IndexError(
+                            "a slice inside a factor needs bounds fixed by the data sizes, "
+                            "not by the factor's indices",
+                            part.span,
+                            "index each member explicitly, or use a reduction sum[k in a:b](...)",
+                        )
+
+
 def _bind_slot(
     pat: SlotPattern, var: BoundVariable, idx, npi: _NpIndex, reds: dict[str, _Reduction], chain_of, rect
 ) -> BoundSlot:
@@ -556,10 +574,41 @@ def _bind_family(fam: FactorFamily, variables, npi: _NpIndex, lengths: dict[int,
     reds: dict[str, _Reduction] = {}
     chain_of = _scan_reductions(exprs, idx, npi, reds, lengths)
     _check_data_indices(exprs, idx, npi, reds, chain_of)
+    _check_static_slices(exprs, npi.sizes)
     slots = tuple(_bind_slot(p, variables[p.var], idx, npi, reds, chain_of, rect) for p in fam.slots)
     static = Static(dict(npi.sizes), lengths)
-    one, fn = member_function(_family_outputs(fam), static, _slot_reds(slots))
+    one, fn = _member_functions(fam, static, _slot_reds(slots))
     return BoundFamily(fam, len(idx["__m"]), dict(idx), rect, slots, fn, one)
+
+
+# (family, sizes, reduction lengths, slot reductions) -> (one, all_members).
+# Binding new data of the same shape returns the *same* function objects, so
+# every jit downstream (GBP's plan, NumPyro's kernels) is reused, not retraced.
+_FUNCTION_CACHE: dict[tuple, tuple[FactorFamily, Callable, Callable]] = {}
+
+
+def _member_functions(fam: FactorFamily, static: Static, slot_reds: dict[int, tuple[str, ...]]):
+    red_ids = {id(r) for x in walk_all(fam) if isinstance(x, A.Reduce) for r in x.ranges}
+    key = (
+        id(fam),
+        tuple(sorted(static.sizes.items())),
+        tuple(sorted((k, v) for k, v in static.reduction_len.items() if k in red_ids)),
+        tuple(sorted(slot_reds.items())),
+    )
+    hit = _FUNCTION_CACHE.get(key)
+    if hit is not None and hit[0] is fam:
+        return hit[1], hit[2]
+    one, fn = member_function(_family_outputs(fam), static, slot_reds)
+    if len(_FUNCTION_CACHE) > 4096:
+        _FUNCTION_CACHE.clear()
+    _FUNCTION_CACHE[key] = (fam, one, fn)
+    return one, fn
+
+
+def walk_all(fam: FactorFamily):
+    for e in [fam.lhs, fam.potential] + [e for _, e in fam.args]:
+        if e is not None:
+            yield from walk(e)
 
 
 def _bind_derived(d: Derived, variables, npi: _NpIndex, lengths) -> BoundDerived:

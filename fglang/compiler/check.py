@@ -50,6 +50,7 @@ class DataInfo:
     domain: Domain
     default: A.Expr | None
     span: A.Span
+    batch: bool = False  # the size `fit --batch-size` splits along
 
     @property
     def shape_exprs(self) -> tuple[A.Expr, ...]:
@@ -193,7 +194,9 @@ class Checker:
 
     def declare(self, name: str, span: A.Span, sym: Symbol) -> bool:
         prev = self.scope.get(name) or (Symbol("fn", ERROR) if name in self.fns else None)
-        if name in B.CONSTANTS or name in B.ALL or name in DISTRIBUTIONS:
+        # distribution names are only ever called after '~' or inside logp(), so
+        # they stay free for data and vars (SPEC 5's AR(K) term uses 'beta')
+        if name in B.CONSTANTS or name in B.ALL:
             self.err(f"'{name}' is a built-in name and cannot be redeclared", span)
             return False
         if prev is not None or name in self.factors:
@@ -282,7 +285,12 @@ class Checker:
             elif dt.ok and dtype == "int" and dt.dtype != "int":
                 self.err(f"default for int data '{d.name}' must be an int", d.default.span)
         if self.declare(d.name, d.name_span, Symbol("data", T(dtype, shape), d, domain)):
-            self.data[d.name] = DataInfo(d.name, d.dims, d.type.shape, dtype, domain, d.default, d.span)
+            if d.batch:
+                if dtype != "int" or shape:
+                    self.err("only an int scalar size can be marked 'batch'", d.span, "e.g. data N: int batch")
+                elif any(x.batch for x in self.data.values()):
+                    self.err("a model has at most one 'batch' size", d.span)
+            self.data[d.name] = DataInfo(d.name, d.dims, d.type.shape, dtype, domain, d.default, d.span, d.batch)
             self.order.append(d.name)
 
     def var_decl(self, d: A.VarDecl) -> None:
@@ -294,7 +302,9 @@ class Checker:
         if td is not None and d.prior is not None:
             # the var itself is visible in its prior's arguments only as an error
             prior = self.dist_call(d.prior, T("real", shape, True), lhs_domain=domain, on_var=d.name)
-        if self.declare(d.name, d.name_span, Symbol("var", T(td[1] if td else "real", shape, True), d, domain)):
+        # an unknown type has no domain to check uses against (no cascade of errors)
+        sym = Symbol("var", T(td[1] if td else "real", shape, True), d, domain if td else None)
+        if self.declare(d.name, d.name_span, sym):
             self.vars[d.name] = VarInfo(d.name, d.dims, d.type.shape, domain, prior, d.span)
             self.order.append(d.name)
 

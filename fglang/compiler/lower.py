@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
-from fglang.compiler.check import CheckedModel, FactorInfo, map_children, substitute
+from fglang.compiler.check import CheckedModel, FactorInfo, map_children
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
 
@@ -145,15 +145,14 @@ class Lowering:
         if isinstance(e, A.Reduce):
             # unique index names per reduction, so a slot names its reductions unambiguously
             fresh = {r.name: f"{r.name}__r{next(self._fresh)}" for r in e.ranges}
-            sub = {old: A.Name(e.span, new) for old, new in fresh.items()}
             ranges = []
             inner = reductions
             for r in e.ranges:
-                lo = self.extract(substitute(r.lo, sub), slots, inner)
-                hi = self.extract(substitute(r.hi, sub), slots, inner)
+                lo = self.extract(_rename(r.lo, fresh), slots, inner)
+                hi = self.extract(_rename(r.hi, fresh), slots, inner)
                 ranges.append(A.IndexRange(fresh[r.name], lo, hi, r.span))
                 inner = inner + (fresh[r.name],)
-            body = self.extract(substitute(e.body, sub), slots, inner)
+            body = self.extract(_rename(e.body, fresh), slots, inner)
             return replace(e, ranges=tuple(ranges), body=body)
         return map_children(e, lambda c: self.extract(c, slots, reductions))
 
@@ -268,6 +267,17 @@ class Lowering:
             expr = self.extract(self.expand_lets(let.expr), slots, ())
             derived[name] = Derived(name, expr, tuple(slots), let.span)
         return ModelIR(m.name, m.file, m.sources, m.data, variables, derived, families, m)
+
+
+def _rename(e: A.Expr, names: dict[str, str]) -> A.Expr:
+    """Rename index names, keeping each use's own span (errors point at it)."""
+    if isinstance(e, A.Name) and e.id in names:
+        return replace(e, id=names[e.id])
+    if isinstance(e, A.Reduce):
+        inner = {k: v for k, v in names.items() if k not in {r.name for r in e.ranges}}
+        ranges = tuple(A.IndexRange(r.name, _rename(r.lo, names), _rename(r.hi, names), r.span) for r in e.ranges)
+        return replace(e, ranges=ranges, body=_rename(e.body, inner))
+    return map_children(e, lambda c: _rename(c, names))
 
 
 def _map_slice(a, f):

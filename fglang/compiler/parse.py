@@ -119,9 +119,9 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def data_decl(self, meta, c):
-        name, dims, typ, default = c
+        name, dims, typ, batch, default = c
         self._check_name(name)
-        return A.DataDecl(self._span(meta), str(name), self._tspan(name), dims or (), typ, default)
+        return A.DataDecl(self._span(meta), str(name), self._tspan(name), dims or (), typ, default, batch is not None)
 
     @v_args(meta=True)
     def var_decl(self, meta, c):

@@ -115,9 +115,7 @@ class Huber(dist.Distribution):
         validate_args: bool | None = None,
     ) -> None:
         self.loc, self.scale, self.delta = promote_shapes(loc, scale, delta)
-        batch_shape = jax.lax.broadcast_shapes(
-            jnp.shape(loc), jnp.shape(scale), jnp.shape(delta)
-        )
+        batch_shape = jax.lax.broadcast_shapes(jnp.shape(loc), jnp.shape(scale), jnp.shape(delta))
         super().__init__(batch_shape=batch_shape, validate_args=validate_args)
 
     @validate_sample
@@ -221,9 +219,7 @@ def _spike_slab(p: Array, slab_sd: Array, spike_sd: Array) -> dist.Distribution:
     shape = jax.lax.broadcast_shapes(jnp.shape(p), jnp.shape(slab_sd), jnp.shape(spike_sd))
     p = jnp.broadcast_to(p, shape)
     probs = jnp.stack([p, 1.0 - p], axis=-1)
-    sds = jnp.stack(
-        [jnp.broadcast_to(slab_sd, shape), jnp.broadcast_to(spike_sd, shape)], axis=-1
-    )
+    sds = jnp.stack([jnp.broadcast_to(slab_sd, shape), jnp.broadcast_to(spike_sd, shape)], axis=-1)
     return dist.MixtureSameFamily(dist.Categorical(probs=probs), dist.Normal(0.0, sds))
 
 
@@ -265,9 +261,7 @@ _TABLE: dict[str, list[tuple[tuple[str, ...], _Builder]]] = {
         (("logits",), lambda logits: dist.CategoricalLogits(_f(logits))),
         (("p",), lambda p: dist.CategoricalProbs(_f(p))),
     ],
-    "ordered_logistic": [
-        (("eta", "cutpoints"), lambda eta, cutpoints: StableOrderedLogistic(_f(eta), _f(cutpoints)))
-    ],
+    "ordered_logistic": [(("eta", "cutpoints"), lambda eta, cutpoints: StableOrderedLogistic(_f(eta), _f(cutpoints)))],
     "huber": [(("mu", "sd", "delta"), lambda mu, sd, delta: Huber(_f(mu), _f(sd), _f(delta)))],
     # The one hierarchical-free sparsity prior with a closed-form density, so it can be
     # used in factors as well (``0 ~ spike_slab(...)`` on an expression).
@@ -301,17 +295,13 @@ def distribution(name: str, args: Mapping[str, Array | float]) -> dist.Distribut
                 f" '{name}' is a hierarchical sparsity prior with no closed-form density;"
                 " use sparsity_prior() on a var."
             )
-        raise ValueError(
-            f"unknown distribution '{name}'.{hint} Known: {', '.join(sorted(DISTRIBUTIONS))}"
-        )
+        raise ValueError(f"unknown distribution '{name}'.{hint} Known: {', '.join(sorted(DISTRIBUTIONS))}")
     given = set(args)
     for params, build in alts:
         if given == set(params):
             return build(*(args[p] for p in params))
     expected = " or ".join(f"{name}({', '.join(p)})" for p, _ in alts)
-    raise ValueError(
-        f"distribution '{name}' got parameters ({', '.join(sorted(given))}); expected {expected}"
-    )
+    raise ValueError(f"distribution '{name}' got parameters ({', '.join(sorted(given))}); expected {expected}")
 
 
 # ---------------------------------------------------------------------------
@@ -365,9 +355,7 @@ def is_aux_site(name: str) -> bool:
 
 def _prior_args(kind: str, args: Mapping[str, Array | float]) -> dict[str, Array]:
     if kind not in _PRIOR_PARAMS:
-        raise ValueError(
-            f"unknown sparsity prior '{kind}'. Known: {', '.join(SPARSITY_PRIORS)}"
-        )
+        raise ValueError(f"unknown sparsity prior '{kind}'. Known: {', '.join(SPARSITY_PRIORS)}")
     full = {**PRIOR_DEFAULTS[kind], **args}
     want = set(_PRIOR_PARAMS[kind])
     if set(full) != want:
@@ -382,8 +370,7 @@ def _scalar(kind: str, name: str, x: Array) -> Array:
     """Global hyper-parameters are one per var (SPEC §3); reject per-element values."""
     if jnp.size(x) != 1:
         raise ValueError(
-            f"{kind}: '{name}' sets the var's single global scale and must be a scalar,"
-            f" got shape {jnp.shape(x)}"
+            f"{kind}: '{name}' sets the var's single global scale and must be a scalar, got shape {jnp.shape(x)}"
         )
     return jnp.reshape(x, ())
 
@@ -465,9 +452,7 @@ def sparsity_prior(
         z = numpyro.sample(f"{site}__z", _iid(dist.Normal(0.0, 1.0), shape))
         local = numpyro.sample(f"{site}__local", _iid(dist.HalfCauchy(1.0), shape))
         glob = numpyro.sample(f"{site}__global", dist.HalfCauchy(scale))
-        caux = numpyro.sample(
-            f"{site}__caux", dist.InverseGamma(0.5 * slab_df, 0.5 * slab_df)
-        )
+        caux = numpyro.sample(f"{site}__caux", dist.InverseGamma(0.5 * slab_df, 0.5 * slab_df))
         value = z * _reg_hs_scale(glob, local, caux, slab_scale)
     else:  # ard
         a = jnp.broadcast_to(p["a"], shape)

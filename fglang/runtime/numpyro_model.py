@@ -92,10 +92,17 @@ class NumpyroModel:
     earlier fit becomes the next fit's prior.
     """
 
-    def __init__(self, bm: BoundModel, priors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
+    def __init__(
+        self,
+        bm: BoundModel,
+        priors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        predict: set[str] | frozenset[str] = frozenset(),
+    ):
         validate(bm)
         self.bm = bm
         self.priors = priors or {}
+        # families whose left side is predicted (sampled, not observed)
+        self.predict = set(predict)
         self.data = {k: jnp.asarray(v) for k, v in bm.data.items()}
         self.idx = {
             name: {k: jnp.asarray(v) for k, v in fam.idx.items()} for name, fam in bm.families.items()
@@ -165,6 +172,10 @@ class NumpyroModel:
         d = distribution(sig.name, args)
         batch = jnp.broadcast_shapes(d.batch_shape, lhs.shape[: lhs.ndim - len(d.event_shape)])
         d = d.expand(batch)
+        if name in self.predict:
+            with numpyro.plate(f"{name}__members", batch[0], dim=-len(batch)):
+                numpyro.sample(name, d.to_event(len(batch) - 1) if len(batch) > 1 else d)
+            return
         if not fam.ir.lhs_uses_vars:
             obs = jnp.broadcast_to(lhs, batch + d.event_shape)
             with numpyro.plate(f"{name}__members", batch[0], dim=-len(batch)):

@@ -200,6 +200,14 @@ class Posterior:
             raise
         return path
 
+    def plot(self, path: str | Path | None = None, names: list[str] | None = None):
+        """Plot the marginals (densities, MCMC traces, mean +-2 sd along an index,
+        images of mean and sd for a 2-D grid): write ``path`` (.png/.svg/.pdf)
+        and return it, or return the matplotlib Figure when ``path`` is None."""
+        from fglang.viz.plot import plot_posterior
+
+        return plot_posterior(self, path, names)
+
     def __repr__(self) -> str:
         return f"<Posterior {self.model} ({self.backend}): {', '.join(self.names)}>"
 

@@ -31,6 +31,8 @@ GBP_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "draws": 200,
     "temper": 1.0,
+    "batch_size": None,
+    "epochs": 1,
 }
 
 
@@ -125,6 +127,30 @@ def _draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str, np
     return out
 
 
+def default_init(bm: BoundModel, seed: int, skip: set[str]) -> dict[str, np.ndarray]:
+    """Where GBP starts when no ``init`` is given: a seeded draw from the var's
+    prior when that prior is a normal with known arguments (this breaks the
+    symmetry of hidden units in a network; for linear models the fixed point
+    does not depend on it), and 0 otherwise (give ``init`` for nonlinear
+    models such as pose graphs, as GTSAM users do)."""
+    rng = np.random.default_rng(seed)
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
+    out = {}
+    for v in bm.variables.values():
+        fam = bm.families.get(v.prior) if v.prior else None
+        if v.name in skip or fam is None or fam.ir.dist.name != "normal" or fam.ir.arg_uses_vars("mu") or \
+                fam.ir.arg_uses_vars("sd"):
+            continue
+        res = fam.evaluate(data, {k: jnp.asarray(a) for k, a in fam.idx.items()},
+                           tuple(bm.gather(s, zeros) for s in fam.slots))
+        per_member = (fam.n_members,) + v.value_shape
+        mu = np.broadcast_to(np.asarray(res["args"]["mu"]).reshape(fam.n_members, -1), (fam.n_members, v.node_dim))
+        sd = np.broadcast_to(np.asarray(res["args"]["sd"]).reshape(fam.n_members, -1), (fam.n_members, v.node_dim))
+        out[v.name] = (mu + sd * rng.standard_normal(mu.shape)).reshape(per_member)
+    return out
+
+
 def fit_gbp(
     bm: BoundModel,
     *,
@@ -133,13 +159,15 @@ def fit_gbp(
     prior: Posterior | str | Path | None = None,
     options: dict[str, Any] | None = None,
     progress: bool = False,
+    skip_families: set[str] = frozenset(),
 ) -> Posterior:
     o = _options(dict(options or {}))
     carried = carried_gaussian(bm, prior, float(o["temper"]))
-    graph = to_graph(bm, set(carried))
+    graph = to_graph(bm, set(carried), set(skip_families))
     dtype = jnp.float64 if o["dtype"] == "float64" else jnp.float32
+    start = {**default_init(bm, seed, set(carried)), **(init or {})}
     init_nodes = {k: np.asarray(v).reshape(bm.variables[k].n_nodes, bm.variables[k].node_dim) for k, v in
-                  (init or {}).items()}
+                  start.items()}
     bar = _progress(progress, int(o["iters"]))
     try:
         result = run_gbp(

@@ -22,7 +22,7 @@ from fglang.runtime.gbp.graph import GaussianFamily, GaussianGraph, Slot, Variab
 _SUGGEST = "use --backend vi or --backend mcmc, which run any model"
 
 
-def validate(bm: BoundModel, carried: set[str] = frozenset()) -> None:
+def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] = frozenset()) -> None:
     errs: list[Diagnostic] = []
     for v in bm.variables.values():
         if v.domain.kind != "real":
@@ -35,7 +35,7 @@ def validate(bm: BoundModel, carried: set[str] = frozenset()) -> None:
             )
     for fam in bm.families.values():
         f = fam.ir
-        if f.prior_of is not None and f.prior_of in carried:
+        if (f.prior_of is not None and f.prior_of in carried) or f.name in skipped:
             continue
         if f.kind == "potential":
             errs.append(Diagnostic(f"gbp cannot run the potential '{f.name}'", f.span, _SUGGEST))
@@ -98,6 +98,16 @@ def _args_at_zero(bm: BoundModel, fam: BoundFamily, data) -> dict[str, np.ndarra
     return {k: np.asarray(v) for k, v in out["args"].items()}, np.asarray(out["lhs"])
 
 
+def _per_member(a, m: int, rshape: tuple[int, ...]) -> np.ndarray:
+    """[M, *rest] arguments broadcast to [M, *residual shape] (rest aligns right)."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 0:
+        a = a.reshape(1)
+    rest = a.shape[1:]
+    a = a.reshape(a.shape[:1] + (1,) * (len(rshape) - len(rest)) + rest)
+    return np.broadcast_to(a, (m,) + tuple(rshape))
+
+
 def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     f = fam.ir
     sig = f.dist
@@ -135,12 +145,12 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
         else:
             precision = np.linalg.inv(np.broadcast_to(args0["cov"], (m, r, r)))
     elif sig.gbp in ("gaussian", "robust"):
-        sd = np.broadcast_to(args0["sd"], (m,) + tuple(rshape)).reshape(m, r)
+        sd = _per_member(args0["sd"], m, rshape).reshape(m, r)
         precision = 1.0 / sd**2
         if sig.name == "huber":
-            robust = ("huber", np.broadcast_to(args0["delta"], (m,) + tuple(rshape)).reshape(m, r)[:, 0])
+            robust = ("huber", _per_member(args0["delta"], m, rshape).reshape(m, r)[:, 0])
         elif sig.name == "student_t":
-            robust = ("student_t", np.broadcast_to(args0["df"], (m,) + tuple(rshape)).reshape(m, r)[:, 0])
+            robust = ("student_t", _per_member(args0["df"], m, rshape).reshape(m, r)[:, 0])
     else:  # sparsity priors (and laplace), reweighted by the engine
         def first(name, default=None):
             if name not in args0:
@@ -159,13 +169,20 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     return GaussianFamily(f.name, m, tuple(slots), residual, inputs, precision, robust, sparsity)
 
 
-def to_graph(bm: BoundModel, skip_priors_of: set[str] = frozenset()) -> GaussianGraph:
-    """The Gaussian factor graph of a bound model (validated first)."""
-    validate(bm, set(skip_priors_of))
+def to_graph(
+    bm: BoundModel, skip_priors_of: set[str] = frozenset(), skip_families: set[str] = frozenset()
+) -> GaussianGraph:
+    """The Gaussian factor graph of a bound model (validated first).
+
+    ``skip_priors_of``: vars whose written prior is replaced by a carried one;
+    ``skip_families``: families left out (the targets of a prediction)."""
+    validate(bm, set(skip_priors_of), set(skip_families))
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     blocks = tuple(VariableBlock(v.name, v.n_nodes, v.node_dim, v.node_shape) for v in bm.variables.values())
     fams = []
     for fam in bm.families.values():
+        if fam.name in skip_families:
+            continue
         if fam.n_members == 0 or (fam.ir.prior_of is not None and fam.ir.prior_of in skip_priors_of):
             continue
         fams.append(_family(bm, fam, data))

@@ -1,0 +1,268 @@
+"""fglang's NumPyro backend vs the same models written by hand in NumPyro.
+
+Two SPEC models, eight schools and sparse (horseshoe) regression with
+N=1000, D=100, are sampled with NUTS by the model function fglang lowers
+(``fglang.runtime.numpyro_model.NumpyroModel``, exactly what ``fit(...,
+backend="mcmc")`` runs) and by a hand-written NumPyro model with the same
+sites in the same order, the same MCMC settings and the same seed, side by
+side in one process. For each it reports
+
+* ``first_s``:  the first ``MCMC.run`` (tracing + XLA compilation + sampling),
+* ``second_s``: a second ``run`` of the same MCMC object (compiled code reused:
+  the run time proper),
+* ``ess_min``, ``ess_per_s``: the smallest bulk ESS over all latent scalars
+  (ArviZ), divided by ``second_s``,
+* ``ratio``: fglang's ``second_s`` over the hand-written one (goal <= 1.05).
+
+Then the wall time of ``fglang fit examples/eight_schools.fg --backend mcmc``
+as a fresh process: once with an empty compilation cache (cold) and twice
+with the cache the first run filled (warm).
+
+    python bench/numpyro_vs_handwritten.py [--quick] [--repeats 3]
+
+prints a table and writes ``bench/results/numpyro_vs_handwritten.json``.
+The persistent compilation cache is off for the in-process comparison so
+that ``first_s`` is a real compile for both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("FGLANG_NO_CACHE", "1")  # in-process: measure real compiles on both sides
+
+import arviz as az  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import numpyro  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
+from numpyro.infer import MCMC, NUTS, init_to_uniform  # noqa: E402
+
+import fglang  # noqa: E402
+from fglang.runtime.numpyro_model import NumpyroModel  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+EIGHT_SCHOOLS = {
+    "J": 8,
+    "y": [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0],
+    "sigma": [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0],
+}
+
+
+def sparse_data(n: int = 1000, d: int = 100, k: int = 5, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    w = np.zeros(d)
+    w[rng.choice(d, k, replace=False)] = rng.choice([-1.0, 1.0], k) * rng.uniform(1.0, 3.0, k)
+    y = x @ w + 0.5 + 0.5 * rng.normal(size=n)
+    return {"N": n, "D": d, "X": x, "y": y}
+
+
+# ------------------------------------------------------------------ hand-written NumPyro
+def eight_schools_hw(data):
+    """The SPEC's non-centered eight schools, as one writes it in NumPyro."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    theta_raw = numpyro.sample("theta_raw", dist.Normal(0.0, 1.0).expand([data["y"].shape[0]]).to_event(1))
+    theta = numpyro.deterministic("theta", mu + tau * theta_raw)
+    with numpyro.plate("J", data["y"].shape[0]):
+        numpyro.sample("obs", dist.Normal(theta, data["sigma"]), obs=data["y"])
+
+
+def sparse_regression_hw(data):
+    """Horseshoe regression, non-centered, as in NumPyro's examples."""
+    d = data["X"].shape[1]
+    z = numpyro.sample("w__z", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
+    local = numpyro.sample("w__local", dist.HalfCauchy(1.0).expand([d]).to_event(1))
+    glob = numpyro.sample("w__global", dist.HalfCauchy(0.1))
+    w = numpyro.deterministic("w", z * local * glob)
+    b = numpyro.sample("b", dist.Normal(0.0, 10.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    with numpyro.plate("N", data["X"].shape[0]):
+        numpyro.sample("lik", dist.Normal(data["X"] @ w + b, sigma), obs=data["y"])
+
+
+# ------------------------------------------------------------------ timing
+def _block(samples) -> None:
+    jax.tree_util.tree_map(lambda x: x.block_until_ready(), samples)
+
+
+def run_nuts(model, data, *, seed: int, chains: int, warmup: int, samples: int) -> dict:
+    """Two runs of one MCMC object: the first compiles, the second reuses the compiled code."""
+    kernel = NUTS(model, target_accept_prob=0.8, init_strategy=init_to_uniform)
+    mcmc = MCMC(
+        kernel, num_warmup=warmup, num_samples=samples, num_chains=chains, chain_method="vectorized", progress_bar=False
+    )
+    key = jax.random.PRNGKey(seed)
+    t0 = time.perf_counter()
+    mcmc.run(key, data, extra_fields=("diverging",))
+    _block(mcmc.get_samples())
+    first = time.perf_counter() - t0
+    # NumPyro re-vmaps the kernel's step on every init of vectorized chains, so a
+    # second run of one MCMC object would vmap it twice: undo the first vmap.
+    # Everything else (the fori_collect loop) is cached by NumPyro across runs
+    # of one MCMC object with the same argument arrays: no retrace, no compile.
+    if chains > 1 and hasattr(kernel._sample_fn, "__wrapped__"):
+        kernel._sample_fn = kernel._sample_fn.__wrapped__
+    t0 = time.perf_counter()
+    mcmc.run(key, data, extra_fields=("diverging",))
+    _block(mcmc.get_samples())
+    second = time.perf_counter() - t0
+    draws = mcmc.get_samples(group_by_chain=True)
+    latent = {k: np.asarray(v) for k, v in draws.items() if k in _latent_sites(model, data)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess = az.ess(az.from_dict(posterior=latent), method="bulk")
+    ess_min = float(min(float(np.min(ess[k].values)) for k in latent))
+    div = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
+    return {
+        "first_s": first,
+        "second_s": second,
+        "ess_min": ess_min,
+        "ess_per_s": ess_min / second,
+        "divergences": div,
+        "means": {k: np.asarray(v).mean(axis=(0, 1)).round(3).tolist() for k, v in draws.items() if v.ndim <= 3},
+    }
+
+
+def _latent_sites(model, data) -> set[str]:
+    from numpyro import handlers
+
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(data)
+    return {k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
+
+
+def compare(name: str, fg_path: Path, raw: dict, hw_model, *, seed: int, chains: int, warmup: int, samples: int,
+            repeats: int) -> dict:
+    m = fglang.load(fg_path)
+    nm = NumpyroModel(m.bind(raw))
+    fg_model, fg_data = nm.model_fn(), nm.data
+    hw_data = {k: jnp.asarray(v) for k, v in nm.bm.data.items()}
+    res: dict = {"model": name, "chains": chains, "warmup": warmup, "samples": samples, "seed": seed}
+    runs = {"fglang": [], "handwritten": []}
+    for _ in range(repeats):  # alternate, so that machine load hits both sides alike
+        runs["fglang"].append(run_nuts(fg_model, fg_data, seed=seed, chains=chains, warmup=warmup, samples=samples))
+        runs["handwritten"].append(
+            run_nuts(hw_model, hw_data, seed=seed, chains=chains, warmup=warmup, samples=samples)
+        )
+    for side, rs in runs.items():
+        best = min(rs, key=lambda r: r["second_s"])
+        res[side] = {
+            **best,
+            "first_s": min(r["first_s"] for r in rs),
+            "second_s_all": [round(r["second_s"], 3) for r in rs],
+        }
+    res["ratio"] = res["fglang"]["second_s"] / res["handwritten"]["second_s"]
+    res["ratio_first"] = res["fglang"]["first_s"] / res["handwritten"]["first_s"]
+    return res
+
+
+# ------------------------------------------------------------------ CLI cold start
+def cli_wall(data_file: Path, *, runs: int = 2) -> dict:
+    """``fglang fit eight_schools --backend mcmc`` as a fresh process: cold cache, then warm."""
+    exe = shutil.which("fglang", path=str(Path(sys.executable).parent)) or shutil.which("fglang")
+    cmd = [exe, "fit", str(EXAMPLES / "eight_schools.fg"), "--data", str(data_file), "--backend", "mcmc", "-q"]
+    env = {k: v for k, v in os.environ.items() if k != "FGLANG_NO_CACHE"}
+    cache_home = Path(tempfile.mkdtemp(prefix="fglang-bench-cache-"))
+    env["XDG_CACHE_HOME"] = str(cache_home)  # a private, empty cache: the first run is really cold
+    times = []
+    try:
+        for _ in range(1 + runs):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(cache_home, ignore_errors=True)
+    return {"command": " ".join(["fglang"] + cmd[1:]), "cold_s": times[0], "warm_s": times[1:]}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "numpyro": numpyro.__version__,
+        "fglang": fglang.__version__,
+        "jax_backend": jax.default_backend(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few draws: a smoke run, not for the README")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating repeats per side (best is reported)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-cli", action="store_true", help="skip the cold-process CLI timing")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "numpyro_vs_handwritten.json")
+    a = ap.parse_args()
+    q = a.quick
+    cases = [
+        ("eight_schools", EXAMPLES / "eight_schools.fg", EIGHT_SCHOOLS, eight_schools_hw,
+         dict(chains=4, warmup=200 if q else 1000, samples=200 if q else 1000)),
+        ("sparse_regression N=1000 D=100", EXAMPLES / "sparse_regression.fg", sparse_data(), sparse_regression_hw,
+         dict(chains=2 if q else 4, warmup=100 if q else 500, samples=100 if q else 500)),
+    ]
+    results = []
+    for name, path, raw, hw, kw in cases:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results.append(compare(name, path, raw, hw, seed=a.seed, repeats=1 if q else a.repeats, **kw))
+    cli = None
+    if not a.no_cli:
+        print("running the CLI cold/warm ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as d:
+            f = Path(d) / "eight_schools.json"
+            f.write_text(json.dumps(EIGHT_SCHOOLS))
+            cli = cli_wall(f)
+    report = {"machine": machine(), "quick": q, "results": results, "cli": cli}
+    print_table(report)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = a.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, a.out)
+    print(f"\nwrote {a.out.relative_to(ROOT) if a.out.is_relative_to(ROOT) else a.out}")
+
+
+def print_table(report: dict) -> None:
+    mc = report["machine"]
+    print(f"machine: {mc['cpu']}, {mc['cores']} cores, jax {mc['jax']} ({mc['jax_backend']}), numpyro {mc['numpyro']}")
+    hdr = f"{'model':32} {'side':12} {'first (s)':>10} {'second (s)':>11} {'min ESS':>8} {'ESS/s':>8} {'div':>4}"
+    print(hdr)
+    print("-" * len(hdr))
+    for r in report["results"]:
+        for side in ("fglang", "handwritten"):
+            s = r[side]
+            print(
+                f"{r['model']:32} {side:12} {s['first_s']:10.2f} {s['second_s']:11.2f} {s['ess_min']:8.0f} "
+                f"{s['ess_per_s']:8.1f} {s['divergences']:4d}"
+            )
+        print(f"{'':32} {'ratio':12} {r['ratio_first']:10.3f} {r['ratio']:11.3f}")
+    if report.get("cli"):
+        c = report["cli"]
+        warm = ", ".join(f"{t:.2f}" for t in c["warm_s"])
+        print(f"\n{c['command']}: cold cache {c['cold_s']:.2f} s; warm cache {warm} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Prediction: the learned posterior as prior, new inputs, targets left out.
+
+Data that appear only on the left of ``~`` (the targets) may be missing in
+prediction. Their factors are dropped from inference; each such family's
+left side becomes a predicted quantity, reported under the family's name:
+
+- ``gbp``: GBP runs with the stored per-node marginals as priors; the
+  prediction of member m is Gaussian, mean ``mu_m(x̂)`` and variance
+  ``J Σ Jᵀ + sd²`` (linearized at the means; Σ the per-node covariances);
+- ``vi``/``mcmc``: the family's site is sampled (not observed) for every
+  posterior draw of the vars (NumPyro ``Predictive``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fglang.compiler.bind import BoundModel
+from fglang.compiler.check import names_in
+from fglang.compiler.ir import ModelIR
+from fglang.compiler.lower_jax import static_value
+from fglang.errors import Diagnostic, FgError
+from fglang.runtime.posterior import GaussianMarginal, Posterior
+
+
+def _used_outside_lhs(ir: ModelIR) -> set[str]:
+    used: set[str] = set()
+    for f in ir.families.values():
+        exprs = [e for _, e in f.args] + [f.potential] + [r.lo for r in f.ranges] + [r.hi for r in f.ranges]
+        for p in f.slots:
+            exprs.extend(x for x in p.node_index)
+        for e in exprs:
+            if e is not None:
+                used |= {n.id for n in names_in(e)}
+    for v in ir.variables.values():
+        for e in v.node_dims + v.value_shape:
+            used |= {n.id for n in names_in(e)}
+    for d in ir.data.values():
+        for e in d.shape_exprs:
+            used |= {n.id for n in names_in(e)}
+    for d in ir.derived.values():
+        used |= {n.id for n in names_in(d.expr)}
+    return used
+
+
+def targets(ir: ModelIR, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str], set[str]]:
+    """Fill missing target data with zeros; return (data, missing names, target families)."""
+    missing = [d for d, info in ir.data.items() if d not in raw and info.default is None]
+    outside = _used_outside_lhs(ir)
+    bad = [d for d in missing if d in outside]
+    if bad:
+        errs = [
+            Diagnostic(
+                f"predict needs data '{d}': it is used as an input (not only on the left of '~')",
+                ir.data[d].span,
+            )
+            for d in bad
+        ]
+        raise FgError(errs, ir.sources)
+    filled = dict(raw)
+    sizes = {k: int(v) for k, v in raw.items() if k in ir.data and ir.data[k].dtype == "int" and np.ndim(v) == 0}
+    for d in missing:
+        info = ir.data[d]
+        shape = tuple(int(static_value(e, sizes)) for e in info.shape_exprs)
+        filled[d] = np.zeros(shape, dtype=np.int64 if info.dtype in ("int", "bool") else np.float64)
+    fams = {
+        f.name for f in ir.families.values() if f.lhs is not None and {n.id for n in names_in(f.lhs)} & set(missing)
+    }
+    return filled, missing, fams
+
+
+def predict_gbp(bm: BoundModel, posterior: Posterior, fams: set[str], options: dict, seed: int) -> Posterior:
+    from fglang.runtime.gbp.fit import fit_gbp
+
+    post = fit_gbp(bm, seed=seed, prior=posterior, options=options, skip_families=fams)
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    means = {k: jnp.asarray(g.mean) for k, g in post.gaussian.items() if k in bm.variables}
+    for name in sorted(fams):
+        fam = bm.families[name]
+        idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+        names = sorted({s.var for s in fam.slots})
+
+        def mu_of(*vals, fam=fam, names=names, idx=idx):
+            values = dict(zip(names, vals))
+            out = fam.evaluate(data, idx, tuple(bm.gather(s, values) for s in fam.slots))
+            return jnp.ravel(jnp.asarray(out["args"]["mu"]) + 0.0 * jnp.asarray(out["lhs"]))
+
+        args = [means[n] for n in names]
+        mean = np.asarray(mu_of(*args))
+        var = np.zeros_like(mean)
+        for n, j in zip(names, jax.jacfwd(mu_of, argnums=tuple(range(len(names))))(*args)):
+            v = bm.variables[n]
+            j = np.asarray(j).reshape(mean.size, v.n_nodes, v.node_dim)
+            c = post.gaussian[n].cov.reshape(v.n_nodes, v.node_dim, v.node_dim)
+            var += np.einsum("knd,nde,kne->k", j, c, j)
+        zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
+        out0 = fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
+        shape = np.broadcast_shapes(np.shape(out0["lhs"]), np.shape(out0["args"]["mu"]))
+        if "sd" in out0["args"]:
+            var = var + np.broadcast_to(np.asarray(out0["args"]["sd"], dtype=np.float64) ** 2, shape).ravel()
+        mean = mean.reshape(shape)
+        post.gaussian[name] = GaussianMarginal(mean, var.reshape(shape + (1, 1)), shape, ())
+        rng = np.random.default_rng(seed)
+        n = next(iter(post.draws.values())).shape[1] if post.draws else 200
+        post.draws[name] = (mean + np.sqrt(var.reshape(shape)) * rng.standard_normal((n,) + shape))[None]
+    post.attrs["predicted"] = sorted(fams)
+    return post
+
+
+def predict_sampling(bm: BoundModel, posterior: Posterior, fams: set[str], seed: int) -> Posterior:
+    from numpyro.infer import Predictive
+
+    from fglang.runtime.numpyro_model import NumpyroModel
+
+    nm = NumpyroModel(bm, predict=fams)
+    samples = {}
+    for name in posterior.draws:
+        if name in bm.variables or "__" in name:
+            s = posterior.samples(name)
+            samples[name] = jnp.asarray(s)
+    missing = [v for v in bm.variables if v not in samples]
+    if missing:
+        raise FgError(
+            [
+                Diagnostic(
+                    f"the posterior has no draws of {', '.join(missing)}; per-example latent vars must be "
+                    "re-inferred, which only gbp prediction does",
+                    None,
+                )
+            ]
+        )
+    out = Predictive(nm.model_fn(), posterior_samples=samples)(jax.random.PRNGKey(seed), nm.data)
+    draws = {k: np.asarray(v)[None] for k, v in out.items() if k in fams}
+    draws.update({k: np.asarray(v).reshape((1,) + np.shape(v)) for k, v in samples.items() if "__" not in k})
+    return Posterior(
+        bm.name,
+        posterior.backend,
+        draws,
+        observed=dict(bm.data),
+        attrs={"predicted": sorted(fams)},
+        node_shapes={v.name: v.node_shape for v in bm.variables.values()},
+    )

@@ -1,0 +1,138 @@
+"""Shared fixtures: the SPEC's example models and small data sets for them.
+
+The models are read from the fenced code blocks of the language contract
+(``shared/SPEC.md`` next to the repository), so that a change to the SPEC is
+tested at once; where that file is absent, ``examples/*.fg`` stand in.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fglang.errors import FgError
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "SPEC.md"
+EXAMPLES = ROOT / "examples"
+
+_MODEL_LINE = re.compile(r"^model\s+(\w+)\s*$", re.M)
+
+
+def load_spec_models() -> dict[str, str]:
+    """``{model name: source}`` for every fenced block of SPEC.md that is a whole model."""
+    models: dict[str, str] = {}
+    if SPEC_PATH.exists():
+        for block in re.findall(r"^```[^\n]*\n(.*?)^```", SPEC_PATH.read_text(), re.S | re.M):
+            m = _MODEL_LINE.search(block)
+            if m:
+                models[m.group(1)] = block
+    if not models:
+        for path in sorted(EXAMPLES.glob("*.fg")):
+            text = path.read_text()
+            m = _MODEL_LINE.search(text)
+            if m:
+                models[m.group(1)] = text
+    return models
+
+
+SPEC_MODELS = load_spec_models()
+
+
+def spec_data() -> dict[str, dict]:
+    """Small, valid data for each SPEC model (sizes chosen so no two are equal)."""
+    rng = np.random.default_rng(0)
+    return {
+        "random_walk": {"T": 50, "y": rng.normal(size=50).tolist()},
+        "sparse_regression": {"N": 20, "D": 5, "X": rng.normal(size=(20, 5)), "y": rng.normal(size=20)},
+        "eight_schools": {
+            "J": 8,
+            "y": [28, 8, -3, 7, -1, 1, 18, 12],
+            "sigma": [15, 10, 16, 11, 9, 11, 10, 18],
+        },
+        "denoise": {"H": 6, "W": 7, "img": rng.normal(size=(6, 7))},
+        "denoise_normal": {"H": 6, "W": 7, "img": rng.normal(size=(6, 7))},
+        "pose_graph_2d": {
+            "N": 4,
+            "M": 5,
+            "src": [0, 1, 2, 3, 0],
+            "dst": [1, 2, 3, 0, 2],
+            "z": rng.normal(size=(5, 3)),
+            "sd": np.full((5, 3), 0.1),
+        },
+        "mlp_classifier": {"N": 6, "D": 3, "H": 4, "X": rng.normal(size=(6, 3)), "label": [0, 1, 0, 1, 1, 0]},
+        "mlp_classifier_gbp": {"N": 6, "D": 3, "H": 4, "X": rng.normal(size=(6, 3)), "label": [0, 1, 0, 1, 1, 0]},
+    }
+
+
+def expected_members(name: str, data: dict) -> dict[str, int]:
+    """Family sizes by hand, from the SPEC's ranges (priors: one member per node)."""
+    d = data
+    table = {
+        "random_walk": lambda: {"init": 1, "step": d["T"] - 1, "obs": d["T"]},
+        "sparse_regression": lambda: {"w__prior": 1, "b__prior": 1, "sigma__prior": 1, "lik": 1},
+        "eight_schools": lambda: {"mu__prior": 1, "tau__prior": 1, "theta_raw__prior": d["J"], "obs": d["J"]},
+        "denoise": lambda: {
+            "obs": d["H"] * d["W"],
+            "right": d["H"] * (d["W"] - 1),
+            "down": (d["H"] - 1) * d["W"],
+        },
+        "pose_graph_2d": lambda: {"anchor": 1, "odo": d["M"]},
+        "mlp_classifier": lambda: {
+            "W1__prior": d["H"],
+            "b1__prior": d["H"],
+            "w2__prior": 1,
+            "b2__prior": 1,
+            "layer1": d["N"] * d["H"],
+            "out": d["N"],
+        },
+    }
+    table["denoise_normal"] = table["denoise"]
+    table["mlp_classifier_gbp"] = table["mlp_classifier"]
+    return table[name]()
+
+
+@pytest.fixture(scope="session")
+def spec_models() -> dict[str, str]:
+    assert SPEC_MODELS, "no models found in SPEC.md or examples/"
+    return dict(SPEC_MODELS)
+
+
+@pytest.fixture
+def spec_datasets() -> dict[str, dict]:
+    return spec_data()
+
+
+@pytest.fixture
+def write_models(tmp_path):
+    """Write ``{filename: text}`` into a temporary folder; returns the folder."""
+
+    def write(files: dict[str, str]) -> Path:
+        for name, text in files.items():
+            p = tmp_path / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+        return tmp_path
+
+    return write
+
+
+def compile_error(source: str, file: str = "m.fg") -> FgError:
+    """The FgError that compiling ``source`` raises (fails the test if none)."""
+    import fglang
+
+    with pytest.raises(FgError) as info:
+        fglang.compile(source, file)
+    return info.value
+
+
+def bind_error(source: str, data: dict, file: str = "m.fg") -> FgError:
+    import fglang
+
+    model = fglang.compile(source, file)
+    with pytest.raises(FgError) as info:
+        model.bind(data)
+    return info.value
