@@ -7,12 +7,22 @@ backend="mcmc")`` runs) and by a hand-written NumPyro model with the same
 sites in the same order, the same MCMC settings and the same seed, side by
 side in one process. For each it reports
 
-* ``first_s``:  the first ``MCMC.run`` (tracing + XLA compilation + sampling),
-* ``second_s``: a second ``run`` of the same MCMC object (compiled code reused:
-  the run time proper),
+* ``wall_s``: one ``MCMC.run`` from a fresh kernel (tracing, XLA compilation
+  and sampling: "with JIT"),
+* ``compile_s``: of that, the time JAX reports spending in lowering and XLA
+  compilation (its monitoring events),
+* ``run_s``: ``wall_s - compile_s``, the run time "without JIT" (NumPyro has no
+  way to re-run vectorized chains on already compiled code: a second ``run``
+  retraces and recompiles),
+* ``grad_us``: CPU microseconds per potential-energy-and-gradient evaluation at
+  ``chains`` points (one vectorized leapfrog step), the model's own cost free
+  of NUTS's random trajectory lengths,
 * ``ess_min``, ``ess_per_s``: the smallest bulk ESS over all latent scalars
-  (ArviZ), divided by ``second_s``,
-* ``ratio``: fglang's ``second_s`` over the hand-written one (goal <= 1.05).
+  (ArviZ), and that divided by ``run_s``,
+* ratios fglang / hand-written (goal: ``run_s`` ratio <= 1.05).
+
+Times are the best of ``--repeats`` alternating runs; the machine's load
+average is recorded with them.
 
 Then the wall time of ``fglang fit examples/eight_schools.fg --backend mcmc``
 as a fresh process: once with an empty compilation cache (cold) and twice
@@ -22,7 +32,7 @@ with the cache the first run filled (warm).
 
 prints a table and writes ``bench/results/numpyro_vs_handwritten.json``.
 The persistent compilation cache is off for the in-process comparison so
-that ``first_s`` is a real compile for both sides.
+that ``compile_s`` is a real compile for both sides.
 """
 
 from __future__ import annotations
@@ -100,42 +110,76 @@ def _block(samples) -> None:
     jax.tree_util.tree_map(lambda x: x.block_until_ready(), samples)
 
 
+class CompileClock:
+    """Seconds JAX spends lowering and compiling with XLA (its own monitoring events),
+    so that a run's time splits into compile time and run time."""
+
+    EVENTS = ("/jax/core/compile/jaxpr_to_mlir_module_duration", "/jax/core/compile/backend_compile_duration")
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event: str, duration: float, **_) -> None:
+        if event in self.EVENTS:
+            self.total += duration
+
+
+CLOCK = CompileClock()
+
+
 def run_nuts(model, data, *, seed: int, chains: int, warmup: int, samples: int) -> dict:
-    """Two runs of one MCMC object: the first compiles, the second reuses the compiled code."""
+    """One NUTS run as ``fit(..., backend="mcmc")`` makes it (vectorized chains,
+    init_to_uniform, data closed over), split into compile time and run time."""
     kernel = NUTS(model, target_accept_prob=0.8, init_strategy=init_to_uniform)
     mcmc = MCMC(
         kernel, num_warmup=warmup, num_samples=samples, num_chains=chains, chain_method="vectorized", progress_bar=False
     )
-    key = jax.random.PRNGKey(seed)
-    t0 = time.perf_counter()
-    mcmc.run(key, data, extra_fields=("diverging",))
+    compile0 = CLOCK.total
+    t0, c0 = time.perf_counter(), time.process_time()
+    mcmc.run(jax.random.PRNGKey(seed), data, extra_fields=("diverging", "num_steps"))
     _block(mcmc.get_samples())
-    first = time.perf_counter() - t0
-    # NumPyro re-vmaps the kernel's step on every init of vectorized chains, so a
-    # second run of one MCMC object would vmap it twice: undo the first vmap.
-    # Everything else (the fori_collect loop) is cached by NumPyro across runs
-    # of one MCMC object with the same argument arrays: no retrace, no compile.
-    if chains > 1 and hasattr(kernel._sample_fn, "__wrapped__"):
-        kernel._sample_fn = kernel._sample_fn.__wrapped__
-    t0 = time.perf_counter()
-    mcmc.run(key, data, extra_fields=("diverging",))
-    _block(mcmc.get_samples())
-    second = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    compile_s = CLOCK.total - compile0
+    run_s = wall - compile_s
     draws = mcmc.get_samples(group_by_chain=True)
     latent = {k: np.asarray(v) for k, v in draws.items() if k in _latent_sites(model, data)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ess = az.ess(az.from_dict(posterior=latent), method="bulk")
     ess_min = float(min(float(np.min(ess[k].values)) for k in latent))
-    div = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
+    extra = mcmc.get_extra_fields()
     return {
-        "first_s": first,
-        "second_s": second,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "compile_s": compile_s,
+        "run_s": run_s,
         "ess_min": ess_min,
-        "ess_per_s": ess_min / second,
-        "divergences": div,
+        "ess_per_s": ess_min / run_s,
+        "divergences": int(np.asarray(extra["diverging"]).sum()),
+        "leapfrog_steps": int(np.asarray(extra["num_steps"]).sum()),
         "means": {k: np.asarray(v).mean(axis=(0, 1)).round(3).tolist() for k, v in draws.items() if v.ndim <= 3},
     }
+
+
+def grad_cost(model, data, *, chains: int, calls: int = 300, repeats: int = 5) -> float:
+    """CPU microseconds per evaluation of the potential energy and its gradient at
+    ``chains`` points at once (what one vectorized leapfrog step costs), best of
+    ``repeats``: the model's own cost, free of NUTS's random trajectory lengths."""
+    from numpyro.infer.util import initialize_model
+
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(data,), dynamic_args=False)
+    z = jax.tree_util.tree_map(lambda x: jnp.stack([x] * chains), info.param_info.z)
+    f = jax.jit(jax.vmap(jax.value_and_grad(info.potential_fn)))
+    jax.block_until_ready(f(z))
+    best = float("inf")
+    for _ in range(repeats):
+        c0 = time.process_time()
+        for _ in range(calls):
+            out = f(z)
+        jax.block_until_ready(out)
+        best = min(best, (time.process_time() - c0) / calls * 1e6)
+    return best
 
 
 def _latent_sites(model, data) -> set[str]:
@@ -145,8 +189,9 @@ def _latent_sites(model, data) -> set[str]:
     return {k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
 
 
-def compare(name: str, fg_path: Path, raw: dict, hw_model, *, seed: int, chains: int, warmup: int, samples: int,
-            repeats: int) -> dict:
+def compare(
+    name: str, fg_path: Path, raw: dict, hw_model, *, seed: int, chains: int, warmup: int, samples: int, repeats: int
+) -> dict:
     m = fglang.load(fg_path)
     nm = NumpyroModel(m.bind(raw))
     fg_model, fg_data = nm.model_fn(), nm.data
@@ -158,15 +203,25 @@ def compare(name: str, fg_path: Path, raw: dict, hw_model, *, seed: int, chains:
         runs["handwritten"].append(
             run_nuts(hw_model, hw_data, seed=seed, chains=chains, warmup=warmup, samples=samples)
         )
+    grads = {"fglang": [], "handwritten": []}
+    for _ in range(repeats):
+        grads["fglang"].append(grad_cost(fg_model, fg_data, chains=chains))
+        grads["handwritten"].append(grad_cost(hw_model, hw_data, chains=chains))
     for side, rs in runs.items():
-        best = min(rs, key=lambda r: r["second_s"])
+        best = min(rs, key=lambda r: r["run_s"])
         res[side] = {
             **best,
-            "first_s": min(r["first_s"] for r in rs),
-            "second_s_all": [round(r["second_s"], 3) for r in rs],
+            "wall_s": min(r["wall_s"] for r in rs),
+            "compile_s": min(r["compile_s"] for r in rs),
+            "run_s_all": [round(r["run_s"], 3) for r in rs],
+            "wall_s_all": [round(r["wall_s"], 3) for r in rs],
+            "grad_us": min(grads[side]),
         }
-    res["ratio"] = res["fglang"]["second_s"] / res["handwritten"]["second_s"]
-    res["ratio_first"] = res["fglang"]["first_s"] / res["handwritten"]["first_s"]
+    fg, hw = res["fglang"], res["handwritten"]
+    res["ratio_wall"] = fg["wall_s"] / hw["wall_s"]
+    res["ratio_compile"] = fg["compile_s"] / hw["compile_s"]
+    res["ratio_run"] = fg["run_s"] / hw["run_s"]
+    res["ratio_grad"] = fg["grad_us"] / hw["grad_us"]
     return res
 
 
@@ -209,6 +264,13 @@ def machine() -> dict:
     }
 
 
+def _load() -> str | None:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="few draws: a smoke run, not for the README")
@@ -219,10 +281,20 @@ def main() -> None:
     a = ap.parse_args()
     q = a.quick
     cases = [
-        ("eight_schools", EXAMPLES / "eight_schools.fg", EIGHT_SCHOOLS, eight_schools_hw,
-         dict(chains=4, warmup=200 if q else 1000, samples=200 if q else 1000)),
-        ("sparse_regression N=1000 D=100", EXAMPLES / "sparse_regression.fg", sparse_data(), sparse_regression_hw,
-         dict(chains=2 if q else 4, warmup=100 if q else 500, samples=100 if q else 500)),
+        (
+            "eight_schools",
+            EXAMPLES / "eight_schools.fg",
+            EIGHT_SCHOOLS,
+            eight_schools_hw,
+            dict(chains=4, warmup=200 if q else 1000, samples=200 if q else 1000),
+        ),
+        (
+            "sparse_regression N=1000 D=100",
+            EXAMPLES / "sparse_regression.fg",
+            sparse_data(),
+            sparse_regression_hw,
+            dict(chains=2 if q else 4, warmup=100 if q else 500, samples=100 if q else 500),
+        ),
     ]
     results = []
     for name, path, raw, hw, kw in cases:
@@ -235,7 +307,7 @@ def main() -> None:
             f = Path(d) / "eight_schools.json"
             f.write_text(json.dumps(EIGHT_SCHOOLS))
             cli = cli_wall(f)
-    report = {"machine": machine(), "quick": q, "results": results, "cli": cli}
+    report = {"machine": machine(), "load": _load(), "quick": q, "results": results, "cli": cli}
     print_table(report)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_suffix(".json.tmp")
@@ -247,17 +319,33 @@ def main() -> None:
 def print_table(report: dict) -> None:
     mc = report["machine"]
     print(f"machine: {mc['cpu']}, {mc['cores']} cores, jax {mc['jax']} ({mc['jax_backend']}), numpyro {mc['numpyro']}")
-    hdr = f"{'model':32} {'side':12} {'first (s)':>10} {'second (s)':>11} {'min ESS':>8} {'ESS/s':>8} {'div':>4}"
+    if report.get("load"):
+        print(f"load average during the run: {report['load']}")
+    cols = [
+        ("side", 12, "s"),
+        ("wall_s", 8, ".2f"),
+        ("compile_s", 10, ".2f"),
+        ("run_s", 8, ".2f"),
+        ("grad_us", 8, ".1f"),
+        ("ess_min", 8, ".0f"),
+        ("ess_per_s", 9, ".1f"),
+        ("divergences", 11, "d"),
+    ]
+    hdr = f"{'model':31} " + " ".join(f"{c:>{w}}" for c, w, _ in cols)
     print(hdr)
     print("-" * len(hdr))
     for r in report["results"]:
         for side in ("fglang", "handwritten"):
-            s = r[side]
-            print(
-                f"{r['model']:32} {side:12} {s['first_s']:10.2f} {s['second_s']:11.2f} {s['ess_min']:8.0f} "
-                f"{s['ess_per_s']:8.1f} {s['divergences']:4d}"
-            )
-        print(f"{'':32} {'ratio':12} {r['ratio_first']:10.3f} {r['ratio']:11.3f}")
+            row = {"side": side, **r[side]}
+            print(f"{r['model']:31} " + " ".join(f"{row[c]:>{w}{f}}" for c, w, f in cols))
+        ratios = {
+            "wall_s": r["ratio_wall"],
+            "compile_s": r["ratio_compile"],
+            "run_s": r["ratio_run"],
+            "grad_us": r["ratio_grad"],
+        }
+        cells = [f"{'ratio':>12}"] + [f"{ratios[c]:>{w}.3f}" if c in ratios else " " * w for c, w, _ in cols[1:]]
+        print(f"{'':31} " + " ".join(cells))
     if report.get("cli"):
         c = report["cli"]
         warm = ", ".join(f"{t:.2f}" for t in c["warm_s"])

@@ -258,13 +258,25 @@ def solve_least_squares(
 
     A reference optimum for the pose graph without GTSAM: trust-region
     reflective with the analytic sparse Jacobian and an LSMR inner solver.
-    Returns scipy's ``OptimizeResult`` (``x`` reshaped to [N, 3] in
-    ``result.poses``).
+    scipy's default LSMR settings (few, regularized inner iterations) crawl
+    on M3500 (cost ~107 after 17 outer iterations); solving each trust-region
+    step accurately (``atol = btol = 1e-10``, up to 20000 LSMR iterations,
+    no regularization) makes it Gauss-Newton-like: 68.956 in 8 evaluations.
+    Keyword arguments override these settings. Returns scipy's
+    ``OptimizeResult`` (``x`` reshaped to [N, 3] in ``result.poses``).
     """
     from scipy.optimize import least_squares
 
     x0 = np.asarray(init, dtype=np.float64).ravel()
-    opts = dict(method="trf", tr_solver="lsmr", x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-10)
+    opts = dict(
+        method="trf",
+        tr_solver="lsmr",
+        tr_options=dict(atol=1e-10, btol=1e-10, maxiter=20000, regularize=False),
+        x_scale="jac",
+        xtol=1e-8,
+        ftol=1e-8,
+        gtol=1e-8,
+    )
     opts.update(kwargs)
     res = least_squares(
         lambda x: pose_graph_residuals(data, x, anchor, anchor_sd),
@@ -371,15 +383,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.solve:
         import time
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         lm = solve_levenberg_marquardt(data, p0, anchor=p0[0])
-        dt = time.perf_counter() - t0
-        print(f"sparse Levenberg-Marquardt: cost {lm.cost:.6f} in {dt:.2f} s ({lm.iterations} iterations)")
-        t0 = time.perf_counter()
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        print(f"sparse Levenberg-Marquardt: cost {lm.cost:.6f} in {dt:.2f} s wall, {dc:.2f} s CPU "
+              f"({lm.iterations} iterations)")  # fmt: skip
+        t0, c0 = time.perf_counter(), time.process_time()
         res = solve_least_squares(data, p0, anchor=p0[0])
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         cost = pose_graph_cost(data, res.poses, anchor=p0[0])
-        print(f"scipy least_squares: cost {cost:.6f} in {dt:.2f} s ({res.nfev} evaluations, status {res.status})")
+        print(f"scipy least_squares: cost {cost:.6f} in {dt:.2f} s wall, {dc:.2f} s CPU "
+              f"({res.nfev} evaluations, status {res.status})")  # fmt: skip
     return 0
 
 

@@ -115,11 +115,20 @@ def fit(
     chain_method: Annotated[
         str | None, typer.Option("--chain-method", help="mcmc: vectorized | parallel | sequential")
     ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="gbp: learn by filtering over batches of the `batch` size")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="gbp: passes over the batches")] = None,
+    temper: Annotated[float | None, typer.Option(help="gbp: scale a carried --prior's precision by this (0, 1]")] = None,
+    dtype: Annotated[str | None, typer.Option(help="gbp: float32 | float64")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Fit a model to data and print the posterior summary."""
     by_backend = {
-        "gbp": _opts(iters=iters, tol=tol, damping=damping, schedule=schedule),
+        "gbp": _opts(
+            iters=iters, tol=tol, damping=damping, schedule=schedule, batch_size=batch_size, epochs=epochs,
+            temper=temper, dtype=dtype,
+        ),
         "vi": _opts(guide=guide, steps=steps, lr=lr, particles=particles),
         "mcmc": _opts(
             chains=chains, warmup=warmup, samples=samples, target_accept=target_accept, chain_method=chain_method
@@ -151,6 +160,43 @@ def fit(
             out.print(f"wrote {out_path}", markup=False)
     except FgError as e:
         _fail(e)
+
+
+@app.command()
+def predict(
+    model: ModelArg,
+    posterior: Annotated[Path, typer.Option("--posterior", "-p", help="a posterior file written by fglang fit -o")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="new data; targets (data only on the left of ~) may be absent")],
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="write the predictions (ArviZ NetCDF)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    iters: Annotated[int | None, typer.Option(help="gbp: most iterations")] = None,
+    damping: Annotated[float | None, typer.Option(help="gbp: message damping")] = None,
+) -> None:
+    """Predict the factors whose target data are absent, from a fitted posterior."""
+    try:
+        m = fglang.load(model)
+        opts = _opts(iters=iters, damping=damping)
+        pred = m.predict(posterior, data, seed=seed, **opts)
+        names = pred.attrs.get("predicted", [])
+        if not names:
+            err.print("nothing to predict: every factor's data are present", markup=False)
+        print_summary_names(pred, names, f"{m.name} predictions ({pred.backend})")
+        if out_path is not None:
+            pred.save(out_path)
+            out.print(f"wrote {out_path}", markup=False)
+    except FgError as e:
+        _fail(e)
+
+
+def print_summary_names(post, names, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for c in ("name", "mean", "sd", "5%", "95%"):
+        table.add_column(c, justify="left" if c == "name" else "right")
+    for r in post.summary(names=names, max_rows=60):
+        table.add_row(r["name"], *[f"{r[c]:.4g}" for c in ("mean", "sd", "5%", "95%")])
+    out.print(table)
 
 
 @app.command()
@@ -228,8 +274,16 @@ def plot(
     out.print(f"wrote {out_path}", markup=False)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (e.g. ignored data keys) as one plain line, not Python's format."""
+    err.print(f"warning: {message}", markup=False)
+
+
 def main() -> None:
     """Console entry point."""
+    import warnings
+
+    warnings.showwarning = _show_warning
     try:
         app()
     except KeyboardInterrupt:

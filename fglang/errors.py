@@ -8,7 +8,9 @@ bug in fglang and stays a traceback so that it gets reported and fixed.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from fglang.compiler.ast import Span
@@ -73,6 +75,25 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """The closest known name, for 'unknown name' errors."""
     match = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return match[0] if match else None
+
+
+TOO_DEEP = "this expression is nested too deeply for fglang (thousands of levels)"
+TOO_DEEP_HINT = "split a long chain such as a + b + c + ... into lets, or write it as a reduction sum[k in a:b](...)"
+
+
+@contextmanager
+def recursion_headroom(limit: int = 20_000) -> Iterator[None]:
+    """Parsing, checking, lowering and tracing recurse once per level of an
+    expression; a generated sum of a thousand terms needs more than Python's
+    default 1000 frames."""
+    old = sys.getrecursionlimit()
+    if old < limit:
+        sys.setrecursionlimit(limit)
+    try:
+        yield
+    finally:
+        if old < limit:
+            sys.setrecursionlimit(old)
 
 
 class DiagnosticSink:

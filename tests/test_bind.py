@@ -111,7 +111,9 @@ def test_mlp_block_slot():
 # ------------------------------------------------------------------ index domains
 @pytest.mark.parametrize("N", [0, 1, 2, 5])
 def test_dependent_range_counts_pairs(N):
-    b = bind("model m\ndata N: int\nvar x[N]: real\nfactor f[i in 0:N, j in i+1:N]: 0 ~ normal(x[i] - x[j], 1)\n", {"N": N})
+    b = bind(
+        "model m\ndata N: int\nvar x[N]: real\nfactor f[i in 0:N, j in i+1:N]: 0 ~ normal(x[i] - x[j], 1)\n", {"N": N}
+    )
     f = b.families["f"]
     assert f.n_members == N * (N - 1) // 2
     pairs = [(i, j) for i in range(N) for j in range(i + 1, N)]
@@ -128,7 +130,8 @@ def test_empty_ranges_over_data_are_empty_families():
 
 
 def test_reduction_slot_is_padded_and_masked():
-    src = "model m\ndata T: int\nvar x[T]: real\nvar z: real\nfactor f[t in 0:T]: 0 ~ normal(sum[k in 0:t](x[k]) + z, 1)\n"
+    src = "model m\ndata T: int\nvar x[T]: real\nvar z: real\n"
+    src += "factor f[t in 0:T]: 0 ~ normal(sum[k in 0:t](x[k]) + z, 1)\n"
     b = bind(src, {"T": 4})
     x, z = b.families["f"].slots
     assert x.var == "x" and len(x.reductions) == 1 and x.block_shape == (3,)
@@ -221,7 +224,11 @@ def test_bool_data_must_be_0_or_1():
         ("data p: unit", 1.0, "data 'p' in <data> must lie in (0, 1)"),
         ("data p: real(lower=2)", 1.0, "data 'p' in <data> must be >= 2, but holds 1"),
         ("data p: real(upper=2)", 3.0, "data 'p' in <data> must be <= 2, but holds 3"),
-        ("data p: simplex[2]", [0.5, 0.6], "data 'p' in <data> must be a simplex (non-negative, summing to 1 along its last axis)"),
+        (
+            "data p: simplex[2]",
+            [0.5, 0.6],
+            "data 'p' in <data> must be a simplex (non-negative, summing to 1 along its last axis)",
+        ),
         ("data p: ordered[2]", [1.0, 1.0], "data 'p' in <data> must be strictly increasing along its last axis"),
         ("data p: int", float("inf"), "data 'p' in <data> has NaN or inf but is declared int"),
     ],
@@ -242,7 +249,9 @@ def test_symbolic_shapes_are_checked_with_the_data_sizes():
 
 
 def test_slice_with_member_dependent_bounds_is_rejected_at_bind():
-    src = "model m\ndata T: int\ndata y[T]: real\nvar x[T]: real\nfactor f[t in 1:T]: 0 ~ normal(sum(y[0:t]) + x[t], 1)\n"
+    src = (
+        "model m\ndata T: int\ndata y[T]: real\nvar x[T]: real\nfactor f[t in 1:T]: 0 ~ normal(sum(y[0:t]) + x[t], 1)\n"
+    )
     err = bind_error(src, {"T": 4, "y": np.ones(4)})
     (d,) = err.diagnostics
     assert (d.span.line, d.span.col) == (5, 40)
@@ -265,3 +274,13 @@ def test_bind_does_not_change_the_model():
     a = m.bind({"T": 3, "y": np.zeros(3)})
     b = m.bind({"T": 7, "y": np.zeros(7)})
     assert a.families["obs"].n_members == 3 and b.families["obs"].n_members == 7
+
+
+def test_long_generated_sums_compile_and_bind():
+    """A 600-term chain recurses past Python's default 1000 frames in every stage."""
+    terms = " + ".join(f"x[{k % 3}]" for k in range(600))
+    src = f"model m\nvar x: real[3]\nlet s = {terms}\nfactor f: 0 ~ normal({terms}, 1)\n"
+    b = bind(src, {})
+    assert b.families["f"].n_members == 1
+    assert [s.var for s in b.families["f"].slots] == ["x"]
+    assert b.derived["s"].shape == ()

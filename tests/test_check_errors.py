@@ -548,3 +548,11 @@ def test_int_sizes_from_json_and_npz(tmp_path):
 def test_diagnostic_without_span_formats_plainly():
     err = FgError([Diagnostic("bad option", None)])
     assert str(err) == "bad option"
+
+
+def test_too_deeply_nested_expression_is_an_fg_error():
+    err = compile_error("model m\nvar x: real\nlet s = " + "-" * 12_000 + "x\n")
+    (d,) = err.diagnostics
+    assert d.message == "this expression is nested too deeply for fglang (thousands of levels)"
+    assert d.hint.startswith("split a long chain")
+    assert "Traceback" not in str(err)

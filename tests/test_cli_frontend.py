@@ -23,7 +23,9 @@ from fglang.cli import app
 
 runner = CliRunner()
 
-BROKEN = "model broken\ndata T: int\ndata sigma: positive\nvar x[T]: real\nfactor obs[t in 0:T]: 0 ~ normal(x[t], sigm)\n"
+BROKEN = (
+    "model broken\ndata T: int\ndata sigma: positive\nvar x[T]: real\nfactor obs[t in 0:T]: 0 ~ normal(x[t], sigm)\n"
+)
 
 
 def fglang_script() -> str | None:
@@ -93,7 +95,9 @@ def test_compile_denoise_text(spec_files, tmp_path):
     assert f"members={(H - 1) * W} grid=[{H - 1}, {W}]" in r.stdout
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("examples/*.fg")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).resolve().parents[1].glob("examples/*.fg")), ids=lambda p: p.name
+)
 def test_check_and_compile_every_example_file(path):
     r = runner.invoke(app, ["check", str(path)])
     assert r.exit_code == 0, r.stderr
@@ -118,7 +122,9 @@ def test_check_bad_data_exit_1(spec_files, tmp_path):
     path = write_json(tmp_path / "bad.json", {"T": 3, "y": [1.0, 2.0]})
     r = runner.invoke(app, ["check", str(spec_files["random_walk"]), "--data", str(path)])
     assert r.exit_code == 1
-    assert re.match(rf"{re.escape(str(spec_files['random_walk']))}:\d+:1: data 'y' in {re.escape(str(path))} has shape", r.stderr)
+    assert re.match(
+        rf"{re.escape(str(spec_files['random_walk']))}:\d+:1: data 'y' in {re.escape(str(path))} has shape", r.stderr
+    )
     r = runner.invoke(app, ["check", str(spec_files["random_walk"]), "--data", str(tmp_path / "missing.json")])
     assert r.exit_code == 1 and "data file not found" in r.stderr
 
@@ -156,7 +162,7 @@ def test_console_script_broken_model(tmp_path):
 
 
 @pytest.mark.skipif(fglang_script() is None, reason="the fglang console script is not installed")
-def test_console_script_syntax_error_and_ok(tmp_path):
+def test_console_script_syntax_error(tmp_path):
     p = tmp_path / "syntax.fg"
     p.write_text("model s\nvar x real\n")
     r = subprocess.run([fglang_script(), "check", str(p)], capture_output=True, text=True, timeout=120)
@@ -166,7 +172,16 @@ def test_console_script_syntax_error_and_ok(tmp_path):
         "    var x real",
         "          ^^^^",
     ]
-    ok = tmp_path / "ok.fg"
-    ok.write_text(SPEC_MODELS["random_walk"])
-    r = subprocess.run([fglang_script(), "check", str(ok)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "well formed" in r.stdout
+
+
+@pytest.mark.skipif(fglang_script() is None, reason="the fglang console script is not installed")
+def test_console_script_extra_data_keys_warn(tmp_path):
+    model = tmp_path / "rw.fg"
+    model.write_text(SPEC_MODELS["random_walk"])
+    data = write_json(tmp_path / "rw.json", {"T": 3, "y": [0.0, 1.0, 2.0], "zz": 1})
+    r = subprocess.run(
+        [fglang_script(), "check", str(model), "--data", str(data)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == f"warning: {data}: ignoring keys the model does not declare: zz"
+    assert "well formed" in r.stdout

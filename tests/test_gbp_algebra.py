@@ -30,8 +30,8 @@ _rank1 = jax.jit(algebra.rank1_messages)
 _sparse = jax.jit(sparsity.sparsity_precision, static_argnums=0)
 _huber = jax.jit(robust.huber_weight)
 _student = jax.jit(robust.student_t_weight)
-SCHUR_CONFIGS = [([3], 2), ([1, 2], 1), ([3, 3], 4), ([2, 1, 3], 2)]
-RANK1_CONFIGS = [[3], [1, 1], [3, 2], [1, 2, 1, 3]]
+SCHUR_CONFIGS = [([1, 2], 1), ([3, 3], 4), ([2, 1, 3], 2)]
+RANK1_CONFIGS = [[3], [3, 2], [1, 2, 1, 3]]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -147,6 +147,55 @@ def test_rank1_equals_general_path(seed: int, dims: list[int]) -> None:
     for (ef, lf), (es, ls) in zip(fast, slow, strict=True):
         np.testing.assert_allclose(np.asarray(lf), np.asarray(ls), rtol=1e-7, atol=1e-9)
         np.testing.assert_allclose(np.asarray(ef), np.asarray(es), rtol=1e-7, atol=1e-9)
+
+
+WOODBURY_CONFIGS = [([3, 3], 3, False), ([1, 2], 2, True), ([2, 1, 3], 4, True)]
+_woodbury = jax.jit(algebra.woodbury_messages)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31 - 1), config=st.sampled_from(WOODBURY_CONFIGS))
+def test_woodbury_equals_schur(seed: int, config: tuple[list[int], int, bool]) -> None:
+    """Noise-inflation messages == Schur complement (diag and full precision)."""
+    dims, r, full = config
+    rng = np.random.default_rng(seed)
+    m, big = 3, sum(dims)
+    jac = rng.normal(size=(m, r, big))
+    prec = _spd(rng, m, r) if full else rng.uniform(0.2, 5.0, size=(m, r))
+    c = rng.normal(size=(m, r))
+    p = prec if full else prec[:, :, None] * np.eye(r)
+    lam_f = np.einsum("mri,mrs,msj->mij", jac, p, jac)
+    eta_f = np.einsum("mri,mrs,ms->mi", jac, p, c)
+    in_lam = [jnp.asarray(_spd(rng, m, d)) for d in dims]
+    in_eta = [jnp.asarray(rng.normal(size=(m, d))) for d in dims]
+    off = np.concatenate([[0], np.cumsum(dims)])
+    jacs = [jnp.asarray(jac[:, :, off[t] : off[t + 1]]) for t in range(len(dims))]
+    fast = _woodbury(jacs, jnp.asarray(prec), jnp.asarray(c), in_eta, in_lam)
+    slow = _schur(jnp.asarray(eta_f), jnp.asarray(lam_f), in_eta, in_lam)
+    for (ef, lf), (es, ls) in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(np.asarray(lf), np.asarray(ls), rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(np.asarray(ef), np.asarray(es), rtol=1e-7, atol=1e-8)
+
+
+def test_woodbury_accurate_with_flat_incoming() -> None:
+    """Nearly flat incoming messages: Woodbury stays accurate where Schur cancels.
+
+    A 3-row factor between two 3-dim nodes, incoming precision 1e-9 on the
+    other slot: the exact message precision is about 1e-9 (the factor says
+    nothing absolute about either node). Schur subtracts two O(1) matrices.
+    """
+    rng = np.random.default_rng(0)
+    ja, jb = rng.normal(size=(1, 3, 3)), rng.normal(size=(1, 3, 3))
+    prec = np.full((1, 3), 1e3)
+    eps = 1e-9
+    in_lam = [jnp.asarray(eps * np.eye(3)[None]), jnp.asarray(np.eye(3)[None])]
+    in_eta = [jnp.zeros((1, 3)), jnp.zeros((1, 3))]
+    out = _woodbury([jnp.asarray(ja), jnp.asarray(jb)], jnp.asarray(prec), jnp.zeros((1, 3)), in_eta, in_lam)
+    # exact (message to b): J_b^T (P^{-1} + J_a J_a^T / eps)^{-1} J_b, evaluated stably in closed form
+    s_mat = np.diag(1 / prec[0]) + ja[0] @ ja[0].T / eps
+    exact = jb[0].T @ np.linalg.solve(s_mat, jb[0])
+    np.testing.assert_allclose(np.asarray(out[1][1])[0], exact, rtol=1e-6)
+    assert np.all(np.linalg.eigvalsh(np.asarray(out[1][1])[0]) > 0)
 
 
 def test_rank1_flat_neighbour_no_cancellation() -> None:

@@ -185,3 +185,22 @@ def test_what_gbp_cannot_run_is_rejected_with_location(source, message):
     assert message in text
     assert text.startswith("m.fg:")
     assert "--backend vi" in text or "vi or" in text or "known" in text
+
+
+def _xor(seed: int, n: int = 40):
+    rng = np.random.default_rng(seed)
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]] * (n // 4), float) + rng.normal(0, 0.05, (n, 2))
+    label = (np.round(x).sum(1) % 2).astype(int)
+    return {"N": n, "D": 2, "H": 8, "X": x.tolist(), "label": label.tolist()}, label
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_xor_is_learned_by_gbp(seed):
+    """SPEC's mlp_classifier_gbp learns XOR (100% train accuracy) in a fixed budget."""
+    m = fglang.load(EXAMPLES / "mlp_classifier_gbp.fg")
+    data, label = _xor(seed)
+    post = m.fit(data, backend="gbp", iters=300, damping=0.5, seed=seed)
+    inputs = {k: v for k, v in data.items() if k != "label"}
+    pred = m.predict(post, inputs, iters=300, damping=0.5, seed=seed)
+    assert np.all((pred.mean("out") > 0).astype(int) == label)

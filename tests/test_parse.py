@@ -264,6 +264,12 @@ def test_unclosed_bracket_hint_points_at_the_bracket():
     assert d.hint == "the '(' at line 2, column 21 is not closed, so the lines after it continue its statement"
 
 
+def test_c_style_comment_gets_a_hint():
+    err = syntax_error("model m\nvar x: real  // the state\n")
+    d = err.diagnostics[0]
+    assert (d.span.line, d.span.col) == (2, 14) and d.hint == "comments start with '#' in .fg files"
+
+
 def test_two_statements_on_one_line():
     err = syntax_error("model m\nvar x: real var y: real\n")
     assert err.diagnostics[0].message.startswith("unexpected 'var'; expected")

@@ -21,7 +21,7 @@ from fglang.compiler.check import CheckedModel, DataInfo, names_in
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable, walk
 from fglang.compiler.lower_jax import Evaluator, Static, member_function, static_value
 from fglang.compiler.types import Domain
-from fglang.errors import Diagnostic, DiagnosticSink, FgError
+from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, Diagnostic, DiagnosticSink, FgError, recursion_headroom
 
 _FLOAT = np.float64
 
@@ -630,6 +630,11 @@ def _bind_derived(d: Derived, variables, npi: _NpIndex, lengths) -> BoundDerived
 # ---------------------------------------------------------------- entry point
 def bind(ir: ModelIR, raw: dict[str, Any], file: str = "<data>") -> BoundModel:
     """Validate ``raw`` against the model and build every index array."""
+    with recursion_headroom():
+        return _bind(ir, raw, file)
+
+
+def _bind(ir: ModelIR, raw: dict[str, Any], file: str) -> BoundModel:
     sink = DiagnosticSink()
     data, sizes = _validate_data(ir, raw, file, sink)
     sink.raise_if_any(ir.sources)
@@ -663,11 +668,16 @@ def bind(ir: ModelIR, raw: dict[str, Any], file: str = "<data>") -> BoundModel:
             families[name] = _bind_family(fam, variables, npi, lengths)
         except _IndexError as err:
             sink.error(err.message, err.span, err.hint)
+        except RecursionError:
+            sink.error(TOO_DEEP, fam.span, TOO_DEEP_HINT)
     for name, d in ir.derived.items():
         try:
             b = _bind_derived(d, variables, npi, lengths)
         except _IndexError as err:
             sink.error(err.message, err.span, err.hint)
+            continue
+        except RecursionError:
+            sink.error(TOO_DEEP, d.span, TOO_DEEP_HINT)
             continue
         shape = tuple(int(s) for s in concrete.lets[name].shape)
         derived[name] = BoundDerived(b.ir, shape, b.slots, b.evaluate)

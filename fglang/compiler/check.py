@@ -30,7 +30,7 @@ from fglang.compiler.types import (
     matmul_shape,
     show_shape,
 )
-from fglang.errors import DiagnosticSink, FgError, did_you_mean
+from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
 
 
 @dataclass(frozen=True)
@@ -180,17 +180,24 @@ class Checker:
 
     # ----------------------------------------------------------- declarations
     def run(self, decls: list[A.Decl]) -> None:
-        for d in decls:
-            if isinstance(d, A.DataDecl):
-                self.data_decl(d)
-            elif isinstance(d, A.VarDecl):
-                self.var_decl(d)
-            elif isinstance(d, A.LetDecl):
-                self.let_decl(d)
-            elif isinstance(d, A.FnDecl):
-                self.fn_decl(d)
-            elif isinstance(d, A.FactorDecl):
-                self.factor_decl(d)
+        with recursion_headroom():
+            for d in decls:
+                try:
+                    self.decl(d)
+                except RecursionError:
+                    self.err(TOO_DEEP, d.span, TOO_DEEP_HINT)
+
+    def decl(self, d: A.Decl) -> None:
+        if isinstance(d, A.DataDecl):
+            self.data_decl(d)
+        elif isinstance(d, A.VarDecl):
+            self.var_decl(d)
+        elif isinstance(d, A.LetDecl):
+            self.let_decl(d)
+        elif isinstance(d, A.FnDecl):
+            self.fn_decl(d)
+        elif isinstance(d, A.FactorDecl):
+            self.factor_decl(d)
 
     def declare(self, name: str, span: A.Span, sym: Symbol) -> bool:
         prev = self.scope.get(name) or (Symbol("fn", ERROR) if name in self.fns else None)
@@ -198,6 +205,9 @@ class Checker:
         # they stay free for data and vars (SPEC 5's AR(K) term uses 'beta')
         if name in B.CONSTANTS or name in B.ALL:
             self.err(f"'{name}' is a built-in name and cannot be redeclared", span)
+            return False
+        if "__" in name:
+            self.err(f"'{name}': names with '__' are reserved for fglang's auxiliary sites", span)
             return False
         if prev is not None or name in self.factors:
             self.err(f"'{name}' is already declared", span, "every data, var, let, fn and factor needs its own name")
@@ -221,6 +231,12 @@ class Checker:
     def _no_index_names(self, e: A.Expr, what: str) -> None:
         for n in _names(e):
             sym = self.scope.get(n.id)
+            if sym is not None and sym.kind == "let" and what == "a size":
+                self.err(
+                    f"a size must use int data and constants; '{n.id}' is a let",
+                    n.span,
+                    f"declare '{n.id}' as int data (data {n.id}: int) or write its expression here",
+                )
             if sym is not None and sym.kind == "data" and sym.t.shape:
                 self.err(f"{what} must use int scalar data, and '{n.id}' is an array", n.span)
 
@@ -457,7 +473,7 @@ class Checker:
                     call.span,
                     f"declare '{on_var}' with a type inside the distribution's support",
                 )
-            elif sig.sparsity and not lhs_domain.continuous:
+            elif sig.sparsity and lhs_domain.kind != "real":
                 self.err(f"a sparsity prior needs a real var; '{on_var}' is {lhs_domain.describe()}", call.span)
         inlined = self.inline(call)
         # normalize argument order to the signature's names
@@ -537,9 +553,12 @@ class Checker:
                 (dom == "positive" and not v > 0)
                 or (dom == "unit" and not 0 <= v <= 1)
                 or (dom in ("nonneg", "nonneg_int") and not v >= 0)
+                or (dom == "nonneg_int" and not float(v).is_integer())
             )
             if bad:
-                want = {"positive": "> 0", "unit": "in [0, 1]", "nonneg": ">= 0", "nonneg_int": ">= 0"}[dom]
+                want = {"positive": "> 0", "unit": "in [0, 1]", "nonneg": ">= 0", "nonneg_int": "a whole number >= 0"}[
+                    dom
+                ]
                 self.err(f"'{pname}' of {sig.name} must be {want}, got {v:g}", e.span)
             return
         if dom in ("positive", "unit") and t.var:
@@ -556,6 +575,12 @@ class Checker:
                                 e.span,
                                 f"declare '{n.id}' positive",
                             )
+        if sig.sparsity and pname in ("scale", "slab_scale", "slab_df") and sig.name != "laplace" and t.ok and t.shape:
+            self.err(
+                f"'{pname}' of {sig.name} is the one global scale of the prior and must be a scalar, "
+                f"got {show_shape(t.shape)}",
+                e.span,
+            )
         if dom == "nonneg_int" and t.ok and t.dtype != "int":
             self.err(f"'{pname}' of {sig.name} must be an int", e.span)
 
@@ -792,7 +817,8 @@ class Checker:
 
         try:
             if f in B.ELEMENTWISE:
-                return T("real", ts[0].shape, var) if arity(1) else ERROR
+                keeps_int = f == "abs" and ts[0].dtype == "int"
+                return T("int" if keeps_int else "real", ts[0].shape, var) if arity(1) else ERROR
             if f in B.REDUCING:
                 return T("real", (), var) if arity(1) else ERROR
             if f == "softmax":

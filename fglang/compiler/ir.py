@@ -108,14 +108,16 @@ class ModelIR:
 def _walk(e):
     from fglang.compiler.check import map_children
 
-    if e is None:
-        return
-    yield e
-    out: list = []
-    map_children(e, lambda c: (out.append(c), c)[1])
-    for c in out:
-        if c is not None:
-            yield from _walk(c)
+    # an explicit stack: nested generators would make a deep expression quadratic
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if x is None:
+            continue
+        yield x
+        children: list = []
+        map_children(x, lambda c, acc=children: (acc.append(c), c)[1])
+        stack.extend(reversed(children))
 
 
 walk = _walk

@@ -19,6 +19,7 @@ from fglang.compiler import builtins as B
 from fglang.compiler.check import CheckedModel, FactorInfo, map_children
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
+from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
 
 
 class _Ranks:
@@ -252,20 +253,33 @@ class Lowering:
         m = self.m
         families: dict[str, FactorFamily] = {}
         variables: dict[str, Variable] = {}
+        sink = DiagnosticSink()
         for name, v in m.vars.items():
             prior = None
             if v.prior is not None:
-                fam = self.prior_family(name)
+                try:
+                    fam = self.prior_family(name)
+                except RecursionError:
+                    sink.error(TOO_DEEP, v.span, TOO_DEEP_HINT)
+                    continue
                 families[fam.name] = fam
                 prior = fam.name
             variables[name] = Variable(name, v.node_dims, v.value_shape, v.domain, prior, v.span)
         for name, f in m.factors.items():
-            families[name] = self.family(f)
+            try:
+                families[name] = self.family(f)
+            except RecursionError:
+                sink.error(TOO_DEEP, f.span, TOO_DEEP_HINT)
         derived = {}
         for name, let in m.lets.items():
             slots: list[SlotPattern] = []
-            expr = self.extract(self.expand_lets(let.expr), slots, ())
+            try:
+                expr = self.extract(self.expand_lets(let.expr), slots, ())
+            except RecursionError:
+                sink.error(TOO_DEEP, let.span, TOO_DEEP_HINT)
+                continue
             derived[name] = Derived(name, expr, tuple(slots), let.span)
+        sink.raise_if_any(m.sources)
         return ModelIR(m.name, m.file, m.sources, m.data, variables, derived, families, m)
 
 
@@ -297,4 +311,5 @@ def _names_in(e) -> set[str]:
 
 
 def lower(model: CheckedModel) -> ModelIR:
-    return Lowering(model).run()
+    with recursion_headroom():
+        return Lowering(model).run()

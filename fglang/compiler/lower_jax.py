@@ -21,6 +21,7 @@ from fglang.compiler import ast as A
 from fglang.compiler.builtins import CONSTANTS
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.ir import SlotRef
+from fglang.errors import recursion_headroom
 
 
 def wrap_angle(a):
@@ -261,7 +262,8 @@ def member_function(
     def one(data, idx, slots):
         ev = Evaluator(static, data, idx, slots)
         ev.slot_reds = slot_reds
-        return outputs(ev)
+        with recursion_headroom():  # one level of Python per level of the expression
+            return outputs(ev)
 
     def all_members(data, idx, slots):
         return jax.vmap(one, in_axes=(None, 0, 0))(data, idx, slots)

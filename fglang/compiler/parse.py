@@ -15,7 +15,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from fglang.compiler import ast as A
-from fglang.errors import Diagnostic, FgError
+from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, Diagnostic, FgError, recursion_headroom
 
 RESERVED = frozenset(
     "model data var let factor fn return for in potential include true false".split()
@@ -368,21 +368,28 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> FgError:
         span = A.Span(file, line, col, line, col + 1)
     else:  # pragma: no cover - Lark has no other kinds
         msg, span = str(err), A.Span(file, line, col, line, col + 1)
+    lines = text.splitlines()
+    if hint is None and 1 <= span.line <= len(lines) and lines[span.line - 1][span.col - 1 :].startswith("//"):
+        hint = "comments start with '#' in .fg files"
     return FgError([Diagnostic(msg, span, hint)], {file: text})
 
 
 def parse(text: str, file: str = "<string>") -> A.Program:
     """Parse one .fg source. Raises FgError (never a Lark exception)."""
     try:
-        tree = _parser().parse(text)
+        with recursion_headroom():
+            tree = _parser().parse(text)
+            _, header, decls = _ToAst(file).transform(tree)
     except UnexpectedInput as err:
         raise _syntax_error(err, file, text) from None
-    try:
-        _, header, decls = _ToAst(file).transform(tree)
+    except RecursionError:
+        raise FgError([Diagnostic(TOO_DEEP, A.Span(file, 0, 0, 0, 0), TOO_DEEP_HINT)], {file: text}) from None
     except VisitError as err:
         if isinstance(err.orig_exc, FgError):
             e = err.orig_exc
             raise FgError(e.diagnostics, {file: text}) from None
+        if isinstance(err.orig_exc, RecursionError):
+            raise FgError([Diagnostic(TOO_DEEP, A.Span(file, 0, 0, 0, 0), TOO_DEEP_HINT)], {file: text}) from None
         raise
     name, hspan = header if header is not None else (None, None)
     return A.Program(name, tuple(decls), file, text, hspan)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
+from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError, did_you_mean
 
 
@@ -31,19 +32,42 @@ def check_init(bm: BoundModel, init: dict[str, Any] | None, file: str = "init") 
                 )
             )
             continue
-        arr = np.asarray(value, dtype=np.float64)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            errs.append(Diagnostic(f"{file}: init for '{name}' is not an array of numbers", None))
+            continue
         if arr.shape != v.shape:
             if arr.size == 1:
                 arr = np.broadcast_to(arr.reshape(()), v.shape)
             else:
-                errs.append(
-                    Diagnostic(f"{file}: init for '{name}' has shape {list(arr.shape)}, the var has {list(v.shape)}", None)
-                )
+                msg = f"{file}: init for '{name}' has shape {list(arr.shape)}, the var has {list(v.shape)}"
+                errs.append(Diagnostic(msg, None))
                 continue
         if not np.all(np.isfinite(arr)):
             errs.append(Diagnostic(f"{file}: init for '{name}' has NaN or inf", None))
+            continue
+        why = _outside(arr, v.domain)
+        if why:
+            errs.append(Diagnostic(f"{file}: init for '{name}' is outside the var's support: {why}", None))
             continue
         out[name] = np.array(arr)
     if errs:
         raise FgError(errs)
     return out
+
+
+def _outside(arr: np.ndarray, d: Domain) -> str | None:
+    """Why a value is not strictly inside a domain (a start on the boundary has an
+    infinite unconstrained value, so bounds are open), or None."""
+    if arr.size == 0:
+        return None
+    if d.lower is not None and np.any(arr <= d.lower):
+        return f"it must be > {d.lower:g} ({d.describe()}), but holds {arr.min():g}"
+    if d.upper is not None and np.any(arr >= d.upper):
+        return f"it must be < {d.upper:g} ({d.describe()}), but holds {arr.max():g}"
+    if d.kind == "simplex" and (np.any(arr <= 0) or np.any(np.abs(arr.sum(-1) - 1) > 1e-6)):
+        return "a simplex must be positive and sum to 1 along its last axis"
+    if d.kind == "ordered" and np.any(np.diff(arr, axis=-1) <= 0):
+        return "it must be strictly increasing along its last axis"
+    return None

@@ -110,7 +110,7 @@ def fit_vi(
             ]
         )
     k_guide, k_pred = jax.random.split(k_draw)
-    latents = guide.sample_posterior(k_guide, result.params, sample_shape=(int(o["draws"]),))
+    latents = guide.sample_posterior(k_guide, result.params, nm.data, sample_shape=(int(o["draws"]),))
     derived = Predictive(model, posterior_samples=latents)(k_pred, nm.data)
     samples = {**latents, **derived}
     draws = _draws(samples, bm, grouped=False)

@@ -18,7 +18,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from fglang.compiler.bind import BoundFamily, BoundModel, BoundVariable
+from fglang.compiler.bind import BoundFamily, BoundModel, BoundSlot, BoundVariable
 from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.numpyro_distributions import distribution, sparsity_prior
@@ -107,14 +107,22 @@ class NumpyroModel:
         self.idx = {
             name: {k: jnp.asarray(v) for k, v in fam.idx.items()} for name, fam in bm.families.items()
         }
+        # slots whose members all read one node (a scalar var in an indexed family)
+        self._one_node = {
+            (name, i): _single_node(s) for name, fam in bm.families.items() for i, s in enumerate(fam.slots)
+        }
 
     # ------------------------------------------------------------------ pieces
     def _slot_values(self, fam: BoundFamily, values: dict[str, Any], own: str | None = None):
         out = []
-        for s in fam.slots:
+        for i, s in enumerate(fam.slots):
+            v = self.bm.variables[s.var]
             if s.var == own and own not in values:
-                v = self.bm.variables[own]
                 out.append(jnp.zeros(s.node_ids.shape + v.value_shape))
+            elif self._one_node.get((fam.name, i)) is not None:
+                # a broadcast, not a gather: its gradient is a sum, not a scatter-add
+                node = jnp.reshape(values[s.var], (v.n_nodes,) + v.value_shape)[self._one_node[(fam.name, i)]]
+                out.append(jnp.broadcast_to(node, s.node_ids.shape + v.value_shape))
             else:
                 out.append(self.bm.gather(s, values))
         return tuple(out)
@@ -134,7 +142,9 @@ class NumpyroModel:
         out = self._outputs(fam, data, values, own=v.name)
         args = out["args"]
         if sig.sparsity:
-            scalar_args = {k: jnp.reshape(a, (-1,) + jnp.shape(a)[1:])[0] if jnp.ndim(a) else a for k, a in args.items()}
+            scalar_args = {
+                k: jnp.reshape(a, (-1,) + jnp.shape(a)[1:])[0] if jnp.ndim(a) else a for k, a in args.items()
+            }
             if sig.name in ("spike_slab",):
                 per = {k: _per_node(a, v, 0) for k, a in args.items()}
                 return sparsity_prior(v.name, sig.name, per, shape)
@@ -144,7 +154,8 @@ class NumpyroModel:
             return sparsity_prior(v.name, sig.name, scalar_args, shape)
         per = {k: _per_node(a, v, sig.event_ndim) for k, a in args.items()}
         d = distribution(sig.name, per)
-        batch = v.node_shape + (v.value_shape[: len(v.value_shape) - sig.event_ndim] if sig.event_ndim else v.value_shape)
+        value_batch = v.value_shape[: len(v.value_shape) - sig.event_ndim] if sig.event_ndim else v.value_shape
+        batch = v.node_shape + value_batch
         d = d.expand(batch).to_event(len(batch))
         if v.domain.kind in _EXACT_SUPPORT.get(sig.support, ()) or (
             sig.support == "real" and v.domain.kind == "real"
@@ -164,8 +175,7 @@ class NumpyroModel:
             numpyro.factor(name, jnp.sum(out["value"]))
             return
         sig = fam.ir.dist
-        lhs = jnp.asarray(out["lhs"])
-        args = out["args"]
+        lhs, args = _align_members(sig, out["lhs"], out["args"])
         if sig.sparsity:
             numpyro.factor(name, jnp.sum(self._sparsity_factor_logp(name, sig.name, args, lhs)))
             return
@@ -173,12 +183,12 @@ class NumpyroModel:
         batch = jnp.broadcast_shapes(d.batch_shape, lhs.shape[: lhs.ndim - len(d.event_shape)])
         d = d.expand(batch)
         if name in self.predict:
-            with numpyro.plate(f"{name}__members", batch[0], dim=-len(batch)):
+            with numpyro.plate(f"{name}__members", batch[0], dim=-1):
                 numpyro.sample(name, d.to_event(len(batch) - 1) if len(batch) > 1 else d)
             return
         if not fam.ir.lhs_uses_vars:
             obs = jnp.broadcast_to(lhs, batch + d.event_shape)
-            with numpyro.plate(f"{name}__members", batch[0], dim=-len(batch)):
+            with numpyro.plate(f"{name}__members", batch[0], dim=-1):
                 numpyro.sample(name, d.to_event(len(batch) - 1) if len(batch) > 1 else d, obs=obs)
             return
         numpyro.factor(name, jnp.sum(d.log_prob(lhs)))
@@ -186,7 +196,8 @@ class NumpyroModel:
     def _sparsity_factor_logp(self, name: str, kind: str, args: dict, lhs):
         """A sparsity prior used in a factor: hierarchical scales as aux sites
         (centered, since the var has its own site), density of the left side."""
-        shape = lhs.shape
+        shape = jnp.broadcast_shapes(lhs.shape, *(jnp.shape(a) for a in args.values()))
+        lhs = jnp.broadcast_to(lhs, shape)
         if kind == "spike_slab":
             return _spike_slab_logp(args, lhs)
         if kind == "horseshoe":
@@ -227,6 +238,45 @@ class NumpyroModel:
                 self._family_site(fam, data, values)
 
         return model
+
+
+# event rank of the parameters that are not scalars per element of the batch
+_PARAM_EVENT_NDIM = {
+    ("mvnormal", "mu"): 1,
+    ("mvnormal", "cov"): 2,
+    ("mvnormal", "prec"): 2,
+    ("dirichlet", "alpha"): 1,
+    ("categorical", "logits"): 1,
+    ("categorical", "p"): 1,
+    ("ordered_logistic", "cutpoints"): 1,
+}
+
+
+def _align_members(sig, lhs, args: dict) -> tuple[jnp.ndarray, dict]:
+    """A family's outputs are member-major, ``[M, *per-member shape]``. Per member
+    they broadcast as NumPy does (from the trailing axis: ``0 ~ normal(e[3], sd)``),
+    so pad every one with unit axes right after the member axis up to a common
+    batch rank (event axes stay last); then the member axis lines up everywhere."""
+    items = {k: jnp.asarray(a) for k, a in args.items()}
+    items["__lhs"] = jnp.asarray(lhs)
+    ev = {k: _PARAM_EVENT_NDIM.get((sig.name, k), 0) for k in args}
+    ev["__lhs"] = sig.event_ndim
+    rank = max(max(a.ndim - 1 - ev[k], 0) for k, a in items.items())
+    out = {}
+    for k, a in items.items():
+        pad = rank + ev[k] - (a.ndim - 1)
+        out[k] = a.reshape(a.shape[:1] + (1,) * pad + a.shape[1:]) if pad > 0 else a
+    lhs = out.pop("__lhs")
+    return lhs, out
+
+
+def _single_node(s: BoundSlot) -> int | None:
+    """The flat node index every member of a slot reads, if they all read the same one."""
+    ids = s.node_ids
+    if s.grid_slice is not None or ids.size == 0:
+        return None
+    k = int(ids.flat[0])
+    return k if bool(np.all(ids == k)) else None
 
 
 def _spike_slab_logp(args: dict, x):

@@ -95,11 +95,15 @@ class Posterior:
 
     # -------------------------------------------------------------- tables
     def summary(self, names: list[str] | None = None, max_rows: int = 40) -> list[dict[str, Any]]:
-        """Rows of name, mean, sd, 5%, 95% (and r_hat, ess_bulk for several chains)."""
-        import arviz as az
+        """Rows of name, mean, sd, 5%, 95% (and r_hat, ess_bulk for MCMC).
 
+        r_hat is the rank-normalized split R-hat and ess_bulk the bulk ESS of
+        Vehtari et al. (2021), as ArviZ computes them (same numbers), vectorized
+        over all elements of a var and without importing ArviZ."""
         rows: list[dict[str, Any]] = []
         for name in names or self.names:
+            if len(rows) >= max_rows:
+                break
             d = self.draws[name]
             m, s = self.mean(name), self.sd(name)
             flat = d.reshape(d.shape[0], d.shape[1], -1)
@@ -107,16 +111,14 @@ class Posterior:
             q95 = np.quantile(flat, 0.95, axis=(0, 1))
             rhat = ess = None
             if self.backend == "mcmc" and d.shape[1] >= 4:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    rhat = np.array([float(az.rhat(flat[:, :, k])) for k in range(flat.shape[2])])
-                    ess = np.array([float(az.ess(flat[:, :, k], method="bulk")) for k in range(flat.shape[2])])
+                rhat, ess = rank_diagnostics(flat)
             mf, sf = np.ravel(m), np.ravel(s)
             for k in range(flat.shape[2]):
                 if len(rows) >= max_rows:
                     break
                 label = name if flat.shape[2] == 1 and np.ndim(m) == 0 else f"{name}[{_label(np.shape(m), k)}]"
-                row = {"name": label, "mean": float(mf[k]), "sd": float(sf[k]), "5%": float(q5[k]), "95%": float(q95[k])}
+                row = {"name": label, "mean": float(mf[k]), "sd": float(sf[k])}
+                row.update({"5%": float(q5[k]), "95%": float(q95[k])})
                 if rhat is not None:
                     row["r_hat"] = float(rhat[k])
                     row["ess_bulk"] = float(ess[k])
@@ -133,7 +135,13 @@ class Posterior:
                     f"{int(div.sum())} of {div.size} draws diverged ({100 * div.mean():.1f}%): "
                     "raise target_accept (e.g. 0.95) or reparametrize (non-centered)"
                 )
-            bad = [r["name"] for r in self.summary(max_rows=10_000) if r.get("r_hat", 1.0) > 1.01]
+            bad = []
+            for name in self.names:
+                d = self.draws[name]
+                if d.shape[1] >= 4:
+                    rhat, _ = rank_diagnostics(d.reshape(d.shape[0], d.shape[1], -1))
+                    shape = d.shape[2:]
+                    bad += [name if not shape else f"{name}[{_label(shape, k)}]" for k in np.flatnonzero(rhat > 1.01)]
             if bad:
                 out.append(f"r_hat > 1.01 for {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}: run more draws")
         if self.backend == "gbp" and not self.attrs.get("converged", True):
@@ -186,17 +194,25 @@ class Posterior:
     def save(self, path: str | Path) -> Path:
         """Write NetCDF atomically: a crash or a full disk never leaves half a file."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         idata = self.to_arviz()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+        except OSError as err:
+            raise FgError([Diagnostic(f"cannot write {path}: {err.strerror or err}", None)]) from None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 idata.to_netcdf(tmp, engine="h5netcdf")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a posterior is an ordinary file
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as err:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, OSError):  # a full disk, a read-only directory: the old file stays
+                raise FgError([Diagnostic(f"cannot write {path}: {err.strerror or err}", None)]) from None
             raise
         return path
 
@@ -210,6 +226,83 @@ class Posterior:
 
     def __repr__(self) -> str:
         return f"<Posterior {self.model} ({self.backend}): {', '.join(self.names)}>"
+
+
+def _split_chains(x: np.ndarray) -> np.ndarray:
+    half = x.shape[1] // 2
+    return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks along axis 0, ties averaged (``scipy.stats.rankdata``, whose
+    import alone costs a CLI run two seconds)."""
+    n = x.shape[0]
+    order = np.argsort(x, axis=0, kind="stable")
+    sx = np.take_along_axis(x, order, axis=0)
+    pos = np.arange(n).reshape((n,) + (1,) * (x.ndim - 1))
+    first = np.ones(sx.shape, bool)
+    first[1:] = sx[1:] != sx[:-1]
+    last = np.ones(sx.shape, bool)
+    last[:-1] = first[1:]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=0)
+    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, pos, n - 1), axis=0), axis=0), axis=0)
+    ranks = np.empty(sx.shape)
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=0)
+    return ranks
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Rank-normalize [chain, draw, k] per k (Blom's offsets, ties averaged)."""
+    from scipy.special import ndtri
+
+    c, n = x.shape[:2]
+    r = _average_ranks(x.reshape((c * n,) + x.shape[2:]))
+    return ndtri((r - 0.375) / (c * n + 0.25)).reshape(x.shape)
+
+
+def _rhat(x: np.ndarray) -> np.ndarray:
+    n = x.shape[1]
+    between = n * np.var(x.mean(axis=1), axis=0, ddof=1)
+    within = np.mean(np.var(x, axis=1, ddof=1), axis=0)
+    return np.sqrt((between / within + n - 1) / n)
+
+
+def _ess(x: np.ndarray) -> np.ndarray:
+    """ESS of [chain, draw, k] per k: Geyer's initial monotone sequence, as ArviZ's ``_ess``."""
+    from scipy.fft import next_fast_len
+
+    c, n = x.shape[:2]
+    f = np.fft.rfft(x - x.mean(axis=1, keepdims=True), n=next_fast_len(2 * n), axis=1)
+    acov = np.fft.irfft(f * np.conjugate(f), n=next_fast_len(2 * n), axis=1)[:, :n] / n
+    mean_var = acov[:, 0].mean(axis=0) * n / (n - 1.0)
+    var_plus = mean_var * (n - 1.0) / n + (np.var(x.mean(axis=1), axis=0, ddof=1) if c > 1 else 0.0)
+    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
+    rho[0] = 1.0
+    k = max((n - 3) // 2 + 1, 1)  # the pairs (rho[2i], rho[2i+1]) the sequence may use
+    pairs = rho[0 : 2 * k : 2] + rho[1 : 2 * k : 2]
+    positive = pairs > 0
+    positive[0] = True
+    stop = np.where(np.all(positive, axis=0), k - 1, np.argmin(positive, axis=0))  # the first pair <= 0
+    keep = np.arange(len(pairs)).reshape((-1,) + (1,) * (pairs.ndim - 1)) < stop
+    mono = np.minimum.accumulate(np.where(keep, pairs, np.inf), axis=0)
+    tau = -1.0 + 2.0 * np.sum(np.where(keep, mono, 0.0), axis=0)
+    tau = tau + np.maximum(np.take_along_axis(rho, np.minimum(2 * stop, n - 1)[None], axis=0)[0], 0.0)
+    tau = np.maximum(tau, 1.0 / np.log10(c * n))
+    constant = np.ptp(x, axis=(0, 1)) < np.finfo(float).resolution
+    return np.where(constant, float(c * n), c * n / tau)
+
+
+def rank_diagnostics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rank-normalized split R-hat and bulk ESS of draws [chain, draw, k], per k
+    (Vehtari, Gelman, Simpson, Carpenter, Buerkner 2021; equal to ArviZ's
+    ``rhat`` and ``ess(method="bulk")``)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = _split_chains(x)
+        z = _z_scale(s)
+        folded = _z_scale(np.abs(s - np.median(s, axis=(0, 1))))
+        rhat = np.maximum(_rhat(z), _rhat(folded)) if x.shape[0] > 1 else np.full(x.shape[2:], np.nan)
+        return rhat, _ess(z)
 
 
 def _label(shape, k: int) -> str:
@@ -245,7 +338,9 @@ def load_posterior(path: str | Path) -> Posterior:
     if "fglang_backend" not in post.attrs:
         raise FgError([Diagnostic(f"{path} was not written by fglang (no fglang attributes)", None)])
     draws = {k: np.asarray(v.values) for k, v in post.data_vars.items()}
-    stats = {k: np.asarray(v.values) for k, v in idata.sample_stats.data_vars.items()} if "sample_stats" in idata else {}
+    stats = (
+        {k: np.asarray(v.values) for k, v in idata.sample_stats.data_vars.items()} if "sample_stats" in idata else {}
+    )
     observed = (
         {k: np.asarray(v.values) for k, v in idata.observed_data.data_vars.items()} if "observed_data" in idata else {}
     )

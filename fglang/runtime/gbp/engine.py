@@ -26,6 +26,7 @@ Design (why it looks like this):
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -279,9 +280,9 @@ def _family_messages(
         x0.append(_gather(lin[sp.var], ids[s], sp, vp))
         in_eta.append(_gather(eta_b[sp.var], ids[s], sp, vp) - old_eta[s])
         in_lam.append(_gather(lam_b[sp.var], ids[s], sp, vp) - old_lam[s])
-    r0, jacs = algebra.linearize(
-        fp.residual, data["inputs"][f], x0, batched_inputs=fp.batched_inputs
-    )
+    shared = data["shared"][f]
+    residual = fp.residual if shared is None else functools.partial(_with_shared, fp.residual, shared)
+    r0, jacs = algebra.linearize(residual, data["inputs"][f], x0, batched_inputs=fp.batched_inputs)
     jac = jnp.concatenate(jacs, axis=-1)
     if fp.sparsity is not None:
         # EM reweighting from the current belief of the element (own message
@@ -301,20 +302,7 @@ def _family_messages(
     if fp.robust is not None:
         w = robust_weight(fp.robust, data["robust"][f], algebra.whiten_sq(r0, prec), fp.res_dim)
         prec = prec * (w[:, None] if prec.ndim == 2 else w[:, None, None])
-    if fp.res_dim == 1:
-        lam = prec.reshape(prec.shape[0])
-        x0c = jnp.concatenate(x0, axis=-1)
-        c = jnp.einsum("md,md->m", jac[:, 0, :], x0c) - r0[:, 0]
-        msgs = algebra.rank1_messages(
-            [j[:, 0, :] for j in jacs], lam, c, in_eta, in_lam, floor
-        )
-    elif fp.res_dim < sum(sp.dim for sp in fp.slots) and len(fp.slots) > 1:
-        x0c = jnp.concatenate(x0, axis=-1)
-        c = jnp.einsum("mrd,md->mr", jac, x0c) - r0
-        msgs = algebra.woodbury_messages(jacs, prec, c, in_eta, in_lam, floor)
-    else:
-        eta_f, lam_f = algebra.factor_information(jac, prec, r0, jnp.concatenate(x0, axis=-1))
-        msgs = algebra.schur_messages(eta_f, lam_f, in_eta, in_lam, floor)
+    msgs = algebra.factor_messages(jacs, prec, r0, x0, in_eta, in_lam, floor)
     return tuple(m[0] for m in msgs), tuple(m[1] for m in msgs)
 
 
@@ -354,7 +342,7 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
     lin, stale = [], jnp.zeros((), bool)
     for v in range(nv):
         move = jnp.max(jnp.abs(mu[v] - st["lin"][v]), axis=-1)
-        relin = ((move > data["relin_thr"]) & (lam_change < data["relin_gate"]) | (settled & (move > tol))) & (it > 0)
+        relin = ((move > data["relin_thr"]) | (settled & (move > tol))) & (it > 0)
         relin = relin & jnp.all(jnp.isfinite(mu[v]), axis=-1)
         lin.append(jnp.where(relin[:, None], mu[v], st["lin"][v]))
         stale = stale | jnp.any(move > tol)
@@ -437,7 +425,8 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
         blamed = jnp.zeros((0,), bool)
 
     def pick(new: Any, old: Any) -> Any:
-        return jax.tree_util.tree_map(lambda a, b: jnp.where(commit, a, b), new, old)
+        # A buffer choice (lax.cond), not an elementwise select over every message.
+        return jax.lax.cond(commit, lambda: new, lambda: old)
 
     out = dict(
         msg_eta=pick(tuple(new_eta), st["msg_eta"]),
@@ -525,7 +514,20 @@ def _precision_array(fam: GaussianFamily, m: int, r: int, dtype: Any) -> tuple[n
     diag = np.diagonal(p, axis1=-2, axis2=-1) if full else p
     if not np.all(np.isfinite(p)) or np.any(diag < 0):
         raise ValueError(f"family {fam.name!r}: precision must be finite and non-negative")
+    if full:
+        # A noise information matrix must be symmetric PSD: an indefinite
+        # "factor" is no Gaussian, and GBP on it can blow up at the first step.
+        if not np.allclose(p, np.swapaxes(p, -1, -2), rtol=1e-6, atol=0.0):
+            raise ValueError(f"family {fam.name!r}: full precision matrices must be symmetric")
+        eig = np.linalg.eigvalsh(p.astype(np.float64))
+        if np.any(eig[..., 0] < -1e-8 * np.maximum(np.abs(eig[..., -1]), 1e-300)):
+            raise ValueError(f"family {fam.name!r}: full precision matrices must be positive semi-definite")
     return np.ascontiguousarray(p), full
+
+
+def _with_shared(residual: Callable[..., Any], shared: Any, inputs: Any, *xs: Any) -> Any:
+    """A residual that also reads unbatched ``shared`` data (see GaussianFamily.shared)."""
+    return residual((inputs, shared), *xs)
 
 
 def _residual_dim(fam: GaussianFamily, graph: GaussianGraph, inputs: Any, batched: bool, dtype: Any) -> int:
@@ -537,7 +539,8 @@ def _residual_dim(fam: GaussianFamily, graph: GaussianGraph, inputs: Any, batche
         else inputs
     )
     try:
-        out = jax.eval_shape(lambda i, *x: jnp.reshape(fam.residual(i, *x), (-1,)), one, *xs)
+        res = fam.residual if fam.shared is None else functools.partial(_with_shared, fam.residual, fam.shared)
+        out = jax.eval_shape(lambda i, *x: jnp.reshape(res(i, *x), (-1,)), one, *xs)
     except Exception as e:  # noqa: BLE001 - re-raised with the family's name
         raise ValueError(f"family {fam.name!r}: residual failed on one member's shapes: {e}") from e
     return int(out.shape[0])
@@ -584,7 +587,7 @@ def _build(
     scale_sum = np.zeros(len(vplans))
     scale_cnt = np.zeros(len(vplans))
     fplans = []
-    ids_all, inputs_all, prec_all, robust_all, sparse_all = [], [], [], [], []
+    ids_all, inputs_all, prec_all, robust_all, sparse_all, shared_all = [], [], [], [], [], []
     for fam in graph.families:
         slots, ids = [], []
         for s in fam.slots:
@@ -645,6 +648,7 @@ def _build(
         )
         ids_all.append(tuple(ids))
         inputs_all.append(inputs if batched else None)
+        shared_all.append(None if fam.shared is None else _as_inputs(fam.shared, dtype))
         prec_all.append(prec)
         robust_all.append(rob)
         sparse_all.append(sparse)
@@ -659,6 +663,7 @@ def _build(
     data = dict(
         ids=tuple(ids_all),
         inputs=tuple(inputs_all),
+        shared=tuple(shared_all),
         prec=tuple(prec_all),
         robust=tuple(robust_all),
         sparse=tuple(sparse_all),
@@ -816,7 +821,6 @@ def run_gbp(
         damping=np.asarray(damping, dt),
         dropout=np.asarray(dropout, dt),
         relin_thr=np.asarray(relinearize_threshold, dt),
-        relin_gate=np.asarray(float(__import__("os").environ.get("GATE", "inf")), dt),
         tol=np.asarray(tol, dt),
         lam_rtol=np.asarray(100.0 * tol if precision_rtol is None else precision_rtol, dt),
         div_ratio=np.asarray(divergence_ratio, dt),

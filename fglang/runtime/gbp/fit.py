@@ -8,6 +8,7 @@ ArviZ tools and the summary table work as for the other backends.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +67,24 @@ def carried_gaussian(bm: BoundModel, prior: Posterior | str | Path | None, tempe
         return {}
     post = prior if isinstance(prior, Posterior) else load_posterior(prior)
     out = {}
+    per_batch = set()
+    if any(d.batch for d in bm.ir.data.values()):
+        from fglang.runtime.gbp.learn import batch_axes
+
+        per_batch = set(batch_axes(bm.ir)[2])  # activations are re-inferred, never carried
     for name, v in bm.variables.items():
-        if name not in post.draws and name not in post.gaussian:
+        if name in per_batch or (name not in post.draws and name not in post.gaussian):
             continue
         mean = np.asarray(post.mean(name), dtype=np.float64)
         if mean.shape != v.shape:
-            raise FgError(
-                [Diagnostic(f"the prior posterior's '{name}' has shape {list(mean.shape)}, the var has {list(v.shape)}",
-                            v.span)],
-                bm.ir.sources,
+            # a per-example var (activations of a different number of examples):
+            # re-inferred from the new data, not carried
+            warnings.warn(
+                f"not carrying '{name}' from the prior posterior: its shape {list(mean.shape)} differs from "
+                f"{list(v.shape)} here",
+                stacklevel=3,
             )
+            continue
         cov = np.asarray(post.cov(name), dtype=np.float64).reshape(v.n_nodes, v.node_dim, v.node_dim)
         cov = cov + 1e-12 * np.eye(v.node_dim)
         lam = np.linalg.inv(cov) * temper
@@ -195,9 +204,10 @@ def fit_gbp(
                 Diagnostic(
                     f"GBP diverged at iteration {info.iteration}"
                     + (f" in factor '{info.family}'" if info.family else "")
-                    + f": {info.message}",
+                    + f" ({info.reason.replace('_', ' ')})",
                     fam.ir.span if fam is not None else None,
-                    "raise --damping (e.g. 0.5 -> 0.9), check the factor's scales, or give --init",
+                    "raise --damping (e.g. 0.5 -> 0.9; Python: damping=0.9), check the factor's scales "
+                    "(a sd far from the data's units conditions messages badly), use --dtype float64, or give --init",
                 )
             ],
             bm.ir.sources,

@@ -173,6 +173,11 @@ class GaussianFamily:
     precision: Any = None
     robust: tuple[Any, ...] | None = None
     sparsity: tuple[Any, ...] | None = None
+    # Unbatched data every member reads (a whole data array, say). When given,
+    # the residual receives ``(inputs_m, shared)`` as its first argument. It
+    # travels as a jit argument, not a constant, so a new batch of data with
+    # the same shapes reuses the compiled iteration.
+    shared: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slots", tuple(self.slots))

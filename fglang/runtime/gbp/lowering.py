@@ -108,6 +108,42 @@ def _per_member(a, m: int, rshape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(a, (m,) + tuple(rshape))
 
 
+# (member function, slot layout, value shapes) -> residual. The same residual
+# object for the same model shape lets the engine's jit cache hit across
+# batches (data arrive as the family's `shared` input, not as constants).
+_RESIDUALS: dict[tuple, tuple[object, object]] = {}
+
+
+def _residual(one, layout: tuple, value_shapes: tuple):
+    key = (id(one), layout, value_shapes)
+    hit = _RESIDUALS.get(key)
+    if hit is not None and hit[0] is one:
+        return hit[1]
+
+    def unpack(gbp_values):
+        blocks = []
+        for (start, block), vshape in zip(layout, value_shapes):
+            n = int(np.prod(block, dtype=np.int64)) if block else 1
+            vals = gbp_values[start : start + n]
+            if block:
+                stacked = jnp.stack([jnp.reshape(v, vshape) for v in vals])
+                blocks.append(jnp.reshape(stacked, tuple(block) + tuple(vshape)))
+            else:
+                blocks.append(jnp.reshape(vals[0], vshape))
+        return tuple(blocks)
+
+    def residual(inputs, *gbp_values):
+        idx_m, data = inputs
+        out = one(data, idx_m, unpack(gbp_values))
+        lhs, mu = jnp.asarray(out["lhs"]), jnp.asarray(out["args"].get("mu", 0.0))
+        return jnp.ravel(lhs - mu)
+
+    if len(_RESIDUALS) > 4096:
+        _RESIDUALS.clear()
+    _RESIDUALS[key] = (one, residual)
+    return residual
+
+
 def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     f = fam.ir
     sig = f.dist
@@ -117,19 +153,7 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     args0, lhs0 = _args_at_zero(bm, fam, data)
     m = fam.n_members
 
-    def unpack(gbp_values):
-        blocks = []
-        for (start, block), vshape in zip(layout, value_shapes):
-            n = int(np.prod(block, dtype=np.int64)) if block else 1
-            vals = gbp_values[start : start + n]
-            stacked = jnp.stack([jnp.reshape(v, vshape) for v in vals]) if block else jnp.reshape(vals[0], vshape)
-            blocks.append(jnp.reshape(stacked, tuple(block) + tuple(vshape)) if block else stacked)
-        return tuple(blocks)
-
-    def residual(idx_m, *gbp_values):
-        out = one(data, idx_m, unpack(gbp_values))
-        lhs, mu = jnp.asarray(out["lhs"]), jnp.asarray(out["args"].get("mu", 0.0))
-        return jnp.ravel(lhs - mu)
+    residual = _residual(one, tuple(layout), tuple(value_shapes))
 
     lhs_shape = lhs0.shape[1:]
     mu_shape = args0["mu"].shape[1:] if "mu" in args0 else ()
@@ -165,8 +189,18 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
             "spike_slab": ("p", "slab_sd", "spike_sd"),
         }[sig.name]
         sparsity = (sig.name,) + tuple(first(p) for p in params)
-        return GaussianFamily(f.name, m, tuple(slots), residual, inputs, None, None, sparsity)
-    return GaussianFamily(f.name, m, tuple(slots), residual, inputs, precision, robust, sparsity)
+        return GaussianFamily(f.name, m, tuple(slots), residual, inputs, None, None, sparsity, shared=data)
+    return GaussianFamily(f.name, m, tuple(slots), residual, inputs, precision, robust, sparsity, shared=data)
+
+
+def _data_used(fam: BoundFamily, data: dict) -> dict:
+    from fglang.compiler import ast as A
+    from fglang.compiler.bind import walk_all
+
+    names = {x.id for x in walk_all(fam.ir) if isinstance(x, A.Name)}
+    for r in fam.ir.ranges:
+        names |= {x.id for x in (r.lo, r.hi) if isinstance(x, A.Name)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def to_graph(
@@ -185,5 +219,5 @@ def to_graph(
             continue
         if fam.n_members == 0 or (fam.ir.prior_of is not None and fam.ir.prior_of in skip_priors_of):
             continue
-        fams.append(_family(bm, fam, data))
+        fams.append(_family(bm, fam, _data_used(fam, data)))
     return GaussianGraph(blocks, tuple(fams))
