@@ -119,7 +119,9 @@ def fit(
         int | None, typer.Option("--batch-size", help="gbp: learn by filtering over batches of the `batch` size")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="gbp: passes over the batches")] = None,
-    temper: Annotated[float | None, typer.Option(help="gbp: scale a carried --prior's precision by this (0, 1]")] = None,
+    temper: Annotated[
+        float | None, typer.Option(help="gbp: scale a carried --prior's precision by this (0, 1]")
+    ] = None,
     dtype: Annotated[str | None, typer.Option(help="gbp: float32 | float64")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -166,7 +168,9 @@ def fit(
 def predict(
     model: ModelArg,
     posterior: Annotated[Path, typer.Option("--posterior", "-p", help="a posterior file written by fglang fit -o")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="new data; targets (data only on the left of ~) may be absent")],
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="new data; targets (data only on the left of ~) may be absent")
+    ],
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="write the predictions (ArviZ NetCDF)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     iters: Annotated[int | None, typer.Option(help="gbp: most iterations")] = None,

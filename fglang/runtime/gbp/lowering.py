@@ -44,7 +44,8 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
         if sig.gbp is None:
             errs.append(
                 Diagnostic(
-                    f"gbp cannot run '{sig.name}' in factor '{f.name}': it is not a Gaussian, robust or sparsity factor",
+                    f"gbp cannot run '{sig.name}' in factor '{f.name}': "
+                    "it is not a Gaussian, robust or sparsity factor",
                     f.dist_span or f.span,
                     _SUGGEST,
                 )
@@ -94,7 +95,8 @@ def _expand_slots(fam: BoundFamily) -> tuple[list[Slot], list[tuple[int, tuple[i
 def _args_at_zero(bm: BoundModel, fam: BoundFamily, data) -> dict[str, np.ndarray]:
     """Arguments that do not depend on vars (scales) for every member."""
     zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
-    out = fam.evaluate(data, {k: jnp.asarray(v) for k, v in fam.idx.items()}, tuple(bm.gather(s, zeros) for s in fam.slots))
+    idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+    out = fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
     return {k: np.asarray(v) for k, v in out["args"].items()}, np.asarray(out["lhs"])
 
 
