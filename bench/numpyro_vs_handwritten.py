@@ -293,7 +293,7 @@ def main() -> None:
             EXAMPLES / "sparse_regression.fg",
             sparse_data(),
             sparse_regression_hw,
-            dict(chains=2 if q else 4, warmup=100 if q else 500, samples=100 if q else 500),
+            dict(chains=2, warmup=100 if q else 300, samples=100 if q else 300),
         ),
     ]
     results = []

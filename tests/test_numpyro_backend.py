@@ -258,11 +258,11 @@ def _separated(post) -> np.ndarray:
 @pytest.mark.slow
 def test_sparse_regression_horseshoe_separates():
     post = fglang.compile(SPARSE_SRC).fit(
-        _sparse_data(), backend="mcmc", seed=0, chains=2, warmup=500, samples=500, target_accept=0.9
+        _sparse_data(), backend="mcmc", seed=0, chains=2, warmup=300, samples=300, target_accept=0.9
     )
     assert post.mean("w").shape == (50,)
     assert _separated(post).tolist() == NONZERO
-    assert post.names == ["w", "b", "sigma"] or set(post.names) == {"w", "b", "sigma"}
+    assert set(post.names) == {"w", "b", "sigma"}
     assert {"w__z", "w__local", "w__global"} <= set(post.draws)
     assert abs(post.mean("b") - 0.5) < 0.3 and abs(post.mean("sigma") - 0.5) < 0.15
 
@@ -518,6 +518,7 @@ def test_log_density_distribution_zoo(seed):
     np.testing.assert_allclose(m.log_density(values, data), float(expect), rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["vi", "mcmc"])
 def test_distribution_zoo_fits(backend):
     """Both backends run it (briefly) and keep every var on its support."""
@@ -709,6 +710,13 @@ def test_init_mcmc_accepted():
     post = m.fit(data, backend="mcmc", seed=0, chains=1, warmup=50, samples=50, init={"mu": 2.0})
     assert post.draws["mu"].shape == (1, 50)
     assert abs(post.mean("mu") - mean) < 1.0
+
+
+@pytest.mark.parametrize("backend", ["vi", "mcmc"])
+def test_discrete_latent_var_rejected(backend):
+    src = "model d\ndata y: real\nvar k: int\nvar mu: real ~ normal(0, 1)\nfactor obs: y ~ normal(mu + k, 1)\n"
+    with pytest.raises(FgError, match=r"d.fg:3:1: var 'k' is int: discrete latent vars are not supported"):
+        fglang.compile(src, "d.fg").fit({"y": 0.5}, backend=backend)
 
 
 def test_bad_options():

@@ -425,8 +425,7 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
         blamed = jnp.zeros((0,), bool)
 
     def pick(new: Any, old: Any) -> Any:
-        # A buffer choice (lax.cond), not an elementwise select over every message.
-        return jax.lax.cond(commit, lambda: new, lambda: old)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(commit, a, b), new, old)
 
     out = dict(
         msg_eta=pick(tuple(new_eta), st["msg_eta"]),

@@ -63,7 +63,8 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
                         f"make it data or a constant, or {_SUGGEST}",
                     )
                 )
-        if sig.gbp == "sparsity" and (len(fam.slots) != 1 or f.arg_uses_vars("mu") if "mu" in f.arg_map else False):
+        center_uses_vars = "mu" in f.arg_map and f.arg_uses_vars("mu")
+        if sig.gbp == "sparsity" and (len(fam.slots) != 1 or center_uses_vars):
             errs.append(
                 Diagnostic(
                     f"gbp runs the sparsity prior '{sig.name}' only on one var with a known center (factor '{f.name}')",
