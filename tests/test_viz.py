@@ -3,6 +3,7 @@ through the Python API and the CLI (typer's in-process runner)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -44,7 +45,13 @@ def assert_png(path: Path, min_size: int = 2000) -> None:
 
 def data_for(model: fglang.Model) -> dict:
     d = spec_data()
-    return d.get(model.name, d["pose_graph_2d"] if model.name == "m3500" else None)
+    found = d.get(model.name, d["pose_graph_2d"] if model.name == "m3500" else None)
+    if found is None:
+        path = EXAMPLES / "data" / f"{model.name}.json"
+        if not path.exists():
+            pytest.skip(f"no small data for example {model.name}")
+        found = json.loads(path.read_text())
+    return found
 
 
 def instance_nodes(source: str) -> tuple[list[str], list[str]]:

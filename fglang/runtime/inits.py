@@ -1,6 +1,11 @@
 """User initial values (``init=`` / ``--init FILE``), checked against the model.
 
 The same layout as data files: var name -> array of the var's full shape.
+A var under a hierarchical sparsity prior (``horseshoe``, ``reg_horseshoe``,
+``ard``) is a deterministic of auxiliary sample sites (``w__z``, ``w__local``,
+``w__global``, ...): an init for ``w`` is mapped onto them (see
+``numpyro_distributions.init_aux``), and the aux sites may also be given
+directly by name, which then take precedence.
 """
 
 from __future__ import annotations
@@ -19,9 +24,14 @@ def check_init(bm: BoundModel, init: dict[str, Any] | None, file: str = "init") 
         return {}
     out: dict[str, np.ndarray] = {}
     errs = []
+    aux = aux_sites(bm)
     for name, value in init.items():
         v = bm.variables.get(name)
-        if v is None:
+        if v is not None:
+            shape, domain = v.shape, v.domain
+        elif name in aux:
+            shape, domain = aux[name]
+        else:
             guess = did_you_mean(name, bm.variables)
             errs.append(
                 Diagnostic(
@@ -37,23 +47,38 @@ def check_init(bm: BoundModel, init: dict[str, Any] | None, file: str = "init") 
         except (TypeError, ValueError):
             errs.append(Diagnostic(f"{file}: init for '{name}' is not an array of numbers", None))
             continue
-        if arr.shape != v.shape:
+        if arr.shape != shape:
             if arr.size == 1:
-                arr = np.broadcast_to(arr.reshape(()), v.shape)
+                arr = np.broadcast_to(arr.reshape(()), shape)
             else:
-                msg = f"{file}: init for '{name}' has shape {list(arr.shape)}, the var has {list(v.shape)}"
+                msg = f"{file}: init for '{name}' has shape {list(arr.shape)}, the var has {list(shape)}"
                 errs.append(Diagnostic(msg, None))
                 continue
         if not np.all(np.isfinite(arr)):
             errs.append(Diagnostic(f"{file}: init for '{name}' has NaN or inf", None))
             continue
-        why = _outside(arr, v.domain)
+        why = _outside(arr, domain)
         if why:
             errs.append(Diagnostic(f"{file}: init for '{name}' is outside the var's support: {why}", None))
             continue
         out[name] = np.array(arr)
     if errs:
         raise FgError(errs)
+    return out
+
+
+def aux_sites(bm: BoundModel) -> dict[str, tuple[tuple[int, ...], Domain]]:
+    """The sparsity priors' auxiliary sample sites: name -> (shape, support)."""
+    from fglang.runtime.numpyro_distributions import PRIOR_AUX
+
+    out = {}
+    for v in bm.variables.values():
+        fam = bm.families.get(v.prior) if v.prior else None
+        if fam is None or fam.ir.dist is None or not fam.ir.dist.sparsity:
+            continue
+        for suffix in PRIOR_AUX.get(fam.ir.dist.name, ()):
+            shape = () if suffix in ("__global", "__caux") else v.shape
+            out[v.name + suffix] = (shape, Domain("real") if suffix == "__z" else Domain("positive", 0.0, None))
     return out
 
 

@@ -52,11 +52,14 @@ def options_for(backend: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _init_sites(nm: NumpyroModel, init: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Var initial values -> sample-site initial values (aux sites for sparsity priors)."""
+    """Var initial values -> sample-site initial values (aux sites for sparsity priors;
+    aux sites given by name win over those derived from their var's value)."""
     sites: dict[str, Any] = {}
     bm = nm.bm
     for name, value in init.items():
-        v = bm.variables[name]
+        v = bm.variables.get(name)
+        if v is None:  # an aux site, set below
+            continue
         fam = bm.families.get(v.prior) if v.prior else None
         if fam is not None and fam.ir.dist.sparsity and name not in nm.priors:
             out = fam.evaluate(nm.data, nm.idx[fam.name], nm._slot_values(fam, {}, own=name))
@@ -68,6 +71,7 @@ def _init_sites(nm: NumpyroModel, init: dict[str, np.ndarray]) -> dict[str, Any]
                 sites[name + suffix] = a
         else:
             sites[name] = jnp.asarray(value)
+    sites.update({k: jnp.asarray(a) for k, a in init.items() if k not in bm.variables})
     return sites
 
 
@@ -111,7 +115,10 @@ def fit_vi(
         )
     k_guide, k_pred = jax.random.split(k_draw)
     latents = guide.sample_posterior(k_guide, result.params, nm.data, sample_shape=(int(o["draws"]),))
-    derived = Predictive(model, posterior_samples=latents)(k_pred, nm.data)
+    # only the deterministic sites (lets, sparsity-prior vars): by default Predictive
+    # would also draw every observed site, draws x data points of memory for nothing
+    wanted = [k for k, s in guide.prototype_trace.items() if s["type"] == "deterministic" and k not in latents]
+    derived = Predictive(model, posterior_samples=latents, return_sites=wanted)(k_pred, nm.data) if wanted else {}
     samples = {**latents, **derived}
     draws = _draws(samples, bm, grouped=False)
     step = max(1, len(losses) // 200)
