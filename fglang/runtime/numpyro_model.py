@@ -107,6 +107,11 @@ class NumpyroModel:
         self.idx = {
             name: {k: jnp.asarray(v) for k, v in fam.idx.items()} for name, fam in bm.families.items()
         }
+        # Each family's evaluation as one jitted call: NumPyro runs the model once
+        # outside of jit (its prototype trace), where a vmapped evaluation would
+        # otherwise dispatch and compile every primitive on its own; under an outer
+        # jit the call is inlined, so the compiled sampler is the same.
+        self._evaluate = {name: jax.jit(fam.evaluate) for name, fam in bm.families.items()}
         # slots whose members all read one node (a scalar var in an indexed family)
         self._one_node = {
             (name, i): _single_node(s) for name, fam in bm.families.items() for i, s in enumerate(fam.slots)
@@ -128,7 +133,7 @@ class NumpyroModel:
         return tuple(out)
 
     def _outputs(self, fam: BoundFamily, data, values, own: str | None = None) -> dict:
-        return fam.evaluate(data, self.idx[fam.name], self._slot_values(fam, values, own))
+        return self._evaluate[fam.name](data, self.idx[fam.name], self._slot_values(fam, values, own))
 
     def _sample_var(self, v: BoundVariable, data, values) -> jnp.ndarray:
         shape = _event_shape(v)
