@@ -19,7 +19,10 @@ side in one process. For each it reports
   of NUTS's random trajectory lengths,
 * ``ess_min``, ``ess_per_s``: the smallest bulk ESS over all latent scalars
   (ArviZ), and that divided by ``run_s``,
-* ratios fglang / hand-written (goal: ``run_s`` ratio <= 1.05).
+* ratios fglang / hand-written (goal: ``run_s`` ratio <= 1.05),
+* XLA's cost analysis (flops, bytes) of both compiled gradients, and the
+  largest difference between the two samplers' draws (0 when they compute the
+  same thing in the same order: then every difference in time is the machine's).
 
 Times are the best of ``--repeats`` alternating runs; the machine's load
 average is recorded with them.
@@ -49,7 +52,8 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("FGLANG_NO_CACHE", "1")  # in-process: measure real compiles on both sides
+if __name__ == "__main__":
+    os.environ.setdefault("FGLANG_NO_CACHE", "1")  # in-process: measure real compiles on both sides
 
 import arviz as az  # noqa: E402
 import jax  # noqa: E402
@@ -159,6 +163,7 @@ def run_nuts(model, data, *, seed: int, chains: int, warmup: int, samples: int) 
         "divergences": int(np.asarray(extra["diverging"]).sum()),
         "leapfrog_steps": int(np.asarray(extra["num_steps"]).sum()),
         "means": {k: np.asarray(v).mean(axis=(0, 1)).round(3).tolist() for k, v in draws.items() if v.ndim <= 3},
+        "_draws": latent,
     }
 
 
@@ -180,6 +185,17 @@ def grad_cost(model, data, *, chains: int, calls: int = 300, repeats: int = 5) -
         jax.block_until_ready(out)
         best = min(best, (time.process_time() - c0) / calls * 1e6)
     return best
+
+
+def hlo_cost(model, data) -> dict:
+    """XLA's cost analysis of the compiled potential energy and gradient (one point)."""
+    from numpyro.infer.util import initialize_model
+
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(data,), dynamic_args=False)
+    compiled = jax.jit(jax.value_and_grad(info.potential_fn)).lower(info.param_info.z).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return {"flops": float(cost.get("flops", 0.0)), "bytes": float(cost.get("bytes accessed", 0.0))}
 
 
 def _latent_sites(model, data) -> set[str]:
@@ -207,6 +223,11 @@ def compare(
     for _ in range(repeats):
         grads["fglang"].append(grad_cost(fg_model, fg_data, chains=chains))
         grads["handwritten"].append(grad_cost(hw_model, hw_data, chains=chains))
+    # the same sites, seeds and arithmetic: the chains should agree draw for draw
+    a, b = runs["fglang"][0]["_draws"], runs["handwritten"][0]["_draws"]
+    res["max_abs_draw_diff"] = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+    for r in runs["fglang"] + runs["handwritten"]:
+        r.pop("_draws")
     for side, rs in runs.items():
         best = min(rs, key=lambda r: r["run_s"])
         res[side] = {
@@ -216,6 +237,7 @@ def compare(
             "run_s_all": [round(r["run_s"], 3) for r in rs],
             "wall_s_all": [round(r["wall_s"], 3) for r in rs],
             "grad_us": min(grads[side]),
+            "hlo": hlo_cost(fg_model, fg_data) if side == "fglang" else hlo_cost(hw_model, hw_data),
         }
     fg, hw = res["fglang"], res["handwritten"]
     res["ratio_wall"] = fg["wall_s"] / hw["wall_s"]
@@ -346,6 +368,11 @@ def print_table(report: dict) -> None:
         }
         cells = [f"{'ratio':>12}"] + [f"{ratios[c]:>{w}.3f}" if c in ratios else " " * w for c, w, _ in cols[1:]]
         print(f"{'':31} " + " ".join(cells))
+        fh, hh = r["fglang"]["hlo"], r["handwritten"]["hlo"]
+        print(
+            f"{'':31} compiled gradient: {fh['flops']:.0f} vs {hh['flops']:.0f} flops, {fh['bytes']:.0f} vs "
+            f"{hh['bytes']:.0f} bytes; largest difference between the two samplers' draws: {r['max_abs_draw_diff']:.3g}"
+        )
     if report.get("cli"):
         c = report["cli"]
         warm = ", ".join(f"{t:.2f}" for t in c["warm_s"])
