@@ -205,6 +205,16 @@ def _latent_sites(model, data) -> set[str]:
     return {k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
 
 
+def _warm_up(chains: int) -> None:
+    """One small NUTS run of an unrelated model, so that one-time costs of the process
+    (JAX's and NumPyro's own first compilations) fall on neither side."""
+
+    def tiny():
+        numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+
+    MCMC(NUTS(tiny), num_warmup=5, num_samples=5, num_chains=chains, progress_bar=False).run(jax.random.PRNGKey(1))
+
+
 def compare(
     name: str, fg_path: Path, raw: dict, hw_model, *, seed: int, chains: int, warmup: int, samples: int, repeats: int
 ) -> dict:
@@ -214,11 +224,12 @@ def compare(
     hw_data = {k: jnp.asarray(v) for k, v in nm.bm.data.items()}
     res: dict = {"model": name, "chains": chains, "warmup": warmup, "samples": samples, "seed": seed}
     runs = {"fglang": [], "handwritten": []}
-    for _ in range(repeats):  # alternate, so that machine load hits both sides alike
-        runs["fglang"].append(run_nuts(fg_model, fg_data, seed=seed, chains=chains, warmup=warmup, samples=samples))
-        runs["handwritten"].append(
-            run_nuts(hw_model, hw_data, seed=seed, chains=chains, warmup=warmup, samples=samples)
-        )
+    sides = {"fglang": (fg_model, fg_data), "handwritten": (hw_model, hw_data)}
+    _warm_up(chains)
+    for i in range(repeats):  # alternate the order, so that machine load hits both sides alike
+        for side in ("fglang", "handwritten") if i % 2 == 0 else ("handwritten", "fglang"):
+            model, data = sides[side]
+            runs[side].append(run_nuts(model, data, seed=seed, chains=chains, warmup=warmup, samples=samples))
     grads = {"fglang": [], "handwritten": []}
     for _ in range(repeats):
         grads["fglang"].append(grad_cost(fg_model, fg_data, chains=chains))
