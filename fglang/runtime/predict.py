@@ -74,7 +74,7 @@ def targets(ir: ModelIR, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]
 
 
 def predict_gbp(bm: BoundModel, posterior: Posterior, fams: set[str], options: dict, seed: int) -> Posterior:
-    from fglang.runtime.gbp.fit import fit_gbp
+    from fglang.runtime.gbp.fit import fit_gbp, linearized_moments
 
     post = fit_gbp(bm, seed=seed, prior=posterior, options=options, skip_families=fams)
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
@@ -89,14 +89,8 @@ def predict_gbp(bm: BoundModel, posterior: Posterior, fams: set[str], options: d
             out = fam.evaluate(data, idx, tuple(bm.gather(s, values) for s in fam.slots))
             return jnp.ravel(jnp.asarray(out["args"]["mu"]) + 0.0 * jnp.asarray(out["lhs"]))
 
-        args = [means[n] for n in names]
-        mean = np.asarray(mu_of(*args))
-        var = np.zeros_like(mean)
-        for n, j in zip(names, jax.jacfwd(mu_of, argnums=tuple(range(len(names))))(*args)):
-            v = bm.variables[n]
-            j = np.asarray(j).reshape(mean.size, v.n_nodes, v.node_dim)
-            c = post.gaussian[n].cov.reshape(v.n_nodes, v.node_dim, v.node_dim)
-            var += np.einsum("knd,nde,kne->k", j, c, j)
+        covs = {n: post.gaussian[n].cov for n in names}
+        mean, var = linearized_moments(bm, mu_of, names, means, covs)
         zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
         out0 = fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
         shape = np.broadcast_shapes(np.shape(out0["lhs"]), np.shape(out0["args"]["mu"]))

@@ -93,6 +93,21 @@ def carried_gaussian(bm: BoundModel, prior: Posterior | str | Path | None, tempe
     return out
 
 
+def linearized_moments(bm: BoundModel, f, names: list[str], means: dict, covs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Mean f(m) and variance diag(J S J^T) of a function of vars, linearized at
+    the means, with the per-node covariances S (GBP tracks no cross-node ones)."""
+    args = [jnp.asarray(means[n]) for n in names]
+    mean = np.asarray(f(*args))
+    var = np.zeros_like(mean)
+    jacs = jax.jacfwd(f, argnums=tuple(range(len(names))))(*args) if names else ()
+    for n, j in zip(names, jacs):
+        v = bm.variables[n]
+        j = np.asarray(j).reshape(mean.size, v.n_nodes, v.node_dim)
+        c = np.asarray(covs[n]).reshape(v.n_nodes, v.node_dim, v.node_dim)
+        var += np.einsum("knd,nde,kne->k", j, c, j)
+    return mean, var
+
+
 def _derived(bm: BoundModel, means: dict[str, np.ndarray], covs: dict[str, np.ndarray]) -> dict[str, GaussianMarginal]:
     """``let`` quantities by linearization: mean f(m), variance diag(J S J^T) with
     the per-node covariances S (cross-node covariances are not tracked by GBP)."""
@@ -106,15 +121,7 @@ def _derived(bm: BoundModel, means: dict[str, np.ndarray], covs: dict[str, np.nd
             sv = tuple(bm.gather(s, values)[0] for s in d.slots)
             return jnp.ravel(d.evaluate(data, sv))
 
-        args = [jnp.asarray(means[n]) for n in names]
-        mean = np.asarray(f(*args))
-        var = np.zeros_like(mean)
-        jacs = jax.jacfwd(f, argnums=tuple(range(len(names))))(*args) if names else ()
-        for n, j in zip(names, jacs):
-            v = bm.variables[n]
-            j = np.asarray(j).reshape(mean.size, v.n_nodes, v.node_dim)
-            c = covs[n].reshape(v.n_nodes, v.node_dim, v.node_dim)
-            var += np.einsum("knd,nde,kne->k", j, c, j)
+        mean, var = linearized_moments(bm, f, names, means, covs)
         shape = d.shape
         out[d.ir.name] = GaussianMarginal(mean.reshape(shape), var.reshape(shape + (1, 1)), shape, ())
     return out
