@@ -204,3 +204,14 @@ def test_xor_is_learned_by_gbp(seed):
     inputs = {k: v for k, v in data.items() if k != "label"}
     pred = m.predict(post, inputs, iters=300, damping=0.5, seed=seed)
     assert np.all((pred.mean("out") > 0).astype(int) == label)
+
+
+def test_let_is_reported_by_linearization():
+    m = fglang.compile(
+        "model m\ndata N: int\ndata y[N]: real\nvar x[N]: real ~ normal(0, 1)\n"
+        "let z = 2 * x + 1\nfactor obs[i in 0:N]: y[i] ~ normal(x[i], 1)\n"
+    )
+    post = m.fit({"N": 3, "y": [1.0, 2.0, 3.0]}, backend="gbp", dtype="float64")
+    np.testing.assert_allclose(post.mean("x"), [0.5, 1.0, 1.5], atol=1e-8)
+    np.testing.assert_allclose(post.mean("z"), 2 * post.mean("x") + 1, atol=1e-8)
+    np.testing.assert_allclose(post.sd("z"), 2 * post.sd("x"), atol=1e-8)
