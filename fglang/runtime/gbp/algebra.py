@@ -172,7 +172,11 @@ def factor_information(
     ``jac``: ``[M, R, D]``, ``precision``: ``[M, R]`` (diagonal) or
     ``[M, R, R]``, ``r0``: ``[M, R]``, ``x0``: ``[M, D]``.
     """
-    c = jnp.einsum("mrd,md->mr", jac, x0) - r0
+    return information_from_target(jac, precision, jnp.einsum("mrd,md->mr", jac, x0) - r0)
+
+
+def information_from_target(jac: Array, precision: Array, c: Array) -> tuple[Array, Array]:
+    """`factor_information` of the affine residual ``J x - c`` (no linearization point)."""
     if precision.ndim == 2:
         lj = precision[..., None] * jac
         lam_f = jnp.einsum("mri,mrj->mij", jac, lj)
@@ -263,13 +267,36 @@ def schur_messages(
     return tuple(out)
 
 
-def _exclusive_sums(x: Array) -> Array:
+EXCLUSIVE_UNROLL_MAX = 16
+"""Up to this many slots, exclusive sums are unrolled adds (fused elementwise)."""
+
+
+def _exclusive_sums(x: Array | Sequence[Array]) -> Array | list[Array]:
     """``out[s] = sum_{t != s} x[t]`` along axis 0, without ``total - x[s]``.
 
     The subtraction form cancels catastrophically when one term dominates (a
     slot whose incoming message is nearly flat has a huge ``q``), so the sums are
-    built from prefix and suffix cumulative sums instead.
+    built from prefix and suffix sums instead. A list of up to
+    `EXCLUSIVE_UNROLL_MAX` arrays gets a list back, built from unrolled adds
+    that XLA fuses with their neighbours (a stacked ``cumsum`` is a separate
+    reduce-window pass over memory per call).
     """
+    if not isinstance(x, jax.Array) and len(x) <= EXCLUSIVE_UNROLL_MAX:
+        n = len(x)
+        pre: list[Array | None] = [None] * n
+        suf: list[Array | None] = [None] * n
+        for s in range(1, n):
+            pre[s] = x[s - 1] if pre[s - 1] is None else pre[s - 1] + x[s - 1]
+        for s in range(n - 2, -1, -1):
+            suf[s] = x[s + 1] if suf[s + 1] is None else suf[s + 1] + x[s + 1]
+        out = []
+        for p, q in zip(pre, suf, strict=True):
+            if p is None and q is None:
+                out.append(jnp.zeros_like(x[0]))
+            else:
+                out.append(q if p is None else p if q is None else p + q)
+        return out
+    x = jnp.stack(list(x)) if not isinstance(x, jax.Array) else x
     zero = jnp.zeros_like(x[:1])
     prefix = jnp.concatenate([zero, jnp.cumsum(x[:-1], axis=0)], axis=0)
     suffix = jnp.concatenate([jnp.cumsum(x[::-1][:-1], axis=0)[::-1], zero], axis=0)
@@ -307,12 +334,20 @@ def rank1_messages(
         return ((lam[..., None] * c[..., None] * j, lam[..., None, None] * j[..., :, None] * j[..., None, :]),)
     qs, ms = [], []
     for t in range(n_slots):
+        if jac[t].shape[-1] == 1:
+            # Scalar slot: B^{-1} is a division (elementwise, fuses).
+            d = in_lam[t][..., 0, 0]
+            inv = 1.0 / jnp.maximum(d, _pivot_floor(d, floor))
+            j = jac[t][..., 0]
+            qs.append(j * j * inv)
+            ms.append(j * in_eta[t][..., 0] * inv)
+            continue
         rhs = jnp.stack([jac[t], in_eta[t]], axis=-1)
         sol = spd_solve(in_lam[t], rhs, floor)
         qs.append(jnp.sum(jac[t] * sol[..., 0], axis=-1))
         ms.append(jnp.sum(jac[t] * sol[..., 1], axis=-1))
-    q_ex = _exclusive_sums(jnp.stack(qs))
-    m_ex = _exclusive_sums(jnp.stack(ms))
+    q_ex = _exclusive_sums(qs)
+    m_ex = _exclusive_sums(ms)
     out = []
     for s in range(n_slots):
         lam_eff = lam / (1.0 + lam * q_ex[s])
@@ -369,8 +404,8 @@ def woodbury_messages(
         sol = spd_solve(in_lam[t], jnp.concatenate([jt, in_eta[t][..., None]], axis=-1), floor)
         covs.append(jnp.einsum("mrd,mdk->mrk", jac[t], sol[..., :-1]))  # J_t B_t^{-1} J_t^T
         means.append(jnp.einsum("mrd,md->mr", jac[t], sol[..., -1]))  # J_t mu_t
-    cov_ex = _exclusive_sums(jnp.stack(covs))
-    mean_ex = _exclusive_sums(jnp.stack(means))
+    cov_ex = _exclusive_sums(covs)
+    mean_ex = _exclusive_sums(means)
     out = []
     for s in range(n_slots):
         big_s = noise + cov_ex[s]
@@ -393,6 +428,7 @@ def factor_messages(
     in_eta: Sequence[Array],
     in_lam: Sequence[Array],
     floor: Array | float = 0.0,
+    c: Array | None = None,
 ) -> tuple[tuple[Array, Array], ...]:
     """All factor-to-variable messages of a linearized family, by the safest path.
 
@@ -414,13 +450,16 @@ def factor_messages(
       form alone: O(D) per member where Schur costs O(D^3).
 
     ``jacs[s]``: ``[M, R, d_s]``; ``precision``: ``[M, R]`` or ``[M, R, R]``
-    (robust weights applied); ``r0``: ``[M, R]``; ``x0[s]``: ``[M, d_s]``.
+    (robust weights applied); ``r0``: ``[M, R]``; ``x0[s]``: ``[M, d_s]``. An
+    affine family may pass its constant target ``c`` (``r(x) = J x - c``)
+    instead, with ``r0`` and ``x0`` None: its messages do not depend on where it
+    is linearized.
     """
     jac = jnp.concatenate(jacs, axis=-1)
-    x0c = jnp.concatenate(x0, axis=-1)
     dims = [j.shape[-1] for j in jacs]
-    big, r = sum(dims), r0.shape[-1]
-    c = jnp.einsum("mrd,md->mr", jac, x0c) - r0
+    if c is None:
+        c = jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - r0
+    big, r = sum(dims), c.shape[-1]
     if r == 1 and len(jacs) > 1 and all(d == 1 for d in dims):
         lam = precision.reshape(precision.shape[0])
         return rank1_messages([j[:, 0, :] for j in jacs], lam, c[:, 0], in_eta, in_lam, floor)
@@ -435,7 +474,7 @@ def factor_messages(
             # weights, say): Schur would cost O(D^3) per member, the
             # noise-inflation form O(D); use the latter alone.
             return alt
-    eta_f, lam_f = factor_information(jac, precision, r0, x0c)
+    eta_f, lam_f = information_from_target(jac, precision, c)
     schur = schur_messages(eta_f, lam_f, in_eta, in_lam, floor)
     if len(jacs) == 1 or r >= big:
         return schur

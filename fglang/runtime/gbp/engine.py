@@ -26,6 +26,7 @@ Design (why it looks like this):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import algebra
+from .affine import is_affine
 from .graph import (
     GaussianFamily,
     GaussianGraph,
@@ -158,6 +160,14 @@ class _FamilyPlan:
     robust: str | None
     sparsity: str | None
     batched_inputs: bool
+    affine: bool = False
+
+    @property
+    def folded(self) -> bool:
+        """A fixed unary factor (affine, one slot, no reweighting): its message is
+        its own information form, constant for the whole run, so it is added to
+        the node priors once (`_fold_unary`) instead of being sent every iteration."""
+        return self.affine and len(self.slots) == 1 and self.robust is None and self.sparsity is None
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,9 @@ class _VarPlan:
     n: int
     dim: int
     grid_shape: tuple[int, ...]
+    affine_only: bool = False
+    """Every family touching it is affine: where it is linearized does not
+    matter, so the engine keeps no re-linearization bookkeeping for it."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +261,13 @@ def _accumulate(
     return out_eta, out_lam
 
 
+def _centers(plan: _Plan, st: dict[str, Any]) -> list[Array]:
+    """Where each var's flat-prior stand-in is centred: its linearization point,
+    or for an affine-only var its previous mean (the same point that
+    re-linearizing every iteration would give, without storing it twice)."""
+    return [st["mean"][v] if vp.affine_only else st["lin"][v] for v, vp in enumerate(plan.variables)]
+
+
 def _beliefs(
     plan: _Plan, data: dict[str, Any], msg_eta: Any, msg_lam: Any, lin: Any
 ) -> tuple[list[Array], list[Array]]:
@@ -258,6 +278,32 @@ def _beliefs(
 
 # ---------------------------------------------------------------------------
 # One family's factor-to-variable update
+
+
+def _family_residual(fp: _FamilyPlan, data: dict[str, Any], f: int) -> Callable[..., Any]:
+    shared = data["shared"][f]
+    return fp.residual if shared is None else functools.partial(_with_shared, fp.residual, shared)
+
+
+def _affine_terms(plan: _Plan, data: dict[str, Any], lin: Any) -> tuple[Any, ...]:
+    """``(J_s per slot, c)`` of every affine family (``r(x) = J x - c``), else None.
+
+    Linearized once per compiled chunk at the current points: for an affine
+    residual any point gives the same ``J`` and ``c = J x0 - r(x0)``.
+    """
+    out: list[Any] = []
+    for f, fp in enumerate(plan.families):
+        if not fp.affine:
+            out.append(None)
+            continue
+        ids = data["ids"][f]
+        x0 = [_gather(lin[sp.var], ids[s], sp, plan.variables[sp.var]) for s, sp in enumerate(fp.slots)]
+        r0, jacs = algebra.linearize(
+            _family_residual(fp, data, f), data["inputs"][f], x0, batched_inputs=fp.batched_inputs
+        )
+        jac = jnp.concatenate(jacs, axis=-1)
+        out.append((tuple(jacs), jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - r0))
+    return tuple(out)
 
 
 def _family_messages(
@@ -274,16 +320,26 @@ def _family_messages(
     """New (undamped) messages from every member of family ``f`` to its slots."""
     ids = data["ids"][f]
     floor = data["fam_floor"][f]
-    x0, in_eta, in_lam = [], [], []
+    in_eta, in_lam = [], []
     for s, sp in enumerate(fp.slots):
         vp = plan.variables[sp.var]
-        x0.append(_gather(lin[sp.var], ids[s], sp, vp))
         in_eta.append(_gather(eta_b[sp.var], ids[s], sp, vp) - old_eta[s])
         in_lam.append(_gather(lam_b[sp.var], ids[s], sp, vp) - old_lam[s])
-    shared = data["shared"][f]
-    residual = fp.residual if shared is None else functools.partial(_with_shared, fp.residual, shared)
-    r0, jacs = algebra.linearize(residual, data["inputs"][f], x0, batched_inputs=fp.batched_inputs)
-    jac = jnp.concatenate(jacs, axis=-1)
+    needs_point = not fp.affine or fp.robust is not None or fp.sparsity is not None
+    x0 = None
+    if needs_point:
+        x0 = [_gather(lin[sp.var], ids[s], sp, plan.variables[sp.var]) for s, sp in enumerate(fp.slots)]
+    target = None
+    if fp.affine:
+        # Constant Jacobians and target (`_affine_terms`): no residual evaluation.
+        jacs, target = data["affine"][f]
+        jac = jnp.concatenate(jacs, axis=-1)
+        r0 = jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - target if needs_point else None
+    else:
+        r0, jacs = algebra.linearize(
+            _family_residual(fp, data, f), data["inputs"][f], x0, batched_inputs=fp.batched_inputs
+        )
+        jac = jnp.concatenate(jacs, axis=-1)
     if fp.sparsity is not None:
         # EM reweighting from the current belief of the element (own message
         # included: the belief is the posterior q(w) of the EM step).
@@ -302,8 +358,26 @@ def _family_messages(
     if fp.robust is not None:
         w = robust_weight(fp.robust, data["robust"][f], algebra.whiten_sq(r0, prec), fp.res_dim)
         prec = prec * (w[:, None] if prec.ndim == 2 else w[:, None, None])
-    msgs = algebra.factor_messages(jacs, prec, r0, x0, in_eta, in_lam, floor)
+    if target is not None:
+        msgs = algebra.factor_messages(jacs, prec, None, None, in_eta, in_lam, floor, c=target)
+    else:
+        msgs = algebra.factor_messages(jacs, prec, r0, x0, in_eta, in_lam, floor)
     return tuple(m[0] for m in msgs), tuple(m[1] for m in msgs)
+
+
+def _fold_unary(plan: _Plan, data: dict[str, Any]) -> dict[str, Any]:
+    """Add every folded family's information form to its var's prior (once per chunk)."""
+    folded = tuple(f for f, fp in enumerate(plan.families) if fp.folded)
+    if not folded:
+        return data
+    eta: list[Any] = [None] * len(plan.families)
+    lam: list[Any] = [None] * len(plan.families)
+    for f in folded:
+        jacs, target = data["affine"][f]
+        e, m = algebra.information_from_target(jacs[0], data["prec"][f], target)
+        eta[f], lam[f] = (e,), (m,)
+    pe, pl = _accumulate(plan, data["ids"], eta, lam, list(data["prior_eta"]), list(data["prior_lam"]), folded)  # type: ignore[arg-type]
+    return dict(data, prior_eta=tuple(pe), prior_lam=tuple(pl))
 
 
 # ---------------------------------------------------------------------------
@@ -316,7 +390,7 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
     nf = len(plan.families)
     it = st["it"]
     dtype = data["damping"].dtype
-    eta_b, lam_b = _beliefs(plan, data, st["msg_eta"], st["msg_lam"], st["lin"])
+    eta_b, lam_b = _beliefs(plan, data, st["msg_eta"], st["msg_lam"], _centers(plan, st))
     mu = [algebra.info_to_moments(eta_b[v], lam_b[v], data["floor"][v]) for v in range(nv)]
     var_ok = jnp.stack([jnp.all(jnp.isfinite(m)) for m in mu])
     beliefs_ok = jnp.all(var_ok)
@@ -339,12 +413,17 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
     # at a fixed point of the *nonlinear* problem. Iteration 0 keeps `init`:
     # beliefs then hold no factor information yet.
     settled = (delta < tol) & (lam_change < data["lam_rtol"])
-    lin, stale = [], jnp.zeros((), bool)
-    for v in range(nv):
+    lin, lin_out, stale = [], [], jnp.zeros((), bool)
+    for v, vp in enumerate(plan.variables):
+        if vp.affine_only:
+            lin.append(mu[v])
+            lin_out.append(st["lin"][v])
+            continue
         move = jnp.max(jnp.abs(mu[v] - st["lin"][v]), axis=-1)
         relin = ((move > data["relin_thr"]) | (settled & (move > tol))) & (it > 0)
         relin = relin & jnp.all(jnp.isfinite(mu[v]), axis=-1)
         lin.append(jnp.where(relin[:, None], mu[v], st["lin"][v]))
+        lin_out.append(lin[-1])
         stale = stale | jnp.any(move > tol)
 
     beta = jnp.where(it > 0, data["damping"], jnp.zeros((), dtype))
@@ -357,6 +436,12 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
     cur_eta, cur_lam = eta_b, lam_b
     for f, fp in enumerate(plan.families):
         old_e, old_l = st["msg_eta"][f], st["msg_lam"][f]
+        if fp.folded:  # already in the priors; its (zero) messages never change
+            fam_ok.append(jnp.ones((), bool))
+            fam_change.append(jnp.zeros((), dtype))
+            new_eta.append(old_e)
+            new_lam.append(old_l)
+            continue
         e_new, l_new = _family_messages(fp, plan, f, data, cur_eta, cur_lam, lin, old_e, old_l)
         e_new = tuple((1 - beta) * e + beta * o for e, o in zip(e_new, old_e, strict=True))
         l_new = tuple((1 - beta) * m + beta * o for m, o in zip(l_new, old_l, strict=True))
@@ -367,9 +452,13 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
             l_new = tuple(
                 jnp.where(k[:, None, None], o, m) for k, m, o in zip(keep, l_new, old_l, strict=True)
             )
-        finite = [jnp.all(jnp.isfinite(e)) & jnp.all(jnp.isfinite(m)) for e, m in zip(e_new, l_new, strict=True)]
-        fam_ok.append(jnp.all(jnp.stack(finite)))
-        fam_change.append(jnp.max(jnp.stack([jnp.max(jnp.abs(e - o)) for e, o in zip(e_new, old_e, strict=True)])))
+        # One pass per message array: max |new - old| is NaN/inf exactly when
+        # the new message is (XLA's max propagates NaN), so it doubles as the
+        # finiteness check.
+        ce = jnp.max(jnp.stack([jnp.max(jnp.abs(e - o)) for e, o in zip(e_new, old_e, strict=True)]))
+        cl = jnp.max(jnp.stack([jnp.max(jnp.abs(m - o)) for m, o in zip(l_new, old_l, strict=True)]))
+        fam_ok.append(jnp.isfinite(ce) & jnp.isfinite(cl))
+        fam_change.append(ce)
         new_eta.append(e_new)
         new_lam.append(l_new)
         if plan.sequential:
@@ -430,7 +519,7 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
     out = dict(
         msg_eta=pick(tuple(new_eta), st["msg_eta"]),
         msg_lam=pick(tuple(new_lam), st["msg_lam"]),
-        lin=pick(tuple(lin), st["lin"]),
+        lin=pick(tuple(lin_out), st["lin"]),
         mean=pick(tuple(mu), st["mean"]),
         lam_diag=pick(tuple(lam_diag), st["lam_diag"]),
         it=jnp.where(commit, it + 1, it),
@@ -454,6 +543,8 @@ def _run_chunk(
     """
     dtype = data["damping"].dtype
     hist0 = jnp.full((plan.chunk,), jnp.nan, dtype)
+    data = dict(data, affine=_affine_terms(plan, data, state["lin"]))
+    data = _fold_unary(plan, data)
 
     def cond(c: tuple[Array, dict[str, Any], Array]) -> Array:
         i, st, _ = c
@@ -465,7 +556,7 @@ def _run_chunk(
         return i + 1, st, h.at[i].set(delta)
 
     n, state, hist = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state, hist0))
-    eta_b, lam_b = _beliefs(plan, data, state["msg_eta"], state["msg_lam"], state["lin"])
+    eta_b, lam_b = _beliefs(plan, data, state["msg_eta"], state["msg_lam"], _centers(plan, state))
     return state, hist, n, eta_b, lam_b
 
 
@@ -529,8 +620,10 @@ def _with_shared(residual: Callable[..., Any], shared: Any, inputs: Any, *xs: An
     return residual((inputs, shared), *xs)
 
 
-def _residual_dim(fam: GaussianFamily, graph: GaussianGraph, inputs: Any, batched: bool, dtype: Any) -> int:
-    """R of a family, from tracing the residual once on one member's shapes."""
+def _residual_dim(
+    fam: GaussianFamily, graph: GaussianGraph, inputs: Any, batched: bool, dtype: Any
+) -> tuple[int, bool]:
+    """R of a family and whether its residual is affine, from one member's shapes."""
     xs = [jax.ShapeDtypeStruct((graph.var(s.var).dim,), dtype) for s in fam.slots]
     one = (
         jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), inputs)
@@ -542,7 +635,7 @@ def _residual_dim(fam: GaussianFamily, graph: GaussianGraph, inputs: Any, batche
         out = jax.eval_shape(lambda i, *x: jnp.reshape(res(i, *x), (-1,)), one, *xs)
     except Exception as e:  # noqa: BLE001 - re-raised with the family's name
         raise ValueError(f"family {fam.name!r}: residual failed on one member's shapes: {e}") from e
-    return int(out.shape[0])
+    return int(out.shape[0]), is_affine(res, one, xs)
 
 
 def _node_array(x: Any, n: int, d: int, what: str, dtype: Any) -> np.ndarray:
@@ -610,7 +703,7 @@ def _build(
                     f"family {fam.name!r}: every inputs leaf needs leading axis "
                     f"{fam.n_members} (one row per member); got shape {leaf.shape}"
                 )
-        r = _residual_dim(fam, graph, inputs, batched, dtype)
+        r, affine = _residual_dim(fam, graph, inputs, batched, dtype)
         full = False
         prec = None
         if fam.sparsity is None:
@@ -643,6 +736,7 @@ def _build(
                 fam.robust[0] if fam.robust is not None else None,
                 fam.sparsity[0] if fam.sparsity is not None else None,
                 batched,
+                affine,
             )
         )
         ids_all.append(tuple(ids))
@@ -651,6 +745,8 @@ def _build(
         prec_all.append(prec)
         robust_all.append(rob)
         sparse_all.append(sparse)
+    nonaffine = {sp.var for fp in fplans if not fp.affine for sp in fp.slots}
+    vplans = tuple(dataclasses.replace(vp, affine_only=v not in nonaffine) for v, vp in enumerate(vplans))
     plan = _Plan(
         vplans,
         tuple(fplans),
