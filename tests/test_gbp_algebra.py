@@ -361,3 +361,22 @@ def test_sparsity_shrinks_small_more_than_large() -> None:
                          ("reg_horseshoe", (0.1, 2.0, 4.0)), ("spike_slab", (0.2, 2.0, 0.01))]:
         lam = np.asarray(sparsity.sparsity_precision(kind, tuple(jnp.asarray(p) for p in params), s))
         assert np.all(np.diff(lam) <= 0) and lam[0] > 10 * lam[-1], kind
+
+
+def test_large_spd_solve_inside_a_while_loop_matches_numpy():
+    # n > UNROLL_MAX_DIM takes the Cholesky path; XLA:CPU's batched LU in a
+    # while loop stalled at n >= 48 (the digits MLP's 64-weight neurons).
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from fglang.runtime.gbp import algebra
+
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(6, 64, 64))
+    a = m @ np.swapaxes(m, -1, -2) + 64 * np.eye(64)
+    b = rng.normal(size=(6, 64, 2))
+    with jax.enable_x64(True):
+        run = jax.jit(lambda a, b: jax.lax.fori_loop(0, 3, lambda i, x: algebra.spd_solve(a, b), b))
+        x = np.asarray(run(jnp.asarray(a), jnp.asarray(b)))
+    assert np.allclose(x, np.linalg.solve(a, b), rtol=1e-8, atol=1e-10)
