@@ -84,7 +84,7 @@ def _one_size(n: int, s_obs: float, s_smooth: float, device: str, direct: bool) 
     return {
         "size": n,
         "nodes": n * n,
-        "ratio_obs_to_smooth": s_obs / s_smooth,
+        "ratio_obs_to_smooth": (s_smooth / s_obs) ** 2,  # precision ratio
         "fglang_iters_to_1e-4": iters,
         "fglang_error": err,
         "fglang_wall_s": t_fg,
@@ -112,7 +112,9 @@ def main() -> None:
         n, s_obs, s_smooth = json.loads(args.child)
         print(json.dumps(_one_size(n, s_obs, s_smooth, args.device, direct=n <= 1024)))
         return
-    runs = [(n, 0.1, 0.1) for n in args.sizes] + [(128, 0.1, 0.1 / r) for r in (1.0, 0.1, 0.01)]
+    # Observations weakening relative to smoothness: precision ratio
+    # (1/s_obs^2) / (1/s_smooth^2) = 1, 0.1, 0.01.
+    runs = [(n, 0.1, 0.1) for n in args.sizes] + [(128, 0.1, 0.1 * r**0.5) for r in (1.0, 0.1, 0.01)]
     rows = []
     for n, s_obs, s_smooth in runs:
         cmd = [sys.executable, __file__, "--device", args.device, "--child", json.dumps([n, s_obs, s_smooth])]
