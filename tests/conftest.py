@@ -7,8 +7,11 @@ tested at once; where that file is absent, ``examples/*.fg`` stand in.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -18,6 +21,18 @@ from fglang.errors import FgError
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "SPEC.md"
 EXAMPLES = ROOT / "examples"
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """Import a script that is not part of a package (examples/, bench/), once."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
 
 _MODEL_LINE = re.compile(r"^model\s+(\w+)\s*$", re.M)
 

@@ -8,15 +8,14 @@ g2o reader and cost, the hand-written grid GBP) must be right.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -24,19 +23,8 @@ DATA = EXAMPLES / "data"
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "SPEC.md"
 
 
-def _load(name: str, path: Path):
-    """Import a script that is not part of a package (examples/, bench/)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-g2o = _load("g2o", EXAMPLES / "g2o.py")
-make_data = _load("make_data", EXAMPLES / "make_data.py")
+g2o = load_script("g2o", EXAMPLES / "g2o.py")
+make_data = load_script("make_data", EXAMPLES / "make_data.py")
 
 
 # ----------------------------------------------------------------------------
@@ -320,7 +308,7 @@ def test_least_squares_recovers_small_graph() -> None:
 
 def test_hand_gbp_matches_exact_solve() -> None:
     jax = pytest.importorskip("jax")
-    grid = _load("grid_reference", REPO / "bench" / "grid_reference.py")
+    grid = load_script("grid_reference", REPO / "bench" / "grid_reference.py")
     was = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:

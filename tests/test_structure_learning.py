@@ -8,30 +8,18 @@ priors must recover the true edges with GBP and with VI.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: Path):
-    """Import a script that is not part of a package (examples/)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-sl = _load("structure_learning", REPO / "examples" / "structure_learning.py")
+sl = load_script("structure_learning", REPO / "examples" / "structure_learning.py")
 
 P, N, SEED = 8, 150, 1
 
