@@ -271,18 +271,27 @@ def _centers(plan: _Plan, st: dict[str, Any]) -> list[Array]:
 def _beliefs(
     plan: _Plan, data: dict[str, Any], msg_eta: Any, msg_lam: Any, lin: Any
 ) -> tuple[list[Array], list[Array]]:
-    """Beliefs = priors (flat-prior stand-in centred at ``lin``) + all messages."""
+    """Beliefs = priors (flat-prior stand-in centred at ``lin``; folded families
+    included, see `_fold_unary`) + the messages of every other family."""
     base_eta = [e + r * x for e, r, x in zip(data["prior_eta"], data["reg"], lin, strict=True)]
-    return _accumulate(plan, data["ids"], msg_eta, msg_lam, base_eta, list(data["prior_lam"]))
+    sent = tuple(f for f, fp in enumerate(plan.families) if not fp.folded)
+    return _accumulate(plan, data["ids"], msg_eta, msg_lam, base_eta, list(data["prior_lam"]), sent)
 
 
 # ---------------------------------------------------------------------------
 # One family's factor-to-variable update
 
 
-def _family_residual(fp: _FamilyPlan, data: dict[str, Any], f: int) -> Callable[..., Any]:
+def _linearize_family(
+    fp: _FamilyPlan, plan: _Plan, data: dict[str, Any], f: int, lin: Any
+) -> tuple[list[Array], Array, tuple[Array, ...]]:
+    """The family's slot points ``x0`` (gathered from ``lin``), residuals and Jacobians there."""
+    ids = data["ids"][f]
+    x0 = [_gather(lin[sp.var], ids[s], sp, plan.variables[sp.var]) for s, sp in enumerate(fp.slots)]
     shared = data["shared"][f]
-    return fp.residual if shared is None else functools.partial(_with_shared, fp.residual, shared)
+    residual = fp.residual if shared is None else functools.partial(_with_shared, fp.residual, shared)
+    r0, jacs = algebra.linearize(residual, data["inputs"][f], x0, batched_inputs=fp.batched_inputs)
+    return x0, r0, tuple(jacs)
 
 
 def _affine_terms(plan: _Plan, data: dict[str, Any], lin: Any) -> tuple[Any, ...]:
@@ -296,13 +305,9 @@ def _affine_terms(plan: _Plan, data: dict[str, Any], lin: Any) -> tuple[Any, ...
         if not fp.affine:
             out.append(None)
             continue
-        ids = data["ids"][f]
-        x0 = [_gather(lin[sp.var], ids[s], sp, plan.variables[sp.var]) for s, sp in enumerate(fp.slots)]
-        r0, jacs = algebra.linearize(
-            _family_residual(fp, data, f), data["inputs"][f], x0, batched_inputs=fp.batched_inputs
-        )
+        x0, r0, jacs = _linearize_family(fp, plan, data, f, lin)
         jac = jnp.concatenate(jacs, axis=-1)
-        out.append((tuple(jacs), jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - r0))
+        out.append((jacs, jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - r0))
     return tuple(out)
 
 
@@ -325,20 +330,16 @@ def _family_messages(
         vp = plan.variables[sp.var]
         in_eta.append(_gather(eta_b[sp.var], ids[s], sp, vp) - old_eta[s])
         in_lam.append(_gather(lam_b[sp.var], ids[s], sp, vp) - old_lam[s])
-    needs_point = not fp.affine or fp.robust is not None or fp.sparsity is not None
-    x0 = None
-    if needs_point:
-        x0 = [_gather(lin[sp.var], ids[s], sp, plan.variables[sp.var]) for s, sp in enumerate(fp.slots)]
-    target = None
+    x0 = r0 = target = None
     if fp.affine:
         # Constant Jacobians and target (`_affine_terms`): no residual evaluation.
         jacs, target = data["affine"][f]
         jac = jnp.concatenate(jacs, axis=-1)
-        r0 = jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - target if needs_point else None
+        if fp.robust is not None or fp.sparsity is not None:  # reweighting needs the residual
+            x0 = [_gather(lin[sp.var], ids[s], sp, plan.variables[sp.var]) for s, sp in enumerate(fp.slots)]
+            r0 = jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - target
     else:
-        r0, jacs = algebra.linearize(
-            _family_residual(fp, data, f), data["inputs"][f], x0, batched_inputs=fp.batched_inputs
-        )
+        x0, r0, jacs = _linearize_family(fp, plan, data, f, lin)
         jac = jnp.concatenate(jacs, axis=-1)
     if fp.sparsity is not None:
         # EM reweighting from the current belief of the element (own message
@@ -358,10 +359,7 @@ def _family_messages(
     if fp.robust is not None:
         w = robust_weight(fp.robust, data["robust"][f], algebra.whiten_sq(r0, prec), fp.res_dim)
         prec = prec * (w[:, None] if prec.ndim == 2 else w[:, None, None])
-    if target is not None:
-        msgs = algebra.factor_messages(jacs, prec, None, None, in_eta, in_lam, floor, c=target)
-    else:
-        msgs = algebra.factor_messages(jacs, prec, r0, x0, in_eta, in_lam, floor)
+    msgs = algebra.factor_messages(jacs, prec, r0, x0, in_eta, in_lam, floor, c=target)
     return tuple(m[0] for m in msgs), tuple(m[1] for m in msgs)
 
 
@@ -436,7 +434,7 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
     cur_eta, cur_lam = eta_b, lam_b
     for f, fp in enumerate(plan.families):
         old_e, old_l = st["msg_eta"][f], st["msg_lam"][f]
-        if fp.folded:  # already in the priors; its (zero) messages never change
+        if fp.folded:  # already in the priors; it has no messages (empty arrays)
             fam_ok.append(jnp.ones((), bool))
             fam_change.append(jnp.zeros((), dtype))
             new_eta.append(old_e)
@@ -925,11 +923,14 @@ def run_gbp(
     )
     nf = len(plan.families)
     state: dict[str, Any] = dict(
+        # Folded families (`_FamilyPlan.folded`) send no messages: empty arrays,
+        # so a large unary family costs no message memory.
         msg_eta=tuple(
-            tuple(np.zeros((fp.n_members, sp.dim), dt) for sp in fp.slots) for fp in plan.families
+            tuple(np.zeros((0 if fp.folded else fp.n_members, sp.dim), dt) for sp in fp.slots)
+            for fp in plan.families
         ),
         msg_lam=tuple(
-            tuple(np.zeros((fp.n_members, sp.dim, sp.dim), dt) for sp in fp.slots)
+            tuple(np.zeros((0 if fp.folded else fp.n_members, sp.dim, sp.dim), dt) for sp in fp.slots)
             for fp in plan.families
         ),
         lin=tuple(lin0),
