@@ -380,3 +380,55 @@ def test_large_spd_solve_inside_a_while_loop_matches_numpy():
         run = jax.jit(lambda a, b: jax.lax.fori_loop(0, 3, lambda i, x: algebra.spd_solve(a, b), b))
         x = np.asarray(run(jnp.asarray(a), jnp.asarray(b)))
     assert np.allclose(x, np.linalg.solve(a, b), rtol=1e-8, atol=1e-10)
+
+
+def _depends_on(jaxpr, src_vars, target_eqn) -> bool:
+    """Whether any input of ``target_eqn`` is computed (transitively) from ``src_vars``."""
+    from jax.extend.core import Literal
+
+    tainted = set(src_vars)
+    for eqn in jaxpr.eqns:
+        ins = [v for v in eqn.invars if not isinstance(v, Literal)]
+        if eqn is target_eqn:
+            return any(v in tainted for v in ins)
+        if any(v in tainted for v in ins):
+            tainted.update(eqn.outvars)
+    raise AssertionError("target equation not in the jaxpr")
+
+
+def _has_cholesky(eqn) -> bool:
+    subs = [getattr(p, "jaxpr", p) for p in eqn.params.values() if hasattr(p, "eqns") or hasattr(p, "jaxpr")]
+    return eqn.primitive.name == "cholesky" or any(_has_cholesky(e) for sub in subs for e in sub.eqns)
+
+
+def test_large_solves_are_chained_inside_sequential_lapack_solves():
+    # jaxlib's CPU LAPACK kernels block a pool thread while their batch runs on
+    # the same pool; two independent batched solves in one program deadlocked
+    # the 2-core machine (the digits MLP). Inside the context each large solve
+    # must be computed from the previous one's result, and stay exact.
+    rng = np.random.default_rng(1)
+    m1, m2 = rng.normal(size=(5, 9, 9)), rng.normal(size=(7, 8, 8))
+    a1, a2 = m1 @ np.swapaxes(m1, -1, -2) + 9 * np.eye(9), m2 @ np.swapaxes(m2, -1, -2) + 8 * np.eye(8)
+    b1, b2 = rng.normal(size=(5, 9, 1)), rng.normal(size=(7, 8, 2))
+
+    def two(a1, b1, a2, b2):
+        with algebra.sequential_lapack_solves():
+            return algebra.spd_solve(a1, b1), algebra.spd_solve(a2, b2)
+
+    def closed(a1, b1, a2, b2):
+        return algebra.spd_solve(a1, b1), algebra.spd_solve(a2, b2)
+
+    with jax.enable_x64(True):
+        args = tuple(jnp.asarray(x) for x in (a1, b1, a2, b2))
+        chained = jax.make_jaxpr(two)(*args).jaxpr
+        free = jax.make_jaxpr(closed)(*args).jaxpr
+        x1, x2 = jax.jit(two)(*args)
+    for jaxpr, expect in ((chained, True), (free, False)):
+        first, second = [e for e in jaxpr.eqns if _has_cholesky(e)]
+        assert first.invars[0].aval.shape == (5, 9, 9)
+        # jaxpr.outvars[0] is the first solve's result
+        assert _depends_on(jaxpr, [jaxpr.outvars[0]], second) is expect
+    assert np.allclose(x1, np.linalg.solve(a1, b1), rtol=1e-10)
+    assert np.allclose(x2, np.linalg.solve(a2, b2), rtol=1e-10)
+    # the context does not leak: outside it nothing is recorded
+    assert algebra._solve_order.last is None and not algebra._solve_order.active

@@ -215,3 +215,40 @@ def test_let_is_reported_by_linearization():
     np.testing.assert_allclose(post.mean("x"), [0.5, 1.0, 1.5], atol=1e-8)
     np.testing.assert_allclose(post.mean("z"), 2 * post.mean("x") + 1, atol=1e-8)
     np.testing.assert_allclose(post.sd("z"), 2 * post.sd("x"), atol=1e-8)
+
+
+NEURON_LAYER = """
+model neurons
+data N: int
+data D: int
+data H: int
+data X[N, D]: real
+var W1[H]: real[D] ~ normal(0, 0.3)
+var b1[H]: real ~ normal(0, 1)
+var h[N, H]: real
+factor layer1[n in 0:N, k in 0:H]: h[n, k] ~ normal(leaky_relu(dot(W1[k], X[n]) + b1[k]), 0.1)
+"""
+
+_NEURON_SCRIPT = """
+import sys, numpy as np, fglang
+src = sys.stdin.read()
+x = np.random.default_rng(0).normal(size=(30, 64))
+post = fglang.compile(src).fit({"N": 30, "D": 64, "H": 16, "X": x}, backend="gbp", iters=3)
+print("iterations", post.attrs["iterations"])
+"""
+
+
+@pytest.mark.slow
+def test_many_wide_neurons_do_not_deadlock_the_cpu_solver():
+    # 480 factors over 64-weight neurons: one iteration holds two independent
+    # batched LAPACK Cholesky calls (the 16 neurons' beliefs and the 480
+    # members' solves), which deadlocked XLA:CPU's 2-thread pool before the
+    # solves were chained (algebra.sequential_lapack_solves). A subprocess with
+    # a timeout, so that a regression fails instead of hanging the suite.
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _NEURON_SCRIPT], input=NEURON_LAYER, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "iterations 3" in out.stdout

@@ -265,6 +265,28 @@ def test_sparse_regression_horseshoe_separates():
     assert set(post.names) == {"w", "b", "sigma"}
     assert {"w__z", "w__local", "w__global"} <= set(post.draws)
     assert abs(post.mean("b") - 0.5) < 0.3 and abs(post.mean("sigma") - 0.5) < 0.15
+    assert post.attrs["horseshoe_vars"] == ["w"]
+
+
+def _diverging_posterior(attrs: dict):
+    from fglang.runtime.posterior import Posterior
+
+    rng = np.random.default_rng(0)
+    div = np.zeros((2, 50), bool)
+    div[0, :5] = True
+    return Posterior("m", "mcmc", {"w": rng.normal(size=(2, 50, 3))}, sample_stats={"diverging": div},
+                     attrs=attrs, node_shapes={"w": (3,)})
+
+
+def test_divergence_advice_names_the_regularized_horseshoe_and_the_next_target_accept(tmp_path):
+    plain = _diverging_posterior({"options": {"target_accept": 0.8}, "horseshoe_vars": []}).warnings()[0]
+    assert "5 of 100 draws diverged (5.0%)" in plain
+    assert "target_accept (now 0.8; try 0.95)" in plain and "non-centered" in plain
+    hs = _diverging_posterior({"options": {"target_accept": 0.95}, "horseshoe_vars": ["w"]})
+    msg = hs.warnings()[0]
+    assert "try 0.99" in msg and "horseshoe on w" in msg and "reg_horseshoe(" in msg
+    # the advice survives the posterior file
+    assert load_posterior(hs.save(tmp_path / "p.nc")).warnings()[0] == msg
 
 
 SPARSITY_PRIORS = {

@@ -167,6 +167,17 @@ def fit_mcmc(
         draws,
         sample_stats={"diverging": diverging},
         observed=dict(bm.data),
-        attrs={"options": {k: v for k, v in o.items()}, "seed": seed, "chain_method": chain_method},
+        attrs={"options": {k: v for k, v in o.items()}, "seed": seed, "chain_method": chain_method,
+               "horseshoe_vars": _horseshoe_vars(bm)},
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
+    )
+
+
+def _horseshoe_vars(bm: BoundModel) -> list[str]:
+    """Vars with a plain horseshoe prior: its funnel is the usual source of NUTS
+    divergences, and the divergence warning names the regularized horseshoe."""
+    return sorted(
+        v.name for v in bm.variables.values()
+        if v.prior and (fam := bm.families.get(v.prior)) is not None and fam.ir.dist is not None
+        and fam.ir.dist.name == "horseshoe"
     )

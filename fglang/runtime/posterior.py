@@ -131,10 +131,18 @@ class Posterior:
         if self.backend == "mcmc":
             div = self.sample_stats.get("diverging")
             if div is not None and div.sum() > 0:
-                out.append(
-                    f"{int(div.sum())} of {div.size} draws diverged ({100 * div.mean():.1f}%): "
-                    "raise target_accept (e.g. 0.95) or reparametrize (non-centered)"
-                )
+                ta = float(self.attrs.get("options", {}).get("target_accept", 0.8))
+                advice = f"raise target_accept (now {ta:g}; try {0.99 if ta >= 0.95 else 0.95})"
+                hs = self.attrs.get("horseshoe_vars") or []
+                if len(hs):
+                    # Piironen & Vehtari (2017): the slab bounds the largest
+                    # weights, which removes the funnel NUTS diverges in.
+                    advice += (f"; the horseshoe on {', '.join(map(str, hs))} has a funnel NUTS diverges in: "
+                               "reg_horseshoe(scale, slab_df, slab_scale) (the regularized horseshoe) "
+                               "usually removes it")
+                else:
+                    advice += " or reparametrize (non-centered)"
+                out.append(f"{int(div.sum())} of {div.size} draws diverged ({100 * div.mean():.1f}%): {advice}")
             bad = []
             for name in self.names:
                 d = self.draws[name]

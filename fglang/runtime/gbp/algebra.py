@@ -12,7 +12,9 @@ the concatenation of its slot vectors (slot 0 first).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -25,8 +27,59 @@ UNROLL_MAX_DIM = 6
 
 Batched LAPACK calls on tiny matrices are slow on CPU and GPU alike, while an
 unrolled factorization of a <= 6x6 matrix is a few dozen fused elementwise ops.
-Larger systems fall back to ``jnp.linalg.solve``.
+Larger systems use a batched Cholesky (LAPACK on CPU, cuSOLVER on GPU).
 """
+
+
+class _SolveOrder(threading.local):
+    last: Array | None = None
+    active: bool = False
+
+
+_solve_order = _SolveOrder()
+
+
+@contextlib.contextmanager
+def sequential_lapack_solves() -> Iterator[None]:
+    """Make every large `spd_solve` traced inside the block wait for the previous one.
+
+    Why: jaxlib's CPU LAPACK kernels (``potrf``, ``trsm``) split a batch over
+    XLA's intra-op thread pool and block the calling pool thread until the
+    pieces finish. XLA:CPU runs independent thunks concurrently on that same
+    pool, so two independent batched solves in one program (a node's belief
+    solve and a family's message solve, say) can each occupy a pool thread
+    while waiting for pieces queued behind the other: with as many such calls
+    as pool threads (2 on a 2-core machine), the program deadlocks, every
+    thread parked in a futex (seen on the digits MLP: a 480 x 64x64 and a
+    16 x 64x64 Cholesky in one GBP iteration). Threading a data dependency
+    (a term that is exactly zero) from each solve's result into the next
+    solve's operands runs them one at a time; their own batch parallelism is
+    kept. Enter it inside every traced function that solves (a ``while_loop``
+    body is traced on its own), so no tracer leaks between traces.
+    """
+    saved = (_solve_order.last, _solve_order.active)
+    _solve_order.last, _solve_order.active = None, True
+    try:
+        yield
+    finally:
+        _solve_order.last, _solve_order.active = saved
+
+
+def _after_previous_solve(a: Array) -> Array:
+    if not (_solve_order.active and _solve_order.last is not None):
+        return a
+    # A true data dependency: XLA:CPU's thunk executor orders work by buffers,
+    # so `optimization_barrier` (lowered to control edges) did not order the
+    # calls. The added term is exactly zero (a finite number times 0.0, which
+    # XLA does not fold for floats) and fuses into the jitter add.
+    v = _solve_order.last.reshape(-1)[0]
+    return a + (jnp.where(jnp.isfinite(v), v, 0.0) * 0.0).astype(a.dtype)
+
+
+def _record_solve(x: Array) -> Array:
+    if _solve_order.active:
+        _solve_order.last = x
+    return x
 
 
 def _pivot_floor(diag: Array, floor: Array | float) -> Array:
@@ -47,7 +100,7 @@ def spd_solve(a: Array, b: Array, floor: Array | float = 0.0) -> Array:
 
     ``a``: ``[..., n, n]``; ``b``: ``[..., n, k]``. For ``n <= UNROLL_MAX_DIM`` an
     unrolled LDL^T factorization with pivots clamped at ``floor`` (see
-    `_pivot_floor`) is used; above that, LU on ``a + floor * I``.
+    `_pivot_floor`) is used; above that, Cholesky of ``a`` plus a floor-sized jitter.
     """
     n = a.shape[-1]
     if n == 1:
@@ -64,9 +117,12 @@ def spd_solve(a: Array, b: Array, floor: Array | float = 0.0) -> Array:
         # Cholesky, not LU: the matrix is SPD after the jitter, Cholesky is half
         # the work, and XLA:CPU's batched LU inside a while loop stalled for
         # n >= 48 (the digits MLP's 64-weight neurons never finished an iteration).
-        chol = jnp.linalg.cholesky(a + jitter[..., None, None] * eye)
+        # Solves are serialized inside `sequential_lapack_solves` (a deadlock).
+        a = _after_previous_solve(a + jitter[..., None, None] * eye)
+        chol = jnp.linalg.cholesky(a)
         y = jax.lax.linalg.triangular_solve(chol, b, left_side=True, lower=True)
-        return jax.lax.linalg.triangular_solve(chol, y, left_side=True, lower=True, transpose_a=True)
+        x = jax.lax.linalg.triangular_solve(chol, y, left_side=True, lower=True, transpose_a=True)
+        return _record_solve(x)
     # Structure-of-arrays layout: each matrix entry becomes one contiguous
     # [batch] vector, so every step below is a plain elementwise op (this
     # compiled ~1.5x faster and ran ~1.4x faster than slicing [..., i, j]).

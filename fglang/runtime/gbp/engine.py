@@ -550,7 +550,8 @@ def _run_chunk(
 
     def body(c: tuple[Array, dict[str, Any], Array]) -> tuple[Array, dict[str, Any], Array]:
         i, st, h = c
-        st, delta = _iteration(plan, data, st)
+        with algebra.sequential_lapack_solves():
+            st, delta = _iteration(plan, data, st)
         return i + 1, st, h.at[i].set(delta)
 
     n, state, hist = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state, hist0))
