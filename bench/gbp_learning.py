@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -28,17 +29,21 @@ def main():
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--damping", type=float, default=0.5)
     ap.add_argument("--adam-epochs", type=int, default=50)
+    ap.add_argument("--vi-steps", type=int, default=5000)
     ap.add_argument("--no-gbp", action="store_true")
+    ap.add_argument("--no-vi", action="store_true")
+    ap.add_argument("--cpu-note", default="", help="what else the machine was doing")
     ap.add_argument("--out", default=str(ROOT / "bench/results/gbp_learning.json"))
     a = ap.parse_args()
     import jax
 
     t0 = time.time()
     rows = digits.main([f"--n-train={a.n_train}", f"--hidden={a.hidden}", f"--batch-size={a.batch_size}",
-                        f"--iters={a.iters}", f"--damping={a.damping}", f"--adam-epochs={a.adam_epochs}"]
-                       + (["--no-gbp"] if a.no_gbp else []))
+                        f"--iters={a.iters}", f"--damping={a.damping}", f"--adam-epochs={a.adam_epochs}",
+                        f"--vi-steps={a.vi_steps}"]
+                       + (["--no-gbp"] if a.no_gbp else []) + (["--no-vi"] if a.no_vi else []))
     out = {"benchmark": "gbp_learning (digits MLP)", "device": str(jax.devices()[0]),
-           "platform": platform.platform(), "cpu_note": "2 cores, shared and heavily loaded during the run",
+           "platform": platform.platform(), "cpu_count": os.cpu_count(), "cpu_note": a.cpu_note,
            "args": vars(a), "results": rows, "total_s": time.time() - t0,
            "peak_rss_mb": digits.maxrss_mb()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
