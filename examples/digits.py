@@ -145,6 +145,7 @@ def main(argv=None):
     ap.add_argument("--damping", type=float, default=0.5)
     ap.add_argument("--adam-epochs", type=int, default=50)
     ap.add_argument("--vi-steps", type=int, default=5000)
+    ap.add_argument("--vi-lr", type=float, default=0.01)
     ap.add_argument("--no-gbp", action="store_true")
     ap.add_argument("--no-vi", action="store_true")
     a = ap.parse_args(argv)
@@ -153,7 +154,7 @@ def main(argv=None):
     rows = [run_adam(Xtr, ytr, Xte, yte, hidden=a.hidden, batch_size=a.batch_size, epochs=a.adam_epochs),
             run_adam(Xtr, ytr, Xte, yte, hidden=a.hidden, batch_size=a.batch_size, epochs=1)]
     if not a.no_vi:
-        rows.insert(0, run_vi(Xtr, ytr, Xte, yte, hidden=a.hidden, steps=a.vi_steps))
+        rows.insert(0, run_vi(Xtr, ytr, Xte, yte, hidden=a.hidden, steps=a.vi_steps, lr=a.vi_lr))
     if not a.no_gbp:
         rows.insert(0, run_gbp(Xtr, ytr, Xte, yte, hidden=a.hidden, batch_size=a.batch_size,
                                iters=a.iters, damping=a.damping))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,7 @@ class BoundFamily:
     slots: tuple[BoundSlot, ...]
     evaluate: Callable = field(repr=False)  # evaluate(data, idx, slot_values) -> dict of [M, ...] arrays
     evaluate_one: Callable = field(repr=False)  # the same for one member (scalar indices, one slot block each)
+    members: BoundFamily | None = field(default=None, repr=False)  # the IR's split into members (GBP runs it)
 
     @property
     def name(self) -> str:
@@ -666,6 +667,9 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str) -> BoundModel:
     for name, fam in ir.families.items():
         try:
             families[name] = _bind_family(fam, variables, npi, lengths)
+            if fam.members is not None:
+                members = _bind_family(fam.members, variables, npi, lengths)
+                families[name] = replace(families[name], members=members)
         except _IndexError as err:
             sink.error(err.message, err.span, err.hint)
         except RecursionError:

@@ -80,6 +80,10 @@ class FactorFamily:
     # source spans to name in backend errors: the distribution call and each argument
     dist_span: A.Span | None = field(default=None, compare=False, repr=False)
     arg_spans: tuple[tuple[str, A.Span], ...] = field(default=(), compare=False, repr=False)
+    # An unindexed factor whose elements touch disjoint nodes, as the equivalent
+    # indexed family (SPEC section 4): what GBP runs. Same density; VI and MCMC
+    # keep the unindexed form.
+    members: FactorFamily | None = field(default=None, compare=False, repr=False)
 
     @property
     def arg_map(self) -> dict[str, A.Expr]:

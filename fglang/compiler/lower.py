@@ -16,9 +16,10 @@ from dataclasses import replace
 
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
-from fglang.compiler.check import CheckedModel, FactorInfo, map_children
+from fglang.compiler.check import CheckedModel, FactorInfo, map_children, names_in
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
+from fglang.compiler.unparse import unparse
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
 
 
@@ -84,6 +85,11 @@ class _Ranks:
 
 
 _ELEMENTWISE_CALLS = B.ELEMENTWISE | {"atan2", "where", "leaky_relu"}
+_SPLITTABLE = {"normal", "huber", "student_t"}  # a vector's density is the product of its elements'
+
+
+def _shown(exprs: tuple[A.Expr, ...]) -> tuple[str, ...]:
+    return tuple(unparse(e) for e in exprs)
 
 
 class Lowering:
@@ -211,6 +217,55 @@ class Lowering:
             tuple((k.name, k.span) for k in f.dist.kwargs),
         )
 
+    def member_split(self, f: FactorInfo) -> FactorFamily | None:
+        """``factor obs: img ~ normal(x, s)`` as ``obs[i in 0:H, j in 0:W]: img[i, j] ~ normal(x[i, j], s)``.
+
+        Why: SPEC section 4 has GBP split an unindexed factor into independent
+        members when its elements touch disjoint nodes; as one factor it would
+        be a single H*W-node joint Gaussian. Only for distributions whose
+        density over a vector is the product of its elements' (normal, huber,
+        student_t), when the residual is elementwise in whole vars of scalar
+        nodes that all have the residual's shape, and every data array lines up
+        with those dimensions by its declared sizes. Anything else stays one
+        factor (None).
+        """
+        if f.ranges or f.potential is not None or f.dist is None or f.dist.func not in _SPLITTABLE:
+            return None
+        lhs = self.expand_lets(f.lhs)
+        kwargs = [(k.name, self.expand_lets(k.value)) for k in f.dist.kwargs]
+        exprs = [lhs] + [e for _, e in kwargs]
+        rank = max(self.ranks.of(e) for e in exprs)
+        grid = [n.id for e in exprs for n in names_in(e) if n.id in self.m.vars]
+        grid_vars = [self.m.vars[n] for n in grid]
+        if rank == 0 or not grid_vars:
+            return None
+        dims = grid_vars[0].node_dims
+        if len(dims) != rank or any(v.value_shape or _shown(v.node_dims) != _shown(dims) for v in grid_vars):
+            return None
+        for e in exprs:
+            for n in names_in(e):
+                d = self.m.data.get(n.id)
+                shape = d.shape_exprs if d is not None else ()
+                if shape and _shown(shape) != _shown(dims[rank - len(shape) :]):
+                    return None
+        span = f.span
+        names = [f"{f.name}__i{k}" for k in range(rank)]
+        idx = tuple(A.Name(span, n) for n in names)
+
+        def pushed(e: A.Expr) -> A.Expr:
+            r = self.ranks.of(e)
+            return self.push_index(e, idx[rank - r :], span) if r > 0 else e
+
+        slots: list[SlotPattern] = []
+        lhs_l = self.extract(pushed(lhs), slots, ())
+        args_l = tuple((k, self.extract(pushed(e), slots, ())) for k, e in kwargs)
+        # disjoint: every member reads exactly its own node of every var
+        if not slots or any(p.reductions or p.node_index != idx for p in slots):
+            return None
+        ranges = tuple(A.IndexRange(n, A.Num(span, 0, True), d, span) for n, d in zip(names, dims))
+        fam = self.family(f)
+        return replace(fam, ranges=ranges, lhs=lhs_l, args=args_l, slots=tuple(slots))
+
     def prior_family(self, name: str) -> FactorFamily:
         """``var x[I, J]: T ~ D(args)`` -> ``factor x__prior[i in 0:I, j in 0:J]: x[i, j] ~ D(args...)``."""
         v = self.m.vars[name]
@@ -267,7 +322,7 @@ class Lowering:
             variables[name] = Variable(name, v.node_dims, v.value_shape, v.domain, prior, v.span)
         for name, f in m.factors.items():
             try:
-                families[name] = self.family(f)
+                families[name] = replace(self.family(f), members=self.member_split(f))
             except RecursionError:
                 sink.error(TOO_DEEP, f.span, TOO_DEEP_HINT)
         derived = {}

@@ -73,6 +73,13 @@ def show_ir(ir: ModelIR, bound: BoundModel | None = None) -> str:
                 block = f" block {list(s.block_shape)}" if s.block_shape else ""
                 desc += f"  -> {nodes} distinct node{'s' * (nodes != 1)} by {how}{block}"
             lines.append(desc)
+        if f.members is not None:
+            split = ", ".join(f"{r.name} in {unparse(r.lo)}:{unparse(r.hi)}" for r in f.members.ranges)
+            n = f" ({bound.families[f.name].members.n_members} members)" if bound is not None else ""
+            mf = f.members
+            args = ", ".join(f"{k}={unparse(_named_slots(e, mf.slots))}" for k, e in mf.args)
+            lines.append(f"    gbp: split into independent members [{split}]{n}: "
+                         f"{unparse(_named_slots(mf.lhs, mf.slots))} ~ {what}({args})")
     if bound is not None:
         n_nodes = sum(v.n_nodes for v in bound.variables.values())
         n_dims = sum(v.n_nodes * v.node_dim for v in bound.variables.values())

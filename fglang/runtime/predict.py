@@ -73,8 +73,46 @@ def targets(ir: ModelIR, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     return filled, missing, fams
 
 
+def family_moments(bm: BoundModel, fam, data: dict, means: dict, covs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of a family's ``mu`` per member, linearized at the means.
+
+    ``[M, R]`` each: ``mu(m)`` and ``diag(J S J^T)`` with each var's per-node
+    covariances ``S`` (GBP tracks no cross-node ones). Why per member: a
+    member's ``mu`` reads only its own slots, so one vmapped Jacobian per
+    member costs O(M); a Jacobian of the whole family with respect to every
+    node was O(M x nodes) (digits: 8 GB and 48 s to predict 397 test images).
+    Two slots of one member that read the same node are combined exactly.
+    """
+    idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+    vals = tuple(bm.gather(s, means) for s in fam.slots)
+
+    def one(idx_m, *sv):
+        out = fam.evaluate_one(data, idx_m, sv)
+        return jnp.ravel(jnp.asarray(out["args"]["mu"]) + 0.0 * jnp.asarray(out["lhs"]))
+
+    argnums = tuple(range(1, 1 + len(vals)))
+    mean = np.asarray(jax.vmap(one)(idx, *vals))
+    jacs = jax.vmap(jax.jacfwd(one, argnums=argnums))(idx, *vals) if vals else ()
+    m, r = mean.shape
+    var = np.zeros((m, r))
+    by_var: dict[str, list] = {}
+    for s, j in zip(fam.slots, jacs):
+        v = bm.variables[s.var]
+        ids = np.asarray(s.node_ids).reshape(m, -1)
+        by_var.setdefault(s.var, []).append((np.asarray(j).reshape(m, r, ids.shape[1], v.node_dim), ids))
+    for name, parts in by_var.items():
+        v = bm.variables[name]
+        jac = np.concatenate([j for j, _ in parts], axis=2)  # [M, R, K, d]
+        ids = np.concatenate([i for _, i in parts], axis=1)  # [M, K]
+        cov = np.asarray(covs[name]).reshape(v.n_nodes, v.node_dim, v.node_dim)[ids]  # [M, K, d, d]
+        js = np.einsum("mrkd,mkde->mrke", jac, cov)
+        same = ids[:, :, None] == ids[:, None, :]
+        var += np.einsum("mrke,mrle,mkl->mr", js, jac, same)
+    return mean, var
+
+
 def predict_gbp(bm: BoundModel, posterior: Posterior, fams: set[str], options: dict, seed: int) -> Posterior:
-    from fglang.runtime.gbp.fit import fit_gbp, linearized_moments
+    from fglang.runtime.gbp.fit import fit_gbp
 
     post = fit_gbp(bm, seed=seed, prior=posterior, options=options, skip_families=fams)
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
@@ -82,15 +120,9 @@ def predict_gbp(bm: BoundModel, posterior: Posterior, fams: set[str], options: d
     for name in sorted(fams):
         fam = bm.families[name]
         idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
-        names = sorted({s.var for s in fam.slots})
-
-        def mu_of(*vals, fam=fam, names=names, idx=idx):
-            values = dict(zip(names, vals))
-            out = fam.evaluate(data, idx, tuple(bm.gather(s, values) for s in fam.slots))
-            return jnp.ravel(jnp.asarray(out["args"]["mu"]) + 0.0 * jnp.asarray(out["lhs"]))
-
-        covs = {n: post.gaussian[n].cov for n in names}
-        mean, var = linearized_moments(bm, mu_of, names, means, covs)
+        covs = {n: post.gaussian[n].cov for n in {s.var for s in fam.slots}}
+        mean, var = family_moments(bm, fam, data, means, covs)
+        mean, var = mean.ravel(), var.ravel()
         zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
         out0 = fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
         shape = np.broadcast_shapes(np.shape(out0["lhs"]), np.shape(out0["args"]["mu"]))

@@ -147,10 +147,37 @@ def _residual(one, layout: tuple, value_shapes: tuple):
     return residual
 
 
+MAX_FACTOR_NODES = 64
+"""Most nodes one factor may touch in GBP.
+
+A factor over K nodes is a K-slot joint Gaussian: its messages are built by
+Python-unrolled per-slot code (compile time grows with K) and a K-node
+factor is what an unindexed factor over a whole var becomes when it cannot be
+split into members. Past this size the model almost certainly meant an
+indexed family, so GBP says so instead of compiling for minutes.
+"""
+
+
 def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     f = fam.ir
     sig = f.dist
     slots, layout = _expand_slots(fam)
+    if len(slots) > MAX_FACTOR_NODES:
+        vars_ = ", ".join(dict.fromkeys(s.var for s in fam.slots))
+        nodes = {(s.var, int(s.node_ids[0])) for s in slots}
+        raise FgError(
+            [
+                Diagnostic(
+                    f"factor '{f.name}' touches {len(nodes)} nodes of {vars_} in one member; GBP would "
+                    f"treat it as one {len(nodes)}-node joint Gaussian (at most {MAX_FACTOR_NODES} nodes)",
+                    f.span,
+                    "write it as an indexed family, one member per element "
+                    f"(factor {f.name}[i in 0:N]: y[i] ~ normal(x[i], s)), so each member touches a few "
+                    f"nodes; or give the var vector nodes (var x: real[N]); or {_SUGGEST}",
+                )
+            ],
+            bm.ir.sources,
+        )
     value_shapes = [bm.variables[s.var].value_shape for s in fam.slots]
     one = fam.evaluate_one
     args0, lhs0 = _args_at_zero(bm, fam, data)
@@ -222,5 +249,7 @@ def to_graph(
             continue
         if fam.n_members == 0 or (fam.ir.prior_of is not None and fam.ir.prior_of in skip_priors_of):
             continue
+        if fam.members is not None:  # an unindexed factor split into independent members
+            fam = fam.members
         fams.append(_family(bm, fam, _data_used(fam, data)))
     return GaussianGraph(blocks, tuple(fams))
