@@ -84,3 +84,57 @@ factor obs: y ~ normal(x, 0.5)
                                      "factor step[t in 1:T]: x[t] ~ normal(x[t-1], 1)"))
     ref = fam.fit({"T": 12, "y": y}, backend="gbp", dtype="float64", iters=200, tol=1e-12)
     np.testing.assert_allclose(one.mean("x"), ref.mean("x"), atol=1e-8)
+
+
+WALK = """model walk
+data T: int
+data y[T]: real
+data w[T]: real = 1
+data perm[T]: int = 0
+var x[T]: real ~ normal(0, 10)
+factor step[t in 1:T]: x[t] ~ normal(x[t-1], 0.3)
+OBS
+"""
+
+
+def test_prediction_of_a_split_target_equals_the_indexed_family():
+    y = np.random.default_rng(2).normal(size=40)
+    indexed = fglang.compile(WALK.replace("OBS", "factor obs[t in 0:T]: y[t] ~ normal(x[t], 0.5)"))
+    unindexed = fglang.compile(WALK.replace("OBS", "factor obs: y ~ normal(x, 0.5)"))
+    preds = []
+    for m in (indexed, unindexed):
+        post = m.fit({"T": 40, "y": y}, backend="gbp", dtype="float64", iters=300, tol=1e-12)
+        preds.append(m.predict(post, {"T": 40}, dtype="float64", iters=300, tol=1e-12))
+    a, b = preds
+    np.testing.assert_allclose(b.mean("obs"), a.mean("obs"), atol=1e-9)
+    np.testing.assert_allclose(b.sd("obs"), a.sd("obs"), rtol=1e-9)
+    assert b.mean("obs").shape == (40,)
+
+
+@pytest.mark.parametrize("obs", ["y ~ normal(x * w[perm], 0.5)", "y[perm] ~ normal(x, 0.5)",
+                                 "y ~ normal(x * [1, 2, 3], 0.5)"])
+def test_gathers_and_literals_are_not_split_and_still_bind(obs):
+    m = fglang.compile(WALK.replace("OBS", f"factor obs: {obs}"))
+    assert m.ir.families["obs"].members is None
+    m.bind({"T": 3, "y": [0.1, 0.2, 0.3], "w": [1, 2, 3], "perm": [2, 1, 0]})
+
+
+def test_members_over_many_scalar_nodes_are_told_to_use_one_vector_node():
+    src = """model wide
+data N: int
+data K: int
+data X[N, K]: real
+data y[N]: real
+var w[K]: real ~ normal(0, 1)
+factor obs[n in 0:N]: y[n] ~ normal(dot(X[n], w), 0.5)
+"""
+    m = fglang.compile(src, "wide.fg")
+    with pytest.raises(FgError) as err:
+        m.fit({"N": 5, "K": 70, "X": np.zeros((5, 70)), "y": np.zeros(5)}, backend="gbp")
+    text = str(err.value)
+    assert "wide.fg:7:1: factor 'obs' touches 70 nodes of w in one member" in text
+    assert "var w: real[K] instead of var w[K]: real" in text
+    # the advice works: one 70-vector node runs
+    post = fglang.compile(src.replace("var w[K]: real", "var w: real[K]")).fit(
+        {"N": 5, "K": 70, "X": np.ones((5, 70)), "y": np.ones(5)}, backend="gbp", iters=20)
+    assert post.mean("w").shape == (70,)

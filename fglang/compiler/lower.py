@@ -88,6 +88,22 @@ _ELEMENTWISE_CALLS = B.ELEMENTWISE | {"atan2", "where", "leaky_relu"}
 _SPLITTABLE = {"normal", "huber", "student_t"}  # a vector's density is the product of its elements'
 
 
+def _elementwise(e: A.Expr) -> bool:
+    """Built only from names, constants and elementwise operations: then element
+    ``k`` of the result reads element ``k`` of every full-shape operand. No
+    indexing (a gather such as ``w[perm]`` moves elements), no literals of
+    arrays (which broadcast by their own length), no reductions or products."""
+    if isinstance(e, A.Num | A.Bool | A.Name):
+        return True
+    if isinstance(e, A.Neg):
+        return _elementwise(e.operand)
+    if isinstance(e, A.BinOp):
+        return e.op != "@" and _elementwise(e.left) and _elementwise(e.right)
+    if isinstance(e, A.Call):
+        return e.func in _ELEMENTWISE_CALLS and not e.kwargs and all(_elementwise(a) for a in e.args)
+    return False
+
+
 def _shown(exprs: tuple[A.Expr, ...]) -> tuple[str, ...]:
     return tuple(unparse(e) for e in exprs)
 
@@ -234,6 +250,8 @@ class Lowering:
         lhs = self.expand_lets(f.lhs)
         kwargs = [(k.name, self.expand_lets(k.value)) for k in f.dist.kwargs]
         exprs = [lhs] + [e for _, e in kwargs]
+        if not all(_elementwise(e) for e in exprs):
+            return None
         rank = max(self.ranks.of(e) for e in exprs)
         grid = [n.id for e in exprs for n in names_in(e) if n.id in self.m.vars]
         grid_vars = [self.m.vars[n] for n in grid]

@@ -132,7 +132,10 @@ class Posterior:
             div = self.sample_stats.get("diverging")
             if div is not None and div.sum() > 0:
                 ta = float(self.attrs.get("options", {}).get("target_accept", 0.8))
-                advice = f"raise target_accept (now {ta:g}; try {0.99 if ta >= 0.95 else 0.95})"
+                if ta >= 0.99:
+                    advice = f"target_accept is already {ta:g}: reparametrize"
+                else:
+                    advice = f"raise target_accept (now {ta:g}; try {0.99 if ta >= 0.95 else 0.95})"
                 hs = self.attrs.get("horseshoe_vars") or []
                 if len(hs):
                     # Piironen & Vehtari (2017): the slab bounds the largest

@@ -102,12 +102,20 @@ def family_moments(bm: BoundModel, fam, data: dict, means: dict, covs: dict) -> 
         by_var.setdefault(s.var, []).append((np.asarray(j).reshape(m, r, ids.shape[1], v.node_dim), ids))
     for name, parts in by_var.items():
         v = bm.variables[name]
-        jac = np.concatenate([j for j, _ in parts], axis=2)  # [M, R, K, d]
+        jac = np.concatenate([np.moveaxis(j, 2, 1) for j, _ in parts], axis=1)  # [M, K, R, d]
         ids = np.concatenate([i for _, i in parts], axis=1)  # [M, K]
-        cov = np.asarray(covs[name]).reshape(v.n_nodes, v.node_dim, v.node_dim)[ids]  # [M, K, d, d]
-        js = np.einsum("mrkd,mkde->mrke", jac, cov)
-        same = ids[:, :, None] == ids[:, None, :]
-        var += np.einsum("mrke,mrle,mkl->mr", js, jac, same)
+        # Sum the Jacobian columns of slots that read the same node (sort the
+        # member's ids, number the runs of equal ids, add within a run): O(M K).
+        order = np.argsort(ids, axis=1, kind="stable")
+        ids = np.take_along_axis(ids, order, axis=1)
+        jac = np.take_along_axis(jac, order[:, :, None, None], axis=1)
+        run = np.cumsum(np.concatenate([np.ones((m, 1), bool), ids[:, 1:] != ids[:, :-1]], axis=1), axis=1) - 1
+        rows = np.arange(m)[:, None]
+        merged = np.zeros_like(jac)
+        np.add.at(merged, (rows, run), jac)
+        cov = np.zeros(jac.shape[:2] + (v.node_dim, v.node_dim))
+        cov[rows, run] = np.asarray(covs[name]).reshape(v.n_nodes, v.node_dim, v.node_dim)[ids]
+        var += np.einsum("mkrd,mkde,mkre->mr", merged, cov, merged)
     return mean, var
 
 
@@ -121,13 +129,17 @@ def predict_gbp(bm: BoundModel, posterior: Posterior, fams: set[str], options: d
         fam = bm.families[name]
         idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
         covs = {n: post.gaussian[n].cov for n in {s.var for s in fam.slots}}
-        mean, var = family_moments(bm, fam, data, means, covs)
+        # An unindexed factor split into members predicts member by member; its
+        # members run over the residual's elements in C order, as ravel does.
+        mean, var = family_moments(bm, fam.members or fam, data, means, covs)
         mean, var = mean.ravel(), var.ravel()
         zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
         out0 = fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
         shape = np.broadcast_shapes(np.shape(out0["lhs"]), np.shape(out0["args"]["mu"]))
         if "sd" in out0["args"]:
             var = var + np.broadcast_to(np.asarray(out0["args"]["sd"], dtype=np.float64) ** 2, shape).ravel()
+        if not fam.ir.ranges:  # an unindexed factor: its one member's shape (the data's), no member axis
+            shape = shape[1:]
         mean = mean.reshape(shape)
         post.gaussian[name] = GaussianMarginal(mean, var.reshape(shape + (1, 1)), shape, ())
         rng = np.random.default_rng(seed)

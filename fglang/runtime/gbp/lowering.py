@@ -158,26 +158,39 @@ indexed family, so GBP says so instead of compiling for minutes.
 """
 
 
+def _too_many_nodes(bm: BoundModel, fam: BoundFamily, n: int) -> Diagnostic:
+    """What to write instead depends on why the factor touches so many nodes."""
+    f = fam.ir
+    vars_ = list(dict.fromkeys(s.var for s in fam.slots))
+    scalar_wide = [v for v in vars_ if bm.variables[v].node_dim == 1 and bm.variables[v].n_nodes > 1]
+    if f.ranges or (f.dist is not None and f.dist.name == "mvnormal"):
+        # each member (or the one joint factor) reads a whole block of scalar nodes
+        from fglang.compiler.unparse import unparse
+
+        def dims(v: str) -> str:
+            return ", ".join(unparse(e) for e in bm.ir.variables[v].node_dims)
+
+        shown = "; ".join(f"var {v}: real[{dims(v)}] instead of var {v}[{dims(v)}]: real" for v in scalar_wide)
+        hint = (f"make each var one vector node ({shown or 'var x: real[N]'}), so that a member touches one "
+                f"node with a full covariance; or {_SUGGEST}")
+    else:
+        hint = (f"write it as an indexed family, one member per element (factor {f.name}[t in 0:T]: ...), so "
+                f"each member touches a few nodes; or {_SUGGEST}")
+    return Diagnostic(
+        f"factor '{f.name}' touches {n} nodes of {', '.join(vars_)} in one member; GBP would treat it as one "
+        f"{n}-node joint Gaussian (at most {MAX_FACTOR_NODES} nodes)",
+        f.span,
+        hint,
+    )
+
+
 def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     f = fam.ir
     sig = f.dist
     slots, layout = _expand_slots(fam)
-    if len(slots) > MAX_FACTOR_NODES:
-        vars_ = ", ".join(dict.fromkeys(s.var for s in fam.slots))
-        nodes = {(s.var, int(s.node_ids[0])) for s in slots}
-        raise FgError(
-            [
-                Diagnostic(
-                    f"factor '{f.name}' touches {len(nodes)} nodes of {vars_} in one member; GBP would "
-                    f"treat it as one {len(nodes)}-node joint Gaussian (at most {MAX_FACTOR_NODES} nodes)",
-                    f.span,
-                    "write it as an indexed family, one member per element "
-                    f"(factor {f.name}[i in 0:N]: y[i] ~ normal(x[i], s)), so each member touches a few "
-                    f"nodes; or give the var vector nodes (var x: real[N]); or {_SUGGEST}",
-                )
-            ],
-            bm.ir.sources,
-        )
+    nodes = {(s.var, int(s.node_ids[0])) for s in slots} if fam.n_members else set()
+    if len(nodes) > MAX_FACTOR_NODES:
+        raise FgError([_too_many_nodes(bm, fam, len(nodes))], bm.ir.sources)
     value_shapes = [bm.variables[s.var].value_shape for s in fam.slots]
     one = fam.evaluate_one
     args0, lhs0 = _args_at_zero(bm, fam, data)
