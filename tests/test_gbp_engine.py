@@ -694,3 +694,32 @@ def test_input_validation() -> None:
         run_gbp(GaussianGraph((x,), (ok,)), {"y": np.zeros(4)})
     with pytest.raises(ValueError, match="grid_shape"):
         VariableBlock("z", 5, 1, (2, 2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(2, 6), min_size=1, max_size=3).flatmap(
+        lambda shape: st.tuples(
+            st.just(tuple(shape)),
+            st.tuples(*[st.tuples(st.integers(0, n - 1), st.integers(1, 3)) for n in shape]),
+            st.sampled_from([(), (2,), (2, 2)]),
+        )
+    )
+)
+def test_grid_slot_add_in_place_equals_zero_padded_scatter(case):
+    # _add_grid (slice + add + dynamic_update_slice for unit strides) must put
+    # every member's value on the same node as the zero-padded scatter.
+    from fglang.runtime.gbp.engine import _add_grid, _scatter_grid, _SlotPlan, _VarPlan
+
+    shape, bounds, tail = case
+    grid = tuple((a, a + (n - a - 1) // c * c + 1, c) for (a, c), n in zip(bounds, shape))
+    counts = [len(range(a, b, c)) for a, b, c in grid]
+    n = int(np.prod(shape))
+    vp = _VarPlan("x", n, int(np.prod(tail)) if tail else 1, shape)
+    sp = _SlotPlan(0, vp.dim, grid)
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(n,) + tail)
+    msg = rng.normal(size=(int(np.prod(counts)),) + tail)
+    got = np.asarray(_add_grid(jnp.asarray(base), jnp.asarray(msg), sp, vp))
+    want = base + np.asarray(_scatter_grid(jnp.asarray(msg), sp, vp))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

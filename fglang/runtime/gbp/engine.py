@@ -208,6 +208,23 @@ def _gather(arr: Array, ids: Array | None, slot: _SlotPlan, vp: _VarPlan) -> Arr
     return out.reshape((-1,) + tail)
 
 
+def _add_grid(base: Array, msg: Array, slot: _SlotPlan, vp: _VarPlan) -> Array:
+    """``base`` ([n, ...]) plus member values added in place on the slot's block.
+
+    A unit-stride block is an update of a slice of ``base`` (read the block, add,
+    write it back): no zero-padded copy of the whole grid per slot, which XLA
+    materialized and then re-read in every fusion that used the beliefs.
+    """
+    if any(c != 1 for _, _, c in slot.grid):  # type: ignore[union-attr]
+        return base + _scatter_grid(msg, slot, vp)
+    tail = base.shape[1:]
+    g = base.reshape(vp.grid_shape + tail)
+    starts = [a for a, _, _ in slot.grid] + [0] * len(tail)  # type: ignore[union-attr]
+    limits = [b for _, b, _ in slot.grid] + list(tail)  # type: ignore[union-attr]
+    block = jax.lax.slice(g, starts, limits) + msg.reshape(tuple(b - a for a, b in zip(starts, limits)))
+    return jax.lax.dynamic_update_slice(g, block, starts).reshape(base.shape)
+
+
 def _scatter_grid(msg: Array, slot: _SlotPlan, vp: _VarPlan) -> Array:
     """Member values placed on the var's nodes ([n, ...]) by zero padding."""
     tail = msg.shape[1:]
@@ -248,8 +265,8 @@ def _accumulate(
                     seg_eta.append(eta[f][s])
                     seg_lam.append(lam[f][s])
                 else:
-                    out_eta[v] = out_eta[v] + _scatter_grid(eta[f][s], sp, vp)
-                    out_lam[v] = out_lam[v] + _scatter_grid(lam[f][s], sp, vp)
+                    out_eta[v] = _add_grid(out_eta[v], eta[f][s], sp, vp)
+                    out_lam[v] = _add_grid(out_lam[v], lam[f][s], sp, vp)
         if seg_ids:
             i = jnp.concatenate(seg_ids)
             out_eta[v] = out_eta[v] + jax.ops.segment_sum(
