@@ -12,14 +12,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fglang.compiler import ast as A
 from fglang.compiler.check import CheckedModel, DataInfo, names_in
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable, walk
-from fglang.compiler.lower_jax import Evaluator, Static, member_function, static_value
+from fglang.compiler.static import Static, static_value
+
+if TYPE_CHECKING:
+    from fglang.compiler.lower_jax import Evaluator
 from fglang.compiler.types import Domain
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, Diagnostic, DiagnosticSink, FgError, recursion_headroom
 
@@ -599,6 +602,8 @@ def _member_functions(fam: FactorFamily, static: Static, slot_reds: dict[int, tu
     hit = _FUNCTION_CACHE.get(key)
     if hit is not None and hit[0] is fam:
         return hit[1], hit[2]
+    from fglang.compiler.lower_jax import member_function  # JAX: imported when a model is bound
+
     one, fn = member_function(_family_outputs(fam), static, slot_reds)
     if len(_FUNCTION_CACHE) > 4096:
         _FUNCTION_CACHE.clear()
@@ -619,6 +624,8 @@ def _bind_derived(d: Derived, variables, npi: _NpIndex, lengths) -> BoundDerived
     _check_data_indices([d.expr], idx, npi, reds, chain_of)
     slots = tuple(_bind_slot(p, variables[p.var], idx, npi, reds, chain_of, ()) for p in d.slots)
     static = Static(dict(npi.sizes), lengths)
+    from fglang.compiler.lower_jax import member_function
+
     one, _ = member_function(lambda ev: ev.ev(d.expr), static, _slot_reds(slots))
 
     def evaluate(data, slot_values):

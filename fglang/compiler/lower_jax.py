@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ from fglang.compiler import ast as A
 from fglang.compiler.builtins import CONSTANTS
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.ir import SlotRef
+from fglang.compiler.static import Static, static_value
 from fglang.errors import recursion_headroom
 
 
@@ -78,15 +78,6 @@ BINARY_OPS: dict[str, Callable] = {
 }
 
 
-@dataclass(frozen=True)
-class Static:
-    """What is fixed per model shape: int sizes (for slices) and the padded
-    length of every reduction (keyed by the Reduce node's identity)."""
-
-    sizes: dict[str, int]
-    reduction_len: dict[int, int]
-
-
 class Evaluator:
     """Evaluates one member's expression; everything is traced by JAX."""
 
@@ -105,7 +96,7 @@ class Evaluator:
 
     def static_int(self, e: A.Expr) -> int:
         """Slice bounds must be known per model shape (not per member)."""
-        v = _static_value(e, self.static.sizes)
+        v = static_value(e, self.static.sizes)
         if v is None:
             raise _StaticError(e)
         return int(v)
@@ -231,25 +222,6 @@ class _StaticError(Exception):
         self.expr = expr
 
 
-def _static_value(e: A.Expr, sizes: dict[str, int]):
-    if isinstance(e, A.Num):
-        return e.value
-    if isinstance(e, A.Name):
-        if e.id in sizes:
-            return sizes[e.id]
-        return CONSTANTS.get(e.id)
-    if isinstance(e, A.Neg):
-        v = _static_value(e.operand, sizes)
-        return None if v is None else -v
-    if isinstance(e, A.BinOp) and e.op in "+-*":
-        a, b = _static_value(e.left, sizes), _static_value(e.right, sizes)
-        if a is None or b is None:
-            return None
-        return {"+": a + b, "-": a - b, "*": a * b}[e.op]
-    return None
-
-
-static_value = _static_value
 
 
 def member_function(
