@@ -53,14 +53,11 @@ def gbp_learner(hidden: int, batch_size: int, iters: int, damping: float, seed: 
 
     def learn(X: np.ndarray, y: np.ndarray) -> None:
         nonlocal post
-        data = {"N": len(y), "D": X.shape[1], "H": hidden, "C": 10, "X": X, "Y": digits.pm1(y)}
-        post = m.fit(data, backend="gbp", batch_size=batch_size, epochs=1, iters=iters, damping=damping,
-                     seed=seed, draws=1, prior=post)
+        post = m.fit(digits.mlp_data(X, hidden, y), backend="gbp", batch_size=batch_size, epochs=1, iters=iters,
+                     damping=damping, seed=seed, draws=1, prior=post)
 
     def outputs(X: np.ndarray) -> np.ndarray:
-        pr = m.predict(post, {"N": len(X), "D": X.shape[1], "H": hidden, "C": 10, "X": X},
-                       iters=iters, damping=damping)
-        return np.asarray(pr.mean("out")).reshape(len(X), 10)
+        return digits.predicted_outputs(m, post, X, hidden, iters=iters, damping=damping)
 
     return learn, outputs
 
@@ -68,28 +65,15 @@ def gbp_learner(hidden: int, batch_size: int, iters: int, damping: float, seed: 
 def adam_learner(hidden: int, batch_size: int, epochs: int, lr: float, seed: int):
     import jax
     import jax.numpy as jnp
-    import optax
 
-    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    key = jax.random.PRNGKey(seed)
     state: dict = {}
     rng = np.random.default_rng(seed)
-
-    def fwd(p, x):
-        return jax.nn.leaky_relu(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
-
-    opt = optax.adam(lr)
-
-    @jax.jit
-    def step(p, s, x, Y):
-        g = jax.grad(lambda q: jnp.mean((fwd(q, x) - Y) ** 2))(p)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s
+    opt, step = digits.adam_step(lr)
 
     def learn(X: np.ndarray, y: np.ndarray) -> None:
         if not state:
-            D = X.shape[1]
-            state["p"] = {"W1": 0.3 * jax.random.normal(k1, (D, hidden)), "b1": jnp.zeros(hidden),
-                          "W2": 0.3 * jax.random.normal(k2, (hidden, 10)), "b2": jnp.zeros(10)}
+            state["p"] = digits.mlp_init(key, X.shape[1], hidden)
         p, s = state["p"], opt.init(state["p"])  # a fresh optimizer per task: plain fine-tuning
         Xj, Yj = jnp.asarray(X, jnp.float32), jnp.asarray(digits.pm1(y), jnp.float32)
         for _ in range(epochs):
@@ -100,7 +84,7 @@ def adam_learner(hidden: int, batch_size: int, epochs: int, lr: float, seed: int
         state["p"] = p
 
     def outputs(X: np.ndarray) -> np.ndarray:
-        return np.asarray(fwd(state["p"], jnp.asarray(X, jnp.float32)))
+        return np.asarray(digits.mlp_forward(state["p"], jnp.asarray(X, jnp.float32)))
 
     return learn, outputs
 

@@ -39,6 +39,53 @@ def pm1(y, c=10):
     return Y
 
 
+def mlp_data(X, hidden, y=None) -> dict:
+    """The data of digits_gbp.fg / digits_vi.fg; without ``y`` the targets are
+    left out, which is what prediction wants."""
+    data = {"N": len(X), "D": X.shape[1], "H": hidden, "C": 10, "X": X}
+    return data if y is None else {**data, "Y": pm1(y)}
+
+
+def predicted_outputs(m, post, X, hidden, **options) -> np.ndarray:
+    """Predictive means of the 10 outputs for the images ``X``: ``[N, 10]``."""
+    pr = m.predict(post, mlp_data(X, hidden), **options)
+    return np.asarray(pr.mean("out")).reshape(len(X), 10)
+
+
+def mlp_init(key, d: int, hidden: int) -> dict:
+    """Adam's starting weights (the N(0, 0.3) of the models' weight priors)."""
+    import jax
+    import jax.numpy as jnp
+
+    k1, k2 = jax.random.split(key)
+    return {"W1": 0.3 * jax.random.normal(k1, (d, hidden)), "b1": jnp.zeros(hidden),
+            "W2": 0.3 * jax.random.normal(k2, (hidden, 10)), "b2": jnp.zeros(10)}
+
+
+def mlp_forward(p: dict, x):
+    import jax
+
+    return jax.nn.leaky_relu(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+
+
+def adam_step(lr: float):
+    """optax Adam and one jitted step on the MSE to +-1 one-hot targets (the
+    loss the Gaussian output factors express): ``(opt, step(p, s, x, Y))``."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    opt = optax.adam(lr)
+
+    @jax.jit
+    def step(p, s, x, Y):
+        g = jax.grad(lambda q: jnp.mean((mlp_forward(q, x) - Y) ** 2))(p)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    return opt, step
+
+
 def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -48,22 +95,18 @@ def run_gbp(Xtr, ytr, Xte, yte, *, hidden, batch_size, iters, damping, seed=0, d
 
     m = fglang.load(HERE / "digits_gbp.fg")
     n = len(ytr)
-    data = {"N": n, "D": Xtr.shape[1], "H": hidden, "C": 10, "X": Xtr, "Y": pm1(ytr)}
     opts = dict(backend="gbp", epochs=1, iters=iters, damping=damping, dropout=dropout, seed=seed, draws=1)
     # Compile outside the timing, as for Adam: one batch of the same shape
     # (the compiled GBP chunk is reused for every batch of that shape).
     t = time.perf_counter()
-    m.fit({**data, "N": batch_size, "X": Xtr[:batch_size], "Y": pm1(ytr[:batch_size])},
-          batch_size=batch_size, **opts)
+    m.fit(mlp_data(Xtr[:batch_size], hidden, ytr[:batch_size]), batch_size=batch_size, **opts)
     warm_s = time.perf_counter() - t
     t = time.perf_counter()
-    post = m.fit(data, batch_size=batch_size, **opts)
+    post = m.fit(mlp_data(Xtr, hidden, ytr), batch_size=batch_size, **opts)
     fit_s = time.perf_counter() - t
     t = time.perf_counter()
-    pr = m.predict(post, {"N": len(yte), "D": Xte.shape[1], "H": hidden, "C": 10, "X": Xte},
-                   iters=iters, damping=damping)
+    mean = predicted_outputs(m, post, Xte, hidden, iters=iters, damping=damping)
     pred_s = time.perf_counter() - t
-    mean = np.asarray(pr.mean("out")).reshape(len(yte), 10)
     return {"method": "gbp (filtering)", "test_acc": float((mean.argmax(1) == yte).mean()),
             "train_examples_per_s": n / fit_s, "fit_s": fit_s, "compile_and_first_batch_s": warm_s,
             "predict_s": pred_s, "iterations_per_batch": [b["iterations"] for b in post.attrs["batches"]],
@@ -76,12 +119,10 @@ def run_vi(Xtr, ytr, Xte, yte, *, hidden, steps=5000, lr=0.01, seed=0):
 
     m = fglang.load(HERE / "digits_vi.fg")
     n = len(ytr)
-    data = {"N": n, "D": Xtr.shape[1], "H": hidden, "C": 10, "X": Xtr, "Y": pm1(ytr)}
     t = time.perf_counter()
-    post = m.fit(data, backend="vi", steps=steps, lr=lr, seed=seed)
+    post = m.fit(mlp_data(Xtr, hidden, ytr), backend="vi", steps=steps, lr=lr, seed=seed)
     fit_s = time.perf_counter() - t
-    pr = m.predict(post, {"N": len(yte), "D": Xte.shape[1], "H": hidden, "C": 10, "X": Xte})
-    mean = np.asarray(pr.mean("out")).reshape(len(yte), 10)
+    mean = predicted_outputs(m, post, Xte, hidden)
     return {"method": f"vi (numpyro, {steps} full-batch steps)", "test_acc": float((mean.argmax(1) == yte).mean()),
             "train_examples_per_s": n * steps / fit_s, "fit_s": fit_s, "hidden": hidden, "n_train": n,
             "steps": steps, "lr": lr}
@@ -90,27 +131,10 @@ def run_vi(Xtr, ytr, Xte, yte, *, hidden, steps=5000, lr=0.01, seed=0):
 def run_adam(Xtr, ytr, Xte, yte, *, hidden, batch_size=50, epochs=50, lr=1e-2, seed=0):
     import jax
     import jax.numpy as jnp
-    import optax
 
-    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    D = Xtr.shape[1]
-    params = {"W1": 0.3 * jax.random.normal(k1, (D, hidden)), "b1": jnp.zeros(hidden),
-              "W2": 0.3 * jax.random.normal(k2, (hidden, 10)), "b2": jnp.zeros(10)}
-
-    def fwd(p, x):
-        return jax.nn.leaky_relu(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
-
-    def loss(p, x, Y):  # MSE on +-1 one-hot targets
-        return jnp.mean((fwd(p, x) - Y) ** 2)
-
-    opt = optax.adam(lr)
+    params = mlp_init(jax.random.PRNGKey(seed), Xtr.shape[1], hidden)
+    opt, step = adam_step(lr)
     state = opt.init(params)
-
-    @jax.jit
-    def step(p, s, x, Y):
-        g = jax.grad(loss)(p, x, Y)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s
 
     Xj, Yj = jnp.asarray(Xtr, jnp.float32), jnp.asarray(pm1(ytr), jnp.float32)
     n = len(ytr)
@@ -124,7 +148,7 @@ def run_adam(Xtr, ytr, Xte, yte, *, hidden, batch_size=50, epochs=50, lr=1e-2, s
             params, state = step(params, state, Xj[idx], Yj[idx])
     jax.block_until_ready(params)
     fit_s = time.perf_counter() - t
-    acc = float((np.asarray(fwd(params, jnp.asarray(Xte, jnp.float32))).argmax(1) == yte).mean())
+    acc = float((np.asarray(mlp_forward(params, jnp.asarray(Xte, jnp.float32))).argmax(1) == yte).mean())
     return {"method": f"adam (optax, MSE, {epochs} epochs)", "test_acc": acc,
             "train_examples_per_s": n * epochs / fit_s, "fit_s": fit_s, "hidden": hidden, "n_train": n,
             "batch_size": batch_size, "epochs": epochs, "lr": lr}

@@ -20,11 +20,11 @@ from fglang.compiler import ast as A
 from fglang.compiler.check import CheckedModel, DataInfo, names_in
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable, walk
 from fglang.compiler.static import Static, static_value
-
-if TYPE_CHECKING:
-    from fglang.compiler.lower_jax import Evaluator
 from fglang.compiler.types import Domain
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, Diagnostic, DiagnosticSink, FgError, recursion_headroom
+
+if TYPE_CHECKING:
+    from fglang.compiler.lower_jax import Evaluator  # JAX: imported only when a model is bound
 
 _FLOAT = np.float64
 

@@ -233,7 +233,7 @@ class Lowering:
             tuple((k.name, k.span) for k in f.dist.kwargs),
         )
 
-    def member_split(self, f: FactorInfo) -> FactorFamily | None:
+    def member_split(self, f: FactorInfo, fam: FactorFamily) -> FactorFamily | None:
         """``factor obs: img ~ normal(x, s)`` as ``obs[i in 0:H, j in 0:W]: img[i, j] ~ normal(x[i, j], s)``.
 
         Why: SPEC section 4 has GBP split an unindexed factor into independent
@@ -243,7 +243,7 @@ class Lowering:
         student_t), when the residual is elementwise in whole vars of scalar
         nodes that all have the residual's shape, and every data array lines up
         with those dimensions by its declared sizes. Anything else stays one
-        factor (None).
+        factor (None). ``fam`` is ``f`` lowered as written (`family`).
         """
         if f.ranges or f.potential is not None or f.dist is None or f.dist.func not in _SPLITTABLE:
             return None
@@ -253,8 +253,7 @@ class Lowering:
         if not all(_elementwise(e) for e in exprs):
             return None
         rank = max(self.ranks.of(e) for e in exprs)
-        grid = [n.id for e in exprs for n in names_in(e) if n.id in self.m.vars]
-        grid_vars = [self.m.vars[n] for n in grid]
+        grid_vars = [self.m.vars[n.id] for e in exprs for n in names_in(e) if n.id in self.m.vars]
         if rank == 0 or not grid_vars:
             return None
         dims = grid_vars[0].node_dims
@@ -281,7 +280,6 @@ class Lowering:
         if not slots or any(p.reductions or p.node_index != idx for p in slots):
             return None
         ranges = tuple(A.IndexRange(n, A.Num(span, 0, True), d, span) for n, d in zip(names, dims))
-        fam = self.family(f)
         return replace(fam, ranges=ranges, lhs=lhs_l, args=args_l, slots=tuple(slots))
 
     def prior_family(self, name: str) -> FactorFamily:
@@ -340,7 +338,8 @@ class Lowering:
             variables[name] = Variable(name, v.node_dims, v.value_shape, v.domain, prior, v.span)
         for name, f in m.factors.items():
             try:
-                families[name] = replace(self.family(f), members=self.member_split(f))
+                fam = self.family(f)
+                families[name] = replace(fam, members=self.member_split(f, fam))
             except RecursionError:
                 sink.error(TOO_DEEP, f.span, TOO_DEEP_HINT)
         derived = {}

@@ -222,8 +222,6 @@ class _StaticError(Exception):
         self.expr = expr
 
 
-
-
 def member_function(
     outputs: Callable[[Evaluator], dict], static: Static, slot_reds: dict[int, tuple[str, ...]]
 ) -> tuple[Callable, Callable]:

@@ -137,7 +137,7 @@ class Posterior:
                 else:
                     advice = f"raise target_accept (now {ta:g}; try {0.99 if ta >= 0.95 else 0.95})"
                 hs = self.attrs.get("horseshoe_vars") or []
-                if len(hs):
+                if hs:
                     # Piironen & Vehtari (2017): the slab bounds the largest
                     # weights, which removes the funnel NUTS diverges in.
                     advice += (f"; the horseshoe on {', '.join(map(str, hs))} has a funnel NUTS diverges in: "

@@ -233,7 +233,12 @@ def factor_information(
     ``jac``: ``[M, R, D]``, ``precision``: ``[M, R]`` (diagonal) or
     ``[M, R, R]``, ``r0``: ``[M, R]``, ``x0``: ``[M, D]``.
     """
-    return information_from_target(jac, precision, jnp.einsum("mrd,md->mr", jac, x0) - r0)
+    return information_from_target(jac, precision, affine_target(jac, x0, r0))
+
+
+def affine_target(jac: Array, x0: Array, r0: Array) -> Array:
+    """``c = J x0 - r0``: the linearized residual ``r0 + J (x - x0)`` is ``J x - c``."""
+    return jnp.einsum("mrd,md->mr", jac, x0) - r0
 
 
 def information_from_target(jac: Array, precision: Array, c: Array) -> tuple[Array, Array]:
@@ -519,7 +524,7 @@ def factor_messages(
     jac = jnp.concatenate(jacs, axis=-1)
     dims = [j.shape[-1] for j in jacs]
     if c is None:
-        c = jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - r0
+        c = affine_target(jac, jnp.concatenate(x0, axis=-1), r0)
     big, r = sum(dims), c.shape[-1]
     if r == 1 and len(jacs) > 1 and all(d == 1 for d in dims):
         lam = precision.reshape(precision.shape[0])

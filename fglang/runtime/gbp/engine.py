@@ -200,12 +200,16 @@ def _gather(arr: Array, ids: Array | None, slot: _SlotPlan, vp: _VarPlan) -> Arr
     if slot.grid is None:
         return jnp.take(arr, ids, axis=0)
     tail = arr.shape[1:]
-    g = arr.reshape(vp.grid_shape + tail)
-    starts = [a for a, _, _ in slot.grid] + [0] * len(tail)
-    limits = [b for _, b, _ in slot.grid] + list(tail)
-    strides = [c for _, _, c in slot.grid] + [1] * len(tail)
-    out = jax.lax.slice(g, starts, limits, strides)
+    starts, limits, strides = _grid_block(slot, tail)
+    out = jax.lax.slice(arr.reshape(vp.grid_shape + tail), starts, limits, strides)
     return out.reshape((-1,) + tail)
+
+
+def _grid_block(slot: _SlotPlan, tail: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]:
+    """Starts, limits and strides of a grid slot's block of a ``[*grid, *tail]`` array."""
+    grid = slot.grid or ()
+    return ([a for a, _, _ in grid] + [0] * len(tail), [b for _, b, _ in grid] + list(tail),
+            [c for _, _, c in grid] + [1] * len(tail))
 
 
 def _add_grid(base: Array, msg: Array, slot: _SlotPlan, vp: _VarPlan) -> Array:
@@ -215,12 +219,11 @@ def _add_grid(base: Array, msg: Array, slot: _SlotPlan, vp: _VarPlan) -> Array:
     write it back): no zero-padded copy of the whole grid per slot, which XLA
     materialized and then re-read in every fusion that used the beliefs.
     """
-    if any(c != 1 for _, _, c in slot.grid):  # type: ignore[union-attr]
-        return base + _scatter_grid(msg, slot, vp)
     tail = base.shape[1:]
+    starts, limits, strides = _grid_block(slot, tail)
+    if any(c != 1 for c in strides):
+        return base + _scatter_grid(msg, slot, vp)
     g = base.reshape(vp.grid_shape + tail)
-    starts = [a for a, _, _ in slot.grid] + [0] * len(tail)  # type: ignore[union-attr]
-    limits = [b for _, b, _ in slot.grid] + list(tail)  # type: ignore[union-attr]
     block = jax.lax.slice(g, starts, limits) + msg.reshape(tuple(b - a for a, b in zip(starts, limits)))
     return jax.lax.dynamic_update_slice(g, block, starts).reshape(base.shape)
 
@@ -324,7 +327,7 @@ def _affine_terms(plan: _Plan, data: dict[str, Any], lin: Any) -> tuple[Any, ...
             continue
         x0, r0, jacs = _linearize_family(fp, plan, data, f, lin)
         jac = jnp.concatenate(jacs, axis=-1)
-        out.append((jacs, jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - r0))
+        out.append((jacs, algebra.affine_target(jac, jnp.concatenate(x0, axis=-1), r0)))
     return tuple(out)
 
 

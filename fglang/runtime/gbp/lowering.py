@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fglang.compiler.bind import BoundFamily, BoundModel
+from fglang.compiler.unparse import unparse
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.gbp.graph import GaussianFamily, GaussianGraph, Slot, VariableBlock
 
@@ -165,8 +166,6 @@ def _too_many_nodes(bm: BoundModel, fam: BoundFamily, n: int) -> Diagnostic:
     scalar_wide = [v for v in vars_ if bm.variables[v].node_dim == 1 and bm.variables[v].n_nodes > 1]
     if f.ranges or (f.dist is not None and f.dist.name == "mvnormal"):
         # each member (or the one joint factor) reads a whole block of scalar nodes
-        from fglang.compiler.unparse import unparse
-
         def dims(v: str) -> str:
             return ", ".join(unparse(e) for e in bm.ir.variables[v].node_dims)
 
