@@ -31,7 +31,7 @@ _sparse = jax.jit(sparsity.sparsity_precision, static_argnums=0)
 _huber = jax.jit(robust.huber_weight)
 _student = jax.jit(robust.student_t_weight)
 SCHUR_CONFIGS = [([1, 2], 1), ([3, 3], 4), ([2, 1, 3], 2)]
-RANK1_CONFIGS = [[3], [3, 2], [1, 2, 1, 3]]
+RANK1_CONFIGS = [[3], [1, 1], [3, 2], [1, 2, 1, 3]]  # [1, 1]: the pairwise scalar closed form
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -213,6 +213,25 @@ def test_rank1_flat_neighbour_no_cancellation() -> None:
     eta0 = float(out[0][0][0, 0])
     assert lam0 == pytest.approx(1.0 / 3.0, rel=1e-12)
     assert eta0 / lam0 == pytest.approx(-2.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-14, 1e-6, 1.0, 1e6, 1e12])
+def test_pairwise_scalar_messages_exact_for_flat_and_sharp_neighbours(scale: float) -> None:
+    """Two scalar slots (chains, grids): x0 - 2 x1 = 3 with precision 5, incoming
+    messages N(1, 1/scale) on x1 and N(-2, 1) on x0. Message to x0: the residual's
+    variance 1/5 grows by 4/scale and its target 3 by 2 * 1 (x1's predicted
+    mean), in closed form, from a floored flat neighbour to a near-certain one."""
+    j = [jnp.ones((1, 1)), jnp.full((1, 1), -2.0)]
+    in_lam = [jnp.ones((1, 1, 1)), jnp.full((1, 1, 1), scale)]
+    in_eta = [jnp.full((1, 1), -2.0), jnp.full((1, 1), scale)]
+    out = algebra.rank1_messages(j, jnp.full((1,), 5.0), jnp.full((1,), 3.0), in_eta, in_lam)
+    lam0, eta0 = float(out[0][1][0, 0, 0]), float(out[0][0][0, 0])
+    assert lam0 == pytest.approx(1.0 / (0.2 + 4.0 / scale), rel=1e-10)
+    assert eta0 / lam0 == pytest.approx(3.0 + 2.0, rel=1e-10)
+    # message to x1: -2 x1 = 3 - x0 with x0 ~ N(-2, 1): x1 ~ N(-2.5, (1/5 + 1) / 4)
+    lam1, eta1 = float(out[1][1][0, 0, 0]), float(out[1][0][0, 0])
+    assert lam1 == pytest.approx(4.0 / 1.2, rel=1e-10)
+    assert eta1 / lam1 == pytest.approx(-2.5, rel=1e-10)
 
 
 def test_marginal_of_joint_equals_inverse_block() -> None:

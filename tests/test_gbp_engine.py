@@ -494,6 +494,34 @@ def test_divergence_nonfinite_names_family() -> None:
     assert np.all(np.isfinite(res.means["x"]))
 
 
+def test_divergence_inside_a_chunk_is_replayed_and_blamed_on_its_family() -> None:
+    """Messages that turn NaN after a few iterations, in the middle of a chunk.
+
+    Chunks run unchecked (no per-iteration message checks) and see the NaN one
+    iteration later in the beliefs; the replay must still stop before the bad
+    update and name the family, whatever the chunk boundaries.
+    x is pulled to -4 while sqrt(x) = 1 is linearized at the start x = 1: the
+    first update moves x below 0, where the next linearization is NaN.
+    """
+    n = 3
+    graph = GaussianGraph(
+        (VariableBlock("x", n, 1),),
+        (
+            GaussianFamily("pull", n, (Slot("x", np.arange(n)),), obs_res, np.full((n, 1), -4.0), 1.0),
+            GaussianFamily("bad_sqrt", n, (Slot("x", np.arange(n)),), sqrt_res, np.ones((n, 1)), 1.0),
+        ),
+    )
+    infos = []
+    for chunk in (1, 2, 50):
+        res = run_gbp(graph, {"x": np.ones(n)}, dtype=F64, iters=100, chunk_size=chunk)
+        assert res.diverged is not None and not res.converged
+        infos.append((res.diverged.reason, res.diverged.family, res.diverged.iteration, res.iterations))
+        assert np.all(np.isfinite(res.means["x"]))
+        assert res.means["x"][0, 0] < 0  # the committed update that moved x (finite), not the NaN one
+    assert infos[0] == ("nonfinite_messages", "bad_sqrt", 1, 1)
+    assert infos[1] == infos[0] and infos[2] == infos[0]
+
+
 def row_res(inp: jax.Array, *xs: jax.Array) -> jax.Array:
     return jnp.dot(inp[:-1], jnp.concatenate(xs)) - inp[-1]
 
@@ -706,20 +734,21 @@ def test_input_validation() -> None:
         )
     )
 )
-def test_grid_slot_add_in_place_equals_zero_padded_scatter(case):
-    # _add_grid (slice + add + dynamic_update_slice for unit strides) must put
-    # every member's value on the same node as the zero-padded scatter.
-    from fglang.runtime.gbp.engine import _add_grid, _scatter_grid, _SlotPlan, _VarPlan
+def test_grid_slot_gather_and_scatter_address_the_slice_numpy_selects(case):
+    # A grid slot reads (`_gather`) and writes (`_scatter_grid`) exactly the
+    # nodes NumPy's strided slice of the node-index grid selects, in C order.
+    from fglang.runtime.gbp.engine import _gather, _scatter_grid, _SlotPlan, _VarPlan
 
     shape, bounds, tail = case
     grid = tuple((a, a + (n - a - 1) // c * c + 1, c) for (a, c), n in zip(bounds, shape))
-    counts = [len(range(a, b, c)) for a, b, c in grid]
     n = int(np.prod(shape))
+    nodes = np.arange(n).reshape(shape)[tuple(slice(a, b, c) for a, b, c in grid)].ravel()
     vp = _VarPlan("x", n, int(np.prod(tail)) if tail else 1, shape)
     sp = _SlotPlan(0, vp.dim, grid)
     rng = np.random.default_rng(0)
-    base = rng.normal(size=(n,) + tail)
-    msg = rng.normal(size=(int(np.prod(counts)),) + tail)
-    got = np.asarray(_add_grid(jnp.asarray(base), jnp.asarray(msg), sp, vp))
-    want = base + np.asarray(_scatter_grid(jnp.asarray(msg), sp, vp))
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    arr = rng.normal(size=(n,) + tail)
+    np.testing.assert_array_equal(np.asarray(_gather(jnp.asarray(arr), None, sp, vp)), arr[nodes])
+    msg = rng.normal(size=(nodes.size,) + tail)
+    want = np.zeros((n,) + tail)
+    want[nodes] = msg
+    np.testing.assert_array_equal(np.asarray(_scatter_grid(jnp.asarray(msg), sp, vp)), want)
