@@ -13,7 +13,7 @@ import pytest
 
 import fglang
 from fglang.runtime import xla_options
-from fglang.runtime.gbp.affine import is_affine
+from fglang.runtime.gbp.affine import is_affine, reads_consts
 from fglang.runtime.gbp.engine import _build
 from fglang.runtime.gbp.lowering import to_graph
 
@@ -56,6 +56,23 @@ def test_is_affine_agrees_with_second_differences():
     assert np.allclose(second, 0.0, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("fn", "expected"),
+    [
+        (lambda d, x, y: x - y, False),
+        (lambda d, x, y: (x - y) * 2.0 + jnp.ones(2), False),
+        (lambda d, x, y: x - y + 0.0 * d["i"], True),  # reads it, even if to no effect: safe side
+        (lambda d, x, y: x - d["a"][:2], True),
+        (lambda d, x, y: (x - y) / d["a"][d["i"]], True),
+        (lambda d, x, y: jnp.where(d["a"][:2] > 1, x, y), True),
+        (lambda d, x, y: jnp.dot(d["a"][:2], x) + y, True),
+    ],
+)
+def test_reads_consts(fn, expected):
+    # Whether the residual's value depends on per-member data (the node values held fixed).
+    assert reads_consts(fn, DATA, [X2, X2]) is expected
+
+
 def _plan(path, data):
     graph = to_graph(fglang.load(path).bind(data))
     plan, _, _ = _build(graph, dtype=np.float32, schedule="flooding", dropout=0.0, chunk=5)
@@ -67,6 +84,9 @@ def test_denoise_families_are_affine_and_observations_fold_into_priors():
     assert all(fp.affine for fp in fams.values())
     assert fams["obs"].folded and not fams["right"].folded
     assert vars_["x"].affine_only
+    # smoothness reads only the nodes (its indices choose them): one Jacobian row
+    # for all members; the observations read img[i, j]
+    assert fams["right"].uniform and fams["down"].uniform and not fams["obs"].uniform
 
 
 def test_pose_graph_odometry_is_not_affine():

@@ -522,6 +522,49 @@ def test_divergence_inside_a_chunk_is_replayed_and_blamed_on_its_family() -> Non
     assert infos[1] == infos[0] and infos[2] == infos[0]
 
 
+def test_float32_pairwise_messages_survive_huge_precisions() -> None:
+    """x1 - x0 = 0 with precision P and a prior of precision P on x0, in float32.
+
+    Multiplying out the pairwise closed form (lam j^2 B / ...) overflowed at
+    P = 2e19 and was reported as divergence; the bounded quotients give
+    var(x1) = 1/P + 1/P.
+    """
+    slots = (Slot("x", np.array([0])), Slot("x", np.array([1])))
+    for p in (1e18, 2e19, 1e30):
+        graph = GaussianGraph((VariableBlock("x", 2, 1),), (GaussianFamily("edge", 1, slots, smooth_res, None, p),))
+        res = run_gbp(graph, prior={"x": (np.zeros((2, 1)), np.array([[p], [1.0]]))}, dtype=jnp.float32, iters=50)
+        assert res.converged and res.diverged is None
+    assert float(res.covs["x"][1, 0, 0]) == pytest.approx(2e-30, rel=1e-5)
+
+
+def test_member_uniform_terms_kept_as_one_row_give_the_same_fit() -> None:
+    """A scalar noise precision, the same value given per member, and per-member
+    data the residual reads: one row where possible, identical results."""
+    n = 6
+    ids0, ids1 = np.arange(n - 1), np.arange(1, n)
+    obs = GaussianFamily("obs", n, (Slot("x", np.arange(n)),), obs_res, np.linspace(0, 1, n)[:, None], 4.0)
+
+    def fit(edge: GaussianFamily) -> Any:
+        return run_gbp(GaussianGraph((VariableBlock("x", n, 1),), (obs, edge)), dtype=F64, iters=500, tol=1e-12)
+
+    slots = (Slot("x", ids0), Slot("x", ids1))
+    scalar = fit(GaussianFamily("edge", n - 1, slots, smooth_res, None, 9.0))
+    rows = fit(GaussianFamily("edge", n - 1, slots, smooth_res, None, np.full((n - 1, 1), 9.0)))
+    np.testing.assert_allclose(rows.means["x"], scalar.means["x"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(rows.covs["x"], scalar.covs["x"], rtol=0, atol=1e-12)
+    # per-member offsets the residual reads: x[k+1] - x[k] = d[k], exactly on this tree
+    d = np.linspace(-0.5, 0.5, n - 1)
+    shifted = fit(GaussianFamily("edge", n - 1, slots, lambda dk, a, b: b - a - dk, d[:, None], 9.0))
+    prec = np.diag(np.full(n, 4.0))
+    rhs = 4.0 * np.linspace(0, 1, n)
+    for k in range(n - 1):
+        a = np.zeros(n)
+        a[k], a[k + 1] = -1.0, 1.0
+        prec += 9.0 * np.outer(a, a)
+        rhs += 9.0 * a * d[k]
+    np.testing.assert_allclose(shifted.means["x"][:, 0], np.linalg.solve(prec, rhs), atol=1e-9)
+
+
 def row_res(inp: jax.Array, *xs: jax.Array) -> jax.Array:
     return jnp.dot(inp[:-1], jnp.concatenate(xs)) - inp[-1]
 

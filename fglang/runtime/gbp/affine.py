@@ -91,6 +91,21 @@ def _classify(jaxpr: Any, in_classes: Sequence[int]) -> list[int]:
     return [cls(v) for v in jaxpr.outvars]
 
 
+def _result_class(
+    fn: Callable[..., Any], consts: Any, xs: Sequence[Any], consts_class: int, xs_class: int
+) -> int | None:
+    """The lattice class of ``fn(consts, *xs)`` with its inputs marked as given;
+    None when tracing fails."""
+    try:
+        closed = jax.make_jaxpr(fn)(consts, *xs)
+    except Exception:  # noqa: BLE001 - any trace failure just means "unknown"
+        return None
+    n_const = len(jax.tree_util.tree_leaves(consts))
+    jaxpr = closed.jaxpr
+    classes = [consts_class] * n_const + [xs_class] * (len(jaxpr.invars) - n_const)
+    return max(_classify(jaxpr, classes), default=CONST)
+
+
 def is_affine(fn: Callable[..., Any], consts: Any, xs: Sequence[Any]) -> bool:
     """Whether ``fn(consts, *xs)`` is affine in ``xs`` (``consts`` held fixed).
 
@@ -98,11 +113,18 @@ def is_affine(fn: Callable[..., Any], consts: Any, xs: Sequence[Any]) -> bool:
     are traced). Returns False when tracing fails: the caller then takes the
     general (re-linearizing) path.
     """
-    try:
-        closed = jax.make_jaxpr(fn)(consts, *xs)
-    except Exception:  # noqa: BLE001 - any trace failure just means "not known affine"
-        return False
-    n_const = len(jax.tree_util.tree_leaves(consts))
-    jaxpr = closed.jaxpr
-    classes = [CONST] * n_const + [AFFINE] * (len(jaxpr.invars) - n_const)
-    return max(_classify(jaxpr, classes), default=CONST) <= AFFINE
+    cls = _result_class(fn, consts, xs, CONST, AFFINE)
+    return cls is not None and cls <= AFFINE
+
+
+def reads_consts(fn: Callable[..., Any], consts: Any, xs: Sequence[Any]) -> bool:
+    """Whether the value of ``fn(consts, *xs)`` depends on ``consts`` at all.
+
+    The same lattice, with ``consts`` marked instead of ``xs``: a result still
+    *constant* does not read them. An affine residual that does not (``x[i, j+1]
+    ~ normal(x[i, j], s)``: the member's indices only choose the nodes) has the
+    same Jacobian and target for every member, which the engine then keeps as
+    one row. True (the safe answer) when tracing fails.
+    """
+    cls = _result_class(fn, consts, xs, AFFINE, CONST)
+    return cls is None or cls > CONST

@@ -434,25 +434,26 @@ def _pairwise_scalar_messages(
     in_lam: Sequence[Array],
     floor: Array | float,
 ) -> tuple[tuple[Array, Array], ...]:
-    """`rank1_messages` for two scalar slots, one division per output.
+    """`rank1_messages` for two scalar slots, with no division shared between outputs.
 
     With ``t`` the other slot and ``b_t, B_t`` its incoming message,
-    ``lam_s = lam j_s^2 B_t / (B_t + lam j_t^2)`` and
-    ``eta_s = lam j_s (c B_t - j_t b_t) / (B_t + lam j_t^2)`` (the general
-    formulas multiplied through by ``B_t``). Every output is then one
-    elementwise expression of the inputs with no division shared between
-    outputs, so XLA fuses each message -- damping included -- into a single
-    pass over memory; a shared division is "expensive" and gets its own pass.
-    This is the grid/chain case, where the engine's speed is measured.
+    ``lam_s = lam j_s^2 / (1 + lam j_t^2 / B_t)`` and
+    ``eta_s = lam j_s ((c B_t - j_t b_t) / (B_t + lam j_t^2))``. Each output is
+    then one elementwise expression of the inputs, so XLA fuses each message --
+    damping included -- into a single pass over memory (a division shared by
+    two outputs is "expensive" to XLA and gets a pass of its own). Every
+    quotient is bounded by its inputs' magnitudes: multiplying out first
+    (``lam j_s^2 B_t / ...``) overflowed float32 for precisions near 1e19. This
+    is the grid/chain case, where the engine's speed is measured.
     """
     out = []
     for s, t in ((0, 1), (1, 0)):
         d = in_lam[t][..., 0, 0]
         d = jnp.maximum(d, _pivot_floor(d, floor))
         js, jt = jac[s][..., 0], jac[t][..., 0]
-        den = d + lam * jt * jt
-        eta_s = (lam * js * (c * d - jt * in_eta[t][..., 0]) / den)[..., None]
-        lam_s = (lam * js * js * d / den)[..., None, None]
+        pt = lam * jt * jt
+        eta_s = (lam * js * ((c * d - jt * in_eta[t][..., 0]) / (d + pt)))[..., None]
+        lam_s = (lam * js * js / (1.0 + pt / d))[..., None, None]
         out.append((eta_s, lam_s))
     return tuple(out)
 

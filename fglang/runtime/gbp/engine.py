@@ -18,10 +18,14 @@ Design (why it looks like this):
   sees the state only between chunks (for the progress callback). The chunk is
   compiled once per graph *structure* (shapes, residual functions, options
   that change the traced program) and reused for new data of the same shapes.
-* **Divergence is detected inside the step**: per-family finiteness of the new
-  messages, finiteness of the beliefs, and a belief change that stays far above
-  its running minimum. A non-finite update is never committed, so the returned
-  beliefs are the last finite ones.
+* **Divergence is detected inside the loop, and checked where it happens**:
+  chunks run unchecked (only the beliefs' finiteness and the belief change are
+  watched, which costs no pass over the message arrays); a chunk that ends in
+  non-finite beliefs, non-finite messages or a belief change that stays far
+  above its running minimum is replayed from its start with every family's new
+  messages checked in every iteration. The checked replay never commits a
+  non-finite update, so the returned beliefs are the last finite ones and the
+  report names the iteration and family (`_Plan.checked`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import algebra
-from .affine import is_affine
+from .affine import is_affine, reads_consts
 from .graph import (
     GaussianFamily,
     GaussianGraph,
@@ -178,6 +182,9 @@ class _FamilyPlan:
     sparsity: str | None
     batched_inputs: bool
     affine: bool = False
+    uniform: bool = False
+    """Affine with the same Jacobian and target for every member (its residual
+    reads no per-member data): `_affine_terms` keeps them as one row."""
 
     @property
     def folded(self) -> bool:
@@ -210,10 +217,12 @@ class _Plan:
     """Check every family's new messages (finiteness, change) in every
     iteration and commit it only if they pass. `run_gbp` runs chunks unchecked:
     that skips a reduction and a select per message array per iteration (on a
-    grid, half the iteration's kernels). A non-finite message still shows up,
-    one iteration later, in the beliefs (and the chunk's last messages get one
-    finiteness pass); `run_gbp` then replays that chunk checked from its start,
-    which stops before the bad update and names the family."""
+    grid, half the iteration's kernels). A non-finite message still shows up
+    in the beliefs one iteration later (an infinite precision with a finite
+    eta only two, once damping turns it into NaN), or at the latest in the
+    finiteness pass over the chunk's last messages; `run_gbp` then replays
+    that chunk checked from its start, which stops before the bad update and
+    names the family."""
 
 
 # ---------------------------------------------------------------------------
@@ -362,20 +371,23 @@ def _affine_terms(plan: _Plan, data: dict[str, Any], lin: Any) -> tuple[Any, ...
     """``(J_s per slot, c)`` of every affine family (``r(x) = J x - c``), else None.
 
     Linearized once per compiled chunk at the current points: for an affine
-    residual any point gives the same ``J`` and ``c = J x0 - r(x0)``. Without
-    per-member inputs every member has the same ``J`` and ``c``: one row, at
-    the origin (see `_per_member`).
+    residual any point gives the same ``J`` and ``c = J x0 - r(x0)``. When the
+    residual reads no per-member data every member has the same ``J`` and
+    ``c``: one row, at the origin (see `_per_member`).
     """
     out: list[Any] = []
     for f, fp in enumerate(plan.families):
         if not fp.affine:
             out.append(None)
             continue
-        if not fp.batched_inputs:
+        if fp.uniform:
             zeros = [jnp.zeros((1, sp.dim), data["damping"].dtype) for sp in fp.slots]
             shared = data["shared"][f]
             res = fp.residual if shared is None else functools.partial(_with_shared, fp.residual, shared)
-            r0, jacs = algebra.linearize(res, None, zeros, batched_inputs=False)
+            inputs = data["inputs"][f]
+            if fp.batched_inputs:  # read by nothing that matters: any member's row will do
+                inputs = jax.tree_util.tree_map(lambda a: a[:1], inputs)
+            r0, jacs = algebra.linearize(res, inputs, zeros, batched_inputs=fp.batched_inputs)
             out.append((tuple(jacs), -r0))
             continue
         x0, r0, jacs = _linearize_family(fp, plan, data, f, lin)
@@ -683,7 +695,6 @@ def _as_inputs(inputs: Any, dtype: Any) -> Any:
 def _precision_array(fam: GaussianFamily, m: int, r: int, dtype: Any) -> tuple[np.ndarray, bool]:
     p = _np_float(fam.precision, dtype, f"family {fam.name!r}: precision")
     if p.ndim == 0:
-        # One row for all members (see `_per_member`).
         p, full = np.broadcast_to(p, (1, r)), False
     elif p.shape == (m, r):
         full = False
@@ -705,6 +716,8 @@ def _precision_array(fam: GaussianFamily, m: int, r: int, dtype: Any) -> tuple[n
         eig = np.linalg.eigvalsh(p.astype(np.float64))
         if np.any(eig[..., 0] < -1e-8 * np.maximum(np.abs(eig[..., -1]), 1e-300)):
             raise ValueError(f"family {fam.name!r}: full precision matrices must be positive semi-definite")
+    if p.shape[0] > 1 and np.all(p == p[:1]):
+        p = p[:1]  # one row for all members (see `_per_member`)
     return np.ascontiguousarray(p), full
 
 
@@ -715,8 +728,9 @@ def _with_shared(residual: Callable[..., Any], shared: Any, inputs: Any, *xs: An
 
 def _residual_dim(
     fam: GaussianFamily, graph: GaussianGraph, inputs: Any, batched: bool, dtype: Any
-) -> tuple[int, bool]:
-    """R of a family and whether its residual is affine, from one member's shapes."""
+) -> tuple[int, bool, bool]:
+    """R of a family, whether its residual is affine and whether it is affine
+    and the same for every member (`_FamilyPlan.uniform`), from one member's shapes."""
     xs = [jax.ShapeDtypeStruct((graph.var(s.var).dim,), dtype) for s in fam.slots]
     one = (
         jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), inputs)
@@ -728,7 +742,8 @@ def _residual_dim(
         out = jax.eval_shape(lambda i, *x: jnp.reshape(res(i, *x), (-1,)), one, *xs)
     except Exception as e:  # noqa: BLE001 - re-raised with the family's name
         raise ValueError(f"family {fam.name!r}: residual failed on one member's shapes: {e}") from e
-    return int(out.shape[0]), is_affine(res, one, xs)
+    affine = is_affine(res, one, xs)
+    return int(out.shape[0]), affine, affine and (not batched or not reads_consts(res, one, xs))
 
 
 def _node_array(x: Any, n: int, d: int, what: str, dtype: Any) -> np.ndarray:
@@ -796,7 +811,7 @@ def _build(
                     f"family {fam.name!r}: every inputs leaf needs leading axis "
                     f"{fam.n_members} (one row per member); got shape {leaf.shape}"
                 )
-        r, affine = _residual_dim(fam, graph, inputs, batched, dtype)
+        r, affine, uniform = _residual_dim(fam, graph, inputs, batched, dtype)
         full = False
         prec = None
         if fam.sparsity is None:
@@ -830,6 +845,7 @@ def _build(
                 fam.sparsity[0] if fam.sparsity is not None else None,
                 batched,
                 affine,
+                uniform,
             )
         )
         ids_all.append(tuple(ids))
@@ -1073,7 +1089,10 @@ def run_gbp(
         e = np.asarray(eta_b[v])
         lam = np.asarray(lam_b[v])
         # 1 / lam for scalar nodes: numpy's batched inv costs ~100 ns a matrix
-        cov = 1.0 / lam if lam.shape[-1] == 1 else np.linalg.inv(lam)
+        if lam.shape[-1] == 1 and np.all(lam != 0):
+            cov = 1.0 / lam
+        else:
+            cov = np.linalg.inv(lam)  # raises on a singular belief, as for vector nodes
         cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
         means[name] = np.einsum("nij,nj->ni", cov, e)
         covs[name] = cov
