@@ -480,20 +480,28 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
     mu = [algebra.info_to_moments(eta_b[v], lam_b[v], data["floor"][v]) for v in range(nv)]
     # The stored means are finite, so a var's largest change is finite exactly
     # when its new means are (max propagates NaN): no separate isfinite pass.
-    moved = jnp.stack([jnp.max(jnp.abs(mu[v] - st["mean"][v])) for v in range(nv)])
-    var_ok = jnp.isfinite(moved)
-    beliefs_ok = jnp.all(var_ok)
-    delta = jnp.where(it == 0, jnp.inf, jnp.max(moved))
-    tol = data["tol"]
     # Precisions must have settled too: early on, multi-node factors send almost
     # flat messages (their other slots are not yet informed), so the means can
     # sit still for an iteration while the beliefs are far from a fixed point.
     lam_diag = [jnp.diagonal(lam_b[v], axis1=-2, axis2=-1) for v in range(nv)]
-    lam_change = jnp.max(
-        jnp.stack(
-            [jnp.max(jnp.abs(ld - old) / jnp.abs(ld)) for ld, old in zip(lam_diag, st["lam_diag"], strict=True)]
+    moved_l, rel_l = [], []
+    for v in range(nv):
+        # Both maxima in one variadic reduction, which XLA fuses with the
+        # differences: one pass over the var's arrays and no temporaries.
+        m, r = jax.lax.reduce(
+            (jnp.abs(mu[v] - st["mean"][v]), jnp.abs(lam_diag[v] - st["lam_diag"][v]) / jnp.abs(lam_diag[v])),
+            (jnp.zeros((), dtype), jnp.zeros((), dtype)),  # both are >= 0; NaN propagates
+            lambda a, b: (jnp.maximum(a[0], b[0]), jnp.maximum(a[1], b[1])),
+            (0, 1),
         )
-    )
+        moved_l.append(m)
+        rel_l.append(r)
+    moved = jnp.stack(moved_l)
+    var_ok = jnp.isfinite(moved)
+    beliefs_ok = jnp.all(var_ok)
+    delta = jnp.where(it == 0, jnp.inf, jnp.max(moved))
+    tol = data["tol"]
+    lam_change = jnp.max(jnp.stack(rel_l))
 
     # Re-linearize nodes whose mean moved more than the threshold since their
     # last linearization; once the beliefs have settled (delta < tol) every node
