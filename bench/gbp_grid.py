@@ -37,7 +37,7 @@ REPEATS = 5  # best of this many runs (a shared VM's timings swing by 30%)
 
 def _one_size(n: int, s_obs: float, s_smooth: float, device: str, direct: bool) -> dict:
     import jax
-    from grid_reference import cg_solve, exact_solve, hand_gbp, make_image
+    from grid_reference import best_time, cg_solve, exact_solve, hand_gbp, make_image
 
     import fglang
 
@@ -56,12 +56,7 @@ def _one_size(n: int, s_obs: float, s_smooth: float, device: str, direct: bool) 
     img32 = img.astype(np.float32)
 
     def hand_best(n_iters: int) -> float:
-        best = float("inf")
-        for _ in range(REPEATS):
-            t0 = time.perf_counter()
-            hand_gbp(img32, s_obs, s_smooth, iters=n_iters)
-            best = min(best, time.perf_counter() - t0)
-        return best
+        return best_time(lambda: hand_gbp(img32, s_obs, s_smooth, iters=n_iters), REPEATS)
 
     # per iteration: the marginal cost of TIMED more iterations (enough that
     # timer noise and per-call overhead drop out), the same measure as for fglang
@@ -103,13 +98,10 @@ def _one_size(n: int, s_obs: float, s_smooth: float, device: str, direct: bool) 
         chunk = max(1, min(2 * timed, 1000))
 
         def best_of(n_iters: int) -> float:
-            best = float("inf")
-            for _ in range(REPEATS):
-                t0 = time.perf_counter()
-                r = run_gbp(graph, iters=n_iters, tol=0.0, chunk_size=chunk)
-                jax.block_until_ready(r.means["x"])
-                best = min(best, time.perf_counter() - t0)
-            return best
+            return best_time(
+                lambda: jax.block_until_ready(run_gbp(graph, iters=n_iters, tol=0.0, chunk_size=chunk).means["x"]),
+                REPEATS,
+            )
 
         run_gbp(graph, iters=iters, tol=0.0, chunk_size=chunk)  # compile
         t_fg = best_of(iters)

@@ -56,6 +56,7 @@ __all__ = [
     "GBPResult",
     "hand_gbp",
     "make_image",
+    "best_time",
 ]
 
 
@@ -291,7 +292,8 @@ def make_image(H: int, W: int, s_obs: float = 0.1, seed: int = 0, dtype=np.float
 # Benchmark table.
 
 
-def _best_time(fn, repeat: int = 7) -> float:
+def best_time(fn, repeat: int = 7) -> float:
+    """Best wall time of ``repeat`` calls of ``fn`` (as timeit reports: the least disturbed run)."""
     best = np.inf
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -302,20 +304,20 @@ def _best_time(fn, repeat: int = 7) -> float:
 
 def _bench_size(n: int, s_obs: float, s_smooth: float, dtype, tol: float = 1e-4) -> dict:
     img = make_image(n, n, s_obs, dtype=np.float64)
-    t_direct = _best_time(lambda: exact_solve(img, s_obs, s_smooth), repeat=3)
+    t_direct = best_time(lambda: exact_solve(img, s_obs, s_smooth), repeat=3)
     exact = exact_solve(img, s_obs, s_smooth)
 
     cg_tol = 1e-6
-    t_cg = _best_time(lambda: cg_solve(img, s_obs, s_smooth, cg_tol), repeat=3)
+    t_cg = best_time(lambda: cg_solve(img, s_obs, s_smooth, cg_tol), repeat=3)
     x_cg, it_cg = cg_solve(img, s_obs, s_smooth, cg_tol)
 
     img_d = img.astype(dtype)
     fixed = 200
     hand_gbp(img_d, s_obs, s_smooth, fixed)  # compile
-    t_fixed = _best_time(lambda: hand_gbp(img_d, s_obs, s_smooth, fixed))
+    t_fixed = best_time(lambda: hand_gbp(img_d, s_obs, s_smooth, fixed))
     hand_gbp(img_d, s_obs, s_smooth, 10_000, target=exact, tol=tol)  # compile
     res = hand_gbp(img_d, s_obs, s_smooth, 10_000, target=exact, tol=tol)
-    t_conv = _best_time(lambda: hand_gbp(img_d, s_obs, s_smooth, 10_000, target=exact, tol=tol))
+    t_conv = best_time(lambda: hand_gbp(img_d, s_obs, s_smooth, 10_000, target=exact, tol=tol))
     return {
         "size": f"{n}x{n}",
         "pixels": n * n,

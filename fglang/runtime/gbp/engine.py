@@ -350,8 +350,7 @@ def _linearize_family(
     """The family's slot points ``x0`` (gathered from ``lin``), residuals and Jacobians there."""
     ids = data["ids"][f]
     x0 = [_gather(lin[sp.var], ids[s], sp, plan.variables[sp.var]) for s, sp in enumerate(fp.slots)]
-    shared = data["shared"][f]
-    residual = fp.residual if shared is None else functools.partial(_with_shared, fp.residual, shared)
+    residual = _reading_shared(fp.residual, data["shared"][f])
     r0, jacs = algebra.linearize(residual, data["inputs"][f], x0, batched_inputs=fp.batched_inputs)
     return x0, r0, tuple(jacs)
 
@@ -382,8 +381,7 @@ def _affine_terms(plan: _Plan, data: dict[str, Any], lin: Any) -> tuple[Any, ...
             continue
         if fp.uniform:
             zeros = [jnp.zeros((1, sp.dim), data["damping"].dtype) for sp in fp.slots]
-            shared = data["shared"][f]
-            res = fp.residual if shared is None else functools.partial(_with_shared, fp.residual, shared)
+            res = _reading_shared(fp.residual, data["shared"][f])
             inputs = data["inputs"][f]
             if fp.batched_inputs:  # read by nothing that matters: any member's row will do
                 inputs = jax.tree_util.tree_map(lambda a: a[:1], inputs)
@@ -478,8 +476,6 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
     eta_b, lam_b = _beliefs(plan, data, st["msg_eta"], st["msg_lam"], _centers(plan, st))
     eta_b, lam_b = _materialize(plan, it, eta_b, lam_b)
     mu = [algebra.info_to_moments(eta_b[v], lam_b[v], data["floor"][v]) for v in range(nv)]
-    # The stored means are finite, so a var's largest change is finite exactly
-    # when its new means are (max propagates NaN): no separate isfinite pass.
     # Precisions must have settled too: early on, multi-node factors send almost
     # flat messages (their other slots are not yet informed), so the means can
     # sit still for an iteration while the beliefs are far from a fixed point.
@@ -497,6 +493,8 @@ def _iteration(plan: _Plan, data: dict[str, Any], st: dict[str, Any]) -> tuple[d
         moved_l.append(m)
         rel_l.append(r)
     moved = jnp.stack(moved_l)
+    # The stored means are finite, so a var's largest change is finite exactly
+    # when its new means are (max propagates NaN): no separate isfinite pass.
     var_ok = jnp.isfinite(moved)
     beliefs_ok = jnp.all(var_ok)
     delta = jnp.where(it == 0, jnp.inf, jnp.max(moved))
@@ -734,6 +732,11 @@ def _with_shared(residual: Callable[..., Any], shared: Any, inputs: Any, *xs: An
     return residual((inputs, shared), *xs)
 
 
+def _reading_shared(residual: Callable[..., Any], shared: Any) -> Callable[..., Any]:
+    """The family's residual as ``f(inputs, *xs)``, with its ``shared`` data bound if it has any."""
+    return residual if shared is None else functools.partial(_with_shared, residual, shared)
+
+
 def _residual_dim(
     fam: GaussianFamily, graph: GaussianGraph, inputs: Any, batched: bool, dtype: Any
 ) -> tuple[int, bool, bool]:
@@ -746,7 +749,7 @@ def _residual_dim(
         else inputs
     )
     try:
-        res = fam.residual if fam.shared is None else functools.partial(_with_shared, fam.residual, fam.shared)
+        res = _reading_shared(fam.residual, fam.shared)
         out = jax.eval_shape(lambda i, *x: jnp.reshape(res(i, *x), (-1,)), one, *xs)
     except Exception as e:  # noqa: BLE001 - re-raised with the family's name
         raise ValueError(f"family {fam.name!r}: residual failed on one member's shapes: {e}") from e
