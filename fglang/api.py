@@ -52,17 +52,13 @@ class Model:
         progress: bool = False,
         **options: Any,
     ) -> Posterior:
-        """Fit with ``gbp``, ``vi`` or ``mcmc``; options are the CLI's flags as keywords."""
+        """Fit with any registered backend (``gbp``, ``vi``, ``mcmc``, ...);
+        ``options`` are the backend's options, the CLI's flags as keywords."""
         from fglang.runtime.fit import fit
 
         init_values, init_file = _read(init) if init is not None else (None, "init")
-        if options.get("batch_size") is not None:
-            return self._fit_batched(data, backend, seed, init_values, prior, device, progress, options)
-        options.pop("batch_size", None)
-        options.pop("epochs", None)
-        bound = self.bind(data)
         return fit(
-            bound,
+            self.bind(data),
             backend,
             seed=seed,
             init=init_values,
@@ -73,51 +69,16 @@ class Model:
             options=options,
         )
 
-    def _fit_batched(self, data, backend, seed, init, prior, device, progress, options) -> Posterior:
-        """GBP learning by filtering over batches of the model's `batch` size."""
-        from fglang.runtime.device import device_context, enable_compilation_cache
-        from fglang.runtime.gbp.fit import fit_gbp
-        from fglang.runtime.gbp.learn import fit_batched
-        from fglang.runtime.posterior import load_posterior
-
-        if backend != "gbp":
-            from fglang.errors import Diagnostic, FgError
-
-            raise FgError([Diagnostic("batch_size (learning by filtering) runs with backend gbp", None)])
-        raw, file = _read(data)
-        opts = dict(options)
-        batch_size, epochs = int(opts.pop("batch_size")), int(opts.pop("epochs", 1) or 1)
-        shuffle = bool(opts.pop("shuffle", False))
-        if isinstance(prior, str | Path):
-            prior = load_posterior(prior)
-        enable_compilation_cache()
-
-        def fit_one(bm, *, seed, init, prior):
-            return fit_gbp(bm, seed=seed, init=init, prior=prior, options=opts, progress=False)
-
-        with device_context(device):
-            post = fit_batched(
-                self.ir, raw, lambda d: bind(self.ir, d, file), fit_one, batch_size=batch_size, epochs=epochs,
-                seed=seed, init=init, prior=prior, shuffle=shuffle,
-            )
-        post.attrs.setdefault("source", self.source)
-        return post
-
     def predict(
         self, posterior: Posterior | str | Path, data: DataLike, *, seed: int = 0, **options: Any
     ) -> Posterior:
         """Predict the left sides of factors whose data are absent from ``data``,
-        with the posterior's marginals (gbp) or draws (vi, mcmc)."""
-        from fglang.runtime.posterior import load_posterior
-        from fglang.runtime.predict import predict_gbp, predict_sampling, targets
+        with the backend that wrote the posterior (GBP: its marginals as priors;
+        sampling backends: their draws)."""
+        from fglang.runtime.fit import predict
 
-        post = load_posterior(posterior) if isinstance(posterior, str | Path) else posterior
         raw, file = _read(data)
-        filled, _, fams = targets(self.ir, raw)
-        bm = bind(self.ir, filled, file)
-        if post.backend == "gbp":
-            return predict_gbp(bm, post, fams, options, seed)
-        return predict_sampling(bm, post, fams, seed)
+        return predict(self.ir, posterior, raw, file, seed=seed, options=options)
 
     def numpyro_model(self, data: DataLike):
         """A NumPyro model function ``model(data)`` and the data to call it with,
@@ -134,10 +95,10 @@ class Model:
         model, d = self.numpyro_model(data)
         bm = self.bind(data)
         from fglang.runtime.inits import check_init
-        from fglang.runtime.numpyro_fit import _init_sites
         from fglang.runtime.numpyro_model import NumpyroModel
+        from fglang.runtime.numpyro_sites import init_sites
 
-        sites = _init_sites(NumpyroModel(bm), check_init(bm, values, "values"))
+        sites = init_sites(NumpyroModel(bm), check_init(bm, values, "values"))
         lp, _ = log_density(model, (d,), {}, sites)
         return float(lp)
 

@@ -7,6 +7,8 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +18,7 @@ from rich.console import Console
 
 import fglang
 from fglang.errors import FgError
+from fglang.runtime import backend as backends
 
 app = typer.Typer(
     name="fglang",
@@ -78,10 +81,8 @@ def print_summary(post, title: str) -> None:
     for r in rows:
         table.add_row(*[r[c] if c == "name" else (f"{r[c]:.0f}" if c == "ess_bulk" else f"{r[c]:.4g}") for c in cols])
     out.print(table)
-    if post.backend == "mcmc":
-        div = post.sample_stats.get("diverging")
-        if div is not None:
-            out.print(f"divergences: {int(div.sum())} of {div.size} draws", markup=False)
+    for line in post.report():
+        out.print(line, markup=False)
     for w in post.warnings():
         err.print(f"warning: {w}", markup=False)
 
@@ -90,78 +91,73 @@ def _opts(**kw):
     return {k: v for k, v in kw.items() if v is not None}
 
 
-@app.command()
-def fit(
-    model: ModelArg,
-    data: Annotated[Path, typer.Option("--data", "-d", help="data file (.json or .npz)")],
-    backend: Annotated[str, typer.Option("--backend", "-b", help="gbp | vi | mcmc")] = "gbp",
-    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="write the posterior (ArviZ NetCDF)")] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    device: Annotated[str | None, typer.Option(help="cpu | gpu")] = None,
-    init: Annotated[Path | None, typer.Option(help="initial values file (same layout as data)")] = None,
-    prior: Annotated[Path | None, typer.Option(help="a posterior file whose marginals become the priors")] = None,
-    iters: Annotated[int | None, typer.Option(help="gbp: most iterations")] = None,
-    tol: Annotated[float | None, typer.Option(help="gbp: belief-change tolerance")] = None,
-    damping: Annotated[float | None, typer.Option(help="gbp: message damping in [0, 1)")] = None,
-    schedule: Annotated[str | None, typer.Option(help="gbp: flooding | sequential")] = None,
-    guide: Annotated[str | None, typer.Option(help="vi: normal | mvn | lowrank | delta")] = None,
-    steps: Annotated[int | None, typer.Option(help="vi: optimization steps")] = None,
-    lr: Annotated[float | None, typer.Option(help="vi: Adam learning rate")] = None,
-    particles: Annotated[int | None, typer.Option(help="vi: ELBO particles")] = None,
-    chains: Annotated[int | None, typer.Option(help="mcmc: chains")] = None,
-    warmup: Annotated[int | None, typer.Option(help="mcmc: warm-up iterations")] = None,
-    samples: Annotated[int | None, typer.Option(help="mcmc: draws per chain")] = None,
-    target_accept: Annotated[float | None, typer.Option("--target-accept", help="mcmc: NUTS target acceptance")] = None,
-    chain_method: Annotated[
-        str | None, typer.Option("--chain-method", help="mcmc: vectorized | parallel | sequential")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="gbp: learn by filtering over batches of the `batch` size")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="gbp: passes over the batches")] = None,
-    temper: Annotated[
-        float | None, typer.Option(help="gbp: scale a carried --prior's precision by this (0, 1]")
-    ] = None,
-    dtype: Annotated[str | None, typer.Option(help="gbp: float32 | float64")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
-) -> None:
+def _option_flags() -> list[inspect.Parameter]:
+    """One typed flag per backend option, from the registered option
+    dataclasses (``fglang.runtime.backend``): declared once, shown by --help
+    with the backends it applies to."""
+    params = []
+    for name, (kind, _, help_text, owners) in backends.flags().items():
+        flag = "--" + name.replace("_", "-")
+        decl = (f"{flag}/--no-{name.replace('_', '-')}",) if kind is bool else (flag,)
+        info = typer.Option(*decl, help=f"{', '.join(owners)}: {help_text}", show_default=False)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[kind | None, info]))
+    return params
+
+
+_FIT_PARAMS = [
+    ("model", ModelArg, inspect.Parameter.empty),
+    ("data", Annotated[Path, typer.Option("--data", "-d", help="data file (.json or .npz)")], inspect.Parameter.empty),
+    ("backend", Annotated[str, typer.Option("--backend", "-b", help=" | ".join(backends.names()))], "gbp"),
+    ("out_path", Annotated[Path | None, typer.Option("--out", "-o", help="write the posterior (ArviZ NetCDF)")], None),
+    ("seed", Annotated[int, typer.Option(help="random seed")], 0),
+    ("device", Annotated[str | None, typer.Option(help="cpu | gpu")], None),
+    ("init", Annotated[Path | None, typer.Option(help="initial values file (same layout as data)")], None),
+    ("prior", Annotated[Path | None, typer.Option(help="a posterior file whose marginals become the priors")], None),
+    ("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")], False),
+]
+
+
+def fit(**kw) -> None:
     """Fit a model to data and print the posterior summary."""
-    by_backend = {
-        "gbp": _opts(
-            iters=iters, tol=tol, damping=damping, schedule=schedule, batch_size=batch_size, epochs=epochs,
-            temper=temper, dtype=dtype,
-        ),
-        "vi": _opts(guide=guide, steps=steps, lr=lr, particles=particles),
-        "mcmc": _opts(
-            chains=chains, warmup=warmup, samples=samples, target_accept=target_accept, chain_method=chain_method
-        ),
-    }
-    if backend not in by_backend:
-        err.print(f"--backend takes gbp, vi or mcmc, got {backend!r}", markup=False)
+    general = {name for name, _, _ in _FIT_PARAMS}
+    options = {k: v for k, v in kw.items() if k not in general and v is not None}
+    backend = kw["backend"]
+    if backend not in backends.names():
+        err.print(f"--backend takes {', '.join(backends.names())}, got {backend!r}", markup=False)
         raise typer.Exit(2)
-    stray = [k for b, o in by_backend.items() if b != backend for k in o]
+    own = {f.name for f in dataclasses.fields(backends.options_class(backend))}
+    stray = [k for k in options if k not in own]
     if stray:
         flags = ", ".join("--" + k.replace("_", "-") for k in stray)
         err.print(f"{flags} do(es) not apply to --backend {backend}", markup=False)
         raise typer.Exit(2)
     try:
-        m = fglang.load(model)
+        m = fglang.load(kw["model"])
         post = m.fit(
-            data,
+            kw["data"],
             backend=backend,
-            seed=seed,
-            init=init,
-            prior=prior,
-            device=device,
-            progress=not quiet,
-            **by_backend[backend],
+            seed=kw["seed"],
+            init=kw["init"],
+            prior=kw["prior"],
+            device=kw["device"],
+            progress=not kw["quiet"],
+            **options,
         )
         print_summary(post, f"{m.name} ({backend})")
-        if out_path is not None:
-            post.save(out_path)
-            out.print(f"wrote {out_path}", markup=False)
+        if kw["out_path"] is not None:
+            post.save(kw["out_path"])
+            out.print(f"wrote {kw['out_path']}", markup=False)
     except FgError as e:
         _fail(e)
+
+
+fit.__signature__ = inspect.Signature(
+    [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=a) for n, a, d in _FIT_PARAMS]
+    + _option_flags()
+)
+fit.__annotations__ = {p.name: p.annotation for p in fit.__signature__.parameters.values()}
+app.command()(fit)
 
 
 @app.command()

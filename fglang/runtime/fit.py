@@ -1,42 +1,29 @@
-"""``fit``: validate, pick the device, dispatch to a backend, return a Posterior."""
+"""``fit`` and ``predict``: the one path from a bound model to a Posterior,
+whatever the backend.
+
+Every fit goes through the same steps, in this order, so that every mistake
+is reported the same way and before anything compiles: the options are
+parsed and validated (``BackendOptions``), the carried ``--prior`` marginals
+are chosen by one rule (``carry``), the backend rejects what it cannot run,
+the initial values are checked against the model, and only then does the
+backend run, on the chosen device.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from fglang.compiler.bind import BoundModel
-from fglang.errors import Diagnostic, FgError
+from fglang.compiler import ast as A
+from fglang.compiler.bind import BoundModel, bind
+from fglang.compiler.ir import ModelIR
+from fglang.runtime import backend as backends
+from fglang.runtime.carry import as_posterior, carried_marginals
 from fglang.runtime.device import device_context, enable_compilation_cache
 from fglang.runtime.inits import check_init
-from fglang.runtime.posterior import Posterior, load_posterior
-
-BACKENDS = ("gbp", "vi", "mcmc")
-
-
-def carried_priors(bm: BoundModel, prior: Posterior | str | Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """A stored posterior's marginals as (mean, sd) per var present in both models."""
-    if prior is None:
-        return {}
-    post = prior if isinstance(prior, Posterior) else load_posterior(prior)
-    out = {}
-    for name, v in bm.variables.items():
-        if name in post.draws or name in post.gaussian:
-            mean, sd = np.asarray(post.mean(name)), np.asarray(post.sd(name))
-            if mean.shape != v.shape:
-                raise FgError(
-                    [
-                        Diagnostic(
-                            f"the prior posterior's '{name}' has shape {list(mean.shape)}, the model's var has "
-                            f"{list(v.shape)}",
-                            None,
-                        )
-                    ]
-                )
-            out[name] = (mean, np.maximum(sd, 1e-12))
-    return out
+from fglang.runtime.posterior import Posterior
+from fglang.runtime.predict import targets
 
 
 def fit(
@@ -49,23 +36,55 @@ def fit(
     prior: Posterior | str | Path | None = None,
     device: str | None = None,
     progress: bool = False,
-    options: dict[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Posterior:
-    if backend not in BACKENDS:
-        raise FgError([Diagnostic(f"unknown backend {backend!r}", None, f"backends: {', '.join(BACKENDS)}")])
-    enable_compilation_cache()
+    impl = backends.get(backend)
+    opts = impl.Options.parse(options)
+    carried = carried_marginals(bm, prior)
+    impl.validate(bm, opts, set(carried))
     init_values = check_init(bm, init, init_file)
-    options = dict(options or {})
+    enable_compilation_cache()
     with device_context(device):
-        if backend in ("vi", "mcmc"):
-            from fglang.runtime.numpyro_fit import fit_mcmc, fit_vi
-
-            priors = carried_priors(bm, prior)
-            runner = fit_vi if backend == "vi" else fit_mcmc
-            post = runner(bm, seed=seed, init=init_values, priors=priors, options=options, progress=progress)
-        else:
-            from fglang.runtime.gbp.fit import fit_gbp
-
-            post = fit_gbp(bm, seed=seed, init=init_values, prior=prior, options=options, progress=progress)
+        post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))
+    post.attrs.setdefault("observations", observations(bm.ir))
     return post
+
+
+def predict(
+    ir: ModelIR,
+    posterior: Posterior | str | Path,
+    raw: dict[str, Any],
+    file: str,
+    *,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+) -> Posterior:
+    """Predict the left sides of the factors whose data are absent, with the
+    backend that wrote ``posterior``."""
+    post = as_posterior(posterior)
+    filled, _, fams = targets(ir, raw)
+    bm = bind(ir, filled, file)
+    enable_compilation_cache()
+    return backends.get(post.backend).predict(bm, post, fams, dict(options or {}), seed)
+
+
+def observations(ir: ModelIR) -> dict[str, str]:
+    """var -> the data it is observed through, where the model says so plainly
+    (``y[i, j] ~ dist(x[i, j], ...)`` over the whole of both), so that a plot
+    can show the data beside the posterior. Stored with the posterior; the
+    plot checks that the shapes agree."""
+    out: dict[str, str] = {}
+    for fam in ir.families.values():
+        idx = tuple(r.name for r in fam.ranges)
+        lhs = fam.lhs
+        if not idx or not isinstance(lhs, A.Index) or not isinstance(lhs.base, A.Name):
+            continue
+        d = lhs.base.id
+        if d not in ir.data or tuple(a.id if isinstance(a, A.Name) else None for a in lhs.args) != idx:
+            continue
+        for slot in fam.slots:
+            same = tuple(a.id if isinstance(a, A.Name) else None for a in slot.node_index) == idx
+            if same and not slot.reductions and slot.var in ir.variables and slot.var not in out:
+                out[slot.var] = d
+    return out

@@ -9,9 +9,8 @@ ArviZ and the summary table working the same way for all backends.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,27 @@ from typing import Any
 import numpy as np
 
 from fglang.errors import Diagnostic, FgError
+from fglang.io.atomic import write_atomic
 
 AUX_MARK = "__"  # auxiliary sites (sparsity-prior scales, ...) carry this in their name
+
+_PLOTTER: Callable[..., Any] | None = None
+
+
+def register_plotter(plot: Callable[..., Any]) -> None:
+    """Set what ``Posterior.plot`` calls: ``plot(post, path, names)``."""
+    global _PLOTTER
+    _PLOTTER = plot
+
+
+def _backend_of(post: Posterior):
+    """The backend that wrote ``post``, or None for a name this fglang does not know."""
+    from fglang.runtime import backend
+
+    try:
+        return backend.get(post.backend)
+    except FgError:
+        return None
 
 
 @dataclass
@@ -101,6 +119,7 @@ class Posterior:
         Vehtari et al. (2021), as ArviZ computes them (same numbers), vectorized
         over all elements of a var and without importing ArviZ."""
         rows: list[dict[str, Any]] = []
+        chains = _backend_of(self) is not None and _backend_of(self).markov_chains
         for name in names or self.names:
             if len(rows) >= max_rows:
                 break
@@ -110,13 +129,13 @@ class Posterior:
             q5 = np.quantile(flat, 0.05, axis=(0, 1))
             q95 = np.quantile(flat, 0.95, axis=(0, 1))
             rhat = ess = None
-            if self.backend == "mcmc" and d.shape[1] >= 4:
+            if chains and d.shape[1] >= 4:
                 rhat, ess = rank_diagnostics(flat)
             mf, sf = np.ravel(m), np.ravel(s)
             for k in range(flat.shape[2]):
                 if len(rows) >= max_rows:
                     break
-                label = name if flat.shape[2] == 1 and np.ndim(m) == 0 else f"{name}[{_label(np.shape(m), k)}]"
+                label = name if flat.shape[2] == 1 and np.ndim(m) == 0 else f"{name}[{element_label(np.shape(m), k)}]"
                 row = {"name": label, "mean": float(mf[k]), "sd": float(sf[k])}
                 row.update({"5%": float(q5[k]), "95%": float(q95[k])})
                 if rhat is not None:
@@ -126,41 +145,13 @@ class Posterior:
         return rows
 
     def warnings(self) -> list[str]:
-        """What a user must know before trusting the numbers (r_hat, divergences, convergence)."""
-        out = []
-        if self.backend == "mcmc":
-            div = self.sample_stats.get("diverging")
-            if div is not None and div.sum() > 0:
-                ta = float(self.attrs.get("options", {}).get("target_accept", 0.8))
-                if ta >= 0.99:
-                    advice = f"target_accept is already {ta:g}: reparametrize"
-                else:
-                    advice = f"raise target_accept (now {ta:g}; try {0.99 if ta >= 0.95 else 0.95})"
-                hs = self.attrs.get("horseshoe_vars") or []
-                if hs:
-                    # Piironen & Vehtari (2017): the slab bounds the largest
-                    # weights, which removes the funnel NUTS diverges in.
-                    advice += (f"; the horseshoe on {', '.join(map(str, hs))} has a funnel NUTS diverges in: "
-                               "reg_horseshoe(scale, slab_df, slab_scale) (the regularized horseshoe) "
-                               "usually removes it")
-                else:
-                    advice += " or reparametrize (non-centered)"
-                out.append(f"{int(div.sum())} of {div.size} draws diverged ({100 * div.mean():.1f}%): {advice}")
-            bad = []
-            for name in self.names:
-                d = self.draws[name]
-                if d.shape[1] >= 4:
-                    rhat, _ = rank_diagnostics(d.reshape(d.shape[0], d.shape[1], -1))
-                    shape = d.shape[2:]
-                    bad += [name if not shape else f"{name}[{_label(shape, k)}]" for k in np.flatnonzero(rhat > 1.01)]
-            if bad:
-                out.append(f"r_hat > 1.01 for {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}: run more draws")
-        if self.backend == "gbp" and not self.attrs.get("converged", True):
-            out.append(
-                f"GBP did not converge in {self.attrs.get('iterations')} iterations "
-                f"(last belief change {self.attrs.get('final_change', float('nan')):.3g}): raise iters or damping"
-            )
-        return out
+        """What a user must know before trusting the numbers (the backend's advice:
+        divergences, R-hat, convergence)."""
+        return _backend_of(self).advice(self) if _backend_of(self) is not None else []
+
+    def report(self) -> list[str]:
+        """Lines about the fit itself to print under the summary table."""
+        return _backend_of(self).report(self) if _backend_of(self) is not None else []
 
     # -------------------------------------------------------------- ArviZ I/O
     def to_arviz(self):
@@ -204,36 +195,25 @@ class Posterior:
 
     def save(self, path: str | Path) -> Path:
         """Write NetCDF atomically: a crash or a full disk never leaves half a file."""
-        path = Path(path)
         idata = self.to_arviz()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-        except OSError as err:
-            raise FgError([Diagnostic(f"cannot write {path}: {err.strerror or err}", None)]) from None
-        try:
+
+        def write(tmp: str) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 idata.to_netcdf(tmp, engine="h5netcdf")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a posterior is an ordinary file
-            os.replace(tmp, path)
-        except BaseException as err:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(err, OSError):  # a full disk, a read-only directory: the old file stays
-                raise FgError([Diagnostic(f"cannot write {path}: {err.strerror or err}", None)]) from None
-            raise
-        return path
+
+        return write_atomic(path, write)
 
     def plot(self, path: str | Path | None = None, names: list[str] | None = None):
         """Plot the marginals (densities, MCMC traces, mean +-2 sd along an index,
         images of mean and sd for a 2-D grid): write ``path`` (.png/.svg/.pdf)
-        and return it, or return the matplotlib Figure when ``path`` is None."""
-        from fglang.viz.plot import plot_posterior
+        and return it, or return the matplotlib Figure when ``path`` is None.
 
-        return plot_posterior(self, path, names)
+        The pictures live above the runtime (``fglang.viz``), which registers
+        its plotter here when the package is imported (``fglang/__init__``)."""
+        if _PLOTTER is None:
+            raise FgError([Diagnostic("no plotter is registered: import fglang first", None)])
+        return _PLOTTER(self, path, names)
 
     def __repr__(self) -> str:
         return f"<Posterior {self.model} ({self.backend}): {', '.join(self.names)}>"
@@ -316,7 +296,7 @@ def rank_diagnostics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return rhat, _ess(z)
 
 
-def _label(shape, k: int) -> str:
+def element_label(shape, k: int) -> str:
     return ", ".join(str(i) for i in np.unravel_index(k, shape)) if shape else "0"
 
 

@@ -24,7 +24,6 @@ from fglang.compiler.check import names_in
 from fglang.compiler.ir import ModelIR
 from fglang.compiler.lower_jax import static_value
 from fglang.errors import Diagnostic, FgError
-from fglang.runtime.posterior import GaussianMarginal, Posterior
 
 
 def _used_outside_lhs(ir: ModelIR) -> set[str]:
@@ -117,68 +116,3 @@ def family_moments(bm: BoundModel, fam, data: dict, means: dict, covs: dict) -> 
         cov[rows, run] = np.asarray(covs[name]).reshape(v.n_nodes, v.node_dim, v.node_dim)[ids]
         var += np.einsum("mkrd,mkde,mkre->mr", merged, cov, merged)
     return mean, var
-
-
-def predict_gbp(bm: BoundModel, posterior: Posterior, fams: set[str], options: dict, seed: int) -> Posterior:
-    from fglang.runtime.gbp.fit import fit_gbp
-
-    post = fit_gbp(bm, seed=seed, prior=posterior, options=options, skip_families=fams)
-    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
-    means = {k: jnp.asarray(g.mean) for k, g in post.gaussian.items() if k in bm.variables}
-    for name in sorted(fams):
-        fam = bm.families[name]
-        idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
-        covs = {n: post.gaussian[n].cov for n in {s.var for s in fam.slots}}
-        # An unindexed factor split into members predicts member by member; its
-        # members run over the residual's elements in C order, as ravel does.
-        mean, var = family_moments(bm, fam.members or fam, data, means, covs)
-        mean, var = mean.ravel(), var.ravel()
-        zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
-        out0 = fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
-        shape = np.broadcast_shapes(np.shape(out0["lhs"]), np.shape(out0["args"]["mu"]))
-        if "sd" in out0["args"]:
-            var = var + np.broadcast_to(np.asarray(out0["args"]["sd"], dtype=np.float64) ** 2, shape).ravel()
-        if not fam.ir.ranges:  # an unindexed factor: its one member's shape (the data's), no member axis
-            shape = shape[1:]
-        mean = mean.reshape(shape)
-        post.gaussian[name] = GaussianMarginal(mean, var.reshape(shape + (1, 1)), shape, ())
-        rng = np.random.default_rng(seed)
-        n = next(iter(post.draws.values())).shape[1] if post.draws else 200
-        post.draws[name] = (mean + np.sqrt(var.reshape(shape)) * rng.standard_normal((n,) + shape))[None]
-    post.attrs["predicted"] = sorted(fams)
-    return post
-
-
-def predict_sampling(bm: BoundModel, posterior: Posterior, fams: set[str], seed: int) -> Posterior:
-    from numpyro.infer import Predictive
-
-    from fglang.runtime.numpyro_model import NumpyroModel
-
-    nm = NumpyroModel(bm, predict=fams)
-    samples = {}
-    for name in posterior.draws:
-        if name in bm.variables or "__" in name:
-            s = posterior.samples(name)
-            samples[name] = jnp.asarray(s)
-    missing = [v for v in bm.variables if v not in samples]
-    if missing:
-        raise FgError(
-            [
-                Diagnostic(
-                    f"the posterior has no draws of {', '.join(missing)}; per-example latent vars must be "
-                    "re-inferred, which only gbp prediction does",
-                    None,
-                )
-            ]
-        )
-    out = Predictive(nm.model_fn(), posterior_samples=samples)(jax.random.PRNGKey(seed), nm.data)
-    draws = {k: np.asarray(v)[None] for k, v in out.items() if k in fams}
-    draws.update({k: np.asarray(v).reshape((1,) + np.shape(v)) for k, v in samples.items() if "__" not in k})
-    return Posterior(
-        bm.name,
-        posterior.backend,
-        draws,
-        observed=dict(bm.data),
-        attrs={"predicted": sorted(fams)},
-        node_shapes={v.name: v.node_shape for v in bm.variables.values()},
-    )

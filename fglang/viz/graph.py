@@ -21,8 +21,6 @@ for ``.svg``/``.png``/``.pdf``; all writes are atomic.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +30,7 @@ from fglang.compiler import ast as A
 from fglang.compiler.ir import FactorFamily, ModelIR, SlotPattern, SlotRef, walk
 from fglang.compiler.unparse import unparse
 from fglang.errors import Diagnostic, FgError
+from fglang.io.atomic import write_atomic
 
 if TYPE_CHECKING:
     from fglang.compiler.bind import BoundModel
@@ -373,27 +372,6 @@ def _instance_view(g, bound: BoundModel) -> None:
                 g.edge(fac, var)
             else:
                 g.edge(var, fac)
-
-
-# ---------------------------------------------------------------- files
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def render(graph, path: str | Path) -> Path:

@@ -14,14 +14,13 @@ One figure, a panel (or two) per quantity, chosen by its shape:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fglang.errors import Diagnostic, FgError
+from fglang.io.atomic import write_atomic
 
 if TYPE_CHECKING:
     from fglang.runtime.posterior import Posterior
@@ -57,36 +56,23 @@ def _kind(post: Posterior, name: str) -> str:
 
 
 def _observations(post: Posterior) -> dict[str, str]:
-    """var -> the data it is observed through, where the model says so plainly
-    (``y[i, j] ~ dist(x[i, j], ...)`` over the whole of both, same shape), so
-    that plots can show the data beside the posterior. Read from the model
-    source stored with the posterior; empty when there is none."""
-    from fglang.compiler import ast as A
+    """var -> the data it is observed through (found by the fit from the model
+    and stored with the posterior), where the shapes agree; empty when the
+    posterior file has no such record."""
+    out: dict[str, str] = {}
+    for var, d in (post.attrs.get("observations") or {}).items():
+        if d in post.observed and var in post.draws and np.shape(post.observed[d]) == np.shape(post.mean(var)):
+            out[var] = d
+    return out
 
-    source = post.attrs.get("source")
-    if not source or not post.observed:
-        return {}
-    import fglang
+
+def _backend(post: Posterior):
+    from fglang.runtime import backend
 
     try:
-        ir = fglang.compile(source, post.model).ir
-    except FgError:  # e.g. an include that cannot be found from here: no overlay
-        return {}
-    out: dict[str, str] = {}
-    for fam in ir.families.values():
-        idx = tuple(r.name for r in fam.ranges)
-        lhs = fam.lhs
-        if not idx or not isinstance(lhs, A.Index) or not isinstance(lhs.base, A.Name):
-            continue
-        d = lhs.base.id
-        if d not in post.observed or tuple(a.id if isinstance(a, A.Name) else None for a in lhs.args) != idx:
-            continue
-        for slot in fam.slots:
-            same = tuple(a.id if isinstance(a, A.Name) else None for a in slot.node_index) == idx
-            if same and not slot.reductions and slot.var in post.draws and slot.var not in out:
-                if np.shape(post.observed[d]) == np.shape(post.mean(slot.var)):
-                    out[slot.var] = d
-    return out
+        return backend.get(post.backend)
+    except FgError:  # a posterior written by a backend this fglang does not know
+        return None
 
 
 def _panels(post: Posterior, names: list[str], observed: dict[str, str]) -> list[tuple[str, str, int]]:
@@ -96,7 +82,7 @@ def _panels(post: Posterior, names: list[str], observed: dict[str, str]) -> list
         kind = _kind(post, name)
         if kind == "scalar":
             out.append((name, "density", 3))
-            if post.backend == "mcmc":
+            if (b := _backend(post)) is not None and b.markov_chains:
                 out.append((name, "trace", 3))
         elif kind in ("band", "bands"):
             out.append((name, kind, 6))
@@ -213,19 +199,8 @@ def _image(fig, ax, post: Posterior, name: str, what: str, data: str | None, lim
 
 
 def _title(post: Posterior) -> str:
-    t = f"{post.model}: posterior ({post.backend})"
-    if post.backend == "gbp":
-        it = post.attrs.get("iterations")
-        conv = post.attrs.get("converged")
-        if it is not None:
-            t += f", {'converged' if conv else 'not converged'} in {it} iterations"
-    elif post.backend == "mcmc":
-        div = post.sample_stats.get("diverging")
-        d = next(iter(post.draws.values()))
-        t += f", {d.shape[0]} chains \u00d7 {d.shape[1]} draws"
-        if div is not None:
-            t += f", {int(np.sum(div))} divergent"
-    return t
+    b = _backend(post)
+    return ", ".join([f"{post.model}: posterior ({post.backend})"] + (b.title(post) if b is not None else []))
 
 
 def plot_posterior(post: Posterior, path: str | Path | None = None, names: list[str] | None = None):
@@ -279,16 +254,5 @@ def plot_posterior(post: Posterior, path: str | Path | None = None, names: list[
     fig.suptitle(title, fontsize=12)
     if path is None:
         return fig
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=110)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    fmt = path.suffix[1:].lower()
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=110))

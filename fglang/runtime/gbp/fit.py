@@ -8,89 +8,17 @@ ArviZ tools and the summary table work as for the other backends.
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
+from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.gbp.engine import run_gbp
 from fglang.runtime.gbp.lowering import to_graph
-from fglang.runtime.posterior import GaussianMarginal, Posterior, load_posterior
-
-GBP_DEFAULTS: dict[str, Any] = {
-    "iters": 1000,
-    "tol": None,
-    "damping": 0.0,
-    "schedule": "flooding",
-    "dropout": 0.0,
-    "relinearize": 0.0,
-    "dtype": "float32",
-    "draws": 200,
-    "temper": 1.0,
-    "batch_size": None,
-    "epochs": 1,
-}
-
-
-def _options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(GBP_DEFAULTS))
-    if unknown:
-        raise FgError(
-            [Diagnostic(f"unknown option(s) for backend 'gbp': {', '.join(unknown)}", None,
-                        f"gbp takes {', '.join(GBP_DEFAULTS)}")]
-        )
-    o = {**GBP_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    if not 0.0 <= float(o["damping"]) < 1.0:
-        raise FgError([Diagnostic(f"damping must be in [0, 1), got {o['damping']}", None)])
-    if o["schedule"] not in ("flooding", "sequential"):
-        raise FgError([Diagnostic(f"schedule must be 'flooding' or 'sequential', got {o['schedule']!r}", None)])
-    if o["dtype"] not in ("float32", "float64"):
-        raise FgError([Diagnostic(f"dtype must be 'float32' or 'float64', got {o['dtype']!r}", None)])
-    if int(o["iters"]) < 1:
-        raise FgError([Diagnostic("iters must be at least 1", None)])
-    if not 0.0 < float(o["temper"]) <= 1.0:
-        raise FgError([Diagnostic(f"temper must be in (0, 1], got {o['temper']}", None)])
-    return o
-
-
-def carried_gaussian(bm: BoundModel, prior: Posterior | str | Path | None, temper: float) -> dict[str, tuple]:
-    """A stored posterior's per-node marginals as information-form priors.
-
-    ``temper`` < 1 scales the carried precision down (a flatter prior), which
-    the GBP Learning paper found some continual-learning runs need."""
-    if prior is None:
-        return {}
-    post = prior if isinstance(prior, Posterior) else load_posterior(prior)
-    out = {}
-    per_batch = set()
-    if any(d.batch for d in bm.ir.data.values()):
-        from fglang.runtime.gbp.learn import batch_axes
-
-        per_batch = set(batch_axes(bm.ir)[2])  # activations are re-inferred, never carried
-    for name, v in bm.variables.items():
-        if name in per_batch or (name not in post.draws and name not in post.gaussian):
-            continue
-        mean = np.asarray(post.mean(name), dtype=np.float64)
-        if mean.shape != v.shape:
-            # a per-example var (activations of a different number of examples):
-            # re-inferred from the new data, not carried
-            warnings.warn(
-                f"not carrying '{name}' from the prior posterior: its shape {list(mean.shape)} differs from "
-                f"{list(v.shape)} here",
-                stacklevel=3,
-            )
-            continue
-        cov = np.asarray(post.cov(name), dtype=np.float64).reshape(v.n_nodes, v.node_dim, v.node_dim)
-        cov = cov + 1e-12 * np.eye(v.node_dim)
-        lam = np.linalg.inv(cov) * temper
-        eta = np.einsum("nij,nj->ni", lam, mean.reshape(v.n_nodes, v.node_dim))
-        out[name] = (eta, lam)
-    return out
+from fglang.runtime.gbp.options import GbpOptions
+from fglang.runtime.posterior import GaussianMarginal, Posterior
 
 
 def linearized_moments(bm: BoundModel, f, names: list[str], means: dict, covs: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -169,33 +97,34 @@ def default_init(bm: BoundModel, seed: int, skip: set[str]) -> dict[str, np.ndar
 
 def fit_gbp(
     bm: BoundModel,
+    o: GbpOptions,
     *,
     seed: int = 0,
     init: dict[str, np.ndarray] | None = None,
-    prior: Posterior | str | Path | None = None,
-    options: dict[str, Any] | None = None,
+    carried: dict[str, CarriedMarginal] | None = None,
     progress: bool = False,
     skip_families: set[str] = frozenset(),
 ) -> Posterior:
-    o = _options(dict(options or {}))
-    carried = carried_gaussian(bm, prior, float(o["temper"]))
+    """One GBP fit; ``carried`` marginals replace the written priors of their vars."""
+    carried = carried or {}
+    prior = {k: c.information(o.temper) for k, c in carried.items()}
     graph = to_graph(bm, set(carried), set(skip_families))
-    dtype = jnp.float64 if o["dtype"] == "float64" else jnp.float32
+    dtype = jnp.float64 if o.dtype == "float64" else jnp.float32
     start = {**default_init(bm, seed, set(carried)), **(init or {})}
     init_nodes = {k: np.asarray(v).reshape(bm.variables[k].n_nodes, bm.variables[k].node_dim) for k, v in
                   start.items()}
-    bar = _progress(progress, int(o["iters"]))
+    bar = _progress(progress, o.iters)
     try:
         result = run_gbp(
             graph,
             init_nodes or None,
-            prior=carried or None,
-            iters=int(o["iters"]),
-            tol=o["tol"],
-            damping=float(o["damping"]),
-            schedule=o["schedule"],
-            dropout=float(o["dropout"]),
-            relinearize_threshold=float(o["relinearize"]),
+            prior=prior or None,
+            iters=o.iters,
+            tol=o.tol,
+            damping=o.damping,
+            schedule=o.schedule,
+            dropout=o.dropout,
+            relinearize_threshold=o.relinearize,
             dtype=dtype,
             seed=seed,
             callback=bar.update if bar else None,
@@ -227,7 +156,7 @@ def fit_gbp(
         marg[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape)
         means[name], covs[name] = mean, cov
     marg.update(_derived(bm, means, covs))
-    draws = _draws(marg, int(o["draws"]), seed)
+    draws = _draws(marg, o.draws, seed)
     history = np.asarray(result.history, dtype=np.float64)
     return Posterior(
         bm.name,
@@ -236,7 +165,7 @@ def fit_gbp(
         gaussian=marg,
         observed=dict(bm.data),
         attrs={
-            "options": {k: v for k, v in o.items()},
+            "options": o.as_dict(),
             "seed": seed,
             "iterations": int(result.iterations),
             "converged": bool(result.converged),

@@ -14,37 +14,22 @@ assumed-density-filtering approximation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from fglang.compiler import ast as A
-from fglang.compiler.bind import BoundModel
-from fglang.compiler.ir import ModelIR
+from fglang.compiler.bind import BoundModel, bind
 from fglang.errors import Diagnostic, FgError
+from fglang.runtime.carry import (
+    CarriedMarginal,
+    batch_size_name,
+    carried_marginals,
+    per_example_data,
+    per_example_vars,
+)
+from fglang.runtime.gbp.fit import fit_gbp
+from fglang.runtime.gbp.options import GbpOptions
 from fglang.runtime.posterior import Posterior
-
-
-def batch_size_name(ir: ModelIR) -> str:
-    names = [d.name for d in ir.data.values() if d.batch]
-    if not names:
-        raise FgError(
-            [Diagnostic("--batch-size needs a size marked 'batch' in the model", None, "e.g. data N: int batch")]
-        )
-    return names[0]
-
-
-def _leading(exprs, name: str) -> bool:
-    return bool(exprs) and isinstance(exprs[0], A.Name) and exprs[0].id == name
-
-
-def batch_axes(ir: ModelIR) -> tuple[str, list[str], list[str]]:
-    """(batch size name, data split along it, per-batch vars)."""
-    n = batch_size_name(ir)
-    rows = [d.name for d in ir.data.values() if _leading(d.shape_exprs, n)]
-    per_batch = [v.name for v in ir.variables.values() if _leading(v.node_dims, n)]
-    return n, rows, per_batch
 
 
 def restrict(post: Posterior, names: list[str]) -> Posterior:
@@ -61,55 +46,58 @@ def restrict(post: Posterior, names: list[str]) -> Posterior:
 
 
 def fit_batched(
-    ir: ModelIR,
-    raw: dict[str, Any],
-    bind: Callable[[dict[str, Any]], BoundModel],
-    fit_one: Callable[..., Posterior],
+    bm: BoundModel,
+    o: GbpOptions,
     *,
-    batch_size: int,
-    epochs: int = 1,
     seed: int = 0,
     init: dict[str, np.ndarray] | None = None,
-    prior: Posterior | None = None,
-    shuffle: bool = False,
-    callback: Callable[[int, int, Posterior], None] | None = None,
+    carried: dict[str, CarriedMarginal] | None = None,
 ) -> Posterior:
-    n_name, rows, per_batch = batch_axes(ir)
-    if n_name not in raw:
-        raise FgError([Diagnostic(f"the data have no batch size '{n_name}'", ir.data[n_name].span)], ir.sources)
-    n = int(raw[n_name])
-    if batch_size < 1 or epochs < 1:
-        raise FgError([Diagnostic("batch_size and epochs must be at least 1", None)])
+    """Filter over batches of ``bm``'s examples: each batch is bound from the
+    validated data's rows (no re-reading, no re-checking) and fitted with the
+    previous batch's persistent marginals as its priors."""
+    ir = bm.ir
+    n_name = batch_size_name(ir)
+    if n_name is None:
+        raise FgError(
+            [Diagnostic("--batch-size needs a size marked 'batch' in the model", None, "e.g. data N: int batch")]
+        )
+    rows, per_batch = per_example_data(ir), per_example_vars(ir)
+    n = int(bm.sizes[n_name]) if n_name in bm.sizes else int(bm.data[n_name])
     persistent = [v for v in ir.variables if v not in per_batch]
     if not persistent:
         raise FgError([Diagnostic("every var is per-batch: nothing would be learned across batches", None)])
-    arrays = {k: np.asarray(raw[k]) for k in rows}
+    batch_size, epochs = int(o.batch_size), o.epochs
+    one = o.replace(batch_size=None, epochs=1, shuffle=False)
+    raw: dict[str, Any] = {k: v for k, v in bm.data.items()}
+    arrays = {k: np.asarray(raw[k]) for k in rows if k in raw}
     rng = np.random.default_rng(seed)
-    carried = prior
     init_persistent = {k: v for k, v in (init or {}).items() if k in persistent}
     history = []
     step = 0
     post: Posterior | None = None
+    carried_post: Posterior | None = None
     for epoch in range(epochs):
-        order = rng.permutation(n) if shuffle else np.arange(n)
+        order = rng.permutation(n) if o.shuffle else np.arange(n)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             batch = dict(raw)
             batch[n_name] = int(len(idx))
             for k, a in arrays.items():
                 batch[k] = a[idx]
-            bm = bind(batch)
-            post = fit_one(bm, seed=seed + step, init=init_persistent if carried is None else None, prior=carried)
+            bmb = bind(ir, batch, bm.data_file)
+            priors = carried if carried_post is None else carried_marginals(bmb, carried_post)
+            first = carried_post is None and not carried
+            post = fit_gbp(bmb, one, seed=seed + step, init=init_persistent if first else None, carried=priors)
             history.append(
                 {"epoch": epoch, "batch": start // batch_size, "iterations": post.attrs.get("iterations"),
                  "converged": post.attrs.get("converged")}
             )
-            carried = restrict(post, persistent)
-            if callback is not None:
-                callback(epoch, start // batch_size, post)
+            carried_post = restrict(post, persistent)
             step += 1
-    assert carried is not None and post is not None
-    carried.attrs.update(
+    assert carried_post is not None and post is not None
+    carried_post.attrs.update(
         {"batch_size": batch_size, "epochs": epochs, "batches": history, "per_batch_vars": per_batch}
     )
-    return carried
+    carried_post.attrs["options"] = o.as_dict()
+    return carried_post

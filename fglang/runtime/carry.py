@@ -1,0 +1,102 @@
+"""``--prior POST``: a stored posterior's marginals as this fit's priors.
+
+One rule for every backend (GTSAM's and the GBP Learning paper's "the
+posterior of one task is the prior of the next"):
+
+- a var of this model that the stored posterior holds with the same shape
+  is carried: its per-node Gaussian marginal (mean and covariance, exact for
+  GBP, estimated from draws otherwise) replaces the var's written prior;
+- a var whose shape differs (per-example activations of another data set)
+  is re-inferred from this fit's data, with a warning that names it;
+- per-example vars (whose first node axis is the model's ``batch`` size)
+  describe other examples and are never carried.
+
+Each backend turns the marginals into its own form: GBP into information
+form (optionally tempered), NumPyro into independent normals.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from fglang.compiler import ast as A
+from fglang.compiler.bind import BoundModel
+from fglang.compiler.ir import ModelIR
+from fglang.runtime.posterior import Posterior, load_posterior
+
+
+class CarriedMarginal(NamedTuple):
+    """Per-node Gaussian of one var: mean [n_nodes, d], cov [n_nodes, d, d]."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+
+    def mean_sd(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Independent normals (mean, sd), each of the var's full shape."""
+        sd = np.sqrt(np.maximum(np.diagonal(self.cov, axis1=-2, axis2=-1), 0.0))
+        return self.mean.reshape(shape), np.maximum(sd.reshape(shape), 1e-12)
+
+    def information(self, temper: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """(eta, lambda) per node; ``temper`` < 1 flattens the prior."""
+        d = self.cov.shape[-1]
+        lam = np.linalg.inv(self.cov + 1e-12 * np.eye(d)) * temper
+        return np.einsum("nij,nj->ni", lam, self.mean), lam
+
+
+def batch_size_name(ir: ModelIR) -> str | None:
+    """The int size marked ``batch`` (``data N: int batch``), if any."""
+    names = [d.name for d in ir.data.values() if d.batch]
+    return names[0] if names else None
+
+
+def _leading(exprs, name: str) -> bool:
+    return bool(exprs) and isinstance(exprs[0], A.Name) and exprs[0].id == name
+
+
+def per_example_vars(ir: ModelIR) -> list[str]:
+    """Vars whose first node axis is the ``batch`` size (activations)."""
+    n = batch_size_name(ir)
+    return [] if n is None else [v.name for v in ir.variables.values() if _leading(v.node_dims, n)]
+
+
+def per_example_data(ir: ModelIR) -> list[str]:
+    """Data arrays whose first axis is the ``batch`` size (the rows a batch splits)."""
+    n = batch_size_name(ir)
+    return [] if n is None else [d.name for d in ir.data.values() if _leading(d.shape_exprs, n)]
+
+
+def as_posterior(prior: Posterior | str | Path | None) -> Posterior | None:
+    if prior is None or isinstance(prior, Posterior):
+        return prior
+    return load_posterior(prior)
+
+
+def carried_marginals(bm: BoundModel, prior: Posterior | str | Path | None) -> dict[str, CarriedMarginal]:
+    """The marginals of ``prior`` that this model carries (the module's rule)."""
+    post = as_posterior(prior)
+    if post is None:
+        return {}
+    never = set(per_example_vars(bm.ir))
+    out: dict[str, CarriedMarginal] = {}
+    for name, v in bm.variables.items():
+        if name in never or (name not in post.draws and name not in post.gaussian):
+            continue
+        mean = np.asarray(post.mean(name), dtype=np.float64)
+        if mean.shape != v.shape:
+            warnings.warn(
+                f"not carrying '{name}' from the prior posterior: its shape {list(mean.shape)} differs from "
+                f"{list(v.shape)} here, so it is inferred from this fit's data",
+                stacklevel=3,
+            )
+            continue
+        cov = np.asarray(post.cov(name), dtype=np.float64)
+        if cov.size != v.n_nodes * v.node_dim * v.node_dim:  # stored with another node layout: keep the sds
+            sd = np.asarray(post.sd(name), dtype=np.float64).reshape(v.n_nodes, v.node_dim)
+            cov = np.einsum("ni,ij->nij", sd**2, np.eye(v.node_dim))
+        cov = cov.reshape(v.n_nodes, v.node_dim, v.node_dim)
+        out[name] = CarriedMarginal(mean.reshape(v.n_nodes, v.node_dim), cov)
+    return out

@@ -1,0 +1,74 @@
+"""The ``gbp`` backend behind the one ``Backend`` interface.
+
+JAX is imported only inside ``fit`` and ``predict``: ``advice`` and the
+rest run on posteriors read back from files, in commands that never fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fglang.runtime.gbp.options import GbpOptions
+
+if TYPE_CHECKING:
+    from fglang.compiler.bind import BoundModel
+    from fglang.runtime.carry import CarriedMarginal
+    from fglang.runtime.posterior import Posterior
+
+
+class GbpBackend:
+    name: ClassVar[str] = "gbp"
+    Options: ClassVar[type[GbpOptions]] = GbpOptions
+    summary: ClassVar[str] = "Gaussian belief propagation (fglang's engine)"
+    markov_chains: ClassVar[bool] = False
+
+    def validate(self, bm: BoundModel, options: GbpOptions, carried: set[str]) -> None:
+        from fglang.runtime.gbp.lowering import validate
+
+        validate(bm, carried)
+
+    def fit(
+        self,
+        bm: BoundModel,
+        options: GbpOptions,
+        *,
+        seed: int,
+        init: dict[str, Any],
+        carried: dict[str, CarriedMarginal],
+        progress: bool,
+    ) -> Posterior:
+        if options.batch_size is not None:
+            from fglang.runtime.gbp.learn import fit_batched
+
+            return fit_batched(bm, options, seed=seed, init=init, carried=carried)
+        from fglang.runtime.gbp.fit import fit_gbp
+
+        return fit_gbp(bm, options, seed=seed, init=init, carried=carried, progress=progress)
+
+    def predict(
+        self, bm: BoundModel, posterior: Posterior, families: set[str], options: Mapping[str, Any], seed: int
+    ) -> Posterior:
+        from fglang.runtime.gbp.predict import predict_gbp
+
+        return predict_gbp(bm, posterior, families, GbpOptions.parse(options), seed)
+
+    def advice(self, post: Posterior) -> list[str]:
+        if post.attrs.get("converged", True):
+            return []
+        return [
+            f"GBP did not converge in {post.attrs.get('iterations')} iterations "
+            f"(last belief change {post.attrs.get('final_change', float('nan')):.3g}): raise iters or damping"
+        ]
+
+    def report(self, post: Posterior) -> list[str]:
+        return []
+
+    def title(self, post: Posterior) -> list[str]:
+        it = post.attrs.get("iterations")
+        if it is None:
+            return []
+        return [f"{'converged' if post.attrs.get('converged') else 'not converged'} in {it} iterations"]
+
+
+BACKEND = GbpBackend()

@@ -1,0 +1,46 @@
+"""The ``gbp`` backend's options: declared once, for the CLI and Python alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from fglang.errors import Diagnostic, FgError
+from fglang.runtime.backend import BackendOptions, option
+
+
+@dataclass(frozen=True)
+class GbpOptions(BackendOptions):
+    """Gaussian belief propagation. Why these defaults: synchronous (flooding)
+    updates with no damping converge on trees and well-observed loopy graphs
+    in the fewest iterations; damping and float64 are the first things to
+    raise on loopy, badly conditioned or nonlinear graphs (the divergence
+    message says so)."""
+
+    backend: ClassVar[str] = "gbp"
+
+    iters: int = option(1000, "most iterations", minimum=1, whole=True)
+    tol: float | None = option(
+        None, "belief-change tolerance (default 1e-5 in float32, 1e-6 in float64)", minimum=0.0, open_minimum=True
+    )
+    damping: float = option(0.0, "message damping in [0, 1)", minimum=0.0, maximum=1.0, open_maximum=True)
+    schedule: str = option("flooding", "flooding | sequential", choices=("flooding", "sequential"))
+    dropout: float = option(0.0, "probability of skipping a factor's update", minimum=0.0, maximum=1.0,
+                            open_maximum=True)
+    relinearize: float = option(0.0, "relinearize a nonlinear factor when its beliefs moved more than this",
+                                minimum=0.0)
+    dtype: str = option("float32", "float32 | float64", choices=("float32", "float64"))
+    draws: int = option(200, "draws sampled from the marginals for the summary and ArviZ", minimum=1, whole=True)
+    temper: float = option(1.0, "scale a carried --prior's precision by this, in (0, 1]", minimum=0.0, maximum=1.0,
+                           open_minimum=True)
+    batch_size: int | None = option(None, "learn by filtering over batches of the model's `batch` size", minimum=1,
+                                    whole=True)
+    epochs: int = option(1, "passes over the batches", minimum=1, whole=True)
+    shuffle: bool = option(False, "shuffle the examples before each pass over the batches")
+
+    def check(self) -> None:
+        if self.batch_size is None and (self.epochs != 1 or self.shuffle):
+            raise FgError([Diagnostic("epochs and shuffle apply to batched fits", None, "give batch_size too")])
+
+
+OPTIONS = GbpOptions

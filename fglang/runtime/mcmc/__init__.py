@@ -1,0 +1,1 @@
+"""The ``mcmc`` backend: NumPyro's No-U-Turn sampler."""

@@ -1,0 +1,99 @@
+"""The ``mcmc`` backend behind the one ``Backend`` interface (JAX only inside ``fit``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from fglang.runtime.mcmc.options import McmcOptions
+
+if TYPE_CHECKING:
+    from fglang.compiler.bind import BoundModel
+    from fglang.runtime.carry import CarriedMarginal
+    from fglang.runtime.posterior import Posterior
+
+
+class McmcBackend:
+    name: ClassVar[str] = "mcmc"
+    Options: ClassVar[type[McmcOptions]] = McmcOptions
+    summary: ClassVar[str] = "NumPyro NUTS"
+    markov_chains: ClassVar[bool] = True
+
+    def validate(self, bm: BoundModel, options: McmcOptions, carried: set[str]) -> None:
+        from fglang.runtime.numpyro_model import validate
+
+        validate(bm)
+
+    def fit(
+        self,
+        bm: BoundModel,
+        options: McmcOptions,
+        *,
+        seed: int,
+        init: dict[str, Any],
+        carried: dict[str, CarriedMarginal],
+        progress: bool,
+    ) -> Posterior:
+        from fglang.runtime.mcmc.fit import fit_mcmc
+
+        return fit_mcmc(bm, options, seed=seed, init=init, carried=carried, progress=progress)
+
+    def predict(
+        self, bm: BoundModel, posterior: Posterior, families: set[str], options: Mapping[str, Any], seed: int
+    ) -> Posterior:
+        from fglang.runtime.numpyro_predict import predict_sampling
+
+        return predict_sampling(bm, posterior, families, seed)
+
+    def advice(self, post: Posterior) -> list[str]:
+        """Divergences (with the next target_accept to try, or the regularized
+        horseshoe when a plain horseshoe's funnel is the likely cause) and
+        R-hat above 1.01."""
+        from fglang.runtime.posterior import element_label, rank_diagnostics
+
+        out = []
+        div = post.sample_stats.get("diverging")
+        if div is not None and div.sum() > 0:
+            ta = float(post.attrs.get("options", {}).get("target_accept", 0.8))
+            if ta >= 0.99:
+                advice = f"target_accept is already {ta:g}: reparametrize"
+            else:
+                advice = f"raise target_accept (now {ta:g}; try {0.99 if ta >= 0.95 else 0.95})"
+            hs = post.attrs.get("horseshoe_vars") or []
+            if hs:
+                # Piironen & Vehtari (2017): the slab bounds the largest
+                # weights, which removes the funnel NUTS diverges in.
+                advice += (f"; the horseshoe on {', '.join(map(str, hs))} has a funnel NUTS diverges in: "
+                           "reg_horseshoe(scale, slab_df, slab_scale) (the regularized horseshoe) "
+                           "usually removes it")
+            else:
+                advice += " or reparametrize (non-centered)"
+            out.append(f"{int(div.sum())} of {div.size} draws diverged ({100 * div.mean():.1f}%): {advice}")
+        bad = []
+        for name in post.names:
+            d = post.draws[name]
+            if d.shape[1] >= 4:
+                rhat, _ = rank_diagnostics(d.reshape(d.shape[0], d.shape[1], -1))
+                shape = d.shape[2:]
+                high = np.flatnonzero(rhat > 1.01)
+                bad += [name if not shape else f"{name}[{element_label(shape, k)}]" for k in high]
+        if bad:
+            out.append(f"r_hat > 1.01 for {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}: run more draws")
+        return out
+
+    def report(self, post: Posterior) -> list[str]:
+        div = post.sample_stats.get("diverging")
+        return [] if div is None else [f"divergences: {int(div.sum())} of {div.size} draws"]
+
+    def title(self, post: Posterior) -> list[str]:
+        d = next(iter(post.draws.values()))
+        out = [f"{d.shape[0]} chains \u00d7 {d.shape[1]} draws"]
+        div = post.sample_stats.get("diverging")
+        if div is not None:
+            out.append(f"{int(np.sum(div))} divergent")
+        return out
+
+
+BACKEND = McmcBackend()

@@ -1,0 +1,27 @@
+"""The ``mcmc`` backend's options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from fglang.runtime.backend import BackendOptions, option
+
+
+@dataclass(frozen=True)
+class McmcOptions(BackendOptions):
+    """NUTS. Why 4 x (1000 + 1000) by default: Stan's defaults, enough chains for
+    a split R-hat and enough draws for a bulk ESS in the hundreds on most models."""
+
+    backend: ClassVar[str] = "mcmc"
+
+    chains: int = option(4, "chains", minimum=1, whole=True)
+    warmup: int = option(1000, "warm-up iterations", minimum=0, whole=True)
+    samples: int = option(1000, "draws per chain", minimum=1, whole=True)
+    target_accept: float = option(0.8, "NUTS target acceptance", minimum=0.0, maximum=1.0, open_minimum=True,
+                                  open_maximum=True)
+    chain_method: str = option("vectorized", "vectorized | parallel | sequential",
+                               choices=("vectorized", "parallel", "sequential"))
+
+
+OPTIONS = McmcOptions

@@ -1,0 +1,45 @@
+"""``vi``/``mcmc`` prediction: NumPyro ``Predictive`` over the posterior draws."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer import Predictive
+
+from fglang.compiler.bind import BoundModel
+from fglang.errors import Diagnostic, FgError
+from fglang.runtime.numpyro_model import NumpyroModel
+from fglang.runtime.posterior import Posterior
+
+
+def predict_sampling(bm: BoundModel, posterior: Posterior, fams: set[str], seed: int) -> Posterior:
+    """Sample every target family's site for each posterior draw of the vars."""
+    nm = NumpyroModel(bm, predict=fams)
+    samples = {}
+    for name in posterior.draws:
+        if name in bm.variables or "__" in name:
+            s = posterior.samples(name)
+            samples[name] = jnp.asarray(s)
+    missing = [v for v in bm.variables if v not in samples]
+    if missing:
+        raise FgError(
+            [
+                Diagnostic(
+                    f"the posterior has no draws of {', '.join(missing)}; per-example latent vars must be "
+                    "re-inferred, which only gbp prediction does",
+                    None,
+                )
+            ]
+        )
+    out = Predictive(nm.model_fn(), posterior_samples=samples)(jax.random.PRNGKey(seed), nm.data)
+    draws = {k: np.asarray(v)[None] for k, v in out.items() if k in fams}
+    draws.update({k: np.asarray(v).reshape((1,) + np.shape(v)) for k, v in samples.items() if "__" not in k})
+    return Posterior(
+        bm.name,
+        posterior.backend,
+        draws,
+        observed=dict(bm.data),
+        attrs={"predicted": sorted(fams)},
+        node_shapes={v.name: v.node_shape for v in bm.variables.values()},
+    )

@@ -1,0 +1,56 @@
+"""What the ``vi`` and ``mcmc`` backends share around NumPyro: initial values
+mapped onto sample sites, and NumPyro's samples as a Posterior's draws."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from fglang.compiler.bind import BoundModel
+from fglang.runtime.carry import CarriedMarginal
+from fglang.runtime.numpyro_distributions import init_aux
+from fglang.runtime.numpyro_model import NumpyroModel
+
+
+def numpyro_model(bm: BoundModel, carried: dict[str, CarriedMarginal]) -> NumpyroModel:
+    """The lowered model, carried marginals as independent normal priors."""
+    priors = {k: c.mean_sd(bm.variables[k].shape) for k, c in carried.items()}
+    return NumpyroModel(bm, priors)
+
+
+def init_sites(nm: NumpyroModel, init: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Var initial values -> sample-site initial values (aux sites for sparsity priors;
+    aux sites given by name win over those derived from their var's value)."""
+    sites: dict[str, Any] = {}
+    bm = nm.bm
+    for name, value in init.items():
+        v = bm.variables.get(name)
+        if v is None:  # an aux site, set below
+            continue
+        fam = bm.families.get(v.prior) if v.prior else None
+        if fam is not None and fam.ir.dist.sparsity and name not in nm.priors:
+            out = fam.evaluate(nm.data, nm.idx[fam.name], nm._slot_values(fam, {}, own=name))
+            args = {k: jnp.reshape(a, (-1,))[0] for k, a in out["args"].items()}
+            aux = init_aux(fam.ir.dist.name, args, jnp.asarray(value))
+            if not aux:
+                sites[name] = jnp.asarray(value)
+            for suffix, a in aux.items():
+                sites[name + suffix] = a
+        else:
+            sites[name] = jnp.asarray(value)
+    sites.update({k: jnp.asarray(a) for k, a in init.items() if k not in bm.variables})
+    return sites
+
+
+def site_draws(samples: dict[str, Any], bm: BoundModel, grouped: bool) -> dict[str, np.ndarray]:
+    """Drop observed sites; shape every draw array [chain, draw, *shape]."""
+    observed = {f.name for f in bm.families.values()}
+    out = {}
+    for k, v in samples.items():
+        if k in observed or k.endswith("__members"):
+            continue
+        arr = np.asarray(v)
+        out[k] = arr if grouped else arr[None]
+    return out

@@ -1,0 +1,1 @@
+"""The ``vi`` backend: NumPyro stochastic variational inference."""
