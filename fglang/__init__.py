@@ -20,5 +20,6 @@ def _plot(post, path, names):
 
 register_plotter(_plot)
 
-__version__ = "0.1.0"
+from fglang.version import __version__  # noqa: E402
+
 __all__ = ["FgError", "Model", "Posterior", "compile", "load", "load_posterior", "__version__"]

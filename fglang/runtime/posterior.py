@@ -173,7 +173,7 @@ class Posterior:
             "fglang_attrs": json.dumps(_jsonable(self.attrs)),
             "fglang_node_shapes": json.dumps({k: list(v) for k, v in self.node_shapes.items()}),
         }
-        from fglang import __version__
+        from fglang.version import __version__
 
         attrs["fglang_version"] = __version__
         idata.posterior.attrs.update(attrs)
