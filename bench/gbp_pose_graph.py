@@ -2,10 +2,9 @@
 
 Side by side in one run: GTSAM's Levenberg-Marquardt (if `gtsam` is
 installed), a sparse Levenberg-Marquardt in examples/g2o.py, and fglang's GBP
-(data read by fglang.io.read_pose_graph)
 from the file's odometry guess under a few settings (damping, re-linearization
 threshold). Reports wall time and final cost, GTSAM's `0.5 * sum of squared
-whitened residuals`.
+whitened residuals`. The file is read by `fglang.io.read_pose_graph`.
 
     python bench/gbp_pose_graph.py [--iters 2000] [--device cpu|gpu]
 
