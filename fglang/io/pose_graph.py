@@ -408,7 +408,7 @@ def _assemble(p: _Parser, order: str) -> tuple[dict[str, Any], dict[str, Any]]:
             p.error(f"FIX names undefined vertex {vid}", sp)
 
     n_info = 3 if dim == 2 else 6
-    upper = np.array([e.info for e in p.edges], dtype=np.float64).reshape(len(p.edges), -1)
+    upper = np.array([e.info for e in p.edges], dtype=np.float64).reshape(len(p.edges), n_info * (n_info + 1) // 2)
     info = _upper_to_matrix(upper, n_info)
     min_eig = np.linalg.eigvalsh(info)[:, 0] if len(p.edges) else np.zeros(0)
     scale = np.max(np.abs(upper), axis=1, initial=0.0) if len(p.edges) else np.zeros(0)
