@@ -60,6 +60,7 @@ This module needs numpy only (no JAX), so converting a file is quick.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -155,6 +156,7 @@ class _Parser:
         self.dim: int | None = None
         self.dim_line = 0
         self.diags: list[Diagnostic] = []
+        self.dropped = 0
         self.vertices: dict[int, _Vertex] = {}
         self.edges: list[_Edge] = []
         self.fixed: list[tuple[int, _Pos]] = []
@@ -171,13 +173,18 @@ class _Parser:
             span = Span(self.source, span[0], span[1], span[0], span[2])
         if len(self.diags) < MAX_ERRORS:
             self.diags.append(Diagnostic(message, span, hint))
-        elif len(self.diags) == MAX_ERRORS:
-            self.diags.append(Diagnostic(f"more mistakes after these {MAX_ERRORS}; fix these first",
-                                         Span(self.source, 0, 0, 0, 0)))  # fmt: skip
+        else:
+            self.dropped += 1
 
     def fail(self) -> None:
-        if self.diags:
-            raise FgError(self.diags, {self.source: self.text})
+        if not self.diags:
+            return
+        diags = sorted(self.diags, key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
+        if self.dropped:  # said under the last one shown, where a reader stops
+            note = f"{self.dropped} more mistake(s) not shown; fix these first"
+            last = diags[-1]
+            diags[-1] = dataclasses.replace(last, hint=f"{last.hint}\n  {note}" if last.hint else note)
+        raise FgError(diags, {self.source: self.text})
 
     # -- tokens --------------------------------------------------------------
 
@@ -411,8 +418,7 @@ def _assemble(p: _Parser, order: str) -> tuple[dict[str, Any], dict[str, Any]]:
     upper = np.array([e.info for e in p.edges], dtype=np.float64).reshape(len(p.edges), n_info * (n_info + 1) // 2)
     info = _upper_to_matrix(upper, n_info)
     min_eig = np.linalg.eigvalsh(info)[:, 0] if len(p.edges) else np.zeros(0)
-    scale = np.max(np.abs(upper), axis=1, initial=0.0) if len(p.edges) else np.zeros(0)
-    for k in np.flatnonzero(~(min_eig > 1e-12 * scale)):
+    for k in np.flatnonzero(~(min_eig > 0.0)):
         e = p.edges[k]
         first, last = e.info_spans[0], e.info_spans[-1]
         p.error(
@@ -426,7 +432,7 @@ def _assemble(p: _Parser, order: str) -> tuple[dict[str, Any], dict[str, Any]]:
         off = (1, 2, 4)  # I12 I13 I23 in the upper triangle
         for k, e in enumerate(p.edges):
             bad = [j for j in off if e.info[j] != 0.0]
-            if bad and min_eig[k] > 1e-12 * scale[k]:
+            if bad and min_eig[k] > 0.0:
                 p.error(
                     f"edge {e.src}->{e.dst} has a non-diagonal information matrix "
                     f"({', '.join(f'{_INFO2[j]}={e.info[j]:g}' for j in bad)}): the 2-D models take per-axis "
