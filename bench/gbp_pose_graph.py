@@ -4,7 +4,7 @@ Side by side in one run: GTSAM's Levenberg-Marquardt (if `gtsam` is
 installed), a sparse Levenberg-Marquardt in examples/g2o.py, and fglang's GBP
 from the file's odometry guess under a few settings (damping, re-linearization
 threshold). Reports wall time and final cost, GTSAM's `0.5 * sum of squared
-whitened residuals`.
+whitened residuals`. The file is read by `fglang.io.read_pose_graph`.
 
     python bench/gbp_pose_graph.py [--iters 2000] [--device cpu|gpu]
 
@@ -42,16 +42,17 @@ def gtsam_lm() -> dict | None:
 
 
 def main() -> None:
-    from g2o import pose_graph_cost, read_g2o, solve_levenberg_marquardt
+    from g2o import pose_graph_cost, solve_levenberg_marquardt
 
     import fglang
+    from fglang.io import read_pose_graph
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "gbp_pose_graph.json"))
     args = ap.parse_args()
-    data, init = read_g2o(G2O)
+    data, init = read_pose_graph(G2O)
     poses0 = np.asarray(init["pose"])
     rows = [{"method": "odometry guess", "wall_s": 0.0, "cost": pose_graph_cost(data, poses0), "iterations": 0}]
     g = gtsam_lm()

@@ -4,7 +4,9 @@ The SPEC's ``pose_graph_2d`` (and ``m3500``) model takes a pose graph as plain
 arrays -- ``N``, ``M``, ``src[M]``, ``dst[M]``, ``z[M, 3]``, ``sd[M, 3]`` --
 so that any backend can bind it without knowing about g2o. This module is the
 bridge: :func:`read_g2o` turns a g2o file into that dict (plus the file's
-initial guess), and :func:`pose_graph_cost` scores poses exactly as GTSAM
+initial guess) with the package's reader, :func:`fglang.io.read_pose_graph`
+(which also reads TORO and 3-D graphs; ``fglang import`` is its command
+line), and :func:`pose_graph_cost` scores poses exactly as GTSAM
 reports its error, so fglang's results can be compared with the published
 M3500 numbers (GTSAM LM: 68.957) without GTSAM installed.
 
@@ -17,13 +19,14 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from fglang.errors import FgError
+from fglang.io.pose_graph import parse_pose_graph, read_pose_graph, to_json
 
 __all__ = [
     "G2OError",
@@ -44,14 +47,20 @@ ANCHOR_SD = 0.001
 
 
 class G2OError(ValueError):
-    """A g2o file this reader cannot represent faithfully (says file and line)."""
+    """A g2o file this reader cannot represent faithfully (says file, line and column)."""
 
 
-def _floats(tokens: Sequence[str], where: str) -> list[float]:
+def _two_d(read, source: str) -> tuple[dict, dict]:
+    """Run the package reader as g2o, vertex ids in increasing order (this
+    module's convention), and keep to 2-D graphs; its FgError becomes a
+    :class:`G2OError` with the same located text."""
     try:
-        return [float(t) for t in tokens]
-    except ValueError as exc:
-        raise G2OError(f"{where}: expected numbers, got {' '.join(tokens)!r}") from exc
+        data, init = read()
+    except FgError as err:
+        raise G2OError(str(err)) from None
+    if "sd" not in data:
+        raise G2OError(f"{source}: a 3-D pose graph; this module handles 2-D VERTEX_SE2/EDGE_SE2 only")
+    return data, init
 
 
 def parse_g2o(lines: Iterable[str], source: str = "<g2o>") -> tuple[dict, dict]:
@@ -60,80 +69,23 @@ def parse_g2o(lines: Iterable[str], source: str = "<g2o>") -> tuple[dict, dict]:
     Separated from :func:`read_g2o` so tests (and callers holding a string)
     need no file on disk.
     """
-    vertices: dict[int, list[float]] = {}
-    edges: list[tuple[int, int, list[float], list[float]]] = []
-    for lineno, raw in enumerate(lines, start=1):
-        tok = raw.split()
-        if not tok or tok[0].startswith("#"):
-            continue
-        where = f"{source}:{lineno}"
-        tag = tok[0]
-        if tag == "VERTEX_SE2":
-            if len(tok) != 5:
-                raise G2OError(f"{where}: VERTEX_SE2 needs 'id x y theta', got {len(tok) - 1} fields")
-            vid = int(tok[1])
-            if vid in vertices:
-                raise G2OError(f"{where}: vertex {vid} defined twice")
-            vertices[vid] = _floats(tok[2:5], where)
-        elif tag == "EDGE_SE2":
-            if len(tok) != 12:
-                raise G2OError(
-                    f"{where}: EDGE_SE2 needs 'i j dx dy dtheta I11 I12 I13 I22 I23 I33', "
-                    f"got {len(tok) - 1} fields"
-                )
-            i, j = int(tok[1]), int(tok[2])
-            meas = _floats(tok[3:6], where)
-            i11, i12, i13, i22, i23, i33 = _floats(tok[6:12], where)
-            if i12 != 0.0 or i13 != 0.0 or i23 != 0.0:
-                # The model takes a per-axis sd, i.e. a diagonal information
-                # matrix; silently dropping correlations would change the cost.
-                raise G2OError(
-                    f"{where}: edge {i}->{j} has a non-diagonal information matrix "
-                    f"(I12={i12}, I13={i13}, I23={i23}); the pose_graph_2d model "
-                    "takes per-axis standard deviations only"
-                )
-            diag = [i11, i22, i33]
-            if min(diag) <= 0.0:
-                raise G2OError(f"{where}: edge {i}->{j} has a non-positive information diagonal {diag}")
-            edges.append((i, j, meas, diag))
-        elif tag in ("FIX", "PARAMS_SE2OFFSET"):
-            continue  # gauge/offset hints: the model fixes the gauge with its own anchor
-        else:
-            raise G2OError(f"{where}: unsupported g2o element {tag!r} (only 2-D VERTEX_SE2/EDGE_SE2)")
-    if not vertices:
-        raise G2OError(f"{source}: no VERTEX_SE2 lines")
-
-    # Vertex ids need not be 0..N-1 (or sorted): remap in increasing id order,
-    # so pose 0 -- the one the model anchors -- is the lowest id.
-    ids = sorted(vertices)
-    index = {vid: k for k, vid in enumerate(ids)}
-    src, dst, z, sd = [], [], [], []
-    for i, j, meas, diag in edges:
-        for v in (i, j):
-            if v not in index:
-                raise G2OError(f"{source}: edge {i}->{j} refers to undefined vertex {v}")
-        src.append(index[i])
-        dst.append(index[j])
-        z.append(meas)
-        sd.append([1.0 / math.sqrt(d) for d in diag])
-    data = {"N": len(ids), "M": len(edges), "src": src, "dst": dst, "z": z, "sd": sd}
-    init = {"pose": [vertices[v] for v in ids]}
-    return data, init
+    text = "".join(ln if ln.endswith("\n") else ln + "\n" for ln in lines)
+    return _two_d(lambda: parse_pose_graph(text, source, format="g2o", order="id"), source)
 
 
 def read_g2o(path: str | Path) -> tuple[dict, dict]:
-    """Read a 2-D g2o file (``VERTEX_SE2`` / ``EDGE_SE2``).
+    """Read a 2-D g2o file (``VERTEX_SE2`` / ``EDGE_SE2``) with fglang's reader.
 
     Returns ``(data, init)``: ``data`` in the pose_graph_2d model's layout
     (``N``, ``M``, ``src``, ``dst``, ``z`` [M, 3], ``sd`` [M, 3] with
     ``sd = 1/sqrt(diagonal information)``), and ``init = {"pose": [[x, y,
     theta], ...]}`` from the vertices. Vertex ids are remapped to 0..N-1 in
     increasing id order. A non-zero off-diagonal information entry raises
-    :class:`G2OError`, because per-axis sds cannot represent it.
+    :class:`G2OError`, because per-axis sds cannot represent it. This is
+    :func:`fglang.io.read_pose_graph` (``format="g2o", order="id"``), its
+    located errors turned into :class:`G2OError`.
     """
-    path = Path(path)
-    with path.open() as fh:
-        return parse_g2o(fh, source=str(path))
+    return _two_d(lambda: read_pose_graph(path, format="g2o", order="id"), str(path))
 
 
 # ----------------------------------------------------------------------------
@@ -350,8 +302,7 @@ def solve_levenberg_marquardt(
 
 def to_json_text(obj: dict) -> str:
     """Stan-style JSON, one top-level key per line; floats as Python reprs (exact)."""
-    items = [f"  {json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}" for k, v in obj.items()]
-    return "{\n" + ",\n".join(items) + "\n}\n"
+    return to_json(obj)
 
 
 def _dump(obj: dict, path: Path) -> None:

@@ -274,6 +274,38 @@ def plot(
     out.print(f"wrote {out_path}", markup=False)
 
 
+@app.command("import")
+def import_(
+    file: Annotated[
+        Path, typer.Argument(help="a pose-graph file: g2o (.g2o, .graph) or TORO (.toro)", show_default=False)
+    ],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="write the data here (JSON, CmdStan layout)")],
+    init_out: Annotated[
+        Path | None, typer.Option("--init-out", help='write the initial guess {"pose": ...} here')
+    ] = None,
+    format_: Annotated[
+        str | None, typer.Option("--format", help="g2o | toro (default: from the extension, else the first tag)")
+    ] = None,
+) -> None:
+    """Convert a pose-graph file (g2o, TORO) to a data file and an init file for fit."""
+    from fglang.io.atomic import write_atomic
+    from fglang.io.pose_graph import FORMATS, read_pose_graph, to_json
+
+    if format_ is not None and format_ not in FORMATS:
+        err.print(f"--format takes {' or '.join(FORMATS)}, got {format_!r}", markup=False)
+        raise typer.Exit(2)
+    try:
+        data, init = read_pose_graph(file, format=format_)
+        write_atomic(out_path, to_json(data).encode())
+        if init_out is not None:
+            write_atomic(init_out, to_json(init).encode())
+    except FgError as e:
+        _fail(e)
+    dim = 2 if "sd" in data else 3
+    out.print(f"{file}: {data['N']} poses, {data['M']} edges ({dim}-D); wrote {out_path}"
+              + (f" and {init_out}" if init_out is not None else ""), markup=False)  # fmt: skip
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings (e.g. ignored data keys) as one plain line, not Python's format."""
     err.print(f"warning: {message}", markup=False)
