@@ -1,18 +1,31 @@
-"""One atomic write for every output file (posteriors, plots, graphs).
+"""One atomic write for every output file (posteriors, plots, graphs, data).
 
 Why a temporary file in the same folder and ``os.replace``: a crash, a full
 disk or an interrupt mid-write leaves the old file (or none), never half of
 a new one, because a rename within one file system is atomic.
+
+What ``-o PATH`` may be: a new file or a regular file (replaced), or a
+symlink to one (the file it points to is replaced, the link stays). A
+directory, FIFO, device node or socket is refused: replacing ``/dev/null``
+with a regular file, as root, would break the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import stat
 import tempfile
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fglang.errors import Diagnostic, FgError
+
+TEMP_MARK = ".fgtmp"  # every temporary file's suffix, so stale ones can be found
+STALE_AFTER_S = 3600.0  # a temporary file older than this is a leftover of a killed run
 
 
 def _umask() -> int:
@@ -21,28 +34,87 @@ def _umask() -> int:
     return mask
 
 
+def _cannot(path: Path, why: str, hint: str | None = None) -> FgError:
+    return FgError([Diagnostic(f"cannot write {path}: {why}", None, hint)])
+
+
+def resolve_target(path: str | Path) -> Path:
+    """The regular file that writing ``path`` replaces (a symlink's target),
+    or an ``FgError`` for a path that is not, and cannot become, one."""
+    path = Path(path)
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return real
+    except OSError as err:
+        raise _cannot(path, err.strerror or str(err)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _cannot(path, "it is a directory", "give a file name, e.g. DIR/post.nc")
+    if not stat.S_ISREG(st.st_mode):
+        raise _cannot(path, "it is not a regular file (a device, FIFO or socket)", "give the path of a regular file")
+    return real
+
+
+def clean_stale(folder: Path, name: str) -> None:
+    """Remove temporary files of ``name`` that a killed run left in ``folder``."""
+    try:
+        for p in folder.glob(f".{name}.*{TEMP_MARK}"):
+            with contextlib.suppress(OSError):
+                if time.time() - p.stat().st_mtime > STALE_AFTER_S:
+                    p.unlink()
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def _removed_on_signal(tmp: str) -> Iterator[None]:
+    """SIGTERM (a job scheduler's kill) otherwise skips ``finally`` blocks:
+    turn it into an exception while the temporary file exists, so it is
+    removed. SIGINT already raises ``KeyboardInterrupt``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except (ValueError, OSError):  # not settable here: write without it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def write_atomic(path: str | Path, content: bytes | Callable[[str], None]) -> Path:
     """Write ``content`` (bytes, or a function that writes a file at the path it
     is given) to ``path``. An OS error (no space, no permission) becomes an
     ``FgError`` that names the file; the old file, if any, is left as it was."""
     path = Path(path)
+    target = resolve_target(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(target.parent, target.name)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_MARK, dir=target.parent)
     except OSError as err:
-        raise FgError([Diagnostic(f"cannot write {path}: {err.strerror or err}", None)]) from None
+        raise _cannot(path, err.strerror or str(err)) from None
     try:
-        if isinstance(content, bytes | bytearray):
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(content)
-        else:
-            os.close(fd)
-            content(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output is an ordinary file
-        os.replace(tmp, path)
+        with _removed_on_signal(tmp):
+            if isinstance(content, bytes | bytearray):
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(content)
+            else:
+                os.close(fd)
+                content(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output is an ordinary file
+            os.replace(tmp, target)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise FgError([Diagnostic(f"cannot write {path}: {err.strerror or err}", None)]) from None
+            raise _cannot(path, err.strerror or str(err)) from None
         raise
     return path

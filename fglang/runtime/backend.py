@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, get_type_hints
 
+import numpy as np
+
 from fglang.errors import Diagnostic, FgError, did_you_mean
 
 if TYPE_CHECKING:
@@ -37,6 +39,9 @@ REGISTRY: dict[str, str] = {
     "vi": "fglang.runtime.vi",
     "mcmc": "fglang.runtime.mcmc",
 }
+
+
+MAX_WHOLE = 2**31 - 1  # counts run as int32 inside JAX loops
 
 
 def option(
@@ -134,22 +139,26 @@ def _coerce(backend: str, f: dataclasses.Field, hint: Any, value: Any) -> Any:
     if int in kinds:
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             number = None
-        if isinstance(value, bool) or number is None or number != int(number):
+        if isinstance(value, bool) or number is None or not np.isfinite(number) or number != int(number):
             raise _fail(f"option {name} must be a positive whole number, got {value!r}")
         value = int(number)
         lo = meta.get("minimum")
         if lo is not None and value < lo:
             what = "a positive whole number" if lo >= 1 else f"a whole number >= {lo:g}"
             raise _fail(f"option {name} must be {what}, got {value!r}")
+        hi = meta.get("maximum")
+        hi = MAX_WHOLE if hi is None else min(int(hi), MAX_WHOLE)
+        if value > hi:
+            raise _fail(f"option {name} must be at most {hi}, got {value!r}")
     elif float in kinds:
         try:
             value = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise _fail(f"option {name} must be a number, got {value!r}") from None
-        if value != value:
-            raise _fail(f"option {name} must be a number, got nan")
+        if not np.isfinite(value):
+            raise _fail(f"option {name} must be a finite number, got {value!r}")
     elif str in kinds:
         if not isinstance(value, str):
             raise _fail(f"option {name} must be a string, got {value!r}")

@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundModel, bind
 from fglang.compiler.ir import ModelIR
+from fglang.errors import Diagnostic, FgError
 from fglang.runtime import backend as backends
 from fglang.runtime.carry import as_posterior, carried_marginals
 from fglang.runtime.device import device_context, enable_compilation_cache
@@ -40,6 +43,7 @@ def fit(
 ) -> Posterior:
     impl = backends.get(backend)
     opts = impl.Options.parse(options)
+    check_seed(seed)
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
     init_values = check_init(bm, init, init_file)
@@ -62,11 +66,26 @@ def predict(
 ) -> Posterior:
     """Predict the left sides of the factors whose data are absent, with the
     backend that wrote ``posterior``."""
+    check_seed(seed)
     post = as_posterior(posterior)
+    if post.model != ir.name:
+        raise FgError(
+            [Diagnostic(f"the posterior was fitted to model '{post.model}', not to '{ir.name}'", None,
+                        f"predict with the posterior of a fit of {ir.name}")]
+        )
     filled, _, fams = targets(ir, raw)
     bm = bind(ir, filled, file)
     enable_compilation_cache()
     return backends.get(post.backend).predict(bm, post, fams, dict(options or {}), seed)
+
+
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: Any) -> None:
+    """Seeds feed both JAX's and NumPy's generators: whole numbers in [0, 2^32)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= int(seed) <= MAX_SEED:
+        raise FgError([Diagnostic(f"the seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}", None)])
 
 
 def observations(ir: ModelIR) -> dict[str, str]:

@@ -21,6 +21,16 @@ def predict_sampling(bm: BoundModel, posterior: Posterior, fams: set[str], seed:
         if name in bm.variables or "__" in name:
             s = posterior.samples(name)
             samples[name] = jnp.asarray(s)
+    wrong = [
+        f"'{k}' is {list(np.shape(s)[1:])} in the posterior, {list(bm.variables[k].shape)} here"
+        for k, s in samples.items() if k in bm.variables and tuple(np.shape(s)[1:]) != bm.variables[k].shape
+    ]
+    if wrong:
+        raise FgError(
+            [Diagnostic(f"the posterior's vars do not fit these data: {'; '.join(wrong)}", None,
+                        "the data's sizes must be those of the fit for vi/mcmc prediction; per-example latent "
+                        "vars are re-inferred only by gbp prediction")]
+        )
     missing = [v for v in bm.variables if v not in samples]
     if missing:
         raise FgError(

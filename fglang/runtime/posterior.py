@@ -312,38 +312,103 @@ def _jsonable(x):
     return x
 
 
+def _damaged(path: Path, what: str) -> FgError:
+    return FgError(
+        [Diagnostic(f"{path} is a damaged fglang posterior file: {what}", None, "write it again with fglang fit -o")]
+    )
+
+
+def _json_attr(path: Path, attrs, key: str, default: str, kind: type) -> Any:
+    try:
+        value = json.loads(attrs.get(key, default))
+    except (TypeError, ValueError):
+        raise _damaged(path, f"its attribute {key} is not valid JSON") from None
+    if not isinstance(value, kind):
+        raise _damaged(path, f"its attribute {key} is not a JSON {kind.__name__}")
+    return value
+
+
+def _shape(path: Path, x: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(x, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in x):
+        raise _damaged(path, f"{what} is not a list of sizes")
+    return tuple(x)
+
+
+def _gaussian(path: Path, idata) -> dict[str, GaussianMarginal]:
+    if "gaussian_marginals" not in idata.groups():
+        return {}
+    g = idata["gaussian_marginals"]
+    shapes = _json_attr(path, g.attrs, "shapes", "null", dict)
+    out = {}
+    for name, entry in shapes.items():
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise _damaged(path, f"the shapes of '{name}' in gaussian_marginals are not [node shape, value shape]")
+        node = _shape(path, entry[0], f"the node shape of '{name}'")
+        value = _shape(path, entry[1], f"the value shape of '{name}'")
+        for part in ("mean", "cov"):
+            if f"{name}__{part}" not in g:
+                raise _damaged(path, f"gaussian_marginals has no '{name}__{part}'")
+        mean, cov = np.asarray(g[f"{name}__mean"].values), np.asarray(g[f"{name}__cov"].values)
+        d = int(np.prod(value, dtype=np.int64)) if value else 1
+        if mean.shape != node + value or cov.shape != node + (d, d):
+            raise _damaged(
+                path, f"'{name}' has mean {list(mean.shape)} and cov {list(cov.shape)}, which do not fit node shape "
+                f"{list(node)} and value shape {list(value)}"
+            )
+        out[name] = GaussianMarginal(mean, cov, node, value)
+    return out
+
+
 def load_posterior(path: str | Path) -> Posterior:
-    """Read a posterior file written by ``Posterior.save`` (or ``fglang fit -o``)."""
+    """Read a posterior file written by ``Posterior.save`` (or ``fglang fit -o``);
+    a file that is not one, or a damaged one, is an ``FgError`` that says what
+    is missing."""
     import arviz as az
 
     path = Path(path)
     if not path.exists():
         raise FgError([Diagnostic(f"posterior file not found: {path}", None)])
+    if not path.is_file():
+        raise FgError([Diagnostic(f"{path} is not a file", None)])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             idata = az.from_netcdf(path, engine="h5netcdf")
     except Exception as err:  # noqa: BLE001 - any reader failure means "not a posterior file"
         raise FgError([Diagnostic(f"{path} is not a readable NetCDF posterior file ({err})", None)]) from None
+    if "posterior" not in idata.groups():
+        raise FgError([Diagnostic(f"{path} was not written by fglang (it has no posterior group)", None)])
     post = idata.posterior
     if "fglang_backend" not in post.attrs:
         raise FgError([Diagnostic(f"{path} was not written by fglang (no fglang attributes)", None)])
-    draws = {k: np.asarray(v.values) for k, v in post.data_vars.items()}
-    stats = (
-        {k: np.asarray(v.values) for k, v in idata.sample_stats.data_vars.items()} if "sample_stats" in idata else {}
-    )
-    observed = (
-        {k: np.asarray(v.values) for k, v in idata.observed_data.data_vars.items()} if "observed_data" in idata else {}
-    )
-    gaussian = {}
-    if "gaussian_marginals" in idata.groups():
-        g = idata["gaussian_marginals"]
-        shapes = json.loads(g.attrs["shapes"])
-        for name, (node, value) in shapes.items():
-            gaussian[name] = GaussianMarginal(
-                np.asarray(g[f"{name}__mean"].values), np.asarray(g[f"{name}__cov"].values), tuple(node), tuple(value)
-            )
-    node_shapes = {k: tuple(v) for k, v in json.loads(post.attrs.get("fglang_node_shapes", "{}")).items()}
+    for key in ("fglang_model", "fglang_backend"):
+        if not isinstance(post.attrs.get(key), str):
+            raise _damaged(path, f"its attribute {key} is missing or not text")
+    try:
+        draws = {k: np.asarray(v.values) for k, v in post.data_vars.items()}
+        stats = (
+            {k: np.asarray(v.values) for k, v in idata.sample_stats.data_vars.items()}
+            if "sample_stats" in idata.groups() else {}
+        )
+        observed = (
+            {k: np.asarray(v.values) for k, v in idata.observed_data.data_vars.items()}
+            if "observed_data" in idata.groups() else {}
+        )
+    except Exception as err:  # noqa: BLE001 - a variable whose data cannot be read
+        raise _damaged(path, f"a variable cannot be read ({err})") from None
+    for k, d in stats.items():
+        if not (np.issubdtype(d.dtype, np.number) or d.dtype == bool):
+            raise _damaged(path, f"its sample statistic '{k}' is not numbers")
+    for k, d in draws.items():
+        if d.ndim < 2 or d.shape[0] < 1 or d.shape[1] < 1 or not np.issubdtype(d.dtype, np.number):
+            raise _damaged(path, f"the draws of '{k}' are not numbers shaped [chain, draw, ...]")
+    gaussian = _gaussian(path, idata)
+    node_shapes = {
+        k: _shape(path, v, f"the node shape of '{k}'")
+        for k, v in _json_attr(path, post.attrs, "fglang_node_shapes", "{}", dict).items()
+    }
+    if not draws:
+        raise _damaged(path, "it holds no draws")
     return Posterior(
         model=post.attrs["fglang_model"],
         backend=post.attrs["fglang_backend"],
@@ -351,6 +416,6 @@ def load_posterior(path: str | Path) -> Posterior:
         gaussian=gaussian,
         sample_stats=stats,
         observed=observed,
-        attrs=json.loads(post.attrs.get("fglang_attrs", "{}")),
+        attrs=_json_attr(path, post.attrs, "fglang_attrs", "{}", dict),
         node_shapes=node_shapes,
     )

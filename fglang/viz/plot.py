@@ -60,8 +60,11 @@ def _observations(post: Posterior) -> dict[str, str]:
     and stored with the posterior), where the shapes agree; empty when the
     posterior file has no such record."""
     out: dict[str, str] = {}
-    for var, d in (post.attrs.get("observations") or {}).items():
-        if d in post.observed and var in post.draws and np.shape(post.observed[d]) == np.shape(post.mean(var)):
+    found = post.attrs.get("observations")
+    for var, d in (found.items() if isinstance(found, dict) else ()):
+        if not (isinstance(d, str) and d in post.observed and var in post.draws):
+            continue
+        if np.shape(post.observed[d]) == np.shape(post.mean(var)):
             out[var] = d
     return out
 

@@ -54,11 +54,13 @@ class GbpBackend:
         return predict_gbp(bm, posterior, families, GbpOptions.parse(options), seed)
 
     def advice(self, post: Posterior) -> list[str]:
-        if post.attrs.get("converged", True):
+        if post.attrs.get("converged", True) is not False:
             return []
+        change = post.attrs.get("final_change")
+        change = f"{change:.3g}" if isinstance(change, int | float) else "unknown"
         return [
             f"GBP did not converge in {post.attrs.get('iterations')} iterations "
-            f"(last belief change {post.attrs.get('final_change', float('nan')):.3g}): raise iters or damping"
+            f"(last belief change {change}): raise iters or damping"
         ]
 
     def report(self, post: Posterior) -> list[str]:

@@ -56,12 +56,15 @@ class McmcBackend:
         out = []
         div = post.sample_stats.get("diverging")
         if div is not None and div.sum() > 0:
-            ta = float(post.attrs.get("options", {}).get("target_accept", 0.8))
+            opts = post.attrs.get("options")
+            ta = opts.get("target_accept", 0.8) if isinstance(opts, dict) else 0.8
+            ta = float(ta) if isinstance(ta, int | float) else 0.8
             if ta >= 0.99:
                 advice = f"target_accept is already {ta:g}: reparametrize"
             else:
                 advice = f"raise target_accept (now {ta:g}; try {0.99 if ta >= 0.95 else 0.95})"
-            hs = post.attrs.get("horseshoe_vars") or []
+            hs = post.attrs.get("horseshoe_vars")
+            hs = hs if isinstance(hs, list) else []
             if hs:
                 # Piironen & Vehtari (2017): the slab bounds the largest
                 # weights, which removes the funnel NUTS diverges in.
