@@ -27,6 +27,7 @@ from fglang.runtime.device import device_context, enable_compilation_cache
 from fglang.runtime.inits import check_init
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.predict import targets
+from fglang.runtime.values import check_values
 
 
 def fit(
@@ -46,6 +47,7 @@ def fit(
     check_seed(seed)
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
+    check_values(bm)
     init_values = check_init(bm, init, init_file)
     enable_compilation_cache()
     with device_context(device):

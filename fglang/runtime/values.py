@@ -1,0 +1,140 @@
+"""Argument and observation values that are invalid only once the data are known.
+
+The checker rejects ``normal(0, -1)`` written as a constant; a scale read
+from ``real`` data (``sd[n]`` with a 0 in the file), an observation outside
+its distribution's support (a categorical outcome of K from 1-based data),
+or a count above its binomial ``n`` are only visible after binding. Every
+backend would then fail deep inside (NumPyro: "Cannot find valid initial
+parameters"; GBP: a silent ``|sd|``), so ``fit`` checks them first, for
+every backend, and names the factor, the argument, the member and the value.
+
+Only what does not depend on vars is checked here: a scale computed from a
+var is the backend's business (and its divergence report's).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from fglang.compiler.bind import BoundFamily, BoundModel
+from fglang.errors import Diagnostic, FgError
+
+_MAX_REPORTED = 8
+
+_DOMAIN_RULE = {
+    "positive": ("must be > 0", lambda a: a > 0),
+    "unit": ("must be in [0, 1]", lambda a: (a >= 0) & (a <= 1)),
+    "nonneg": ("must be >= 0", lambda a: a >= 0),
+    "nonneg_int": ("must be a whole number >= 0", lambda a: (a >= 0) & (a == np.round(a))),
+}
+
+_SUPPORT_RULE = {
+    "positive": ("outside the support (0, inf)", lambda y: y > 0),
+    "unit": ("outside the support [0, 1]", lambda y: (y >= 0) & (y <= 1)),
+    "int": ("not a whole number", lambda y: y == np.round(y)),
+    "nonneg_int": ("not a whole number >= 0", lambda y: (y >= 0) & (y == np.round(y))),
+    "bool": ("not 0 or 1", lambda y: (y == 0) | (y == 1)),
+}
+
+
+def _member_label(fam: BoundFamily, m: int) -> str:
+    ranges = [r.name for r in fam.ir.ranges]
+    if not ranges:
+        return fam.name
+    vals = [int(np.asarray(fam.idx[r]).reshape(-1)[m]) for r in ranges if r in fam.idx]
+    return f"{fam.name}[{', '.join(f'{r}={v}' for r, v in zip(ranges, vals))}]"
+
+
+def _bad_members(fam: BoundFamily, ok: np.ndarray, values: np.ndarray) -> list[str]:
+    """'obs[n=3] (value 0)' for the first few members that break a rule."""
+    m = fam.n_members
+    ok, values = np.broadcast_arrays(np.asarray(ok), np.asarray(values))
+    if ok.ndim == 0 or ok.shape[0] != m:  # a value shared by every member
+        ok, values = np.broadcast_to(ok, (m,) + ok.shape), np.broadcast_to(values, (m,) + values.shape)
+    flat_ok, flat = ok.reshape(m, -1), values.reshape(m, -1)
+    out = []
+    for k in np.flatnonzero(~flat_ok.all(axis=1))[:_MAX_REPORTED]:
+        out.append(f"{_member_label(fam, int(k))} (value {flat[k][~flat_ok[k]][0]:g})")
+    return out
+
+
+def _evaluate(bm: BoundModel, fam: BoundFamily, data: dict[str, Any]) -> dict[str, Any]:
+    zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
+    idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+    return fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
+
+
+def _check_family(bm: BoundModel, fam: BoundFamily, data: dict[str, Any]) -> list[Diagnostic]:
+    f = fam.ir
+    sig = f.dist
+    if sig is None or fam.n_members == 0:
+        return []
+    domains = {p.name: p.domain for p in sig.params} | {a.name: a.domain for g in sig.alternatives for a in g}
+    data_args = [name for name, _ in f.args if not f.arg_uses_vars(name)]
+    lhs_is_data = f.lhs is not None and not f.lhs_uses_vars
+    if not data_args and not lhs_is_data:
+        return []
+    out = _evaluate(bm, fam, data)
+    spans = dict(f.arg_spans)
+    errs = []
+    for name in data_args:
+        a = np.asarray(out["args"].get(name), dtype=np.float64) if name in out["args"] else None
+        if a is None or a.size == 0:
+            continue
+        if not np.all(np.isfinite(a)):
+            bad = _bad_members(fam, np.isfinite(a), a)
+            errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' is not finite at "
+                                   f"{', '.join(bad)}", spans.get(name, f.span), "check the data it is computed from"))
+            continue
+        rule = _DOMAIN_RULE.get(domains.get(name, "real"))
+        if rule is not None and not np.all(rule[1](a)):
+            bad = _bad_members(fam, rule[1](a), a)
+            errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' {rule[0]}, but is not at "
+                                   f"{', '.join(bad)}", spans.get(name, f.span), "check the data it is computed from"))
+    if lhs_is_data and "lhs" in out:
+        y = np.asarray(out["lhs"], dtype=np.float64)
+        if y.size and not np.all(np.isfinite(y)):
+            bad = _bad_members(fam, np.isfinite(y), y)
+            errs.append(Diagnostic(f"the observation of factor '{f.name}' is not finite at {', '.join(bad)}", f.span))
+        elif y.size:
+            errs += _support(fam, sig, y, out["args"])
+    return errs
+
+
+def _support(fam: BoundFamily, sig, y: np.ndarray, args: dict[str, Any]) -> list[Diagnostic]:
+    f = fam.ir
+    rule = _SUPPORT_RULE.get(sig.support)
+    if rule is not None and not np.all(rule[1](y)):
+        bad = _bad_members(fam, rule[1](y), y)
+        return [Diagnostic(f"the observation of factor '{f.name}' ({sig.name}) is {rule[0]} at {', '.join(bad)}",
+                           f.span, "check the data on the left of '~'")]
+    if sig.name == "categorical":
+        probs = args.get("logits", args.get("p"))
+        if probs is not None and np.ndim(probs) >= 1:
+            k = np.shape(probs)[-1]
+            ok = y < k
+            if not np.all(ok):
+                bad = _bad_members(fam, ok, y)
+                return [Diagnostic(f"the outcome of categorical factor '{f.name}' must be in 0..{k - 1} "
+                                   f"(0-based), but is not at {', '.join(bad)}", f.span,
+                                   "categories count from 0; subtract 1 from 1-based (Stan) data")]
+    if sig.name == "binomial" and "n" in args and not f.arg_uses_vars("n"):
+        n = np.asarray(args["n"], dtype=np.float64)
+        ok = y <= n
+        if not np.all(ok):
+            bad = _bad_members(fam, ok, y)
+            return [Diagnostic(f"the count of binomial factor '{f.name}' exceeds its n at {', '.join(bad)}", f.span)]
+    return []
+
+
+def check_values(bm: BoundModel) -> None:
+    """Raise one ``FgError`` listing every invalid data-only argument and observation."""
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    errs: list[Diagnostic] = []
+    for fam in bm.families.values():
+        errs += _check_family(bm, fam, data)
+    if errs:
+        raise FgError(errs, bm.ir.sources)

@@ -1,0 +1,68 @@
+"""Data-only argument and observation values are checked before any backend runs.
+
+Regression tests for issue 16 ("values that are invalid only at run time"):
+each of these was a traceback (vi/mcmc: "Cannot find valid initial
+parameters") or, for GBP, a silent wrong answer (sd = -1 treated as 1).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import fglang
+from fglang.errors import FgError
+
+SCALE = """model m
+data N: int
+data s[N]: real
+data y[N]: real
+var mu: real ~ normal(0, 1)
+factor obs[n in 0:N]: y[n] ~ normal(mu, s[n])
+"""
+
+
+@pytest.mark.parametrize("backend", ["gbp", "vi", "mcmc"])
+@pytest.mark.parametrize(("s", "what"), [([1.0, 0.0, 2.0], "(value 0)"), ([1.0, 2.0, -1.0], "obs[n=2] (value -1)")])
+def test_bad_scale_in_the_data_is_located(backend, s, what):
+    m = fglang.compile(SCALE, "m.fg")
+    with pytest.raises(FgError, match="m.fg:6:41: 'sd' of normal in factor 'obs'") as e:
+        m.fit({"N": 3, "s": s, "y": [0.0, 1.0, 2.0]}, backend=backend)
+    assert what in str(e.value)
+
+
+def test_a_scale_that_overflows_is_located():
+    m = fglang.compile(SCALE.replace("s[n])", "exp(s[n]))"), "m.fg")
+    with pytest.raises(FgError, match=r"'sd' of normal in factor 'obs' is not finite at obs\[n=1\]"):
+        m.fit({"N": 3, "s": [1.0, 1000.0, 2.0], "y": [0.0, 1.0, 2.0]}, backend="gbp")
+
+
+def test_categorical_outcome_out_of_range_names_one_based_data():
+    src = "model m\ndata N: int\ndata y[N]: int\nvar l: real[3] ~ normal(0, 1)\n" \
+          "factor obs[n in 0:N]: y[n] ~ categorical(logits=l)\n"
+    with pytest.raises(FgError, match=r"must be in 0..2 \(0-based\), but is not at obs\[n=2\] \(value 3\)") as e:
+        fglang.compile(src, "m.fg").fit({"N": 3, "y": [1, 2, 3]}, backend="vi", steps=10)
+    assert "subtract 1 from 1-based" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("src", "data", "message"),
+    [
+        ("model m\ndata N: int\ndata y[N]: int\nvar r: positive ~ gamma(1, 1)\n"
+         "factor obs[n in 0:N]: y[n] ~ poisson(r)\n", {"N": 3, "y": [1, -2, 3]},
+         r"\(poisson\) is not a whole number >= 0 at obs\[n=1\] \(value -2\)"),
+        ("model m\ndata N: int\ndata y[N]: int\ndata k[N]: int\nvar p: unit ~ beta(1, 1)\n"
+         "factor obs[n in 0:N]: y[n] ~ binomial(k[n], p)\n", {"N": 2, "y": [1, 5], "k": [3, 3]},
+         r"exceeds its n at obs\[n=1\] \(value 5\)"),
+        ("model m\ndata N: int\ndata y[N]: real\nvar r: positive ~ gamma(1, 1)\n"
+         "factor obs[n in 0:N]: y[n] ~ exponential(r)\n", {"N": 2, "y": [1.0, 0.0]},
+         r"outside the support \(0, inf\) at obs\[n=1\]"),
+    ],
+)
+def test_observations_outside_the_support(src, data, message):
+    with pytest.raises(FgError, match=message):
+        fglang.compile(src, "m.fg").fit(data, backend="mcmc", chains=1, warmup=10, samples=10)
+
+
+def test_valid_values_fit():
+    post = fglang.compile(SCALE, "m.fg").fit({"N": 3, "s": [1.0, 0.5, 2.0], "y": [0.0, 1.0, 2.0]}, backend="gbp")
+    assert post.mean("mu").shape == ()
