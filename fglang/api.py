@@ -20,6 +20,17 @@ from fglang.runtime.posterior import Posterior
 DataLike = dict[str, Any] | str | Path
 
 
+def _log_density(name: str, args: dict, value: Any) -> Any:
+    """What ``logp(...)`` in a model means: the NumPyro densities that ``~`` uses."""
+    from fglang.runtime.numpyro_distributions import log_density
+
+    return log_density(name, args, value)
+
+
+def _bind(ir: ModelIR, raw: dict[str, Any], file: str) -> BoundModel:
+    return bind(ir, raw, file, log_density=_log_density)
+
+
 class Model:
     """A checked, compiled model: its IR, ready to bind data and fit."""
 
@@ -38,7 +49,7 @@ class Model:
     def bind(self, data: DataLike) -> BoundModel:
         """Validate data against the declarations and build the index arrays."""
         raw, file = _read(data)
-        return bind(self.ir, raw, file)
+        return _bind(self.ir, raw, file)
 
     def fit(
         self,
@@ -97,7 +108,7 @@ class Model:
 
         with device_context(device):
             post = fit_batched(
-                self.ir, raw, lambda d: bind(self.ir, d, file), fit_one, batch_size=batch_size, epochs=epochs,
+                self.ir, raw, lambda d: _bind(self.ir, d, file), fit_one, batch_size=batch_size, epochs=epochs,
                 seed=seed, init=init, prior=prior, shuffle=shuffle,
             )
         post.attrs.setdefault("source", self.source)
@@ -114,7 +125,7 @@ class Model:
         post = load_posterior(posterior) if isinstance(posterior, str | Path) else posterior
         raw, file = _read(data)
         filled, _, fams = targets(self.ir, raw)
-        bm = bind(self.ir, filled, file)
+        bm = _bind(self.ir, filled, file)
         if post.backend == "gbp":
             return predict_gbp(bm, post, fams, options, seed)
         return predict_sampling(bm, post, fams, seed)

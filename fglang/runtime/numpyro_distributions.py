@@ -52,6 +52,7 @@ __all__ = [
     "huber_rho",
     "init_aux",
     "is_aux_site",
+    "log_density",
     "sparsity_prior",
 ]
 
@@ -302,6 +303,12 @@ def distribution(name: str, args: Mapping[str, Array | float]) -> dist.Distribut
             return build(*(args[p] for p in params))
     expected = " or ".join(f"{name}({', '.join(p)})" for p, _ in alts)
     raise ValueError(f"distribution '{name}' got parameters ({', '.join(sorted(given))}); expected {expected}")
+
+
+def log_density(name: str, args: Mapping[str, Array | float], value: Array) -> Array:
+    """``logp(name(args), value)`` of a ``.fg`` model: the density ``~`` uses too.
+    The backends hand this to the compiler's JAX lowering (``bind(log_density=...)``)."""
+    return distribution(name, args).log_prob(value)
 
 
 # ---------------------------------------------------------------------------
