@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fglang.compiler import ast as A
-from fglang.compiler.distributions import DISTRIBUTIONS, SUPPORT_ALLOWS, DistSig
+from fglang.compiler.distributions import DISTRIBUTIONS, PARAM_DOMAINS, SUPPORT_ALLOWS, DistSig, outside
 from fglang.compiler.expr import names_in
 from fglang.compiler.infer import Symbol
 from fglang.compiler.types import ERROR, Domain, ShapeError, T, show_shape
@@ -18,7 +18,8 @@ from fglang.errors import did_you_mean
 
 
 class DistArgs:
-    """Needs from its host: ``scope``, ``err``, ``infer``, ``inline``, ``const_value``, ``broadcast``."""
+    """Needs from its host: ``scope``, ``err``, ``infer``, ``inline``, ``const_value``,
+    ``sized``, ``broadcast`` and ``defer``."""
 
     def dist_call(
         self,
@@ -51,7 +52,10 @@ class DistArgs:
         for e, s in shapes:
             try:
                 batch = self.broadcast(
-                    batch, s, "argument of shape {1} does not broadcast with the left side's shape {2}", e,
+                    batch,
+                    s,
+                    "argument of shape {1} does not broadcast with the left side's shape {2}",
+                    e,
                     shown=(value_shape,),
                 )
             except ShapeError:
@@ -156,19 +160,13 @@ class DistArgs:
     def check_param_domain(self, sig: DistSig, pname: str, e: A.Expr, t: T) -> None:
         dom = next(p.domain for p in sig.params + tuple(a for g in sig.alternatives for a in g) if p.name == pname)
         v = self.const_value(e)
-        if dom in ("positive", "unit", "nonneg", "nonneg_int") and v is not None:
-            bad = (
-                (dom == "positive" and not v > 0)
-                or (dom == "unit" and not 0 <= v <= 1)
-                or (dom in ("nonneg", "nonneg_int") and not v >= 0)
-                or (dom == "nonneg_int" and not float(v).is_integer())
-            )
-            if bad:
-                want = {"positive": "> 0", "unit": "in [0, 1]", "nonneg": ">= 0", "nonneg_int": "a whole number >= 0"}[
-                    dom
-                ]
-                self.err(f"'{pname}' of {sig.name} must be {want}, got {v:g}", e.span)
+        if dom in PARAM_DOMAINS and v is not None:
+            if outside(dom, v):
+                self.err(f"'{pname}' of {sig.name} must be {PARAM_DOMAINS[dom]}, got {v:g}", e.span)
             return
+        if dom in PARAM_DOMAINS and names_in(e) and self.sized(e):  # `sd = N`: the data decide
+            message = f"'{pname}' of {sig.name} must be {PARAM_DOMAINS[dom]}, got {{0:g}}"
+            self.defer("domain", (dom,), message, e.span, e, value=e)
         if dom in ("positive", "unit") and t.var:
             for n in names_in(e):
                 sym = self.scope.get(n.id)

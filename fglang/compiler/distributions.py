@@ -40,6 +40,25 @@ class DistSig:
         return tuple(p.name for p in self.params) + tuple(a.name for g in self.alternatives for a in g)
 
 
+# Argument domains a constant (or a size) can break, and what each requires, as messages say it.
+PARAM_DOMAINS: dict[str, str] = {
+    "positive": "> 0",
+    "unit": "in [0, 1]",
+    "nonneg": ">= 0",
+    "nonneg_int": "a whole number >= 0",
+}
+
+
+def outside(domain: str, v: float) -> bool:
+    """Whether a known argument value breaks its ``PARAM_DOMAINS`` domain."""
+    return (
+        (domain == "positive" and not v > 0)
+        or (domain == "unit" and not 0 <= v <= 1)
+        or (domain in ("nonneg", "nonneg_int") and not v >= 0)
+        or (domain == "nonneg_int" and not float(v).is_integer())
+    )
+
+
 def _p(*specs: str) -> tuple[Param, ...]:
     out = []
     for s in specs:

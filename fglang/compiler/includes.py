@@ -62,4 +62,3 @@ def expand(text: str, file: str, base: Path | None, sources: dict[str, str], sin
             continue
         decls.extend(sub)
     return decls, prog, sources, sink
-

@@ -170,8 +170,8 @@ def scan_reductions(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], length
                 env, mask = env_for(inner)
                 lo = npi.ev(r.lo, env, mask)
                 hi = npi.ev(r.hi, env, mask)
-                shape = (len(idx["__m"]),) + tuple(reds[c].values.shape[-1] for c in inner) if inner else (
-                    len(idx["__m"]),
+                shape = (
+                    (len(idx["__m"]),) + tuple(reds[c].values.shape[-1] for c in inner) if inner else (len(idx["__m"]),)
                 )
                 lo = np.broadcast_to(lo, shape)
                 hi = np.broadcast_to(hi, shape)
@@ -243,8 +243,7 @@ def check_static_slices(exprs, sizes: dict[str, int]) -> None:
                 for part in (e.lo, e.hi):
                     if part is not None and static_value(part, sizes) is None:
                         raise BadIndex(
-                            "a slice inside a factor needs bounds fixed by the data sizes, "
-                            "not by the factor's indices",
+                            "a slice inside a factor needs bounds fixed by the data sizes, not by the factor's indices",
                             part.span,
                             "index each member explicitly, or use a reduction sum[k in a:b](...)",
                         )

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fglang.compiler import ast as A
+from fglang.compiler.distributions import outside
 from fglang.compiler.expr import names_in, static_value
 from fglang.compiler.types import Dim, Shape, ShapeError, Sym, broadcast, matmul_shape, show_shape
 from fglang.errors import Diagnostic
@@ -36,7 +37,8 @@ class SizeCheck:
     message's ``{err}`` is the rule's own complaint), ``same`` (two shapes
     that must be equal), ``same_dim`` (two dims), ``index`` (``value`` must
     index a dim, ``operands == (dim,)``) or ``slice`` (``operands == (bound,
-    dim)``). ``message`` is a ``str.format`` template over the operands as
+    dim)``) or ``domain`` (``value`` must lie in the argument domain
+    ``operands[0]``). ``message`` is a ``str.format`` template over the operands as
     shown (``{0}``, ``{1}``, ...). ``decl`` numbers the declaration it belongs
     to and ``uses`` names the lets whose shapes it reads, so that one mistake
     is reported once, as the checker would.
@@ -95,6 +97,9 @@ def _failure(c: SizeCheck, sizes: Mapping[str, int]) -> tuple[str, str | None] |
         if d is not None and not 0 <= v < d:
             return f"index {v} is out of range for a dimension of size {d}", "indices are 0-based"
         return None
+    if c.rule == "domain":
+        v = static_value(c.value, sizes)
+        return (c.message.format(v), c.hint) if v is not None and outside(c.operands[0], v) else None
     if c.rule in ("same_dim", "slice"):
         dims = tuple(dim_value(d, sizes) for d in c.operands)
         if any(d is None for d in dims):
@@ -115,6 +120,10 @@ def _failure(c: SizeCheck, sizes: Mapping[str, int]) -> tuple[str, str | None] |
     return None
 
 
+# rules whose failure the checker reports without giving up on the expression
+_REPORT_AND_GO_ON = frozenset({"domain", "slice"})
+
+
 def check_sizes(checks: Iterable[SizeCheck], sizes: Mapping[str, int], file: str) -> list[Diagnostic]:
     """Every deferred shape rule the data's sizes break, as the checker reports them:
     the first per declaration, and nothing more about a let already wrong."""
@@ -131,6 +140,8 @@ def check_sizes(checks: Iterable[SizeCheck], sizes: Mapping[str, int], file: str
             continue
         message, hint = bad
         out.append(Diagnostic(f"{message} (with the sizes in {file})", c.span, hint))
+        if c.rule in _REPORT_AND_GO_ON:
+            continue
         failed_decls.add(c.decl)
         if c.owner is not None:
             failed_lets.add(c.owner)
