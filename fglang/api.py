@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fglang.compiler.bind import BoundModel, bind
+from fglang.compiler.bind import BoundModel
 from fglang.compiler.check import CheckedModel, check_file, check_source
 from fglang.compiler.datafile import read_data
 from fglang.compiler.ir import ModelIR
 from fglang.compiler.lower import lower
 from fglang.compiler.show import show_ir
+from fglang.runtime.binding import bind_model
 from fglang.runtime.posterior import Posterior
 
 DataLike = dict[str, Any] | str | Path
@@ -38,7 +39,7 @@ class Model:
     def bind(self, data: DataLike) -> BoundModel:
         """Validate data against the declarations and build the index arrays."""
         raw, file = _read(data)
-        return bind(self.ir, raw, file)
+        return bind_model(self.ir, raw, file)
 
     def fit(
         self,

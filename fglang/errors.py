@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from fglang.compiler.ast import Span
+from fglang.span import Span
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from fglang.compiler.ast import Span
 from fglang.errors import Diagnostic, FgError
+from fglang.span import Span
 
 
 def read_data(path: str | Path) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 The checker validates arity, keywords and argument domains against this
 table; the backends map the canonical parameter names to their own
 implementations. Keeping the table here (and not in a backend) means a
-model is rejected or accepted the same way whichever backend runs it.
+model is rejected or accepted the same way whichever backend runs it, and
+``SPARSITY`` is the one description of the sparsity priors that GBP's
+reweighting and the sampling backends' auxiliary sites both read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,25 @@ class DistSig:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params) + tuple(a.name for g in self.alternatives for a in g)
+
+
+# Argument domains a constant (or a size) can break, and what each requires, as messages say it.
+PARAM_DOMAINS: dict[str, str] = {
+    "positive": "> 0",
+    "unit": "in [0, 1]",
+    "nonneg": ">= 0",
+    "nonneg_int": "a whole number >= 0",
+}
+
+
+def outside(domain: str, v: float) -> bool:
+    """Whether a known argument value breaks its ``PARAM_DOMAINS`` domain."""
+    return (
+        (domain == "positive" and not v > 0)
+        or (domain == "unit" and not 0 <= v <= 1)
+        or (domain in ("nonneg", "nonneg_int") and not v >= 0)
+        or (domain == "nonneg_int" and not float(v).is_integer())
+    )
 
 
 def _p(*specs: str) -> tuple[Param, ...]:
@@ -126,3 +147,51 @@ SUPPORT_ALLOWS: dict[str, frozenset[str]] = {
     "nonneg_int": frozenset({"int", "bool"}),
     "bool": frozenset({"bool", "int"}),
 }
+
+
+@dataclass(frozen=True)
+class SparsityPrior:
+    """How the backends run one sparsity prior (SPEC sections 3 and 6).
+
+    ``scales`` are the arguments GBP's reweighting reads, in the order its
+    engine takes them (the center, laplace's ``mu``, is not one: GBP reads
+    it from the residual). ``defaults`` are what a direct caller of the
+    sampling backend may omit: the signature's defaults, and a center of 0
+    (the prior shrinks toward zero). ``aux`` are the suffixes of the
+    auxiliary sites a sampling backend creates (``w__z``, ...); a prior with
+    none has a closed-form density, so it may also be used in factors.
+    """
+
+    name: str
+    params: tuple[str, ...]
+    scales: tuple[str, ...]
+    defaults: dict[str, float] = field(default_factory=dict)
+    aux: tuple[str, ...] = ()
+
+    @property
+    def hierarchical(self) -> bool:
+        return bool(self.aux)
+
+
+def _sparsity(name: str, aux: tuple[str, ...] = (), center: str | None = None) -> SparsityPrior:
+    sig = DISTRIBUTIONS[name]
+    defaults = {p.name: p.default for p in sig.params if p.default is not None}
+    if center is not None:
+        defaults[center] = 0.0
+    return SparsityPrior(name, sig.names, tuple(p for p in sig.names if p != center), defaults, aux)
+
+
+SPARSITY: dict[str, SparsityPrior] = {
+    p.name: p
+    for p in [
+        _sparsity("laplace", center="mu"),
+        _sparsity("horseshoe", ("__z", "__local", "__global")),
+        _sparsity("reg_horseshoe", ("__z", "__local", "__global", "__caux")),
+        _sparsity("spike_slab"),
+        _sparsity("ard", ("__z", "__precision")),
+    ]
+}
+assert set(SPARSITY) == {n for n, d in DISTRIBUTIONS.items() if d.gbp == "sparsity"}
+
+#: Every suffix an auxiliary site can have, so that summaries can hide them.
+AUX_SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(s for p in SPARSITY.values() for s in p.aux))

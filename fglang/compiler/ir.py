@@ -7,7 +7,10 @@ how a member picks its nodes (``SlotPattern``), so that binding data can
 turn every slot into one gather (or strided slice) for the whole family.
 Priors written ``var x ~ PRIOR`` are ordinary families with ``prior_of`` set.
 
-The IR is data-independent; ``fglang.compiler.bind`` adds the data.
+The IR is data-independent and stands alone: it holds the data
+declarations and the shape rules that only the data's sizes decide
+(``size_checks``), so ``fglang.compiler.bind`` adds the data without going
+back to the checker.
 """
 
 from __future__ import annotations
@@ -15,9 +18,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fglang.compiler import ast as A
-from fglang.compiler.check import CheckedModel, DataInfo
-from fglang.compiler.distributions import DISTRIBUTIONS, DistSig
-from fglang.compiler.types import Domain
+from fglang.compiler.distributions import DistSig
+from fglang.compiler.expr import walk
+from fglang.compiler.sizes import SizeCheck
+from fglang.compiler.types import Domain, Shape
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    name: str
+    dims: tuple[A.Expr, ...]  # node-style brackets after the name
+    value_shape: tuple[A.Expr, ...]  # the TYPE's shape
+    dtype: str  # int | real | bool
+    domain: Domain
+    default: A.Expr | None
+    span: A.Span
+    batch: bool = False  # the size `fit --batch-size` splits along
+
+    @property
+    def shape_exprs(self) -> tuple[A.Expr, ...]:
+        return self.dims + self.value_shape
+
 
 
 @dataclass(frozen=True)
@@ -57,12 +78,14 @@ class Variable:
 
 @dataclass(frozen=True)
 class Derived:
-    """A top-level ``let``: reported with the posterior; its slots are whole vars."""
+    """A top-level ``let``: reported with the posterior; its slots are whole vars.
+    ``shape`` is symbolic; binding makes it concrete (``sizes.shape_value``)."""
 
     name: str
     expr: A.Expr
     slots: tuple[SlotPattern, ...]
     span: A.Span = field(compare=False, repr=False)
+    shape: Shape = ()
 
 
 @dataclass(frozen=True)
@@ -90,11 +113,11 @@ class FactorFamily:
         return dict(self.args)
 
     def arg_uses_vars(self, name: str) -> bool:
-        return any(isinstance(x, SlotRef) for x in _walk(self.arg_map[name]))
+        return any(isinstance(x, SlotRef) for x in walk(self.arg_map[name]))
 
     @property
     def lhs_uses_vars(self) -> bool:
-        return self.lhs is not None and any(isinstance(x, SlotRef) for x in _walk(self.lhs))
+        return self.lhs is not None and any(isinstance(x, SlotRef) for x in walk(self.lhs))
 
 
 @dataclass(frozen=True)
@@ -106,26 +129,5 @@ class ModelIR:
     variables: dict[str, Variable]
     derived: dict[str, Derived]
     families: dict[str, FactorFamily]
-    checked: CheckedModel = field(repr=False, compare=False)
+    size_checks: tuple[SizeCheck, ...] = field(default=(), repr=False, compare=False)
 
-
-def _walk(e):
-    from fglang.compiler.check import map_children
-
-    # an explicit stack: nested generators would make a deep expression quadratic
-    stack = [e]
-    while stack:
-        x = stack.pop()
-        if x is None:
-            continue
-        yield x
-        children: list = []
-        map_children(x, lambda c, acc=children: (acc.append(c), c)[1])
-        stack.extend(reversed(children))
-
-
-walk = _walk
-
-
-def signature(name: str) -> DistSig:
-    return DISTRIBUTIONS[name]

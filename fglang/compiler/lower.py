@@ -16,8 +16,9 @@ from dataclasses import replace
 
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
-from fglang.compiler.check import CheckedModel, FactorInfo, map_children, names_in
+from fglang.compiler.checked import CheckedModel, FactorInfo
 from fglang.compiler.distributions import DISTRIBUTIONS
+from fglang.compiler.expr import map_children, names_in, rename
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
 from fglang.compiler.unparse import unparse
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
@@ -171,11 +172,11 @@ class Lowering:
             ranges = []
             inner = reductions
             for r in e.ranges:
-                lo = self.extract(_rename(r.lo, fresh), slots, inner)
-                hi = self.extract(_rename(r.hi, fresh), slots, inner)
+                lo = self.extract(rename(r.lo, fresh), slots, inner)
+                hi = self.extract(rename(r.hi, fresh), slots, inner)
                 ranges.append(A.IndexRange(fresh[r.name], lo, hi, r.span))
                 inner = inner + (fresh[r.name],)
-            body = self.extract(_rename(e.body, fresh), slots, inner)
+            body = self.extract(rename(e.body, fresh), slots, inner)
             return replace(e, ranges=tuple(ranges), body=body)
         return map_children(e, lambda c: self.extract(c, slots, reductions))
 
@@ -350,20 +351,9 @@ class Lowering:
             except RecursionError:
                 sink.error(TOO_DEEP, let.span, TOO_DEEP_HINT)
                 continue
-            derived[name] = Derived(name, expr, tuple(slots), let.span)
+            derived[name] = Derived(name, expr, tuple(slots), let.span, let.shape)
         sink.raise_if_any(m.sources)
-        return ModelIR(m.name, m.file, m.sources, m.data, variables, derived, families, m)
-
-
-def _rename(e: A.Expr, names: dict[str, str]) -> A.Expr:
-    """Rename index names, keeping each use's own span (errors point at it)."""
-    if isinstance(e, A.Name) and e.id in names:
-        return replace(e, id=names[e.id])
-    if isinstance(e, A.Reduce):
-        inner = {k: v for k, v in names.items() if k not in {r.name for r in e.ranges}}
-        ranges = tuple(A.IndexRange(r.name, _rename(r.lo, names), _rename(r.hi, names), r.span) for r in e.ranges)
-        return replace(e, ranges=ranges, body=_rename(e.body, inner))
-    return map_children(e, lambda c: _rename(c, names))
+        return ModelIR(m.name, m.file, m.sources, m.data, variables, derived, families, m.size_checks)
 
 
 def _map_slice(a, f):
@@ -373,12 +363,6 @@ def _map_slice(a, f):
 
 
 def _names_in(e) -> set[str]:
-    from fglang.compiler.check import names_in
-
-    if e is None:
-        return set()
-    if isinstance(e, A.Slice):
-        return _names_in(e.lo) | _names_in(e.hi)
     return {n.id for n in names_in(e)}
 
 

@@ -10,8 +10,8 @@ arguments, so new data of the same shape reuse the compiled code.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +19,15 @@ import jax.numpy as jnp
 from fglang.compiler import ast as A
 from fglang.compiler.builtins import CONSTANTS
 from fglang.compiler.distributions import DISTRIBUTIONS
+from fglang.compiler.expr import static_value
 from fglang.compiler.ir import SlotRef
-from fglang.compiler.static import Static, static_value
+from fglang.compiler.sizes import Static
 from fglang.errors import recursion_headroom
+
+# (distribution name, canonical arguments, value) -> log density. The backend
+# supplies it (the NumPyro table), so `logp` and `~` agree under every backend
+# and the compiler imports no backend.
+LogDensity = Callable[[str, dict, Any], Any]
 
 
 def wrap_angle(a):
@@ -81,16 +87,25 @@ BINARY_OPS: dict[str, Callable] = {
 class Evaluator:
     """Evaluates one member's expression; everything is traced by JAX."""
 
-    def __init__(self, static: Static, data: dict, idx: dict, slots: tuple, pos: dict | None = None):
+    def __init__(
+        self,
+        static: Static,
+        data: dict,
+        idx: dict,
+        slots: tuple,
+        pos: dict | None = None,
+        log_density: LogDensity | None = None,
+    ):
         self.static = static
         self.data = data
         self.idx = idx
         self.slots = slots
         self.pos = pos or {}
+        self.log_density = log_density
         self.slot_reds: dict[int, tuple[str, ...]] = {}
 
     def child(self, idx: dict, pos: dict) -> Evaluator:
-        e = Evaluator(self.static, self.data, idx, self.slots, pos)
+        e = Evaluator(self.static, self.data, idx, self.slots, pos, self.log_density)
         e.slot_reds = self.slot_reds
         return e
 
@@ -200,10 +215,8 @@ class Evaluator:
         raise AssertionError(f"no JAX rule for {f}")
 
     def logp(self, d: A.Call, value: A.Expr):
-        # The compiler never imports a backend at module level; the density
-        # table is shared with the NumPyro backend so logp and `~` agree.
-        from fglang.runtime.numpyro_distributions import distribution
-
+        if self.log_density is None:
+            raise TypeError("this model calls logp(); bind it with a log_density (fglang.Model.bind does)")
         sig = DISTRIBUTIONS[d.func]
         names = [p.name for p in sig.params] + [g[0].name for g in sig.alternatives]
         args = {}
@@ -214,7 +227,7 @@ class Evaluator:
         for p in sig.params:
             if p.name not in args and p.default is not None:
                 args[p.name] = jnp.asarray(p.default)
-        return distribution(d.func, args).log_prob(jnp.asarray(self.ev(value)))
+        return self.log_density(d.func, args, jnp.asarray(self.ev(value)))
 
 
 class _StaticError(Exception):
@@ -223,14 +236,17 @@ class _StaticError(Exception):
 
 
 def member_function(
-    outputs: Callable[[Evaluator], dict], static: Static, slot_reds: dict[int, tuple[str, ...]]
+    outputs: Callable[[Evaluator], dict],
+    static: Static,
+    slot_reds: dict[int, tuple[str, ...]],
+    log_density: LogDensity | None = None,
 ) -> tuple[Callable, Callable]:
     """A one-member evaluation ``one(data, idx_m, slots_m)`` and its lift to all
     members ``all_members(data, idx[M], slots[M, ...])``. GBP linearizes ``one``
     (vmapped Jacobians); the sampling backends call ``all_members``."""
 
     def one(data, idx, slots):
-        ev = Evaluator(static, data, idx, slots)
+        ev = Evaluator(static, data, idx, slots, log_density=log_density)
         ev.slot_reds = slot_reds
         with recursion_headroom():  # one level of Python per level of the expression
             return outputs(ev)
@@ -240,6 +256,3 @@ def member_function(
 
     return one, all_members
 
-
-def is_finite_number(v) -> bool:
-    return isinstance(v, int | float) and math.isfinite(v)

@@ -7,7 +7,8 @@ member count, the nodes it touches and how (slice or gather), and totals.
 from __future__ import annotations
 
 from fglang.compiler import ast as A
-from fglang.compiler.bind import BoundModel
+from fglang.compiler.bound import BoundModel
+from fglang.compiler.expr import map_children
 from fglang.compiler.ir import ModelIR, SlotPattern, SlotRef
 from fglang.compiler.unparse import unparse
 
@@ -25,8 +26,6 @@ def _pattern(p: SlotPattern) -> str:
 
 def _named_slots(e, slots: tuple[SlotPattern, ...]):
     """An IR expression with each slot written as the var reference it stands for."""
-    from fglang.compiler.check import map_children
-
     if isinstance(e, SlotRef):
         return A.Name(e.span, _pattern(slots[e.slot]))
     return map_children(e, lambda c: _named_slots(c, slots))

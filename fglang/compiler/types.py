@@ -1,17 +1,33 @@
 """Value types, domains and symbolic shapes used by the checker.
 
-Shapes are checked twice with the same code: symbolically when a model is
-compiled (a dim is an ``int`` or the canonical text of a size expression such
-as ``"T-1"``), and concretely when data are bound (every dim an ``int``).
+Shapes are checked twice with the same rules: symbolically when a model is
+compiled (a dim is an ``int`` or a ``Sym``, a size expression such as
+``T-1``), and concretely when data are bound (every dim an ``int``).
 Symbolic dims that differ in text are not an error until the data say so,
-because ``N`` and ``M`` may well be equal.
+because ``N`` and ``M`` may well be equal; the checker leaves such a rule to
+binding as a ``fglang.compiler.sizes.SizeCheck``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-Dim = int | str
+
+@dataclass(frozen=True)
+class Sym:
+    """A dim fixed only by the data. ``text`` is what messages show and what
+    two dims are compared by; ``value`` says how binding computes it: a size
+    expression, ``("bcast", x, y)`` for a broadcast of two dims, ``("sub", hi,
+    lo)`` for a slice length, or None where no data fix it (``y[0:t]``)."""
+
+    text: str
+    value: object = field(default=None, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Dim = int | Sym
 Shape = tuple[Dim, ...]
 
 
@@ -107,8 +123,17 @@ def broadcast(a: Shape, b: Shape) -> Shape:
         elif isinstance(x, int) and isinstance(y, int):
             raise ShapeError(f"shapes {show_shape(a)} and {show_shape(b)} do not broadcast")
         else:
-            out.append(x if isinstance(x, str) else y)
+            out.append(Sym((x if isinstance(x, Sym) else y).text, ("bcast", x, y)))
     return tuple(reversed(out))
+
+
+def undecided(a: Shape, b: Shape) -> bool:
+    """Whether broadcasting ``a`` with ``b`` depends on sizes not yet known."""
+    for i in range(1, min(len(a), len(b)) + 1):
+        x, y = a[-i], b[-i]
+        if x != y and x != 1 and y != 1 and (isinstance(x, Sym) or isinstance(y, Sym)):
+            return True
+    return False
 
 
 def dims_differ(x: Dim, y: Dim) -> bool:

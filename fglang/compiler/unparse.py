@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fglang.compiler import ast as A
+from fglang.compiler.ir import SlotRef
 
 _PREC = {"==": 1, "!=": 1, "<": 1, "<=": 1, ">": 1, ">=": 1, "+": 2, "-": 2, "*": 3, "/": 3, "@": 3, "^": 5}
 
 
 def unparse(e: A.Expr | None, parent: int = 0) -> str:
-    from fglang.compiler.ir import SlotRef
-
     if e is None:
         return ""
     if isinstance(e, A.Num):

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from fglang.compiler import ast as A
-from fglang.compiler.bind import BoundModel, bind
+from fglang.compiler.bind import BoundModel
 from fglang.compiler.ir import ModelIR
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime import backend as backends
+from fglang.runtime.binding import bind_model
 from fglang.runtime.carry import as_posterior, carried_marginals
 from fglang.runtime.device import device_context, enable_compilation_cache
 from fglang.runtime.inits import check_init
@@ -76,7 +77,7 @@ def predict(
                         f"predict with the posterior of a fit of {ir.name}")]
         )
     filled, _, fams = targets(ir, raw)
-    bm = bind(ir, filled, file)
+    bm = bind_model(ir, filled, file)
     enable_compilation_cache()
     return backends.get(post.backend).predict(bm, post, fams, dict(options or {}), seed)
 

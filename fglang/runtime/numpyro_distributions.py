@@ -36,6 +36,8 @@ from jax.scipy.special import erf, ndtr, ndtri
 from numpyro.distributions import constraints
 from numpyro.distributions.util import promote_shapes, validate_sample
 
+from fglang.compiler.distributions import AUX_SUFFIXES, SPARSITY
+
 __all__ = [
     "AUX_SUFFIXES",
     "DISTRIBUTIONS",
@@ -52,6 +54,7 @@ __all__ = [
     "huber_rho",
     "init_aux",
     "is_aux_site",
+    "log_density",
     "sparsity_prior",
 ]
 
@@ -304,43 +307,31 @@ def distribution(name: str, args: Mapping[str, Array | float]) -> dist.Distribut
     raise ValueError(f"distribution '{name}' got parameters ({', '.join(sorted(given))}); expected {expected}")
 
 
+def log_density(name: str, args: Mapping[str, Array | float], value: Array) -> Array:
+    """``logp(name(args), value)`` of a ``.fg`` model: the density ``~`` uses too.
+    The backends hand this to the compiler's JAX lowering (``bind(log_density=...)``)."""
+    return distribution(name, args).log_prob(value)
+
+
 # ---------------------------------------------------------------------------
 # Sparsity priors
 # ---------------------------------------------------------------------------
 
-#: Auxiliary-site suffix of each sparsity prior; site names are ``f"{site}{suffix}"``.
-PRIOR_AUX: dict[str, tuple[str, ...]] = {
-    "laplace": (),
-    "horseshoe": ("__z", "__local", "__global"),
-    "reg_horseshoe": ("__z", "__local", "__global", "__caux"),
-    "spike_slab": (),
-    "ard": ("__z", "__precision"),
-}
+# The sparsity priors are described once, in the compiler's table
+# (fglang.compiler.distributions.SPARSITY); these are views of it.
 
-#: Every suffix an auxiliary site can have, so that summaries can hide them.
-AUX_SUFFIXES: tuple[str, ...] = ("__z", "__local", "__global", "__caux", "__precision")
+#: Auxiliary-site suffix of each sparsity prior; site names are ``f"{site}{suffix}"``.
+PRIOR_AUX: dict[str, tuple[str, ...]] = {name: p.aux for name, p in SPARSITY.items()}
 
 #: Defaults for parameters a ``.fg`` user may omit.
-PRIOR_DEFAULTS: dict[str, dict[str, float]] = {
-    "laplace": {"mu": 0.0},
-    "horseshoe": {},
-    "reg_horseshoe": {},
-    "spike_slab": {},
-    "ard": {"a": 1e-3, "b": 1e-3},
-}
+PRIOR_DEFAULTS: dict[str, dict[str, float]] = {name: dict(p.defaults) for name, p in SPARSITY.items()}
 
-_PRIOR_PARAMS: dict[str, tuple[str, ...]] = {
-    "laplace": ("mu", "b"),
-    "horseshoe": ("scale",),
-    "reg_horseshoe": ("scale", "slab_scale", "slab_df"),
-    "spike_slab": ("p", "slab_sd", "spike_sd"),
-    "ard": ("a", "b"),
-}
+_PRIOR_PARAMS: dict[str, tuple[str, ...]] = {name: p.params for name, p in SPARSITY.items()}
 
 #: Names :func:`sparsity_prior` accepts.
-SPARSITY_PRIORS: tuple[str, ...] = tuple(_PRIOR_PARAMS)
+SPARSITY_PRIORS: tuple[str, ...] = tuple(SPARSITY)
 
-_HIERARCHICAL = ("horseshoe", "reg_horseshoe", "ard")
+_HIERARCHICAL = tuple(name for name, p in SPARSITY.items() if p.hierarchical)
 
 
 def aux_site_names(site: str, kind: str) -> tuple[str, ...]:

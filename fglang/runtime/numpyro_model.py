@@ -32,9 +32,6 @@ _EXACT_SUPPORT = {
     "simplex": {"simplex"},
 }
 
-_HIERARCHICAL_FACTOR = ("horseshoe", "reg_horseshoe", "ard")
-
-
 def domain_constraint(d: Domain) -> constraints.Constraint:
     if d.kind == "real":
         return constraints.real

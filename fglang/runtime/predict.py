@@ -20,9 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
-from fglang.compiler.check import names_in
+from fglang.compiler.expr import names_in, static_value
 from fglang.compiler.ir import ModelIR
-from fglang.compiler.lower_jax import static_value
 from fglang.errors import Diagnostic, FgError
 
 

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fglang.compiler import ast as A
-from fglang.compiler.ir import FactorFamily, ModelIR, SlotPattern, SlotRef, walk
+from fglang.compiler.expr import map_children, names_in, static_value, walk
+from fglang.compiler.ir import FactorFamily, ModelIR, SlotPattern, SlotRef
 from fglang.compiler.unparse import unparse
 from fglang.errors import Diagnostic, FgError
 from fglang.io.atomic import write_atomic
@@ -72,8 +73,6 @@ def _shape_text(exprs: tuple[A.Expr, ...], sizes: dict[str, int] | None) -> str:
     for e in exprs:
         text = unparse(e)
         if sizes is not None and not isinstance(e, A.Num):
-            from fglang.compiler.lower_jax import static_value
-
             v = static_value(e, sizes)
             if v is not None:
                 text = f"{text}={int(v)}"
@@ -92,8 +91,6 @@ def _range_key(r: A.IndexRange) -> tuple[str, str]:
 
 
 def _size_names(ranges, sizes: dict[str, int]) -> str:
-    from fglang.compiler.check import names_in
-
     seen: dict[str, int] = {}
     for r in ranges:
         for e in (r.lo, r.hi):
@@ -110,8 +107,6 @@ def _pattern(p: SlotPattern) -> str:
 
 def _named(e, slots: tuple[SlotPattern, ...]):
     """An IR expression with each slot written as the var reference it stands for."""
-    from fglang.compiler.check import map_children
-
     if isinstance(e, SlotRef):
         return A.Name(e.span, _pattern(slots[e.slot]))
     return map_children(e, lambda c: _named(c, slots))
@@ -132,8 +127,6 @@ def _short(text: str, n: int = 40) -> str:
 def _data_used(fam: FactorFamily, data: set[str]) -> list[str]:
     """Data a family observes or reads as values: the left side and the
     arguments, not index arithmetic (``src[k]`` picking a node, a loop bound)."""
-    from fglang.compiler.check import map_children
-
     found: list[str] = []
 
     def visit(e):

@@ -22,17 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from fglang.compiler.distributions import SPARSITY
+
 ROBUST_KINDS: tuple[str, ...] = ("huber", "student_t")
 """Robust losses the engine can reweight (IRLS weights, see `robust.py`)."""
 
-SPARSITY_KINDS: dict[str, int] = {
-    "laplace": 1,
-    "horseshoe": 1,
-    "reg_horseshoe": 3,
-    "ard": 2,
-    "spike_slab": 3,
-}
-"""Sparsity priors and their number of parameters (see `sparsity.py`)."""
+SPARSITY_KINDS: dict[str, int] = {name: len(p.scales) for name, p in SPARSITY.items()}
+"""Sparsity priors and their number of parameters (see `sparsity.py`), from the compiler's one table."""
 
 
 def normalize_grid_slice(

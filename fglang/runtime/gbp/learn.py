@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from fglang.compiler.bind import BoundModel, bind
+from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
+from fglang.runtime.binding import bind_model
 from fglang.runtime.carry import (
     CarriedMarginal,
     batch_size_name,
@@ -85,7 +86,7 @@ def fit_batched(
             batch[n_name] = int(len(idx))
             for k, a in arrays.items():
                 batch[k] = a[idx]
-            bmb = bind(ir, batch, bm.data_file)
+            bmb = bind_model(ir, batch, bm.data_file)
             priors = carried if carried_post is None else carried_marginals(bmb, carried_post)
             first = carried_post is None and not carried
             post = fit_gbp(bmb, one, seed=seed + step, init=init_persistent if first else None, carried=priors)

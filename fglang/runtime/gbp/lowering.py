@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fglang.compiler.bind import BoundFamily, BoundModel
+from fglang.compiler.distributions import SPARSITY
 from fglang.compiler.unparse import unparse
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.gbp.graph import GaussianFamily, GaussianGraph, Slot, VariableBlock
@@ -52,8 +53,7 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
                 )
             )
             continue
-        scale_args = {"sd", "cov", "prec", "df", "delta", "b", "scale", "slab_scale", "slab_df", "p", "slab_sd",
-                      "spike_sd", "a"}
+        scale_args = {"sd", "cov", "prec", "df", "delta"} | {a for p in SPARSITY.values() for a in p.scales}
         spans = dict(f.arg_spans)
         for name in f.arg_map:
             if name in scale_args and f.arg_uses_vars(name):
@@ -223,14 +223,7 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
                 return default
             return np.asarray(args0[name]).reshape(m, -1)[:, :1] if np.ndim(args0[name]) else args0[name]
 
-        params = {
-            "laplace": ("b",),
-            "horseshoe": ("scale",),
-            "reg_horseshoe": ("scale", "slab_scale", "slab_df"),
-            "ard": ("a", "b"),
-            "spike_slab": ("p", "slab_sd", "spike_sd"),
-        }[sig.name]
-        sparsity = (sig.name,) + tuple(first(p) for p in params)
+        sparsity = (sig.name,) + tuple(first(p) for p in SPARSITY[sig.name].scales)
         return GaussianFamily(f.name, m, tuple(slots), residual, inputs, None, None, sparsity, shared=data)
     return GaussianFamily(f.name, m, tuple(slots), residual, inputs, precision, robust, sparsity, shared=data)
 

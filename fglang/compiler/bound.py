@@ -1,0 +1,106 @@
+"""What binding produces: the IR with concrete sizes, index arrays and the
+JAX functions that evaluate each family. The backends read only these."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fglang.compiler import ast as A
+from fglang.compiler.ir import Derived, FactorFamily, ModelIR
+from fglang.compiler.types import Domain
+
+
+@dataclass(frozen=True)
+class BoundVariable:
+    name: str
+    node_shape: tuple[int, ...]
+    value_shape: tuple[int, ...]
+    domain: Domain
+    prior: str | None
+    span: A.Span = field(repr=False)
+
+    @property
+    def n_nodes(self) -> int:
+        return int(np.prod(self.node_shape, dtype=np.int64))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.node_shape + self.value_shape
+
+    @property
+    def node_dim(self) -> int:
+        return int(np.prod(self.value_shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class BoundSlot:
+    """``node_ids[m, *block]`` is the flat node index each member reads.
+
+    ``grid_slice`` is set when the slot is a plain strided view of the var's
+    node grid in member order, so a backend can use slices instead of
+    gathers and scatter-adds.
+    """
+
+    var: str
+    node_ids: np.ndarray
+    block_shape: tuple[int, ...]
+    reductions: tuple[str, ...]
+    mask: np.ndarray | None  # [M, *reduction axes]: False where a padded reduction position
+    grid_slice: tuple[slice, ...] | None
+    span: A.Span = field(repr=False)
+
+
+@dataclass(frozen=True)
+class BoundFamily:
+    ir: FactorFamily
+    n_members: int
+    idx: dict[str, np.ndarray]  # family index arrays [M], plus "__m"
+    member_grid: tuple[int, ...] | None  # rectangular families: the member grid (C order)
+    slots: tuple[BoundSlot, ...]
+    evaluate: Callable = field(repr=False)  # evaluate(data, idx, slot_values) -> dict of [M, ...] arrays
+    evaluate_one: Callable = field(repr=False)  # the same for one member (scalar indices, one slot block each)
+    members: BoundFamily | None = field(default=None, repr=False)  # the IR's split into members (GBP runs it)
+
+    @property
+    def name(self) -> str:
+        return self.ir.name
+
+
+@dataclass(frozen=True)
+class BoundDerived:
+    ir: Derived
+    shape: tuple[int, ...]
+    slots: tuple[BoundSlot, ...]
+    evaluate: Callable = field(repr=False)  # evaluate(data, slot_values) -> array
+
+
+@dataclass(frozen=True)
+class BoundModel:
+    ir: ModelIR
+    data: dict[str, np.ndarray]
+    sizes: dict[str, int]
+    variables: dict[str, BoundVariable]
+    families: dict[str, BoundFamily]
+    derived: dict[str, BoundDerived]
+    data_file: str = "<data>"
+
+    @property
+    def name(self) -> str:
+        return self.ir.name
+
+    def gather(self, slot: BoundSlot, values: dict[str, Any]):
+        """Slot values [M, *block, *value] from full var arrays (NumPy or JAX).
+
+        A strided-slice slot is read as a slice, not a gather: same values,
+        and several times faster for grids and chains."""
+        v = self.variables[slot.var]
+        full = values[slot.var]
+        if slot.grid_slice is not None:
+            grid = full.reshape(v.node_shape + v.value_shape)
+            return grid[slot.grid_slice].reshape(slot.node_ids.shape + v.value_shape)
+        flat = full.reshape((v.n_nodes,) + v.value_shape)
+        return flat[slot.node_ids]

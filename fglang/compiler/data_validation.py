@@ -1,0 +1,136 @@
+"""Data against their declarations: keys, shapes, dtypes, finiteness, domains.
+
+Every mistake in the data is reported here, at the declaration it breaks,
+before any index is built or any inference starts; the int scalars that
+pass are the model's sizes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from fglang.compiler.datafile import to_array
+from fglang.compiler.expr import names_in, static_value
+from fglang.compiler.ir import DataInfo, ModelIR
+from fglang.compiler.types import Domain
+from fglang.errors import DiagnosticSink, FgError
+
+_FLOAT = np.float64
+
+
+def _declared_shape(info: DataInfo, sizes: dict[str, int]) -> tuple[int, ...] | None:
+    out = []
+    for e in info.shape_exprs:
+        v = static_value(e, sizes)
+        if v is None:
+            return None
+        out.append(int(v))
+    return tuple(out)
+
+
+def validate_data(
+    ir: ModelIR, raw: dict[str, Any], file: str, sink: DiagnosticSink
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    data: dict[str, np.ndarray] = {}
+    sizes: dict[str, int] = {}
+    extra = sorted(set(raw) - set(ir.data))
+    if extra:
+        warnings.warn(f"{file}: ignoring keys the model does not declare: {', '.join(extra)}", stacklevel=3)
+    for name, info in ir.data.items():
+        decl = f"'{name}' (declared here)"
+        if name in raw:
+            try:
+                arr = to_array(name, raw[name], file)
+            except FgError as err:
+                sink.error(err.diagnostics[0].message, info.span)
+                continue
+        elif info.default is not None:
+            arr = np.asarray(static_value(info.default))
+        else:
+            sink.error(f"missing data {decl}: {file} has no key '{name}'", info.span)
+            continue
+        shape = _declared_shape(info, sizes)
+        if shape is None:
+            # a size that is missing or malformed has been reported already
+            if all(n.id in data for e in info.shape_exprs for n in names_in(e) if n.id in ir.data):
+                sink.error(f"cannot size '{name}': a size it uses is missing or invalid", info.span)
+            continue
+        if any(s < 0 for s in shape):
+            sink.error(f"cannot size '{name}': its declared shape {show_sizes(shape)} is negative", info.span)
+            continue
+        if info.default is not None and name not in raw and arr.shape == () and shape:
+            arr = np.broadcast_to(arr, shape)
+        if arr.shape != shape:
+            sink.error(
+                f"data '{name}' in {file} has shape {show_sizes(arr.shape)} but the model declares {show_sizes(shape)}",
+                info.span,
+            )
+            continue
+        if arr.dtype == bool:
+            arr = arr.astype(np.int64 if info.dtype in ("int", "bool") else _FLOAT)
+        if info.dtype in ("int", "bool"):
+            if arr.dtype.kind == "f":
+                if not np.all(np.isfinite(arr)):
+                    sink.error(f"data '{name}' in {file} has NaN or inf but is declared {info.dtype}", info.span)
+                    continue
+                if not np.all(arr == np.round(arr)):
+                    bad = np.argwhere(arr != np.round(arr))[0]
+                    sink.error(
+                        f"data '{name}' in {file} is declared {info.dtype} but holds {float(arr[tuple(bad)]):g}"
+                        f"{_at(bad)}",
+                        info.span,
+                    )
+                    continue
+            arr = arr.astype(np.int64)
+            if info.dtype == "bool" and not np.all((arr == 0) | (arr == 1)):
+                sink.error(f"data '{name}' in {file} is declared bool but holds values other than 0/1", info.span)
+                continue
+        else:
+            arr = arr.astype(_FLOAT)
+            bad = ~np.isfinite(arr)
+            if np.any(bad):
+                where = np.argwhere(bad)[0]
+                sink.error(
+                    f"data '{name}' in {file} has {float(arr[tuple(where)])}{_at(where)}",
+                    info.span,
+                    "fglang needs finite data; drop or impute missing values first",
+                )
+                continue
+        msg = _domain_violation(arr, info.domain)
+        if msg:
+            sink.error(f"data '{name}' in {file} {msg}", info.span)
+            continue
+        data[name] = arr
+        if info.dtype == "int" and arr.shape == ():
+            sizes[name] = int(arr)
+    return data, sizes
+
+
+def _domain_violation(arr: np.ndarray, d: Domain) -> str | None:
+    if arr.size == 0:
+        return None
+    if d.kind in ("positive",) and np.any(arr <= 0):
+        return f"must be positive, but holds {arr.min():g}"
+    if d.kind == "unit" and np.any((arr <= 0) | (arr >= 1)):
+        return "must lie in (0, 1)"
+    if d.lower is not None and d.kind not in ("positive", "unit") and np.any(arr < d.lower):
+        return f"must be >= {d.lower:g}, but holds {arr.min():g}"
+    if d.upper is not None and d.kind not in ("unit",) and np.any(arr > d.upper):
+        return f"must be <= {d.upper:g}, but holds {arr.max():g}"
+    if d.kind == "simplex" and np.any(np.abs(arr.sum(-1) - 1) > 1e-6):
+        return "must be a simplex (non-negative, summing to 1 along its last axis)"
+    if d.kind == "ordered" and np.any(np.diff(arr, axis=-1) <= 0):
+        return "must be strictly increasing along its last axis"
+    return None
+
+
+def show_sizes(shape) -> str:
+    return "scalar" if shape == () else "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def _at(idx) -> str:
+    """' at [i, j]' for an array element; nothing for a scalar."""
+    return " at [" + ", ".join(str(int(i)) for i in idx) + "]" if len(idx) else ""

@@ -1,0 +1,205 @@
+"""Distribution calls: arguments bound to a signature's names, and their domains.
+
+A mixin of ``Checker``. ``normal(0, sd=s)`` and ``normal(mu=0, sd=s)`` both
+come out as keyword arguments in the signature's order, with defaults filled
+in, so that the lowering and the backends see one canonical call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fglang.compiler import ast as A
+from fglang.compiler.distributions import DISTRIBUTIONS, PARAM_DOMAINS, SUPPORT_ALLOWS, DistSig, outside
+from fglang.compiler.expr import names_in
+from fglang.compiler.infer import Symbol
+from fglang.compiler.types import ERROR, Domain, ShapeError, T, show_shape
+from fglang.errors import did_you_mean
+
+
+class DistArgs:
+    """Needs from its host: ``scope``, ``err``, ``infer``, ``inline``, ``const_value``,
+    ``sized``, ``broadcast`` and ``defer``."""
+
+    def dist_call(
+        self,
+        call: A.Call,
+        lhs: T,
+        *,
+        lhs_domain: Domain | None = None,
+        on_var: str | None = None,
+        lhs_expr: A.Expr | None = None,
+    ) -> A.Call | None:
+        sig = DISTRIBUTIONS.get(call.func)
+        if sig is None:
+            self._check_callnames_in(call)
+            return None
+        bound = self.bind_args(sig, call)
+        if bound is None:
+            return None
+        shapes = []
+        for pname, e in bound.items():
+            t = self.infer(e)
+            if not t.ok:
+                return None
+            if on_var is not None and on_var in {n.id for n in names_in(e)}:
+                self.err(f"the prior of '{on_var}' cannot use '{on_var}' itself", e.span)
+            self.check_param_domain(sig, pname, e, t)
+            if not (pname == "cutpoints" or (sig.event_ndim and pname in ("cov", "prec"))):
+                shapes.append((e, t.shape[: len(t.shape) - sig.event_ndim] if pname in ("mu", "alpha") else t.shape))
+        value_shape = lhs.shape[: len(lhs.shape) - sig.event_ndim] if sig.event_ndim else lhs.shape
+        batch = value_shape
+        for e, s in shapes:
+            try:
+                batch = self.broadcast(
+                    batch,
+                    s,
+                    "argument of shape {1} does not broadcast with the left side's shape {2}",
+                    e,
+                    shown=(value_shape,),
+                )
+            except ShapeError:
+                self.err(
+                    f"argument of shape {show_shape(s)} does not broadcast with the left side's shape "
+                    f"{show_shape(value_shape)}",
+                    e.span,
+                )
+                return None
+        if sig.discrete:
+            if lhs.var:
+                what = f"var '{on_var}'" if on_var else "an expression of vars"
+                self.err(
+                    f"'{sig.name}' is a discrete distribution and {what} would be a discrete latent variable",
+                    (lhs_expr.span if lhs_expr is not None else call.span),
+                    "discrete distributions are for observed int data; latent discrete vars are not supported",
+                )
+            elif lhs.dtype == "real" and lhs_expr is not None:
+                self.err(f"'{sig.name}' needs int data on the left of '~', got real", lhs_expr.span)
+        if sig.sparsity and on_var is None and lhs_expr is not None and _var_root(lhs_expr, self.scope) is None:
+            self.err(f"the sparsity prior '{sig.name}' needs a var (or part of one) on the left of '~'", lhs_expr.span)
+        if lhs_domain is not None and on_var is not None:
+            allowed = SUPPORT_ALLOWS.get(sig.support, frozenset())
+            if lhs_domain.kind not in allowed and not sig.sparsity:
+                self.err(
+                    f"'{sig.name}' has support {sig.support} but '{on_var}' is declared {lhs_domain.describe()}",
+                    call.span,
+                    f"declare '{on_var}' with a type inside the distribution's support",
+                )
+            elif sig.sparsity and lhs_domain.kind != "real":
+                self.err(f"a sparsity prior needs a real var; '{on_var}' is {lhs_domain.describe()}", call.span)
+        inlined = self.inline(call)
+        # normalize argument order to the signature's names
+        kwargs = tuple(A.Kwarg(k, self.inline(v), v.span) for k, v in bound.items())
+        return replace(inlined, args=(), kwargs=kwargs)
+
+    def _check_callnames_in(self, call: A.Call) -> None:
+        """Name and argument errors of a distribution call whose left side is broken."""
+        sig = DISTRIBUTIONS.get(call.func)
+        if sig is None:
+            self._unknown_dist(call)
+        elif self.bind_args(sig, call) is None:
+            return
+        for e in call.args + tuple(k.value for k in call.kwargs):
+            self.infer(e)
+
+    def _unknown_dist(self, call: A.Call) -> None:
+        guess = did_you_mean(call.func, DISTRIBUTIONS)
+        msg = f"unknown distribution '{call.func}'" + (f"; did you mean '{guess}'?" if guess else "")
+        self.err(msg, call.func_span or call.span, None if guess else "see docs/language.md for the distributions")
+
+    def bind_args(self, sig: DistSig, call: A.Call) -> dict[str, A.Expr] | None:
+        slots: list[tuple[str, ...]] = [(p.name,) for p in sig.params]
+        slots += [tuple(a.name for a in g) for g in sig.alternatives]
+        out: dict[str, A.Expr] = {}
+        ok = True
+        unknown_kw = False  # a misspelt keyword: 'missing argument' would only repeat it
+        if len(call.args) > len(slots):
+            self.err(
+                f"'{sig.name}' takes at most {len(slots)} positional argument{'s' * (len(slots) != 1)} "
+                f"({', '.join('|'.join(s) for s in slots)}), got {len(call.args)}",
+                call.args[len(slots)].span,
+            )
+            return None
+        for names, e in zip(slots, call.args):
+            out[names[0]] = e
+        for kw in call.kwargs:
+            group = next((g for g in slots if kw.name in g), None)
+            if group is None:
+                guess = did_you_mean(kw.name, sig.names)
+                self.err(
+                    f"'{sig.name}' has no argument '{kw.name}'" + (f"; did you mean '{guess}'?" if guess else ""),
+                    kw.span,
+                    f"its arguments are {', '.join('|'.join(s) for s in slots)}",
+                )
+                ok = False
+                unknown_kw = True
+                continue
+            taken = [g for g in group if g in out]
+            if taken:
+                self.err(f"'{sig.name}' got '{kw.name}' and '{taken[0]}': give only one", kw.span)
+                ok = False
+                continue
+            out[kw.name] = kw.value
+        if unknown_kw:
+            return None
+        for p in sig.params:
+            if p.name not in out:
+                if p.default is not None:
+                    out[p.name] = A.Num(call.span, p.default, False)
+                else:
+                    self.err(f"'{sig.name}' is missing its argument '{p.name}'", call.span, _usage(sig))
+                    ok = False
+        for g in sig.alternatives:
+            if not any(a.name in out for a in g):
+                self.err(
+                    f"'{sig.name}' needs one of {' or '.join(repr(a.name + '=') for a in g)}", call.span, _usage(sig)
+                )
+                ok = False
+        return out if ok else None
+
+    def check_param_domain(self, sig: DistSig, pname: str, e: A.Expr, t: T) -> None:
+        dom = next(p.domain for p in sig.params + tuple(a for g in sig.alternatives for a in g) if p.name == pname)
+        v = self.const_value(e)
+        if dom in PARAM_DOMAINS and v is not None:
+            if outside(dom, v):
+                self.err(f"'{pname}' of {sig.name} must be {PARAM_DOMAINS[dom]}, got {v:g}", e.span)
+            return
+        if dom in PARAM_DOMAINS and names_in(e) and self.sized(e):  # `sd = N`: the data decide
+            message = f"'{pname}' of {sig.name} must be {PARAM_DOMAINS[dom]}, got {{0:g}}"
+            self.defer("domain", (dom,), message, e.span, e, value=e)
+        if dom in ("positive", "unit") and t.var:
+            for n in names_in(e):
+                sym = self.scope.get(n.id)
+                if sym is not None and sym.kind == "var" and sym.domain is not None:
+                    if e is n or isinstance(e, A.Index) and e.base is n:
+                        if sym.domain.kind not in ("positive", "unit") and not (
+                            sym.domain.kind == "interval" and sym.domain.lower is not None and sym.domain.lower >= 0
+                        ):
+                            self.err(
+                                f"'{pname}' of {sig.name} must be positive, but var '{n.id}' is declared "
+                                f"{sym.domain.describe()} and can be negative",
+                                e.span,
+                                f"declare '{n.id}' positive",
+                            )
+        if sig.sparsity and pname in ("scale", "slab_scale", "slab_df") and sig.name != "laplace" and t.ok and t.shape:
+            self.err(
+                f"'{pname}' of {sig.name} is the one global scale of the prior and must be a scalar, "
+                f"got {show_shape(t.shape)}",
+                e.span,
+            )
+        if dom == "nonneg_int" and t.ok and t.dtype != "int":
+            self.err(f"'{pname}' of {sig.name} must be an int", e.span)
+
+
+def _var_root(e: A.Expr, scope: dict[str, Symbol]) -> str | None:
+    while isinstance(e, A.Index):
+        e = e.base
+    if isinstance(e, A.Name) and scope.get(e.id, Symbol("x", ERROR)).kind == "var":
+        return e.id
+    return None
+
+
+def _usage(sig: DistSig) -> str:
+    parts = [p.name + (f"={p.default:g}" if p.default is not None else "") for p in sig.params]
+    parts += ["|".join(a.name + "=" for a in g) for g in sig.alternatives]
+    return f"usage: {sig.name}({', '.join(parts)})"

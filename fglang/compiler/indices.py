@@ -1,0 +1,324 @@
+"""Index arithmetic with the data in hand: every family's members, reductions
+and slot node ids, in NumPy, one vectorized pass per family.
+
+Every index a model computes (into data or into a var's nodes) is checked
+here against its array for all members at once, so an out-of-range index is
+a located error naming the member, never a silent clip or wrap on a device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from fglang.compiler import ast as A
+from fglang.compiler.bound import BoundSlot, BoundVariable
+from fglang.compiler.expr import map_children, static_value, walk
+from fglang.compiler.ir import SlotPattern, SlotRef
+
+
+class BadIndex(Exception):
+    def __init__(self, message: str, span: A.Span, hint: str | None = None):
+        self.message, self.span, self.hint = message, span, hint
+
+
+class NpIndex:
+    """Evaluates int index expressions for all members at once (NumPy), and
+    checks every data access it makes against the array's bounds."""
+
+    def __init__(self, data: dict[str, np.ndarray], sizes: dict[str, int]):
+        self.data = data
+        self.sizes = sizes
+
+    def ev(self, e: A.Expr, env: dict[str, np.ndarray], mask: np.ndarray | None):
+        if isinstance(e, A.Num):
+            return np.asarray(e.value)
+        if isinstance(e, A.Bool):
+            return np.asarray(int(e.value))
+        if isinstance(e, A.Name):
+            if e.id in env:
+                return env[e.id]
+            if e.id in self.data:
+                return self.data[e.id]
+            raise BadIndex(f"'{e.id}' cannot be used in an index", e.span)
+        if isinstance(e, A.Neg):
+            return -self.ev(e.operand, env, mask)
+        if isinstance(e, A.BinOp):
+            a, b = self.ev(e.left, env, mask), self.ev(e.right, env, mask)
+            ops = {
+                "+": np.add,
+                "-": np.subtract,
+                "*": np.multiply,
+                "==": np.equal,
+                "!=": np.not_equal,
+                "<": np.less,
+                "<=": np.less_equal,
+                ">": np.greater,
+                ">=": np.greater_equal,
+            }
+            if e.op not in ops:
+                raise BadIndex(f"'{e.op}' cannot be used in an index expression", e.span)
+            return ops[e.op](a, b).astype(np.int64)
+        if isinstance(e, A.Index) and isinstance(e.base, A.Name) and e.base.id in self.data:
+            arr = self.data[e.base.id]
+            key = []
+            for k, a in enumerate(e.args):
+                if isinstance(a, A.Slice):
+                    raise BadIndex("a slice cannot be used inside an index expression", a.span)
+                v = self.ev(a, env, mask)
+                self.check_bounds(v, arr.shape[k], e.base.id, k, a.span, env, mask)
+                key.append(np.clip(v, 0, max(arr.shape[k] - 1, 0)))
+            return arr[tuple(key)]
+        if isinstance(e, A.Call) and e.func in ("min", "max", "abs") and len(e.args) in (1, 2):
+            vals = [self.ev(a, env, mask) for a in e.args]
+            if e.func == "abs":
+                return np.abs(vals[0])
+            if len(vals) == 2:
+                return np.minimum(*vals) if e.func == "min" else np.maximum(*vals)
+        raise BadIndex("this expression cannot be used as an index", e.span)
+
+    def check_bounds(self, v, size: int, what: str, axis: int, span, env, mask) -> None:
+        v = np.asarray(v)
+        bad = (v < 0) | (v >= size)
+        if mask is not None and bad.ndim:
+            bad = bad & np.broadcast_to(mask, np.broadcast_shapes(mask.shape, bad.shape))
+        if np.any(bad):
+            pos = np.argwhere(bad)[0] if bad.ndim else ()
+            val = int(v[tuple(pos)]) if v.ndim else int(v)
+            where = _member_desc(env, pos)
+            kind = "negative" if val < 0 else "too large"
+            raise BadIndex(
+                f"index {val} is out of range for axis {axis} of '{what}' (size {size}){where}",
+                span,
+                f"the index is {kind}; indices are 0-based and do not wrap around",
+            )
+
+
+def _member_desc(env: dict[str, np.ndarray], pos) -> str:
+    parts = []
+    for k, arr in env.items():
+        if k.startswith("__"):
+            continue
+        a = np.asarray(arr)
+        if a.ndim == 0:
+            continue
+        try:
+            val = a[tuple(p if s > 1 else 0 for p, s in zip(pos, a.shape))]
+        except IndexError:
+            continue
+        parts.append(f"{k.split('__')[0]}={int(val)}")
+    return f" when {', '.join(parts)}" if parts else ""
+
+
+def enumerate_members(ranges: tuple[A.IndexRange, ...], npi: NpIndex) -> tuple[dict[str, np.ndarray], tuple | None]:
+    """Every index tuple of a family, in C order, with NumPy repeats (no loop over members)."""
+    idx: dict[str, np.ndarray] = {"__m": np.zeros(1, np.int64)}
+    rect: list[int] | None = []
+    n = 1
+    for r in ranges:
+        lo = np.broadcast_to(npi.ev(r.lo, idx, None), (n,)).astype(np.int64)
+        hi = np.broadcast_to(npi.ev(r.hi, idx, None), (n,)).astype(np.int64)
+        lengths = np.maximum(hi - lo, 0)
+        if rect is not None and n > 0:
+            if np.all(lo == lo[0]) and np.all(hi == hi[0]):
+                rect.append(int(lengths[0]))
+            else:
+                rect = None
+        total = int(lengths.sum())
+        rep = np.repeat(np.arange(n), lengths)
+        starts = np.cumsum(lengths) - lengths
+        offsets = np.arange(total) - np.repeat(starts, lengths)
+        idx = {k: v[rep] for k, v in idx.items()}
+        idx[r.name] = lo[rep] + offsets
+        n = total
+    idx["__m"] = np.arange(n, dtype=np.int64)
+    return idx, (tuple(rect) if rect is not None else None)
+
+
+@dataclass
+class Reduction:
+    values: np.ndarray  # [M, L1, ..., Li]
+    mask: np.ndarray  # same shape
+    chain: tuple[str, ...]
+
+
+def scan_reductions(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], lengths: dict[int, int]) -> Callable:
+    """Find every reduction's padded length and index values, outermost first.
+
+    Returns ``env_for(chain)``: the index environment (arrays broadcast over
+    members and the chain's reduction axes) and its validity mask."""
+
+    def env_for(chain: tuple[str, ...]):
+        depth = len(chain)
+        env = {k: v.reshape(v.shape + (1,) * depth) for k, v in idx.items()}
+        mask = np.ones((len(idx["__m"]),) + (1,) * depth, bool)
+        for r in chain:
+            red = reds[r]
+            extra = depth - (red.values.ndim - 1)
+            env[r] = red.values.reshape(red.values.shape + (1,) * extra)
+            mask = mask & red.mask.reshape(red.mask.shape + (1,) * extra)
+        return env, mask
+
+    def visit(e, chain: tuple[str, ...]):
+        if e is None:
+            return
+        if isinstance(e, A.Reduce):
+            inner = chain
+            for r in e.ranges:
+                env, mask = env_for(inner)
+                lo = npi.ev(r.lo, env, mask)
+                hi = npi.ev(r.hi, env, mask)
+                shape = (
+                    (len(idx["__m"]),) + tuple(reds[c].values.shape[-1] for c in inner) if inner else (len(idx["__m"]),)
+                )
+                lo = np.broadcast_to(lo, shape)
+                hi = np.broadcast_to(hi, shape)
+                span_len = np.where(np.broadcast_to(mask, shape), hi - lo, 0)
+                length = int(max(span_len.max(initial=0), 0))
+                lengths[id(r)] = length
+                ar = np.arange(length)
+                values = lo[..., None] + ar
+                m = (values < hi[..., None]) & np.broadcast_to(mask, shape)[..., None]
+                reds[r.name] = Reduction(values, m, inner + (r.name,))
+                inner = inner + (r.name,)
+            visit(e.body, inner)
+            return
+        if isinstance(e, A.Index):
+            visit(e.base, chain)
+            for a in e.args:
+                if isinstance(a, A.Slice):
+                    visit(a.lo, chain)
+                    visit(a.hi, chain)
+                else:
+                    visit(a, chain)
+            return
+        map_children(e, lambda c: (visit(c, chain), c)[1])
+
+    for x in exprs:
+        visit(x, ())
+    return env_for
+
+
+def check_data_indices(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], chain_of) -> None:
+    """Every data access with a scalar index, checked against its array for all members."""
+
+    def visit(e, chain):
+        if e is None:
+            return
+        if isinstance(e, A.Reduce):
+            inner = chain + tuple(r.name for r in e.ranges)
+            visit(e.body, inner)
+            return
+        if isinstance(e, A.Index) and isinstance(e.base, A.Name) and e.base.id in npi.data:
+            arr = npi.data[e.base.id]
+            env, mask = chain_of(chain)
+            for k, a in enumerate(e.args):
+                if isinstance(a, A.Slice):
+                    continue
+                if any(isinstance(x, SlotRef) for x in walk(a)):
+                    continue
+                v = npi.ev(a, env, mask)
+                npi.check_bounds(v, arr.shape[k], e.base.id, k, a.span, env, mask)
+        if isinstance(e, A.Index):
+            visit(e.base, chain)
+            for a in e.args:
+                visit(a.lo if isinstance(a, A.Slice) else a, chain)
+                if isinstance(a, A.Slice):
+                    visit(a.hi, chain)
+            return
+        map_children(e, lambda c: (visit(c, chain), c)[1])
+
+    for x in exprs:
+        visit(x, ())
+
+
+def check_static_slices(exprs, sizes: dict[str, int]) -> None:
+    """A slice's bounds fix the shape of what a member computes, so they must
+    be known from the data sizes alone (``y[0:T-1]``, not ``y[0:t]``)."""
+    for x in exprs:
+        for e in walk(x):
+            if isinstance(e, A.Slice):
+                for part in (e.lo, e.hi):
+                    if part is not None and static_value(part, sizes) is None:
+                        raise BadIndex(
+                            "a slice inside a factor needs bounds fixed by the data sizes, not by the factor's indices",
+                            part.span,
+                            "index each member explicitly, or use a reduction sum[k in a:b](...)",
+                        )
+
+
+def bind_slot(
+    pat: SlotPattern, var: BoundVariable, idx, npi: NpIndex, reds: dict[str, Reduction], chain_of, rect
+) -> BoundSlot:
+    env, mask = chain_of(pat.reductions)
+    m = len(idx["__m"])
+    red_shape = tuple(reds[r].values.shape[-1] for r in pat.reductions)
+    lead = (m,) + red_shape
+    coords = []
+    slice_shape: list[int] = []
+    for axis, part in enumerate(pat.node_index):
+        size = var.node_shape[axis]
+        if isinstance(part, A.Slice):
+            lo = 0 if part.lo is None else static_value(part.lo, npi.sizes)
+            hi = size if part.hi is None else static_value(part.hi, npi.sizes)
+            if lo is None or hi is None:
+                raise BadIndex(
+                    "a slice of a var inside a factor needs bounds fixed by the data sizes, "
+                    "not by the factor's indices",
+                    part.span,
+                    "index each member explicitly, or use a reduction sum[k in a:b](...)",
+                )
+            lo, hi = int(lo), int(hi)
+            if not (0 <= lo <= size and 0 <= hi <= size):
+                raise BadIndex(f"slice {lo}:{hi} is outside 0:{size} of '{pat.var}'", part.span)
+            coords.append(("slice", np.arange(lo, max(hi, lo))))
+            slice_shape.append(max(hi - lo, 0))
+        else:
+            v = np.broadcast_to(npi.ev(part, env, mask), lead)
+            npi.check_bounds(v, size, pat.var, axis, part.span, env, mask)
+            coords.append(("scalar", v))
+    full = lead + tuple(slice_shape)
+    grids = []
+    k = 0
+    for kind, v in coords:
+        if kind == "scalar":
+            grids.append(np.broadcast_to(v.reshape(lead + (1,) * len(slice_shape)), full))
+        else:
+            shape = [1] * len(full)
+            shape[len(lead) + k] = len(v)
+            grids.append(np.broadcast_to(v.reshape(shape), full))
+            k += 1
+    if grids:
+        safe = [np.clip(g, 0, max(s - 1, 0)) for g, s in zip(grids, var.node_shape)]
+        node_ids = np.ravel_multi_index(safe, var.node_shape) if var.node_shape else np.zeros(full, np.int64)
+    else:
+        node_ids = np.zeros(full, np.int64)
+    node_ids = np.asarray(node_ids, dtype=np.int64)
+    red_mask = None
+    if pat.reductions:
+        red_mask = np.broadcast_to(mask, lead).copy()
+        node_ids = np.where(red_mask.reshape(lead + (1,) * len(slice_shape)), node_ids, 0)
+    grid_slice = _as_grid_slice(coords, var, rect) if not pat.reductions and not slice_shape else None
+    return BoundSlot(pat.var, node_ids, red_shape + tuple(slice_shape), pat.reductions, red_mask, grid_slice, pat.span)
+
+
+def _as_grid_slice(coords, var: BoundVariable, rect) -> tuple[slice, ...] | None:
+    """A slot whose node index along axis k is (k-th family index + constant)
+    over a rectangular family is a shifted slice of the node grid."""
+    if rect is None or len(rect) != len(var.node_shape) or len(coords) != len(var.node_shape):
+        return None
+    if any(n == 0 for n in rect):
+        return None
+    out = []
+    for axis, (_, v) in enumerate(coords):
+        g = v.reshape(rect)
+        start = int(g.flat[0])
+        expect_shape = [1] * len(rect)
+        expect_shape[axis] = rect[axis]
+        expect = start + np.arange(rect[axis]).reshape(expect_shape)
+        if not np.array_equal(g, np.broadcast_to(expect, rect)):
+            return None
+        out.append(slice(start, start + rect[axis]))
+    return tuple(out)
