@@ -92,7 +92,7 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
     bar = _Bar(o.iters) if progress else None
     try:
         res = optimize(problem, solver, x0, method=o.method, iters=o.iters, tol=o.tol, lambda_init=o.lambda_init,
-                       callback=bar.update if bar else None)
+                       eps=float(np.finfo(dtype).eps), callback=bar.update if bar else None)
     except Failure as err:
         raise FgError([Diagnostic(f"MAP ({o.method}) diverged at iteration {err.iteration}: {err.reason}", None,
                                   _HINT)], bm.ir.sources) from None

@@ -85,8 +85,13 @@ def optimize(
     iters: int = 100,
     tol: float = 1e-10,
     lambda_init: float = 1e-5,
+    eps: float = 2.2e-16,
     callback: Callable[[LMState], None] | None = None,
 ) -> LMResult:
+    """Minimize from ``x0``. Converged: the last step lowered the cost by at
+    most ``tol`` relative to it, or no step lowers it by more than rounding
+    (``eps``, the dtype's machine epsilon): the floor is reached without
+    damping up to ``LAMBDA_MAX`` first."""
     t0 = time.perf_counter()
     x = np.asarray(x0, np.float64).copy()
     cost = problem.cost(x)
@@ -132,6 +137,8 @@ def optimize(
                     step = dx
                     lam = max(lam / 10.0, 1e-15)
                     break
+                if np.isfinite(new) and new - cost <= 64 * eps * max(abs(cost), 1.0):
+                    break  # the cost is flat to rounding here: a minimum
             if method == "gn" or lam * 10.0 > LAMBDA_MAX:
                 break
             lam = lam * 10.0 if lam > 0 else lambda_init
