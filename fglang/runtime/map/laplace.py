@@ -62,7 +62,11 @@ def _position(keys: np.ndarray, row: np.ndarray, col: np.ndarray, n: int) -> np.
 
 
 def plan(lower: sp.csc_matrix) -> Plan:
-    """The per-pattern bookkeeping of the recurrence (``lower``: strictly lower L)."""
+    """The per-pattern bookkeeping of the recurrence (``lower``: strictly lower L).
+
+    Columns are taken in order of depth, and each column's pairs ``(a, b)``
+    of sub-diagonal entries ``a``-major, so the pairs arrive grouped by level
+    and, within it, by target entry: no sort of the ``sum_j |S_j|^2`` pairs."""
     lower = lower.tocsc()
     lower.sort_indices()
     n, lp, li = lower.shape[0], lower.indptr.astype(np.int64), lower.indices.astype(np.int64)
@@ -72,32 +76,43 @@ def plan(lower: sp.csc_matrix) -> Plan:
     keys = colof * n + li
     parent = np.where(counts > 0, li[np.minimum(lp[:-1], max(nnz - 1, 0))], -1)
     depth = _depths(parent)
-    # every (a, b) pair of sub-diagonal entries of each column
-    sq = counts * counts
-    pcol = np.repeat(np.arange(n), sq)
-    t = np.arange(int(sq.sum())) - np.repeat(np.cumsum(sq) - sq, sq)
-    a, b = t // counts[pcol], t % counts[pcol]
-    tgt, lpos = lp[pcol] + a, lp[pcol] + b
-    i, k = li[tgt], li[lpos]
-    off = i != k
-    src = nnz + i  # the diagonal Z[i, i] by default
-    src[off] = _position(keys, np.maximum(i, k)[off], np.minimum(i, k)[off], n)
-    order = np.lexsort((tgt, depth[pcol]))
-    src, lpos, tgt, pdepth = src[order], lpos[order], tgt[order], depth[pcol][order]
     corder = np.argsort(depth, kind="stable")
     cdepth = depth[corder]
+    cc = counts[corder]
+    sq = cc * cc
+    pstart = np.concatenate([[0], np.cumsum(sq)])
+    pcol = np.repeat(corder, sq)
+    c = np.repeat(cc, sq)
+    t = np.arange(pstart[-1]) - np.repeat(pstart[:-1], sq)
+    a, b = t // np.maximum(c, 1), t % np.maximum(c, 1)
+    del t, c
+    base = lp[pcol]
+    del pcol
+    tgt, lpos = base + a, base + b
+    del base, a, b
+    i, k = li[tgt], li[lpos]
+    src = nnz + i  # the diagonal Z[i, i] where i == k
+    off = np.flatnonzero(i != k)
+    src[off] = _position(keys, np.maximum(i[off], k[off]), np.minimum(i[off], k[off]), n)
+    del i, k, off
+    src, lpos = src.astype(np.int32), lpos.astype(np.int32)
+    # one segment per (column, a): cc[j] segments of cc[j] pairs for column j
+    seg_len = np.repeat(cc, cc)
+    seg_start = np.concatenate([[0], np.cumsum(seg_len)[:-1]]) if seg_len.size else np.zeros(0, np.int64)
+    seg_tgt = tgt[seg_start] if seg_start.size else np.zeros(0, np.int64)
+    del tgt
+    seg_of_col = np.concatenate([[0], np.cumsum(cc)])  # segments before column (in depth order)
     levels = []
     for lev in range(1, int(depth.max(initial=0)) + 1):
-        lo, hi = np.searchsorted(pdepth, [lev, lev + 1])
-        tg = tgt[lo:hi]
-        starts = np.flatnonzero(np.concatenate([[True], tg[1:] != tg[:-1]])) if tg.size else np.zeros(0, int)
         clo, chi = np.searchsorted(cdepth, [lev, lev + 1])
+        lo, hi = pstart[clo], pstart[chi]
+        slo, shi = seg_of_col[clo], seg_of_col[chi]
         cols = corder[clo:chi]
-        c_counts = counts[cols]
+        c_counts = cc[clo:chi]
         cpos = np.repeat(lp[cols], c_counts) + (np.arange(int(c_counts.sum())) - np.repeat(
             np.cumsum(c_counts) - c_counts, c_counts))
         cseg = np.cumsum(c_counts) - c_counts
-        levels.append(_Level(src[lo:hi], lpos[lo:hi], starts, tg[starts], cols, cpos, cseg))
+        levels.append(_Level(src[lo:hi], lpos[lo:hi], seg_start[slo:shi] - lo, seg_tgt[slo:shi], cols, cpos, cseg))
     return Plan(n, nnz, keys, tuple(levels))
 
 

@@ -59,7 +59,7 @@ def node_draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str
         cov = g.cov.reshape(nodes, d, d)
         chol = np.linalg.cholesky(cov + 1e-12 * np.eye(d))
         z = rng.standard_normal((n, nodes, d))
-        x = g.mean.reshape(nodes, d) + np.einsum("nij,snj->sni", chol, z)
+        x = g.mean.reshape(nodes, d) + np.matmul(chol, z[..., None])[..., 0]
         out[name] = x.reshape((1, n) + g.mean.shape)
     return out
 
