@@ -38,6 +38,7 @@ REGISTRY: dict[str, str] = {
     "gbp": "fglang.runtime.gbp",
     "vi": "fglang.runtime.vi",
     "mcmc": "fglang.runtime.mcmc",
+    "map": "fglang.runtime.map",
 }
 
 

@@ -1,0 +1,1 @@
+"""The ``map`` backend: the posterior's mode (MAP) and its Laplace approximation."""

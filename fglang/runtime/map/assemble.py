@@ -1,0 +1,149 @@
+"""Residual blocks -> the Gauss-Newton system ``J^T W J``, ``J^T W r`` on a
+fixed sparse pattern: the least-squares path's one jitted linearization.
+
+Why per member, not per model: a member's Jacobian is a small dense
+``[R, K]`` block (``jax.vmap`` of ``jax.jacfwd`` over members, one call per
+family), its ``K x K`` contribution lands on positions of the upper triangle
+that are computed once per model shape with NumPy, and the scatter-add is
+part of the same compiled function. The pattern also holds every node's own
+``d x d`` block, so the Laplace step finds each node's covariance in the
+selected inverse.
+
+Robust blocks are reweighted at every linearization (IRLS): with ``w =
+rho'(u) / u`` the gradient ``J^T W r`` is the robust cost's exact gradient,
+so LM's fixed point is the robust optimum.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fglang.runtime.map.residuals import Layout, ResidualBlock
+from fglang.runtime.map.solve import Pattern, upper_pattern
+
+
+class Scatter(NamedTuple):
+    """Where each block's gradient and Hessian entries go (per model shape)."""
+
+    cols: tuple[np.ndarray, ...]  # per block [M, K]
+    hpos: tuple[np.ndarray, ...]  # per block [M, K, K]: data position, or nnz (dropped: lower triangle)
+
+
+def node_pairs(bm, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Every (row, col) inside every node's own block."""
+    rows, cols = [], []
+    for v in bm.variables.values():
+        d = v.node_dim
+        base = lay.offsets[v.name] + np.arange(v.n_nodes)[:, None, None] * d
+        rows.append(np.broadcast_to(base + np.arange(d)[:, None], (v.n_nodes, d, d)).ravel())
+        cols.append(np.broadcast_to(base + np.arange(d)[None, :], (v.n_nodes, d, d)).ravel())
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def build_scatter(blocks: tuple[ResidualBlock, ...], extra: tuple[np.ndarray, np.ndarray], n: int
+                  ) -> tuple[Pattern, Scatter]:
+    rows = [np.broadcast_to(b.cols[:, :, None], b.cols.shape + b.cols.shape[1:]).ravel() for b in blocks]
+    cols = [np.broadcast_to(b.cols[:, None, :], b.cols.shape[:1] + b.cols.shape[1:] * 2).ravel() for b in blocks]
+    all_r = np.concatenate(rows + [extra[0]]) if rows else extra[0]
+    all_c = np.concatenate(cols + [extra[1]]) if cols else extra[1]
+    pattern, pos = upper_pattern(all_r.astype(np.int64), all_c.astype(np.int64), n)
+    hpos, start = [], 0
+    for b, r, c in zip(blocks, rows, cols):
+        p = pos[start : start + r.size].copy()
+        start += r.size
+        p[r > c] = pattern.nnz  # each symmetric pair of entries once
+        hpos.append(p.reshape(b.cols.shape + b.cols.shape[1:]).astype(np.int32))
+    return pattern, Scatter(tuple(b.cols.astype(np.int32) for b in blocks), tuple(hpos))
+
+
+def _rho_weight(kind: str | None, r, p):
+    """Per element: the cost rho(u) and the IRLS weight rho'(u)/u."""
+    if kind is None:
+        return 0.5 * r * r, jnp.ones_like(r)
+    if kind == "huber":
+        a = jnp.abs(r)
+        m = jnp.minimum(a, p)
+        return m * (a - 0.5 * m), jnp.where(a <= p, 1.0, p / jnp.where(a <= p, 1.0, a))
+    return 0.5 * (p + 1.0) * jnp.log1p(r * r / p), (p + 1.0) / (p + r * r)
+
+
+def _make(fns: tuple, kinds: tuple, n: int, nnz: int):
+    def residuals(fn, shared, inputs, xm):
+        return jax.vmap(fn, in_axes=(None, 0, 0))(shared, inputs, xm)
+
+    def cost(x, shared, inputs, cols):
+        total = jnp.zeros((), x.dtype)
+        for fn, kind, sh, inp, c in zip(fns, kinds, shared, inputs, cols):
+            r, p = residuals(fn, sh, inp, x[c])
+            total = total + jnp.sum(_rho_weight(kind, r, p)[0])
+        return total
+
+    def linearize(x, shared, inputs, cols, hpos):
+        total = jnp.zeros((), x.dtype)
+        g = jnp.zeros((n,), x.dtype)
+        h = jnp.zeros((nnz,), x.dtype)
+        for fn, kind, sh, inp, c, hp in zip(fns, kinds, shared, inputs, cols, hpos):
+            xm = x[c]
+            r, p = residuals(fn, sh, inp, xm)
+            jac = jax.vmap(jax.jacfwd(lambda s, i, v, fn=fn: fn(s, i, v)[0], argnums=2),
+                           in_axes=(None, 0, 0))(sh, inp, xm)  # [M, R, K]
+            rho, w = _rho_weight(kind, r, p)
+            total = total + jnp.sum(rho)
+            g = g.at[c].add(jnp.einsum("mrk,mr->mk", jac, w * r))
+            hm = jnp.einsum("mrk,mr,mrl->mkl", jac, w, jac)
+            h = h.at[hp].add(hm, mode="drop")
+        return total, g, h
+
+    return jax.jit(cost), jax.jit(linearize)
+
+
+# compiled functions per model shape (the block functions are cached per shape too)
+_COMPILED: dict[tuple, tuple[Any, Any]] = {}
+
+
+class LeastSquares:
+    """The least-squares path's problem: cost, and (cost, gradient, Hessian data)."""
+
+    kind = "sparse"
+
+    def __init__(self, blocks: tuple[ResidualBlock, ...], lay: Layout, pattern: Pattern, scatter: Scatter,
+                 dtype: Any):
+        self.blocks, self.layout, self.pattern, self.dtype = blocks, lay, pattern, dtype
+        self.n = lay.n
+        key = (tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n, pattern.nnz, str(dtype))
+        if key not in _COMPILED:
+            if len(_COMPILED) > 256:
+                _COMPILED.clear()
+            _COMPILED[key] = _make(tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n,
+                                   pattern.nnz)
+        self._cost, self._lin = _COMPILED[key]
+
+        def cast(a):
+            a = np.asarray(a)
+            return jnp.asarray(a, dtype) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
+
+        self._shared = tuple(jax.tree_util.tree_map(cast, b.shared) for b in blocks)
+        self._inputs = tuple(jax.tree_util.tree_map(cast, b.inputs) for b in blocks)
+        self._cols = tuple(jnp.asarray(c) for c in scatter.cols)
+        self._hpos = tuple(jnp.asarray(h) for h in scatter.hpos)
+
+    def cost(self, x: np.ndarray) -> float:
+        return float(self._cost(jnp.asarray(x, self.dtype), self._shared, self._inputs, self._cols))
+
+    def linearize(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        c, g, h = self._lin(jnp.asarray(x, self.dtype), self._shared, self._inputs, self._cols, self._hpos)
+        return float(c), np.asarray(g, np.float64), np.asarray(h, np.float64)
+
+    def diagonal(self, h: np.ndarray) -> np.ndarray:
+        return h[self.pattern.diag]
+
+    def damped(self, h: np.ndarray, add: np.ndarray) -> np.ndarray:
+        out = h.copy()
+        out[self.pattern.diag] += add
+        return out

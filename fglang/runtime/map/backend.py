@@ -1,0 +1,84 @@
+"""The ``map`` backend behind the one ``Backend`` interface.
+
+JAX is imported only inside ``fit`` and ``predict``: ``advice`` and the
+rest run on posteriors read back from files, in commands that never fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fglang.errors import Diagnostic, FgError
+from fglang.runtime.map.options import MapOptions
+
+if TYPE_CHECKING:
+    from fglang.compiler.bind import BoundModel
+    from fglang.runtime.carry import CarriedMarginal
+    from fglang.runtime.posterior import Posterior
+
+
+class MapBackend:
+    name: ClassVar[str] = "map"
+    Options: ClassVar[type[MapOptions]] = MapOptions
+    summary: ClassVar[str] = "MAP by Levenberg-Marquardt, with its Laplace approximation"
+    markov_chains: ClassVar[bool] = False
+
+    def validate(self, bm: BoundModel, options: MapOptions, carried: set[str]) -> None:
+        errs = [
+            Diagnostic(f"map needs continuous vars; '{v.name}' is {v.domain.describe()}", v.span,
+                       "make it observed data, or marginalize it out in a potential with log_sum_exp")
+            for v in bm.variables.values() if not v.domain.continuous
+        ]
+        if errs:
+            raise FgError(errs, bm.ir.sources)
+        from fglang.runtime.map.fit import choose_path
+
+        choose_path(bm, options, carried)
+
+    def fit(
+        self,
+        bm: BoundModel,
+        options: MapOptions,
+        *,
+        seed: int,
+        init: dict[str, Any],
+        carried: dict[str, CarriedMarginal],
+        progress: bool,
+    ) -> Posterior:
+        from fglang.runtime.map.fit import fit_map
+
+        return fit_map(bm, options, seed=seed, init=init, carried=carried, progress=progress)
+
+    def predict(
+        self, bm: BoundModel, posterior: Posterior, families: set[str], options: Mapping[str, Any], seed: int
+    ) -> Posterior:
+        """NumPyro ``Predictive`` over the Laplace draws: each target member is
+        sampled given every draw of the vars."""
+        from fglang.runtime.numpyro_predict import predict_sampling
+
+        return predict_sampling(bm, posterior, families, seed)
+
+    def advice(self, post: Posterior) -> list[str]:
+        if post.attrs.get("converged", True):
+            return []
+        return [
+            f"MAP did not converge in {post.attrs.get('iterations')} iterations (cost "
+            f"{post.attrs.get('cost', float('nan')):.6g}): raise iters, or give --init closer to the mode"
+        ]
+
+    def report(self, post: Posterior) -> list[str]:
+        a = post.attrs
+        if "cost" not in a:
+            return []
+        return [f"MAP ({a.get('path')} path): cost {a['cost']:.6g} after {a.get('iterations')} iterations"
+                f"{'' if a.get('converged') else ' (not converged)'}"]
+
+    def title(self, post: Posterior) -> list[str]:
+        it = post.attrs.get("iterations")
+        if it is None:
+            return []
+        return [f"MAP {'converged' if post.attrs.get('converged') else 'not converged'} in {it} iterations"]
+
+
+BACKEND = MapBackend()

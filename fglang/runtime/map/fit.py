@@ -1,0 +1,246 @@
+"""The ``map`` backend's fit: choose the path, run LM, report the Laplace
+approximation as a Posterior.
+
+Two paths, chosen by what the model contains (``path=auto``):
+
+- ``lsq``: every var real, every factor Gaussian or robust (normal,
+  mvnormal, huber, student_t) with known scales. The cost is a sum of
+  whitened squared (or robust) residuals; LM runs on the sparse Gauss-Newton
+  system ``J^T W J`` (IRLS weights for robust factors), factorized by a
+  sparse LDL^T whose symbolic analysis is done once per model shape. The
+  Laplace covariance is ``(J^T W J)^{-1}`` at the mode (exact for
+  linear-Gaussian models), its node blocks by selected inversion.
+- ``general``: anything else; LM/Newton on NumPyro's potential energy in the
+  unconstrained space with the exact dense Hessian (up to ``max_dense``
+  unknowns). The Laplace approximation is Gaussian in the unconstrained
+  space; its draws are mapped back through the vars' transforms, so a
+  constrained var's mean and sd come from those draws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import jax
+import numpy as np
+
+from fglang.compiler.bind import BoundModel
+from fglang.errors import Diagnostic, FgError
+from fglang.runtime.carry import CarriedMarginal
+from fglang.runtime.map import laplace
+from fglang.runtime.map.lm import Failure, LMResult, LMState, optimize
+from fglang.runtime.map.marginals import default_start, derived, node_draws
+from fglang.runtime.map.options import MapOptions
+from fglang.runtime.map.residuals import blocks, lsq_reason
+from fglang.runtime.map.solve import DenseCholesky, SingularError, SparseLDL
+from fglang.runtime.posterior import GaussianMarginal, Posterior
+
+_HINT = ("give --init closer to the mode (a pose graph needs its odometry guess), keep --dtype float64, "
+         "check the factors' scales (a sd far from the data's units), or use --method lm")
+
+
+def fit_map(
+    bm: BoundModel,
+    o: MapOptions,
+    *,
+    seed: int = 0,
+    init: dict[str, np.ndarray] | None = None,
+    carried: dict[str, CarriedMarginal] | None = None,
+    progress: bool = False,
+) -> Posterior:
+    if o.dtype == "float64" and not jax.config.jax_enable_x64:
+        with jax.enable_x64(True):
+            return _fit(bm, o, seed, dict(init or {}), dict(carried or {}), progress)
+    return _fit(bm, o, seed, dict(init or {}), dict(carried or {}), progress)
+
+
+def choose_path(bm: BoundModel, o: MapOptions, carried: set[str]) -> str:
+    skip = {f.name for f in bm.families.values() if f.ir.prior_of is not None and f.ir.prior_of in carried}
+    reason = lsq_reason(bm, skip)
+    if o.path == "lsq" and reason is not None:
+        raise FgError([Diagnostic(f"path=lsq needs a least-squares model, but {reason}", None,
+                                  "use path=auto (the general path runs any model)")], bm.ir.sources)
+    return "lsq" if (o.path == "lsq" or (o.path == "auto" and reason is None)) else "general"
+
+
+def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, progress: bool) -> Posterior:
+    import jax.numpy as jnp
+
+    dtype = jnp.float64 if o.dtype == "float64" else jnp.float32
+    path = choose_path(bm, o, set(carried))
+    if path == "lsq":
+        problem, solver = _least_squares(bm, carried, dtype)
+        start = {**default_start(bm, seed, set(carried)), **init}
+        x0 = np.zeros(problem.n)
+        for name, off in problem.layout.offsets.items():
+            if name in start:
+                v = bm.variables[name]
+                x0[off : off + v.n_nodes * v.node_dim] = np.asarray(start[name], np.float64).ravel()
+    else:
+        from fglang.runtime.map.density import Density
+
+        problem = Density(bm, carried, init, seed, dtype)
+        if problem.n > o.max_dense:
+            raise FgError([Diagnostic(
+                f"map's general path needs a dense Hessian and this model has {problem.n} unknowns "
+                f"(more than max_dense={o.max_dense})", None,
+                "raise --max-dense if memory allows (n^2 doubles), write the model's factors as Gaussian or "
+                "robust ones with known scales (the sparse least-squares path), or use --backend vi")],
+                bm.ir.sources)
+        solver, x0 = DenseCholesky(), problem.x0
+    bar = _Bar(o.iters) if progress else None
+    try:
+        res = optimize(problem, solver, x0, method=o.method, iters=o.iters, tol=o.tol, lambda_init=o.lambda_init,
+                       eps=float(np.finfo(dtype).eps), callback=bar.update if bar else None)
+    except Failure as err:
+        raise FgError([Diagnostic(f"MAP ({o.method}) diverged at iteration {err.iteration}: {err.reason}", None,
+                                  _HINT)], bm.ir.sources) from None
+    finally:
+        if bar:
+            bar.close()
+    if path == "lsq":
+        marg, draws, t_cov = _lsq_posterior(bm, problem, solver, res, o, seed)
+    else:
+        marg, draws, t_cov = _general_posterior(bm, problem, res, o, seed)
+    return Posterior(
+        bm.name,
+        "map",
+        draws,
+        gaussian=marg,
+        observed=dict(bm.data),
+        attrs={
+            "options": o.as_dict(),
+            "seed": seed,
+            "path": path,
+            "unknowns": int(problem.n),
+            "iterations": int(res.iterations),
+            "converged": bool(res.converged),
+            "stalled": bool(res.stalled),
+            "cost": float(res.cost),
+            "initial_cost": float(res.initial_cost),
+            "lambda": float(res.lam),
+            "history": [float(c) for c in res.history[-500:]],
+            "linearizations": int(res.linearizations),
+            "factorizations": int(res.factorizations),
+            "wall_time_s": float(res.wall_time_s),
+            "laplace_time_s": float(t_cov),
+        },
+        node_shapes={v.name: v.node_shape for v in bm.variables.values()},
+    )
+
+
+# per model shape: the pattern, the scatter positions and the solver that
+# holds the symbolic factorization (and the selected-inversion plan)
+_SHAPES: dict[str, tuple[Any, Any, SparseLDL]] = {}
+
+
+def _shape_key(blks) -> str:
+    h = hashlib.sha1()
+    for b in blks:
+        h.update(repr((id(b.fn), b.cols.shape)).encode())
+        h.update(np.ascontiguousarray(b.cols).tobytes())
+    return h.hexdigest()
+
+
+def _least_squares(bm: BoundModel, carried: dict, dtype):
+    from fglang.runtime.map.assemble import LeastSquares, build_scatter, node_pairs
+
+    lay, blks = blocks(bm, carried)
+    key = _shape_key(blks) + f":{lay.n}"
+    if key not in _SHAPES:
+        if len(_SHAPES) > 64:
+            _SHAPES.clear()
+        pattern, scatter = build_scatter(blks, node_pairs(bm, lay), lay.n)
+        _SHAPES[key] = (pattern, scatter, SparseLDL(pattern))
+    pattern, scatter, solver = _SHAPES[key]
+    return LeastSquares(blks, lay, pattern, scatter, dtype), solver
+
+
+def _singular(bm: BoundModel) -> FgError:
+    return FgError([Diagnostic(
+        "the Hessian at the mode is singular or not positive definite, so the Laplace approximation "
+        "does not exist", None,
+        "some unknowns are not determined by the model: give every var a prior or a factor that pins it "
+        "(a pose graph needs an anchor), or the fit stopped at a saddle (give --init)")], bm.ir.sources)
+
+
+def _lsq_posterior(bm, problem, solver: SparseLDL, res: LMResult, o: MapOptions, seed: int):
+    import time
+
+    t0 = time.perf_counter()
+    _, _, h = problem.linearize(res.x)
+    try:
+        solver.factor(h)
+    except SingularError:
+        raise _singular(bm) from None
+    lower, d, perm = solver.factors()
+    plan = getattr(solver, "plan", None)
+    if plan is None or plan.nnz != lower.nnz:
+        plan = solver.plan = laplace.plan(lower)
+    z = laplace.selected_inverse(plan, lower, d)
+    marg, means, covs = {}, {}, {}
+    for name, v in bm.variables.items():
+        off = problem.layout.offsets[name]
+        index = off + np.arange(v.n_nodes * v.node_dim).reshape(v.n_nodes, v.node_dim)
+        cov = laplace.node_blocks(plan, z, perm, index)
+        mean = res.x[index].reshape(v.shape)
+        cov = cov.reshape(v.node_shape + (v.node_dim, v.node_dim))
+        marg[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape)
+        means[name], covs[name] = mean, cov
+    marg.update(derived(bm, means, covs))
+    t_cov = time.perf_counter() - t0
+    return marg, node_draws(marg, o.draws, seed), t_cov
+
+
+def _general_posterior(bm, problem, res: LMResult, o: MapOptions, seed: int):
+    import time
+
+    from fglang.runtime.numpyro_sites import site_draws
+
+    t0 = time.perf_counter()
+    _, _, h = problem.linearize(res.x)
+    chol = DenseCholesky()
+    try:
+        chol.factor(h)
+    except SingularError:
+        raise _singular(bm) from None
+    cov = chol.solve(np.eye(problem.n))
+    cov = 0.5 * (cov + cov.T)
+    lower = chol.lower()  # H = L L^T: x = mode + L^{-T} eps has covariance H^{-1}
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal((problem.n, o.draws))
+    import scipy.linalg as sla
+
+    xs = res.x[None, :] + sla.solve_triangular(lower, eps, lower=True, trans="T").T
+    samples = problem.constrained(xs)
+    draws = site_draws(samples, bm, grouped=False)
+    marg = {}
+    for name, v in bm.variables.items():
+        if v.domain.kind != "real" or name not in problem.sites or problem.sites[name] != v.shape:
+            continue
+        index = problem.offsets[name] + np.arange(v.n_nodes * v.node_dim).reshape(v.n_nodes, v.node_dim)
+        block = cov[index[:, :, None], index[:, None, :]]
+        marg[name] = GaussianMarginal(res.x[index].reshape(v.shape),
+                                      block.reshape(v.node_shape + (v.node_dim, v.node_dim)),
+                                      v.node_shape, v.value_shape)
+    return marg, draws, time.perf_counter() - t0
+
+
+class _Bar:
+    def __init__(self, total: int):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(
+            TextColumn("map"), BarColumn(), TextColumn("iter {task.completed}/{task.total}"),
+            TextColumn("cost {task.fields[cost]:.6g}"), TextColumn("lambda {task.fields[lam]:.1e}"),
+            TimeElapsedColumn(), transient=True,
+        )
+        self.task = self.p.add_task("map", total=total, cost=float("nan"), lam=float("nan"))
+        self.p.start()
+
+    def update(self, state: LMState) -> None:
+        self.p.update(self.task, completed=state.iteration, cost=state.cost, lam=state.lam)
+
+    def close(self) -> None:
+        self.p.stop()

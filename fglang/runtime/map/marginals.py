@@ -1,0 +1,88 @@
+"""Per-node Gaussians -> what a Posterior reports: ``let`` quantities by
+linearization at the mode and draws sampled node by node.
+
+The same rules as GBP's Posterior (``runtime/gbp/fit.py``), kept here
+because no backend may import another's package: a ``let`` gets mean
+``f(m)`` and variance ``diag(J S J^T)`` with the per-node covariances ``S``;
+draws are sampled from each node's Gaussian so that the summary table,
+ArviZ, plots and ``--prior`` work as for the sampling backends.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fglang.compiler.bind import BoundModel
+from fglang.runtime.posterior import GaussianMarginal
+
+
+def _linearized(bm: BoundModel, f, names: list[str], means: dict, covs: dict) -> tuple[np.ndarray, np.ndarray]:
+    args = [jnp.asarray(means[n]) for n in names]
+    mean = np.asarray(f(*args), np.float64)
+    var = np.zeros_like(mean)
+    jacs = jax.jacfwd(f, argnums=tuple(range(len(names))))(*args) if names else ()
+    for n, j in zip(names, jacs):
+        v = bm.variables[n]
+        j = np.asarray(j).reshape(mean.size, v.n_nodes, v.node_dim)
+        c = np.asarray(covs[n]).reshape(v.n_nodes, v.node_dim, v.node_dim)
+        var += np.einsum("knd,nde,kne->k", j, c, j)
+    return mean, var
+
+
+def derived(bm: BoundModel, means: dict[str, np.ndarray], covs: dict[str, np.ndarray]) -> dict[str, GaussianMarginal]:
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    out = {}
+    for d in bm.derived.values():
+        names = sorted({s.var for s in d.slots})
+
+        def f(*vals, d=d, names=names):
+            values = dict(zip(names, vals))
+            sv = tuple(bm.gather(s, values)[0] for s in d.slots)
+            return jnp.ravel(d.evaluate(data, sv))
+
+        mean, var = _linearized(bm, f, names, means, covs)
+        out[d.ir.name] = GaussianMarginal(mean.reshape(d.shape), var.reshape(d.shape + (1, 1)), d.shape, ())
+    return out
+
+
+def node_draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str, np.ndarray]:
+    """[1, n, *shape] per quantity, each node from its own Gaussian."""
+    rng = np.random.default_rng(seed)
+    total = sum(g.mean.size for g in marg.values())
+    n = int(max(4, min(n, 2e7 // max(total, 1))))
+    out = {}
+    for name, g in marg.items():
+        d = int(np.prod(g.value_shape, dtype=np.int64)) if g.value_shape else 1
+        nodes = g.mean.size // d
+        cov = g.cov.reshape(nodes, d, d)
+        chol = np.linalg.cholesky(cov + 1e-12 * np.eye(d))
+        z = rng.standard_normal((n, nodes, d))
+        x = g.mean.reshape(nodes, d) + np.matmul(chol, z[..., None])[..., 0]
+        out[name] = x.reshape((1, n) + g.mean.shape)
+    return out
+
+
+def default_start(bm: BoundModel, seed: int, skip: set[str]) -> dict[str, np.ndarray]:
+    """Where the least-squares path starts without ``init``: a seeded draw from
+    a var's prior when it is a normal with known arguments (so the hidden
+    units of a network do not start at the symmetric saddle), 0 otherwise.
+    A linear model's mode does not depend on it; a pose graph needs ``init``."""
+    rng = np.random.default_rng(seed)
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
+    out = {}
+    for v in bm.variables.values():
+        fam = bm.families.get(v.prior) if v.prior else None
+        if v.name in skip or fam is None or fam.ir.dist.name != "normal" or fam.ir.arg_uses_vars("mu") or \
+                fam.ir.arg_uses_vars("sd"):
+            continue
+        res = fam.evaluate(data, {k: jnp.asarray(a) for k, a in fam.idx.items()},
+                           tuple(bm.gather(s, zeros) for s in fam.slots))
+        mu = np.broadcast_to(np.asarray(res["args"]["mu"]).reshape(fam.n_members, -1), (fam.n_members, v.node_dim))
+        sd = np.broadcast_to(np.asarray(res["args"]["sd"]).reshape(fam.n_members, -1), (fam.n_members, v.node_dim))
+        if fam.n_members != v.n_nodes:
+            continue
+        out[v.name] = (mu + sd * rng.standard_normal(mu.shape)).reshape(v.shape)
+    return out
