@@ -114,7 +114,7 @@ def test_options_validate_themselves_once():
 
 def test_a_shared_flag_has_one_type():
     flags = backends.flags()
-    assert flags["draws"][3] == ("gbp", "vi")
+    assert {"gbp", "vi"} <= set(flags["draws"][3])
     assert flags["iters"][0] is int
 
 
