@@ -16,6 +16,7 @@ from fglang.compiler.ir import ModelIR
 from fglang.compiler.lower import lower
 from fglang.compiler.show import show_ir
 from fglang.runtime.binding import bind_model
+from fglang.runtime.fit import START_AT_MODE, ModeStart
 from fglang.runtime.posterior import Posterior
 
 DataLike = dict[str, Any] | str | Path
@@ -57,7 +58,7 @@ class Model:
         ``options`` are the backend's options, the CLI's flags as keywords."""
         from fglang.runtime.fit import fit
 
-        init_values, init_file = _read(init) if init is not None else (None, "init")
+        init_values, init_file = _read_init(init)
         return fit(
             self.bind(data),
             backend,
@@ -118,6 +119,19 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<fglang.Model {self.name}: {len(self.ir.variables)} vars, {len(self.ir.families)} factor families>"
+
+
+def _read_init(init: Any) -> tuple[Any, str]:
+    """``init``: values (a dict or a file), or the mode: ``"map"`` (found from
+    the default start), ``"map:FILE"`` or ``("map", values)`` (found from those)."""
+    if init is None:
+        return None, "init"
+    if isinstance(init, str) and (init == START_AT_MODE or init.startswith(START_AT_MODE + ":")):
+        start = init[len(START_AT_MODE) + 1:]
+        return ModeStart(_read(start)[0] if start else None), "init"
+    if isinstance(init, tuple) and len(init) == 2 and init[0] == START_AT_MODE:
+        return ModeStart(_read(init[1])[0] if init[1] is not None else None), "init"
+    return _read(init)
 
 
 def _read(data: DataLike) -> tuple[dict[str, Any], str]:

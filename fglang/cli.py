@@ -112,7 +112,10 @@ _FIT_PARAMS = [
     ("out_path", Annotated[Path | None, typer.Option("--out", "-o", help="write the posterior (ArviZ NetCDF)")], None),
     ("seed", Annotated[int, typer.Option(help="random seed")], 0),
     ("device", Annotated[str | None, typer.Option(help="cpu | gpu")], None),
-    ("init", Annotated[Path | None, typer.Option(help="initial values file (same layout as data)")], None),
+    ("init", Annotated[str | None, typer.Option(
+        help="initial values file (same layout as data), or map (start at the MAP) or map:FILE (the MAP found "
+        "from FILE's values); ./map for a file so named"
+    )], None),
     ("prior", Annotated[Path | None, typer.Option(help="a posterior file whose marginals become the priors")], None),
     ("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")], False),
 ]
@@ -138,7 +141,7 @@ def fit(**kw) -> None:
             kw["data"],
             backend=backend,
             seed=kw["seed"],
-            init=kw["init"],
+            init=kw["init"] if kw["init"] is None or kw["init"].split(":")[0] == "map" else Path(kw["init"]),
             prior=kw["prior"],
             device=kw["device"],
             progress=not kw["quiet"],

@@ -260,7 +260,7 @@ def test_prediction_moments_per_member_equal_the_dense_linearization():
     # the last member reads x[N-1] through two slots (min(n + 1, N - 1)).
     import jax.numpy as jnp
 
-    from fglang.runtime.gbp.fit import linearized_moments
+    from fglang.runtime.gaussian import linearized_moments
     from fglang.runtime.predict import family_moments
 
     src = """model m

@@ -105,6 +105,16 @@ def walk_all(fam: FactorFamily):
             yield from walk(e)
 
 
+def data_read(fam: FactorFamily) -> set[str]:
+    """The names a family reads (its expressions and index bounds): a backend
+    hands a compiled family only the data it uses, so that a change to any
+    other data array does not change the family's compiled program."""
+    names = {x.id for x in walk_all(fam) if isinstance(x, A.Name)}
+    for r in fam.ranges:
+        names |= {x.id for x in (r.lo, r.hi) if isinstance(x, A.Name)}
+    return names
+
+
 def _bind_derived(d: Derived, variables, npi: NpIndex, lengths, log_density: LogDensity | None) -> BoundDerived:
     idx = {"__m": np.zeros(1, np.int64)}
     reds: dict[str, Reduction] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,6 +49,8 @@ def fit(
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
     check_values(bm)
+    if isinstance(init, ModeStart):
+        init, init_file = mode_init(bm, init, seed=seed, prior=prior, device=device), "the MAP start"
     init_values = check_init(bm, init, init_file)
     enable_compilation_cache()
     with device_context(device):
@@ -56,6 +58,28 @@ def fit(
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))
     post.attrs.setdefault("observations", observations(bm.ir))
     return post
+
+
+START_AT_MODE = "map"  # init="map": start at the posterior mode
+
+
+class ModeStart(NamedTuple):
+    """``init="map"``: start at the mode that the ``map`` backend finds from
+    ``start`` (values, or None for its default start)."""
+
+    start: dict[str, Any] | None
+
+
+def mode_init(
+    bm: BoundModel, mode_start: ModeStart, *, seed: int, prior: Posterior | str | Path | None, device: str | None
+) -> dict[str, Any]:
+    """Initial values at the MAP (the mode), for any backend: a start in the
+    typical set's neighbourhood for NUTS and VI, and for GBP the point its
+    linearization is exact at. Non-convex models (pose graphs) need the mode's
+    own start, as GTSAM needs initial Values: ``map:FILE``."""
+    mode = fit(bm, START_AT_MODE, seed=seed, init=mode_start.start, init_file="the MAP's start", prior=prior,
+               device=device)
+    return {name: np.asarray(mode.mean(name)) for name in bm.variables if name in mode.draws or name in mode.gaussian}
 
 
 def predict(

@@ -8,91 +8,17 @@ ArviZ tools and the summary table work as for the other backends.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
+from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
 from fglang.runtime.gbp.engine import run_gbp
 from fglang.runtime.gbp.lowering import to_graph
 from fglang.runtime.gbp.options import GbpOptions
 from fglang.runtime.posterior import GaussianMarginal, Posterior
-
-
-def linearized_moments(bm: BoundModel, f, names: list[str], means: dict, covs: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Mean f(m) and variance diag(J S J^T) of a function of vars, linearized at
-    the means, with the per-node covariances S (GBP tracks no cross-node ones)."""
-    args = [jnp.asarray(means[n]) for n in names]
-    mean = np.asarray(f(*args))
-    var = np.zeros_like(mean)
-    jacs = jax.jacfwd(f, argnums=tuple(range(len(names))))(*args) if names else ()
-    for n, j in zip(names, jacs):
-        v = bm.variables[n]
-        j = np.asarray(j).reshape(mean.size, v.n_nodes, v.node_dim)
-        c = np.asarray(covs[n]).reshape(v.n_nodes, v.node_dim, v.node_dim)
-        var += np.einsum("knd,nde,kne->k", j, c, j)
-    return mean, var
-
-
-def _derived(bm: BoundModel, means: dict[str, np.ndarray], covs: dict[str, np.ndarray]) -> dict[str, GaussianMarginal]:
-    """``let`` quantities by linearization: mean f(m), variance diag(J S J^T) with
-    the per-node covariances S (cross-node covariances are not tracked by GBP)."""
-    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
-    out = {}
-    for d in bm.derived.values():
-        names = sorted({s.var for s in d.slots})
-
-        def f(*vals, d=d, names=names):
-            values = dict(zip(names, vals))
-            sv = tuple(bm.gather(s, values)[0] for s in d.slots)
-            return jnp.ravel(d.evaluate(data, sv))
-
-        mean, var = linearized_moments(bm, f, names, means, covs)
-        shape = d.shape
-        out[d.ir.name] = GaussianMarginal(mean.reshape(shape), var.reshape(shape + (1, 1)), shape, ())
-    return out
-
-
-def _draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    total = sum(g.mean.size for g in marg.values())
-    n = int(max(4, min(n, 2e7 // max(total, 1))))
-    out = {}
-    for name, g in marg.items():
-        d = int(np.prod(g.value_shape, dtype=np.int64)) if g.value_shape else 1
-        nodes = g.mean.size // d
-        cov = g.cov.reshape(nodes, d, d)
-        chol = np.linalg.cholesky(cov + 1e-12 * np.eye(d))
-        z = rng.standard_normal((n, nodes, d))
-        x = g.mean.reshape(nodes, d) + np.einsum("nij,snj->sni", chol, z)
-        out[name] = x.reshape((1, n) + g.mean.shape)
-    return out
-
-
-def default_init(bm: BoundModel, seed: int, skip: set[str]) -> dict[str, np.ndarray]:
-    """Where GBP starts when no ``init`` is given: a seeded draw from the var's
-    prior when that prior is a normal with known arguments (this breaks the
-    symmetry of hidden units in a network; for linear models the fixed point
-    does not depend on it), and 0 otherwise (give ``init`` for nonlinear
-    models such as pose graphs, as GTSAM users do)."""
-    rng = np.random.default_rng(seed)
-    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
-    zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
-    out = {}
-    for v in bm.variables.values():
-        fam = bm.families.get(v.prior) if v.prior else None
-        if v.name in skip or fam is None or fam.ir.dist.name != "normal" or fam.ir.arg_uses_vars("mu") or \
-                fam.ir.arg_uses_vars("sd"):
-            continue
-        res = fam.evaluate(data, {k: jnp.asarray(a) for k, a in fam.idx.items()},
-                           tuple(bm.gather(s, zeros) for s in fam.slots))
-        per_member = (fam.n_members,) + v.value_shape
-        mu = np.broadcast_to(np.asarray(res["args"]["mu"]).reshape(fam.n_members, -1), (fam.n_members, v.node_dim))
-        sd = np.broadcast_to(np.asarray(res["args"]["sd"]).reshape(fam.n_members, -1), (fam.n_members, v.node_dim))
-        out[v.name] = (mu + sd * rng.standard_normal(mu.shape)).reshape(per_member)
-    return out
 
 
 def fit_gbp(
@@ -110,7 +36,7 @@ def fit_gbp(
     prior = {k: c.information(o.temper) for k, c in carried.items()}
     graph = to_graph(bm, set(carried), set(skip_families))
     dtype = jnp.float64 if o.dtype == "float64" else jnp.float32
-    start = {**default_init(bm, seed, set(carried)), **(init or {})}
+    start = {**default_start(bm, seed, set(carried)), **(init or {})}
     init_nodes = {k: np.asarray(v).reshape(bm.variables[k].n_nodes, bm.variables[k].node_dim) for k, v in
                   start.items()}
     bar = _progress(progress, o.iters)
@@ -155,8 +81,8 @@ def fit_gbp(
         cov = np.asarray(result.covs[name], dtype=np.float64).reshape(v.node_shape + (v.node_dim, v.node_dim))
         marg[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape)
         means[name], covs[name] = mean, cov
-    marg.update(_derived(bm, means, covs))
-    draws = _draws(marg, o.draws, seed)
+    marg.update(derived_marginals(bm, means, covs))
+    draws = node_draws(marg, o.draws, seed)
     history = np.asarray(result.history, dtype=np.float64)
     return Posterior(
         bm.name,

@@ -15,7 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from fglang.compiler.bind import BoundFamily, BoundModel
+from fglang.compiler.bind import BoundFamily, BoundModel, data_read
 from fglang.compiler.distributions import SPARSITY
 from fglang.compiler.unparse import unparse
 from fglang.errors import Diagnostic, FgError
@@ -228,16 +228,6 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     return GaussianFamily(f.name, m, tuple(slots), residual, inputs, precision, robust, sparsity, shared=data)
 
 
-def _data_used(fam: BoundFamily, data: dict) -> dict:
-    from fglang.compiler import ast as A
-    from fglang.compiler.bind import walk_all
-
-    names = {x.id for x in walk_all(fam.ir) if isinstance(x, A.Name)}
-    for r in fam.ir.ranges:
-        names |= {x.id for x in (r.lo, r.hi) if isinstance(x, A.Name)}
-    return {k: v for k, v in data.items() if k in names}
-
-
 def to_graph(
     bm: BoundModel, skip_priors_of: set[str] = frozenset(), skip_families: set[str] = frozenset()
 ) -> GaussianGraph:
@@ -256,5 +246,5 @@ def to_graph(
             continue
         if fam.members is not None:  # an unindexed factor split into independent members
             fam = fam.members
-        fams.append(_family(bm, fam, _data_used(fam, data)))
+        fams.append(_family(bm, fam, {k: v for k, v in data.items() if k in data_read(fam.ir)}))
     return GaussianGraph(blocks, tuple(fams))

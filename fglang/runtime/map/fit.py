@@ -28,9 +28,9 @@ import numpy as np
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
+from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
 from fglang.runtime.map import laplace
 from fglang.runtime.map.lm import Failure, LMResult, LMState, optimize
-from fglang.runtime.map.marginals import default_start, derived, node_draws
 from fglang.runtime.map.options import MapOptions
 from fglang.runtime.map.residuals import blocks, lsq_reason
 from fglang.runtime.map.solve import DenseCholesky, SingularError, SparseLDL
@@ -188,7 +188,7 @@ def _lsq_posterior(bm, problem, solver: SparseLDL, res: LMResult, o: MapOptions,
         cov = cov.reshape(v.node_shape + (v.node_dim, v.node_dim))
         marg[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape)
         means[name], covs[name] = mean, cov
-    marg.update(derived(bm, means, covs))
+    marg.update(derived_marginals(bm, means, covs))
     t_cov = time.perf_counter() - t0
     return marg, node_draws(marg, o.draws, seed), t_cov
 

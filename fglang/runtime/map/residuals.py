@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from fglang.compiler.bind import BoundFamily, BoundModel
+from fglang.compiler.bind import BoundFamily, BoundModel, data_read
 from fglang.runtime.carry import CarriedMarginal
 
 LSQ_DISTS = ("normal", "mvnormal", "huber", "student_t")
@@ -142,16 +142,6 @@ def _block_fn(fam: BoundFamily, bm: BoundModel) -> Callable:
     return fn
 
 
-def _data_used(fam: BoundFamily, data: dict) -> dict:
-    from fglang.compiler import ast as A
-    from fglang.compiler.bind import walk_all
-
-    names = {x.id for x in walk_all(fam.ir) if isinstance(x, A.Name)}
-    for r in fam.ir.ranges:
-        names |= {x.id for x in (r.lo, r.hi) if isinstance(x, A.Name)}
-    return {k: v for k, v in data.items() if k in names}
-
-
 def family_block(bm: BoundModel, fam: BoundFamily, lay: Layout, data: dict) -> ResidualBlock:
     m = fam.n_members
     cols = [lay.columns(bm, s.var, np.asarray(s.node_ids).reshape(m, -1)).reshape(m, -1) for s in fam.slots]
@@ -159,7 +149,9 @@ def family_block(bm: BoundModel, fam: BoundFamily, lay: Layout, data: dict) -> R
     sig = fam.ir.dist.name
     robust = sig if sig in ("huber", "student_t") else None
     inputs = {k: np.asarray(v) for k, v in fam.idx.items()}
-    return ResidualBlock(fam.name, cols_all, _block_fn(fam, bm), inputs, _data_used(fam, data), robust)
+    used = data_read(fam.ir)
+    return ResidualBlock(fam.name, cols_all, _block_fn(fam, bm), inputs, {k: v for k, v in data.items() if k in used},
+                         robust)
 
 
 def _carried_fn(shared, inputs_m, x_m):

@@ -1,11 +1,11 @@
-"""Per-node Gaussians -> what a Posterior reports: ``let`` quantities by
-linearization at the mode and draws sampled node by node.
+"""Per-node Gaussian marginals -> what a Posterior reports, for every backend
+whose answer is a Gaussian per node (``gbp``, ``map``'s Laplace marginals).
 
-The same rules as GBP's Posterior (``runtime/gbp/fit.py``), kept here
-because no backend may import another's package: a ``let`` gets mean
-``f(m)`` and variance ``diag(J S J^T)`` with the per-node covariances ``S``;
-draws are sampled from each node's Gaussian so that the summary table,
-ArviZ, plots and ``--prior`` work as for the sampling backends.
+A ``let`` gets mean ``f(m)`` and variance ``diag(J S J^T)`` with the
+per-node covariances ``S`` (no cross-node covariances are tracked); draws
+are sampled from each node's Gaussian so that the summary table, ArviZ,
+plots and ``--prior`` work as for the sampling backends. And where such a
+backend starts when no ``init`` is given.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from fglang.compiler.bind import BoundModel
 from fglang.runtime.posterior import GaussianMarginal
 
 
-def _linearized(bm: BoundModel, f, names: list[str], means: dict, covs: dict) -> tuple[np.ndarray, np.ndarray]:
+def linearized_moments(bm: BoundModel, f, names: list[str], means: dict, covs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Mean f(m) and variance diag(J S J^T) of a function of vars, linearized at the means."""
     args = [jnp.asarray(means[n]) for n in names]
     mean = np.asarray(f(*args), np.float64)
     var = np.zeros_like(mean)
@@ -31,7 +32,9 @@ def _linearized(bm: BoundModel, f, names: list[str], means: dict, covs: dict) ->
     return mean, var
 
 
-def derived(bm: BoundModel, means: dict[str, np.ndarray], covs: dict[str, np.ndarray]) -> dict[str, GaussianMarginal]:
+def derived_marginals(
+    bm: BoundModel, means: dict[str, np.ndarray], covs: dict[str, np.ndarray]
+) -> dict[str, GaussianMarginal]:
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     out = {}
     for d in bm.derived.values():
@@ -42,7 +45,7 @@ def derived(bm: BoundModel, means: dict[str, np.ndarray], covs: dict[str, np.nda
             sv = tuple(bm.gather(s, values)[0] for s in d.slots)
             return jnp.ravel(d.evaluate(data, sv))
 
-        mean, var = _linearized(bm, f, names, means, covs)
+        mean, var = linearized_moments(bm, f, names, means, covs)
         out[d.ir.name] = GaussianMarginal(mean.reshape(d.shape), var.reshape(d.shape + (1, 1)), d.shape, ())
     return out
 
@@ -65,10 +68,11 @@ def node_draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str
 
 
 def default_start(bm: BoundModel, seed: int, skip: set[str]) -> dict[str, np.ndarray]:
-    """Where the least-squares path starts without ``init``: a seeded draw from
-    a var's prior when it is a normal with known arguments (so the hidden
-    units of a network do not start at the symmetric saddle), 0 otherwise.
-    A linear model's mode does not depend on it; a pose graph needs ``init``."""
+    """Where a Gaussian backend starts without ``init``: a seeded draw from a
+    var's prior when it is a normal with known arguments (so the hidden units
+    of a network do not start at the symmetric saddle), 0 otherwise. A linear
+    model's answer does not depend on it; a pose graph needs ``init``, as in
+    GTSAM."""
     rng = np.random.default_rng(seed)
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
