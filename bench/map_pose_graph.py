@@ -98,6 +98,39 @@ def fglang_rows(model_path: Path, data: dict, init: dict, repeat: int, label: st
     ]
 
 
+def gbp_rows(model_path: Path, data: dict, init: dict, iters: int) -> list[dict]:
+    """GBP in the same run, for the README's side-by-side table: its defaults,
+    a damped float64 run, and the same started at the MAP (``init=map:FILE``).
+    One run each (GBP takes seconds here, not milliseconds); wall includes
+    compilation."""
+    from g2o import pose_graph_cost
+
+    import fglang
+
+    model = fglang.load(model_path)
+    rows = []
+    runs = [
+        ("fglang gbp, defaults, odometry guess", init, {}),
+        (f"fglang gbp, float64, damping 0.5, {iters} iters, odometry guess", init,
+         {"dtype": "float64", "damping": 0.5, "iters": iters}),
+        (f"fglang gbp, float64, damping 0.5, {iters} iters, started at the MAP", ("map", init),
+         {"dtype": "float64", "damping": 0.5, "iters": iters}),
+    ]
+    for label, start, options in runs:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            post = model.fit(data, backend="gbp", init=start, **options)
+        except fglang.FgError as err:
+            rows.append({"method": label, "wall_s": time.perf_counter() - t0, "cpu_s": None, "cost": float("nan"),
+                         "iterations": 0, "error": str(err).splitlines()[0]})
+            continue
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        cost = pose_graph_cost(data, post.mean("pose"), anchor=np.asarray(init["pose"])[0])
+        rows.append({"method": label, "wall_s": wall, "cpu_s": cpu, "cost": float(cost),
+                     "iterations": int(post.attrs["iterations"]), "converged": bool(post.attrs["converged"])})
+    return rows
+
+
 def synthetic_graph(side: int, seed: int = 0) -> tuple[str, dict, dict]:
     """A robot driving a serpentine over a side x side grid: odometry, plus
     loop closures to the row above for half the poses, all noisy; returns
@@ -136,6 +169,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-synthetic", action="store_true")
+    ap.add_argument("--no-gbp", action="store_true", help="skip the GBP rows")
+    ap.add_argument("--gbp-iters", type=int, default=1500)
     ap.add_argument("--side", type=int, default=100, help="synthetic grid side (side^2 poses)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "map_pose_graph.json"))
     args = ap.parse_args()
@@ -146,6 +181,8 @@ def main() -> None:
     rows += gtsam_rows(G2O, args.repeat)
     rows += fglang_rows(model_path, data, init, args.repeat, "M3500")
     rows += fglang_rows(model_path, data, init, args.repeat, "M3500", tol=1e-5)
+    if not args.no_gbp:
+        rows += gbp_rows(model_path, data, init, args.gbp_iters)
     if not args.no_synthetic:
         text, sdata, sinit = synthetic_graph(args.side)
         with tempfile.NamedTemporaryFile("w", suffix=".g2o", delete=False) as f:

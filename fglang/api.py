@@ -16,7 +16,7 @@ from fglang.compiler.ir import ModelIR
 from fglang.compiler.lower import lower
 from fglang.compiler.show import show_ir
 from fglang.runtime.binding import bind_model
-from fglang.runtime.fit import START_AT_MODE, ModeStart
+from fglang.runtime.inits import START_AT_MODE, ModeStart
 from fglang.runtime.posterior import Posterior
 
 DataLike = dict[str, Any] | str | Path

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from fglang.runtime import backend as backends
 from fglang.runtime.binding import bind_model
 from fglang.runtime.carry import as_posterior, carried_marginals
 from fglang.runtime.device import device_context, enable_compilation_cache
-from fglang.runtime.inits import check_init
+from fglang.runtime.inits import START_AT_MODE, ModeStart, check_init
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.predict import targets
 from fglang.runtime.values import check_values
@@ -58,16 +58,6 @@ def fit(
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))
     post.attrs.setdefault("observations", observations(bm.ir))
     return post
-
-
-START_AT_MODE = "map"  # init="map": start at the posterior mode
-
-
-class ModeStart(NamedTuple):
-    """``init="map"``: start at the mode that the ``map`` backend finds from
-    ``start`` (values, or None for its default start)."""
-
-    start: dict[str, Any] | None
 
 
 def mode_init(

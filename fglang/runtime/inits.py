@@ -10,13 +10,22 @@ directly by name, which then take precedence.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
 from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError, did_you_mean
+
+START_AT_MODE = "map"  # init="map": start at the posterior mode
+
+
+class ModeStart(NamedTuple):
+    """``init="map"``: start at the mode that the ``map`` backend finds from
+    ``start`` (values, or None for its default start)."""
+
+    start: dict[str, Any] | None
 
 
 def check_init(bm: BoundModel, init: dict[str, Any] | None, file: str = "init") -> dict[str, np.ndarray]:
