@@ -369,9 +369,11 @@ def _run_chunks(
 
 def _marginals(
     plan: Plan, b: Beliefs
-) -> tuple[dict[str, Array], dict[str, Array], dict[str, tuple[Array, Array]]]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, tuple[Any, Any]]]:
     """Means, covariances and information forms per var, from the final beliefs (NumPy)."""
-    means, covs, beliefs = {}, {}, {}
+    means: dict[str, Any] = {}
+    covs: dict[str, Any] = {}
+    beliefs: dict[str, tuple[Any, Any]] = {}
     for v, vp in enumerate(plan.variables):
         e = np.asarray(b.eta[v])
         lam = np.asarray(b.lam[v])
@@ -384,7 +386,7 @@ def _marginals(
         means[vp.name] = np.einsum("nij,nj->ni", cov, e)
         covs[vp.name] = cov
         beliefs[vp.name] = (e, lam)
-    return means, covs, beliefs  # type: ignore[return-value]
+    return means, covs, beliefs
 
 
 def _divergence_info(plan: Plan, state: EngineState, status: int) -> DivergenceInfo:
