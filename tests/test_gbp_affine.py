@@ -14,8 +14,8 @@ import pytest
 import fglang
 from fglang.runtime import xla_options
 from fglang.runtime.gbp.affine import is_affine, reads_consts
-from fglang.runtime.gbp.engine import _build
 from fglang.runtime.gbp.lowering import to_graph
+from fglang.runtime.gbp.plan import build_plan
 
 EX = Path(__file__).resolve().parent.parent / "examples"
 X2 = jax.ShapeDtypeStruct((2,), jnp.float32)
@@ -75,7 +75,7 @@ def test_reads_consts(fn, expected):
 
 def _plan(path, data):
     graph = to_graph(fglang.load(path).bind(data))
-    plan, _, _ = _build(graph, dtype=np.float32, schedule="flooding", dropout=0.0, chunk=5)
+    plan, _, _ = build_plan(graph, dtype=np.float32, schedule="flooding", dropout=0.0, chunk=5)
     return {fp.name: fp for fp in plan.families}, {vp.name: vp for vp in plan.variables}
 
 

@@ -1,4 +1,4 @@
-"""Oracle tests of the GBP engine (fglang/runtime/gbp/engine.py).
+"""Oracle tests of the GBP engine (fglang/runtime/gbp/: engine, iteration, messages, beliefs, plan).
 
 Linear-Gaussian graphs are checked against the dense (or sparse) exact
 posterior built directly from the generating matrices in NumPy/SciPy; the
@@ -778,20 +778,21 @@ def test_input_validation() -> None:
     )
 )
 def test_grid_slot_gather_and_scatter_address_the_slice_numpy_selects(case):
-    # A grid slot reads (`_gather`) and writes (`_scatter_grid`) exactly the
+    # A grid slot reads (`gather`) and writes (`scatter_grid`) exactly the
     # nodes NumPy's strided slice of the node-index grid selects, in C order.
-    from fglang.runtime.gbp.engine import _gather, _scatter_grid, _SlotPlan, _VarPlan
+    from fglang.runtime.gbp.beliefs import gather, scatter_grid
+    from fglang.runtime.gbp.plan import SlotPlan, VarPlan
 
     shape, bounds, tail = case
     grid = tuple((a, a + (n - a - 1) // c * c + 1, c) for (a, c), n in zip(bounds, shape))
     n = int(np.prod(shape))
     nodes = np.arange(n).reshape(shape)[tuple(slice(a, b, c) for a, b, c in grid)].ravel()
-    vp = _VarPlan("x", n, int(np.prod(tail)) if tail else 1, shape)
-    sp = _SlotPlan(0, vp.dim, grid)
+    vp = VarPlan("x", n, int(np.prod(tail)) if tail else 1, shape)
+    sp = SlotPlan(0, vp.dim, grid)
     rng = np.random.default_rng(0)
     arr = rng.normal(size=(n,) + tail)
-    np.testing.assert_array_equal(np.asarray(_gather(jnp.asarray(arr), None, sp, vp)), arr[nodes])
+    np.testing.assert_array_equal(np.asarray(gather(jnp.asarray(arr), None, sp, vp)), arr[nodes])
     msg = rng.normal(size=(nodes.size,) + tail)
     want = np.zeros((n,) + tail)
     want[nodes] = msg
-    np.testing.assert_array_equal(np.asarray(_scatter_grid(jnp.asarray(msg), sp, vp)), want)
+    np.testing.assert_array_equal(np.asarray(scatter_grid(jnp.asarray(msg), sp, vp)), want)

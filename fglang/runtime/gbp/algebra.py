@@ -223,26 +223,20 @@ def whiten_sq(r: Array, precision: Array) -> Array:
     return jnp.einsum("mi,mij,mj->m", r, precision, r)
 
 
-def factor_information(
-    jac: Array, precision: Array, r0: Array, x0: Array
-) -> tuple[Array, Array]:
-    """Information form of a linearized factor over its concatenated slots.
-
-    With ``r(x) ~= r0 + J (x - x0)`` the energy ``0.5 r^T Lambda r`` is the
-    Gaussian ``lam_f = J^T Lambda J``, ``eta_f = J^T Lambda (J x0 - r0)``.
-    ``jac``: ``[M, R, D]``, ``precision``: ``[M, R]`` (diagonal) or
-    ``[M, R, R]``, ``r0``: ``[M, R]``, ``x0``: ``[M, D]``.
-    """
-    return information_from_target(jac, precision, affine_target(jac, x0, r0))
-
-
 def affine_target(jac: Array, x0: Array, r0: Array) -> Array:
     """``c = J x0 - r0``: the linearized residual ``r0 + J (x - x0)`` is ``J x - c``."""
     return jnp.einsum("mrd,md->mr", jac, x0) - r0
 
 
 def information_from_target(jac: Array, precision: Array, c: Array) -> tuple[Array, Array]:
-    """`factor_information` of the affine residual ``J x - c`` (no linearization point)."""
+    """Information form of the affine residual ``J x - c`` over the concatenated slots.
+
+    The energy ``0.5 (J x - c)^T Lambda (J x - c)`` is the Gaussian
+    ``lam_f = J^T Lambda J``, ``eta_f = J^T Lambda c``; a residual linearized
+    at ``x0``, ``r(x) ~= r0 + J (x - x0)``, has ``c = J x0 - r0``
+    (`affine_target`). ``jac``: ``[M, R, D]``, ``precision``: ``[M, R]``
+    (diagonal) or ``[M, R, R]``, ``c``: ``[M, R]``.
+    """
     if precision.ndim == 2:
         lj = precision[..., None] * jac
         lam_f = jnp.einsum("mri,mrj->mij", jac, lj)
@@ -590,20 +584,3 @@ def factor_messages(
         use_alt = ~(jnp.trace(ls, axis1=-2, axis2=-1) >= kappa * own) | ~schur_ok
         out.append((jnp.where(use_alt[:, None], ea, es), jnp.where(use_alt[:, None, None], la, ls)))
     return tuple(out)
-
-
-def marginal_of_joint(
-    eta: Array, lam: Array, lo: int, hi: int, floor: Array | float = 0.0
-) -> tuple[Array, Array]:
-    """Marginal information form of the index block ``[lo, hi)`` of a joint.
-
-    The reference used by the tests: the same Schur complement computed on the
-    dense joint (``lam_ss - lam_so lam_oo^{-1} lam_os``).
-    """
-    a_oo = _others(lam, lo, hi, (-2, -1))
-    l_os = _others(lam[..., :, lo:hi], lo, hi, (-2,))
-    e_o = _others(eta, lo, hi, (-1,))
-    rhs = jnp.concatenate([l_os, e_o[..., None]], axis=-1)
-    sol = spd_solve(a_oo, rhs, floor)
-    corr = jnp.einsum("...ji,...jk->...ik", l_os, sol)
-    return eta[..., lo:hi] - corr[..., :, -1], lam[..., lo:hi, lo:hi] - corr[..., :, :-1]
