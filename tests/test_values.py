@@ -66,3 +66,20 @@ def test_observations_outside_the_support(src, data, message):
 def test_valid_values_fit():
     post = fglang.compile(SCALE, "m.fg").fit({"N": 3, "s": [1.0, 0.5, 2.0], "y": [0.0, 1.0, 2.0]}, backend="gbp")
     assert post.mean("mu").shape == ()
+
+
+def test_declarations_that_settle_the_values_cost_no_evaluation(monkeypatch):
+    # typed data (positive sd, real observations) are checked at bind: nothing to evaluate,
+    # so a large grid's first fit pays no op-by-op compilation for this check
+    from pathlib import Path
+
+    import numpy as np
+
+    from fglang.runtime import values
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluated a family whose values the declarations settle")
+
+    monkeypatch.setattr(values, "_evaluate", refuse)
+    m = fglang.load(Path(__file__).resolve().parents[1] / "examples" / "denoise_normal.fg")
+    values.check_values(m.bind({"H": 8, "W": 8, "img": np.zeros((8, 8))}))

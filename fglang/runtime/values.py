@@ -14,11 +14,13 @@ var is the backend's business (and its divergence report's).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
+from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundFamily, BoundModel
 from fglang.errors import Diagnostic, FgError
 
@@ -61,23 +63,77 @@ def _bad_members(fam: BoundFamily, ok: np.ndarray, values: np.ndarray) -> list[s
     return out
 
 
+# what a data domain guarantees, as the argument domains and supports it satisfies
+_IMPLIES = {
+    "positive": {"positive", "nonneg", "real"},
+    "unit": {"unit", "nonneg", "real"},
+    "real": {"real"},
+    "interval": {"real"},
+    "ordered": {"real"},
+    "simplex": {"nonneg", "real", "simplex"},
+    "int": {"int", "real"},
+    "bool": {"bool", "int", "nonneg_int", "nonneg", "real"},
+}
+
+
+def _guarantees(e, ir) -> set[str]:
+    """The domains an argument or observation is sure to be in without
+    evaluating it: a constant (the checker saw it), typed data (binding
+    checked it), and sums and products of positives. Why: evaluating every
+    family once, eagerly, cost seconds of op-by-op compilation on a grid,
+    for checks that the declarations already settle."""
+    if isinstance(e, A.Num):
+        return {"positive", "nonneg", "unit", "real", "int", "nonneg_int"}  # checked by the checker
+    base = e.base if isinstance(e, A.Index) else e
+    if isinstance(base, A.Name) and base.id in ir.data:
+        d = ir.data[base.id].domain
+        out = set(_IMPLIES.get(d.kind, set()))
+        if d.kind == "int" and d.lower is not None and d.lower >= 0:
+            out |= {"nonneg_int", "nonneg"}
+        if d.kind == "interval" and d.lower is not None and d.lower > 0:
+            out |= {"positive", "nonneg"}
+        return out
+    if isinstance(e, A.BinOp) and e.op in ("+", "*", "/"):
+        left, right = _guarantees(e.left, ir), _guarantees(e.right, ir)
+        both = left & right
+        out = {"real"} if "real" in both and e.op != "/" else set()
+        return out | ({"positive", "nonneg"} if "positive" in both else set())
+    if isinstance(e, A.BinOp) and e.op == "-":
+        return {"real"} if "real" in _guarantees(e.left, ir) & _guarantees(e.right, ir) else set()
+    if isinstance(e, A.Neg):
+        return {"real"} if "real" in _guarantees(e.operand, ir) else set()
+    return set()
+
+
+def _needed(bm: BoundModel, fam: BoundFamily, data_args: list[str], domains: dict[str, str]) -> tuple[list, bool]:
+    """The data-only arguments, and whether the observation, that the
+    declarations do not already settle."""
+    f, ir = fam.ir, bm.ir
+    args = dict(f.args)
+    need = [n for n in data_args if domains.get(n, "real") not in _guarantees(args[n], ir) | {"any"}
+            or domains.get(n) == "any"]
+    lhs = f.lhs is not None and not f.lhs_uses_vars and (
+        f.dist.support not in _guarantees(f.lhs, ir) or f.dist.name in ("categorical", "binomial"))
+    return need, lhs
+
+
 def _evaluate(bm: BoundModel, fam: BoundFamily, data: dict[str, Any]) -> dict[str, Any]:
     zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
     idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
     return fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
 
 
-def _check_family(bm: BoundModel, fam: BoundFamily, data: dict[str, Any]) -> list[Diagnostic]:
+def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str, Any]]) -> list[Diagnostic]:
     f = fam.ir
     sig = f.dist
     if sig is None or fam.n_members == 0:
         return []
     domains = {p.name: p.domain for p in sig.params} | {a.name: a.domain for g in sig.alternatives for a in g}
     data_args = [name for name, _ in f.args if not f.arg_uses_vars(name)]
-    lhs_is_data = f.lhs is not None and not f.lhs_uses_vars
+    data_args, lhs_is_data = _needed(bm, fam, data_args, domains)
     if not data_args and not lhs_is_data:
         return []
-    out = _evaluate(bm, fam, data)
+    out = _evaluate(bm, fam, data())
     spans = dict(f.arg_spans)
     errs = []
     for name in data_args:
@@ -132,7 +188,13 @@ def _support(fam: BoundFamily, sig, y: np.ndarray, args: dict[str, Any]) -> list
 
 def check_values(bm: BoundModel) -> None:
     """Raise one ``FgError`` listing every invalid data-only argument and observation."""
-    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    cache: dict[str, Any] = {}
+
+    def data() -> dict[str, Any]:  # JAX arrays only if some family must be evaluated
+        if not cache:
+            cache.update({k: jnp.asarray(v) for k, v in bm.data.items()})
+        return cache
+
     errs: list[Diagnostic] = []
     for fam in bm.families.values():
         errs += _check_family(bm, fam, data)
