@@ -19,6 +19,7 @@ from rich.console import Console
 import fglang
 from fglang.errors import FgError
 from fglang.runtime import backend as backends
+from fglang.runtime.inits import START_AT_MODE
 
 app = typer.Typer(
     name="fglang",
@@ -141,7 +142,7 @@ def fit(**kw) -> None:
             kw["data"],
             backend=backend,
             seed=kw["seed"],
-            init=kw["init"] if kw["init"] is None or kw["init"].split(":")[0] == "map" else Path(kw["init"]),
+            init=kw["init"] if kw["init"] is None or kw["init"].split(":")[0] == START_AT_MODE else Path(kw["init"]),
             prior=kw["prior"],
             device=kw["device"],
             progress=not kw["quiet"],
