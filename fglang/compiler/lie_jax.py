@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import jaxlie
 
@@ -144,17 +145,28 @@ def local(kind: str, s, ref):
     return (to_lie(kind, ref).inverse() @ to_lie(kind, s)).log()
 
 
+def _jit(f: Callable) -> Callable:
+    """One compiled function per (op, group, shapes): a model evaluated eagerly
+    (binding's data checks) would otherwise compile each of jaxlie's small
+    jitted pieces on its own, hundreds per factor."""
+    return jax.jit(f, static_argnums=0)
+
+
 OPS: dict[str, Callable] = {
-    "compose": compose,
-    "inverse": inverse,
-    "between": between,
-    "log": log,
-    "exp": exp,
-    "act": act,
-    "rotation": rotation,
-    "translation": translation,
-    "angle": angle,
-    "quaternion": quaternion,
-    "make": construct,
+    name: _jit(f)
+    for name, f in {
+        "compose": compose,
+        "inverse": inverse,
+        "between": between,
+        "log": log,
+        "exp": exp,
+        "act": act,
+        "rotation": rotation,
+        "translation": translation,
+        "angle": angle,
+        "quaternion": quaternion,
+        "make": construct,
+    }.items()
 }
 """What a tagged call ``KIND.OP`` (see ``groups.tagged``) evaluates to."""
+retract_jit = _jit(retract)

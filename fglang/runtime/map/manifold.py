@@ -136,7 +136,6 @@ def normalized(v, x: np.ndarray) -> np.ndarray:
 
 def tangent_draws(kind: str, mean: np.ndarray, eps: np.ndarray) -> np.ndarray:
     """``mean compose exp(eps)``: draws of a group var from its tangent Gaussian."""
-    from fglang.compiler.lie_jax import retract
+    from fglang.compiler.lie_jax import retract_jit
 
-    with jax.default_device(jax.devices("cpu")[0]):
-        return np.asarray(retract(kind, jnp.asarray(mean), jnp.asarray(eps)), np.float64)
+    return np.asarray(retract_jit(kind, jnp.asarray(mean), jnp.asarray(eps)), np.float64)

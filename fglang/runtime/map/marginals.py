@@ -18,7 +18,7 @@ import numpy as np
 
 from fglang.compiler.bind import BoundModel
 from fglang.compiler.groups import GROUPS
-from fglang.runtime.map.manifold import tangent_draws, tangent_dim
+from fglang.runtime.map.manifold import tangent_dim, tangent_draws
 from fglang.runtime.posterior import GaussianMarginal
 
 
