@@ -18,8 +18,26 @@ from fglang.compiler.groups import GROUPS
 from fglang.errors import FgError
 
 jax.config.update("jax_enable_x64", True)
-L = pytest.importorskip("fglang.compiler.lie_jax")
+LIE = pytest.importorskip("fglang.compiler.lie_jax")
 KINDS = tuple(GROUPS)
+
+
+class L:
+    """The jitted ops (one compile per group and shape: eager jaxlie compiles each small piece)."""
+
+    compose, inverse, between, log, exp, act, translation, construct = (
+        LIE.OPS[k] for k in ("compose", "inverse", "between", "log", "exp", "act", "translation", "make"))
+    retract = LIE.retract_jit
+    local = jax.jit(LIE.local, static_argnums=0)
+    to_lie, from_lie = LIE.to_lie, LIE.from_lie
+
+
+def _residual(kind, a, b, z, d):
+    return LIE.log(kind, LIE.between(kind, z, LIE.between(kind, a, LIE.retract(kind, b, d))))
+
+
+_JAC = jax.jit(jax.jacfwd(_residual, argnums=4), static_argnums=0)
+_RES = jax.jit(jax.vmap(_residual, in_axes=(None, None, None, None, 0)), static_argnums=0)
 
 
 def _tangent(kind: str, seed: int, scale: float = 1.0) -> np.ndarray:
@@ -43,12 +61,13 @@ def _close(kind: str, a, b, tol=1e-9):
     assert np.max(np.abs(d)) < tol, (a, b, d)
 
 
-SETTINGS = settings(max_examples=25, deadline=None)
+SETTINGS = settings(max_examples=20, deadline=None)
 seeds = st.integers(0, 2**31 - 1)
 
 
 @SETTINGS
-@given(kind=st.sampled_from(KINDS), seed=seeds)
+@pytest.mark.parametrize("kind", KINDS)
+@given(seed=seeds)
 def test_log_inverts_exp_and_storage_round_trips(kind, seed):
     v = _tangent(kind, seed, 2.0)
     x = L.exp(kind, v)
@@ -58,7 +77,8 @@ def test_log_inverts_exp_and_storage_round_trips(kind, seed):
 
 
 @SETTINGS
-@given(kind=st.sampled_from(KINDS), s1=seeds, s2=seeds, s3=seeds)
+@pytest.mark.parametrize("kind", KINDS)
+@given(s1=seeds, s2=seeds, s3=seeds)
 def test_group_laws(kind, s1, s2, s3):
     a, b, c = _element(kind, s1), _element(kind, s2), _element(kind, s3)
     _close(kind, L.compose(kind, L.compose(kind, a, b), c), L.compose(kind, a, L.compose(kind, b, c)))
@@ -71,19 +91,18 @@ def test_group_laws(kind, s1, s2, s3):
 
 
 @SETTINGS
-@given(kind=st.sampled_from(KINDS), s1=seeds, s2=seeds, s3=seeds)
+@pytest.mark.parametrize("kind", [k if k != "pose3" else pytest.param(k, marks=pytest.mark.slow) for k in KINDS])
+@given(s1=seeds, s2=seeds, s3=seeds)
 def test_tangent_jacobians_match_finite_differences(kind, s1, s2, s3):
     """What map differentiates: d/d(delta) log(z^-1 a^-1 (b compose exp(delta))) at 0."""
     a, b, z = _element(kind, s1), _element(kind, s2), _element(kind, s3)
     n = GROUPS[kind].tangent
-
-    def r(d):
-        return L.log(kind, L.between(kind, z, L.between(kind, a, L.retract(kind, b, d))))
-
-    jac = np.asarray(jax.jacfwd(r)(jnp.zeros(n)))
+    jac = np.asarray(_JAC(kind, a, b, z, jnp.zeros(n)))
     h = 1e-6
-    fd = np.stack([(np.asarray(r(h * e)) - np.asarray(r(-h * e))) / (2 * h) for e in np.eye(n)], axis=1)
-    np.testing.assert_allclose(jac, fd, atol=1e-6)
+    steps = np.concatenate([h * np.eye(n), -h * np.eye(n)])
+    r = np.asarray(_RES(kind, a, b, z, jnp.asarray(steps)))
+    fd = ((r[:n] - r[n:]) / (2 * h)).T
+    np.testing.assert_allclose(jac, fd, rtol=1e-4, atol=1e-5)  # central differences: O(h^2) plus rounding
 
 
 def test_storage_conventions():
@@ -144,9 +163,9 @@ ERRORS = [
     ("lhs_pose", "factor f: pose[0] ~ normal(0, 1)",
      "the left side of '~' is a pose3 value; a density is written on numbers", "log(between("),
     ("between_reals", "factor f: log(between(sd[0], sd[1])) ~ normal(0, 1)",
-     "'between' needs a rot2 or rot3 or pose2 or pose3 value, got real [6]", "declare the var"),
+     "'between' needs a rot2, rot3, pose2 or pose3 value, got real [6]", "declare the var"),
     ("index_pose", "factor f: pose[0, 2] ~ normal(0, 1)",
-     "a pose3 value cannot be indexed into ('pose' has 1 node dimensions)", "translation(p)[i]"),
+     "a pose3 value cannot be indexed into ('pose' has 1 node dimension)", "translation(p)[i]"),
     ("mixed", "factor f: log(compose(pose[0], rot3([0, 0, 0, 1]))) ~ normal(0, 1)",
      "'compose' of a pose3 and a rot3: both must be one group", None),
     ("exp_size", "factor f: log(exp_pose3([1, 2, 3])) ~ normal(0, 1)",

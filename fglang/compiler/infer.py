@@ -211,7 +211,8 @@ class ExprTyping:
         if is_group(base) and len(e.args) > len(base.shape):
             self.err(
                 f"a {base.dtype} value cannot be indexed into"
-                + (f" ('{e.base.id}' has {len(base.shape)} node dimensions)" if isinstance(e.base, A.Name) else ""),
+                + (f" ('{e.base.id}' has {len(base.shape)} node dimension{'s' * (len(base.shape) != 1)})"
+                   if isinstance(e.base, A.Name) else ""),
                 e.span,
                 "its numbers come from translation(p)[i], log(p)[i], angle(r) or quaternion(r)",
             )

@@ -55,7 +55,7 @@ class GroupTyping:
     def _group_arg(self, f: str, t: T, e: A.Expr, kinds: tuple[str, ...] = tuple(GROUPS)) -> bool:
         if is_group(t) and t.dtype in kinds:
             return True
-        want = " or ".join(kinds)
+        want = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
         if is_group(t):
             self.err(f"'{f}' needs a {want}, got a {describe(t)}", e.span)
             return False

@@ -19,8 +19,8 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from fglang.compiler.bind import BoundFamily, BoundModel, BoundSlot, BoundVariable
-from fglang.compiler.types import Domain
 from fglang.compiler.groups import GROUPS
+from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.numpyro_distributions import distribution, sparsity_prior
 
