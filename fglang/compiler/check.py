@@ -20,8 +20,10 @@ from fglang.compiler.checked import CheckedModel, FactorInfo, LetInfo, VarInfo
 from fglang.compiler.dist_args import DistArgs
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import names_in
+from fglang.compiler.groups import GROUPS
 from fglang.compiler.includes import expand, load_program
 from fglang.compiler.infer import ExprTyping, Symbol
+from fglang.compiler.infer_groups import GroupTyping, describe
 from fglang.compiler.inline import Inlining
 from fglang.compiler.ir import DataInfo
 from fglang.compiler.sizes import SizeCheck
@@ -29,7 +31,7 @@ from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, mak
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
 
 
-class Checker(ExprTyping, DistArgs, Inlining):
+class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
     """Checks declarations in order; expression typing, distribution arguments
     and fn inlining are its mixins (``infer``, ``dist_args``, ``inline``)."""
 
@@ -117,12 +119,23 @@ class Checker(ExprTyping, DistArgs, Inlining):
                 self.err(f"{what} must use int scalar data, and '{n.id}' is an array", n.span)
 
     def type_expr(self, t: A.TypeExpr) -> tuple[Domain, str] | None:
-        if t.base not in BASE_TYPES:
-            guess = did_you_mean(t.base, BASE_TYPES)
+        if t.base in GROUPS:
+            if t.bounds:
+                self.err(f"'{t.base}' takes no bounds", t.span)
+            if t.shape:
+                self.err(
+                    f"'{t.base}' takes no shape: one {t.base} is one value",
+                    t.span,
+                    f"the brackets after the name give the number of nodes: var pose[N]: {t.base}",
+                )
+            return Domain(t.base), t.base
+        if t.base not in BASE_TYPES + tuple(GROUPS):
+            types = BASE_TYPES + tuple(GROUPS)
+            guess = did_you_mean(t.base, types)
             self.err(
                 f"unknown type '{t.base}'" + (f"; did you mean '{guess}'?" if guess else ""),
                 t.span,
-                "types are " + ", ".join(BASE_TYPES),
+                "types are " + ", ".join(types),
             )
             return None
         lower = upper = None
@@ -158,7 +171,14 @@ class Checker(ExprTyping, DistArgs, Inlining):
         if domain.kind in ("simplex", "ordered"):
             dtype = "real"
         shape = self.shape_of(d.dims) + self.shape_of(d.type.shape)
-        if d.default is not None:
+        value_shape = d.type.shape
+        if domain.kind in GROUPS:
+            # stored as a real array of the group's storage shape; typed as the group
+            value_shape = _storage_exprs(domain.kind, d.type.span)
+            shape, dtype = self.shape_of(d.dims), "real"
+            if d.default is not None:
+                self.err(f"{domain.kind} data take no default", d.default.span)
+        if d.default is not None and domain.kind not in GROUPS:
             dt = self.infer(d.default)
             uses_data = any(self.scope.get(n.id, Symbol("x", ERROR)).kind == "data" for n in names_in(d.default))
             if dt.ok and (dt.var or uses_data):
@@ -167,13 +187,14 @@ class Checker(ExprTyping, DistArgs, Inlining):
                 self.err("a default must be a scalar (it is broadcast to the declared shape)", d.default.span)
             elif dt.ok and dtype == "int" and dt.dtype != "int":
                 self.err(f"default for int data '{d.name}' must be an int", d.default.span)
-        if self.declare(d.name, d.name_span, Symbol("data", T(dtype, shape), d, domain)):
+        typed = T(domain.kind, shape) if domain.kind in GROUPS else T(dtype, shape)
+        if self.declare(d.name, d.name_span, Symbol("data", typed, d, domain)):
             if d.batch:
                 if dtype != "int" or shape:
                     self.err("only an int scalar size can be marked 'batch'", d.span, "e.g. data N: int batch")
                 elif any(x.batch for x in self.data.values()):
                     self.err("a model has at most one 'batch' size", d.span)
-            self.data[d.name] = DataInfo(d.name, d.dims, d.type.shape, dtype, domain, d.default, d.span, d.batch)
+            self.data[d.name] = DataInfo(d.name, d.dims, value_shape, dtype, domain, d.default, d.span, d.batch)
             self.order.append(d.name)
 
     def var_decl(self, d: A.VarDecl) -> None:
@@ -182,13 +203,23 @@ class Checker(ExprTyping, DistArgs, Inlining):
         domain = td[0] if td else Domain("real")
         shape = self.shape_of(d.dims) + self.shape_of(d.type.shape)
         prior = None
-        if td is not None and d.prior is not None:
+        value_shape = d.type.shape
+        if domain.kind in GROUPS:
+            value_shape = _storage_exprs(domain.kind, d.type.span)
+            shape = self.shape_of(d.dims)
+            if d.prior is not None:
+                self.err(
+                    f"a {domain.kind} var takes no '~ prior' (a density on the group is written on a tangent vector)",
+                    d.prior.span,
+                    f"write a factor: factor {d.name}_prior: log(between(MEAN, {d.name})) ~ normal(0, SD)",
+                )
+        elif td is not None and d.prior is not None:
             # the var itself is visible in its prior's arguments only as an error
             prior = self.dist_call(d.prior, T("real", shape, True), lhs_domain=domain, on_var=d.name)
         # an unknown type has no domain to check uses against (no cascade of errors)
         sym = Symbol("var", T(td[1] if td else "real", shape, True), d, domain if td else None)
         if self.declare(d.name, d.name_span, sym):
-            self.vars[d.name] = VarInfo(d.name, d.dims, d.type.shape, domain, prior, d.span)
+            self.vars[d.name] = VarInfo(d.name, d.dims, value_shape, domain, prior, d.span)
             self.order.append(d.name)
 
     def let_decl(self, d: A.LetDecl) -> None:
@@ -198,7 +229,11 @@ class Checker(ExprTyping, DistArgs, Inlining):
         expr = self.inline(d.expr)
         if self.declare(d.name, d.name_span, Symbol("let", t, d)):
             self._let_uses[d.name] = self.lets_read(d.expr)
-            self.lets[d.name] = LetInfo(d.name, expr, t.shape, t.dtype, d.span)
+            if t.dtype in GROUPS:  # reported as its storage array
+                storage = tuple(self.shape_of(_storage_exprs(t.dtype, d.span)))
+                self.lets[d.name] = LetInfo(d.name, expr, t.shape + storage, "real", d.span)
+            else:
+                self.lets[d.name] = LetInfo(d.name, expr, t.shape, t.dtype, d.span)
             self.order.append(d.name)
 
     def fn_decl(self, d: A.FnDecl) -> None:
@@ -218,7 +253,8 @@ class Checker(ExprTyping, DistArgs, Inlining):
                 self.err(f"parameter '{p.name}' is repeated", p.span)
             seen.add(p.name)
             dtype = td[1] if td else "real"
-            self.scope[p.name] = Symbol("param", T(dtype, self.shape_of(p.type.shape), True))
+            shape = () if dtype in GROUPS else self.shape_of(p.type.shape)
+            self.scope[p.name] = Symbol("param", T(dtype, shape, True))
         self._current_fn = d.name
         for name, e, span in d.lets:
             t = self.infer(e)
@@ -229,7 +265,10 @@ class Checker(ExprTyping, DistArgs, Inlining):
         self._current_fn = None
         ret = self.type_expr(d.ret)
         self.scope = outer
-        if rt.ok and ret is not None:
+        if rt.ok and ret is not None and (ret[1] in GROUPS or rt.dtype in GROUPS):
+            if rt.dtype != ret[1] or rt.shape:
+                self.err(f"fn '{d.name}' returns {describe(rt)} but is declared to return {d.ret.base}", d.body.span)
+        elif rt.ok and ret is not None:
             want = self.shape_of(d.ret.shape)
             if len(want) != len(rt.shape) or any(dims_differ(a, b) for a, b in zip(want, rt.shape)):
                 self.err(
@@ -250,6 +289,13 @@ class Checker(ExprTyping, DistArgs, Inlining):
         dist = potential = lhs = None
         if d.dist is not None:
             lt = self.infer(d.lhs)
+            if lt.ok and lt.dtype in GROUPS:
+                self.err(
+                    f"the left side of '~' is a {describe(lt)} value; a density is written on numbers",
+                    d.lhs.span,
+                    "take the tangent vector of the error: log(between(z[k], between(a, b))) ~ normal(0, sd)",
+                )
+                lt = ERROR
             if lt.ok and lt.dtype == "bool" and not DISTRIBUTIONS.get(d.dist.func, DISTRIBUTIONS["normal"]).discrete:
                 self.err("a comparison cannot be the left side of '~'", d.lhs.span)
             if lt.ok:
@@ -259,7 +305,9 @@ class Checker(ExprTyping, DistArgs, Inlining):
             lhs = self.inline(d.lhs)
         else:
             pt = self.infer(d.potential)
-            if pt.ok and pt.dtype == "bool":
+            if self.no_group(pt, d.potential, "a potential"):
+                pass
+            elif pt.ok and pt.dtype == "bool":
                 self.err("a potential must be a real expression (a log density)", d.potential.span)
             potential = self.inline(d.potential)
         self.scope = saved
@@ -312,3 +360,9 @@ def check_source(text: str, file: str = "<string>") -> CheckedModel:
     except FgError as err:
         raise FgError(err.diagnostics, {file: text, **err.sources}) from None
     return check_decls(decls, prog, sources, sink)
+
+
+def _storage_exprs(kind: str, span: A.Span) -> tuple[A.Expr, ...]:
+    """The storage shape of a group (``[7]`` for a pose3) as the size expressions
+    binding reads, so data, init and every backend see a plain real array."""
+    return tuple(A.Num(span, n, True) for n in GROUPS[kind].storage)

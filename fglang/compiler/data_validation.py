@@ -124,6 +124,14 @@ def _domain_violation(arr: np.ndarray, d: Domain) -> str | None:
         return "must be a simplex (non-negative, summing to 1 along its last axis)"
     if d.kind == "ordered" and np.any(np.diff(arr, axis=-1) <= 0):
         return "must be strictly increasing along its last axis"
+    if d.kind in ("rot3", "pose3"):
+        # a unit quaternion, up to a file's rounding (it is normalized where used)
+        norm = np.linalg.norm(arr[..., -4:], axis=-1)
+        bad = np.abs(norm - 1) > 1e-3
+        if np.any(bad):
+            where = np.argwhere(bad)[0]
+            return (f"is declared {d.kind}, but its quaternion [qx, qy, qz, qw]{_at(where)} has norm "
+                    f"{float(norm[tuple(where)]):g}, not 1")
     return None
 
 

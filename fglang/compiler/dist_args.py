@@ -40,7 +40,7 @@ class DistArgs:
         shapes = []
         for pname, e in bound.items():
             t = self.infer(e)
-            if not t.ok:
+            if not t.ok or self.no_group(t, e, f"'{pname}' of {sig.name}"):
                 return None
             if on_var is not None and on_var in {n.id for n in names_in(e)}:
                 self.err(f"the prior of '{on_var}' cannot use '{on_var}' itself", e.span)

@@ -14,6 +14,9 @@ from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import names_in, static_value
+from fglang.compiler.groups import FUNCS as GROUP_FUNCS
+from fglang.compiler.groups import GROUPS
+from fglang.compiler.infer_groups import NUMBERS_HINT, describe, is_group
 from fglang.compiler.sizes import SizeCheck
 from fglang.compiler.types import (
     ERROR,
@@ -117,7 +120,7 @@ class ExprTyping:
         if e.id == self._current_fn:
             self.err(f"fn '{e.id}' cannot refer to itself: recursion is not supported", e.span)
             return ERROR
-        if e.id in self.fns or e.id in B.ALL:
+        if e.id in self.fns or e.id in B.ALL or e.id in GROUP_FUNCS:
             self.err(f"'{e.id}' is a function; call it as {e.id}(...)", e.span)
             return ERROR
         if e.id in DISTRIBUTIONS:
@@ -136,6 +139,8 @@ class ExprTyping:
 
     def infer_Neg(self, e: A.Neg) -> T:
         t = self.infer(e.operand)
+        if self.no_group(t, e.operand, "'-'"):
+            return ERROR
         if t.ok and t.dtype == "bool":
             return T("int", t.shape, t.var)
         return t
@@ -143,6 +148,8 @@ class ExprTyping:
     def infer_BinOp(self, e: A.BinOp) -> T:
         a, b = self.infer(e.left), self.infer(e.right)
         if not (a.ok and b.ok):
+            return ERROR
+        if self.no_group(a, e.left, f"'{e.op}'") | self.no_group(b, e.right, f"'{e.op}'"):
             return ERROR
         var = a.var or b.var
         try:
@@ -175,6 +182,8 @@ class ExprTyping:
         ts = [self.infer(x) for x in e.items]
         if not all(t.ok for t in ts):
             return ERROR
+        if any([self.no_group(t, x, "a vector literal [...]") for t, x in zip(ts, e.items)]):
+            return ERROR
         first = ts[0]
         for x, t in zip(e.items[1:], ts[1:]):
             if len(t.shape) != len(first.shape) or any(dims_differ(p, q) for p, q in zip(t.shape, first.shape)):
@@ -198,6 +207,15 @@ class ExprTyping:
             for a in e.args:
                 if not isinstance(a, A.Slice):
                     self.infer(a)
+            return ERROR
+        if is_group(base) and len(e.args) > len(base.shape):
+            self.err(
+                f"a {base.dtype} value cannot be indexed into"
+                + (f" ('{e.base.id}' has {len(base.shape)} node dimension{'s' * (len(base.shape) != 1)})"
+                   if isinstance(e.base, A.Name) else ""),
+                e.span,
+                "its numbers come from translation(p)[i], log(p)[i], angle(r) or quaternion(r)",
+            )
             return ERROR
         if len(e.args) > len(base.shape):
             what = f"'{e.base.id}'" if isinstance(e.base, A.Name) else "this value"
@@ -270,7 +288,7 @@ class ExprTyping:
             self.scope[r.name] = Symbol("index", T("int"))
         t = self.infer(e.body)
         self.scope = saved
-        if not t.ok:
+        if not t.ok or self.no_group(t, e.body, f"'{e.op}[...]'"):
             return ERROR
         if t.dtype == "bool":
             return T("int", t.shape, t.var)
@@ -290,8 +308,17 @@ class ExprTyping:
                 f"write 'LHS ~ {f}(...)' in a factor, or logp({f}(...), value) in a potential",
             )
             return ERROR
+        if f in GROUP_FUNCS:
+            return self.group_call(e, f)
+        if f == "log" and len(e.args) == 1 and not e.kwargs:
+            t = self.infer(e.args[0])
+            if not t.ok:
+                return ERROR
+            if is_group(t):
+                return self.group_call(e, f, [t])
+            return T("real", t.shape, t.var)  # the elementwise log
         if f not in B.ALL:
-            guess = did_you_mean(f, list(B.ALL) + list(self.fns))
+            guess = did_you_mean(f, list(B.ALL) + list(self.fns) + list(GROUP_FUNCS))
             self.err(f"unknown function '{f}'" + (f"; did you mean '{guess}'?" if guess else ""), e.func_span or e.span)
             for a in e.args:
                 self.infer(a)
@@ -303,6 +330,8 @@ class ExprTyping:
             return ERROR
         ts = [self.infer(a) for a in e.args]
         if not all(t.ok for t in ts):
+            return ERROR
+        if any([self.no_group(t, a, f"'{f}'") for t, a in zip(ts, e.args)]):
             return ERROR
         var = any(t.var for t in ts)
         n = len(ts)
@@ -378,7 +407,7 @@ class ExprTyping:
             return ERROR
         d, value = e.args
         vt = self.infer(value)
-        if not vt.ok:
+        if not vt.ok or self.no_group(vt, value, "logp's value"):
             return ERROR
         sig = DISTRIBUTIONS.get(d.func)
         if sig is None:
@@ -394,7 +423,7 @@ class ExprTyping:
         var = vt.var
         for pname, a in bound.items():
             t = self.infer(a)
-            if not t.ok:
+            if not t.ok or self.no_group(t, a, f"'{pname}' of {d.func}"):
                 return ERROR
             var = var or t.var
             self.check_param_domain(sig, pname, a, t)
@@ -424,6 +453,17 @@ class ExprTyping:
             if not t.ok:
                 return ERROR
             var = var or t.var
+            if p.type.base in GROUPS or is_group(t):
+                if t.dtype != p.type.base or t.shape:
+                    self.err(
+                        f"argument '{p.name}' of fn '{fn.name}' must be a {p.type.base}"
+                        f"{'' if p.type.base in GROUPS else ' ' + show_shape(self.shape_of(p.type.shape))}, "
+                        f"got {describe(t)}",
+                        a.span,
+                        NUMBERS_HINT if is_group(t) else None,
+                    )
+                    return ERROR
+                continue
             want = self.shape_of(p.type.shape)
             if len(want) != len(t.shape) or any(dims_differ(x, y) for x, y in zip(want, t.shape)):
                 self.err(
@@ -440,6 +480,8 @@ class ExprTyping:
                     a.span,
                     a,
                 )
+        if fn.ret.base in GROUPS:
+            return T(fn.ret.base, (), var)
         dtype = {"int": "int", "bool": "bool"}.get(fn.ret.base, "real")
         return T(dtype, self.shape_of(fn.ret.shape), var)
 

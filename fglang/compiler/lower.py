@@ -19,6 +19,8 @@ from fglang.compiler import builtins as B
 from fglang.compiler.checked import CheckedModel, FactorInfo
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import map_children, names_in, rename
+from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
+from fglang.compiler.groups import FUNCS as GROUP_FUNCS
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
 from fglang.compiler.unparse import unparse
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
@@ -66,6 +68,8 @@ class _Ranks:
             return 1 + self.of(e.items[0])
         if isinstance(e, A.Reduce):
             return self.of(e.body)
+        if isinstance(e, A.Call) and (_is_group_call(e, self) or untag(e.func)):
+            return self.group_rank(self.tag(e))
         if isinstance(e, A.Call):
             f = e.func
             if f in B.REDUCING or f == "dot" or (f in ("min", "max") and len(e.args) == 1):
@@ -83,6 +87,71 @@ class _Ranks:
                 return max(ranks)
             return max((self.of(a) for a in e.args), default=0)
         raise AssertionError(f"no rank rule for {type(e).__name__}")
+
+    # ----------------------------------------------------------- groups
+    def kind(self, e: A.Expr) -> str | None:
+        """The group of a group-valued expression (None for numbers)."""
+        m = self.m
+        if isinstance(e, A.Name):
+            d = m.vars.get(e.id) or m.data.get(e.id)
+            return d.domain.kind if d is not None and d.domain.kind in GROUPS else None
+        if isinstance(e, A.Index):
+            return self.kind(e.base)
+        if isinstance(e, A.Call):
+            tag = untag(e.func)
+            if tag is None:
+                return self.kind(self.tag(e)) if _is_group_call(e, self) else None
+            kind, op = tag
+            if op in ("compose", "between", "inverse", "exp", "make"):
+                return kind
+            if op == "rotation":
+                return GROUPS[kind].rotation
+        return None
+
+    def tag(self, e: A.Expr) -> A.Expr:
+        """Group calls named with their group: ``log(between(a, b))`` on pose3
+        values becomes ``pose3.log(pose3.between(a, b))``, which is what the JAX
+        evaluator dispatches on (the storage alone cannot tell a pose2 from a
+        rot3's neighbour). Lets must be expanded first."""
+        e = map_children(e, self.tag)
+        if not isinstance(e, A.Call) or not _is_group_call(e, self):
+            return e
+        f = e.func
+        if f in CONSTRUCTORS:
+            return replace(e, func=tagged(f, "make"))
+        if f in EXPS:
+            return replace(e, func=tagged(EXPS[f], "exp"))
+        return replace(e, func=tagged(self.kind(e.args[0]), f))
+
+    def group_rank(self, e: A.Call) -> int:
+        kind, op = untag(e.func)
+        sr = len(GROUPS[kind].storage)
+        r = [self.of(a) for a in e.args]
+        if op in ("compose", "between", "inverse", "angle", "quaternion"):
+            return max(r)
+        if op in ("log", "translation"):
+            return r[0] - sr + 1
+        if op == "rotation":
+            return r[0] - sr + len(GROUPS[GROUPS[kind].rotation].storage)
+        if op == "exp":
+            return r[0] - 1 + sr
+        if op == "act":
+            return max(r[0] - sr, r[1] - 1) + 1
+        # constructors
+        if kind == "rot2":
+            return r[0]
+        if kind == "rot3":
+            return r[0] if len(r) == 1 else max(r) + 1
+        if kind == "pose2":
+            return max(r) + 1
+        return max(r[0], r[1]) if len(r) == 2 else max([r[0] - 1] + r[1:]) + 1
+
+
+def _is_group_call(e: A.Call, ranks: _Ranks) -> bool:
+    """A built-in group call not yet tagged (fns are inlined: the names are the built-ins')."""
+    if e.func in GROUP_FUNCS:
+        return True
+    return e.func == "log" and len(e.args) == 1 and ranks.kind(e.args[0]) is not None
 
 
 _ELEMENTWISE_CALLS = B.ELEMENTWISE | {"atan2", "where", "leaky_relu"}
@@ -129,9 +198,15 @@ class Lowering:
             return replace(e, base=self.expand_lets(base), args=args)
         return map_children(e, self.expand_lets)
 
+    def expanded(self, e: A.Expr) -> A.Expr:
+        """Lets inlined and group calls tagged: what the slots are taken from."""
+        return self.ranks.tag(self.expand_lets(e))
+
     def push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
         if not any(not isinstance(a, A.Slice) for a in args):
             return A.Index(span, e, args)
+        if isinstance(e, A.Call) and (untag(e.func) or _is_group_call(e, self.ranks)):
+            return self.push_group(self.ranks.tag(e), args, span)
         r = self.ranks.of(e)
         if isinstance(e, A.Name | A.Index):
             return A.Index(span, e, args)
@@ -153,6 +228,29 @@ class Lowering:
                 return replace(e, left=new[0], right=new[1])
             return replace(e, args=tuple(new))
         return A.Index(span, e, args)
+
+    def push_group(self, e: A.Call, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
+        """``between(a, b)[k]`` -> ``between(a[k], b[k])`` when every index is on a
+        batch axis (the checker never lets an index reach a group's storage), so a
+        let of poses indexed in a factor keeps the member local."""
+        kind, op = untag(e.func)
+        sr = len(GROUPS[kind].storage)
+        if op not in ("compose", "between", "inverse", "log", "rotation", "translation"):
+            return A.Index(span, e, args)
+        batch = max(self.ranks.of(a) for a in e.args) - sr
+        k = len(args)
+        if k > batch:
+            return A.Index(span, e, args)
+        new = []
+        for a in e.args:
+            b = self.ranks.of(a) - sr
+            if b <= batch - k:
+                new.append(a)
+            elif b == batch:
+                new.append(self.push_index(a, args, span))
+            else:
+                return A.Index(span, e, args)
+        return replace(e, args=tuple(new))
 
     # ----------------------------------------------------------- slots
     def extract(self, e: A.Expr, slots: list[SlotPattern], reductions: tuple[str, ...]) -> A.Expr:
@@ -211,11 +309,11 @@ class Lowering:
     def family(self, f: FactorInfo) -> FactorFamily:
         slots: list[SlotPattern] = []
         if f.potential is not None:
-            pot = self.extract(self.expand_lets(f.potential), slots, ())
+            pot = self.extract(self.expanded(f.potential), slots, ())
             return FactorFamily(f.name, f.span, f.ranges, "potential", None, None, (), pot, tuple(slots))
         sig = DISTRIBUTIONS[f.dist.func]
-        lhs = self.extract(self.expand_lets(f.lhs), slots, ())
-        args = tuple((k.name, self.extract(self.expand_lets(k.value), slots, ())) for k in f.dist.kwargs)
+        lhs = self.extract(self.expanded(f.lhs), slots, ())
+        args = tuple((k.name, self.extract(self.expanded(k.value), slots, ())) for k in f.dist.kwargs)
         ranges = tuple(
             A.IndexRange(r.name, self.expand_lets(r.lo), self.expand_lets(r.hi), r.span) for r in f.ranges
         )
@@ -248,8 +346,8 @@ class Lowering:
         """
         if f.ranges or f.potential is not None or f.dist is None or f.dist.func not in _SPLITTABLE:
             return None
-        lhs = self.expand_lets(f.lhs)
-        kwargs = [(k.name, self.expand_lets(k.value)) for k in f.dist.kwargs]
+        lhs = self.expanded(f.lhs)
+        kwargs = [(k.name, self.expanded(k.value)) for k in f.dist.kwargs]
         exprs = [lhs] + [e for _, e in kwargs]
         if not all(_elementwise(e) for e in exprs):
             return None
@@ -347,7 +445,7 @@ class Lowering:
         for name, let in m.lets.items():
             slots: list[SlotPattern] = []
             try:
-                expr = self.extract(self.expand_lets(let.expr), slots, ())
+                expr = self.extract(self.expanded(let.expr), slots, ())
             except RecursionError:
                 sink.error(TOO_DEEP, let.span, TOO_DEEP_HINT)
                 continue

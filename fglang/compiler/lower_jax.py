@@ -20,6 +20,7 @@ from fglang.compiler import ast as A
 from fglang.compiler.builtins import CONSTANTS
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import static_value
+from fglang.compiler.groups import untag
 from fglang.compiler.ir import SlotRef
 from fglang.compiler.sizes import Static
 from fglang.errors import recursion_headroom
@@ -197,6 +198,11 @@ class Evaluator:
         if f == "logp":
             return self.logp(e.args[0], e.args[1])
         args = [jnp.asarray(self.ev(a)) for a in e.args]
+        tag = untag(f)
+        if tag is not None:  # a group call, tagged by the lowering (groups.tagged)
+            from fglang.compiler.lie_jax import OPS
+
+            return OPS[tag[1]](tag[0], *args)
         if f in UNARY:
             return UNARY[f](*args)
         if f == "leaky_relu":

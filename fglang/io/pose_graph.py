@@ -24,7 +24,13 @@ order for both).
 ``info[M, 6, 6]``, each edge's full information matrix expanded from the 21
 upper-triangle entries of the file (axes x y z rx ry rz in g2o, x y z roll
 pitch yaw in TORO, as the files define them); ``init`` is ``{"pose": [N,
-7]}``. Quaternions are normalized and given with ``qw >= 0``.
+7]}``. Quaternions are normalized and given with ``qw >= 0``. These are
+the data of ``examples/pose_graph_3d.fg`` (``z`` as ``pose3`` data, ``info``
+the precision of the tangent vector ``log(between(...))``): fglang's pose3
+tangent is translation first, ``[vx, vy, vz, wx, wy, wz]``, the files' own
+order, so no permutation is needed; TORO's roll, pitch, yaw axes agree with
+the rotation vector's ``wx, wy, wz`` to first order (small errors), which
+is the sense in which its information applies.
 
 Conventions:
 

@@ -5,7 +5,9 @@ A ``let`` gets mean ``f(m)`` and variance ``diag(J S J^T)`` with the
 per-node covariances ``S`` (no cross-node covariances are tracked); draws
 are sampled from each node's Gaussian so that the summary table, ArviZ,
 plots and ``--prior`` work as for the sampling backends. And where such a
-backend starts when no ``init`` is given.
+backend starts when no ``init`` is given. A group var's Gaussian is in the
+tangent space at its mean: its draws are ``mean compose exp(e)``, and a
+``let`` is linearized in the tangent steps.
 """
 
 from __future__ import annotations
@@ -15,19 +17,35 @@ import jax.numpy as jnp
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
+from fglang.compiler.groups import GROUPS
+from fglang.runtime.manifold import tangent_dim, tangent_draws
 from fglang.runtime.posterior import GaussianMarginal
 
 
 def linearized_moments(bm: BoundModel, f, names: list[str], means: dict, covs: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Mean f(m) and variance diag(J S J^T) of a function of vars, linearized at the means."""
-    args = [jnp.asarray(means[n]) for n in names]
-    mean = np.asarray(f(*args), np.float64)
+    """Mean f(m) and variance diag(J S J^T) of a function of vars, linearized at
+    the means (in the tangent space, for group vars)."""
+    from fglang.compiler.lie_jax import retract
+
+    kinds = [bm.variables[n].domain.kind for n in names]
+
+    def g(*steps):  # f at each var's mean moved by a step in its tangent space
+        vals = []
+        for n, k, d in zip(names, kinds, steps):
+            m = jnp.asarray(means[n])
+            vals.append(m + d if k not in GROUPS else retract(k, m, d))
+        return f(*vals)
+
+    steps = [jnp.zeros(bm.variables[n].node_shape + (tangent_dim(bm.variables[n]),)) if k in GROUPS
+             else jnp.zeros(np.shape(means[n])) for n, k in zip(names, kinds)]
+    mean = np.asarray(g(*steps), np.float64)
     var = np.zeros_like(mean)
-    jacs = jax.jacfwd(f, argnums=tuple(range(len(names))))(*args) if names else ()
+    jacs = jax.jacfwd(g, argnums=tuple(range(len(names))))(*steps) if names else ()
     for n, j in zip(names, jacs):
         v = bm.variables[n]
-        j = np.asarray(j).reshape(mean.size, v.n_nodes, v.node_dim)
-        c = np.asarray(covs[n]).reshape(v.n_nodes, v.node_dim, v.node_dim)
+        d = tangent_dim(v)
+        j = np.asarray(j).reshape(mean.size, v.n_nodes, d)
+        c = np.asarray(covs[n]).reshape(v.n_nodes, d, d)
         var += np.einsum("knd,nde,kne->k", j, c, j)
     return mean, var
 
@@ -59,10 +77,16 @@ def node_draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str
     for name, g in marg.items():
         d = int(np.prod(g.value_shape, dtype=np.int64)) if g.value_shape else 1
         nodes = g.mean.size // d
+        if g.group is not None:
+            d = GROUPS[g.group].tangent
         cov = g.cov.reshape(nodes, d, d)
         chol = np.linalg.cholesky(cov + 1e-12 * np.eye(d))
         z = rng.standard_normal((n, nodes, d))
-        x = g.mean.reshape(nodes, d) + np.matmul(chol, z[..., None])[..., 0]
+        e = np.matmul(chol, z[..., None])[..., 0]
+        if g.group is not None:
+            x = tangent_draws(g.group, g.mean.reshape((nodes,) + GROUPS[g.group].storage), e)
+        else:
+            x = g.mean.reshape(nodes, d) + e
         out[name] = x.reshape((1, n) + g.mean.shape)
     return out
 

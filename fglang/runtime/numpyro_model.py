@@ -19,6 +19,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from fglang.compiler.bind import BoundFamily, BoundModel, BoundSlot, BoundVariable
+from fglang.compiler.groups import GROUPS
 from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.numpyro_distributions import distribution, sparsity_prior
@@ -56,7 +57,16 @@ def validate(bm: BoundModel) -> None:
     """What VI and NUTS cannot run, found before anything is compiled."""
     errs = []
     for v in bm.variables.values():
-        if not v.domain.continuous:
+        if v.domain.kind in GROUPS:
+            errs.append(
+                Diagnostic(
+                    f"vi and mcmc cannot run the {v.domain.kind} var '{v.name}' yet (they need an unconstrained "
+                    "parameterization of the group)",
+                    v.span,
+                    "use --backend map (tangent-space Levenberg-Marquardt with Laplace covariances)",
+                )
+            )
+        elif not v.domain.continuous:
             errs.append(
                 Diagnostic(
                     f"var '{v.name}' is {v.domain.kind}: discrete latent vars are not supported by vi or mcmc",

@@ -43,12 +43,18 @@ def _backend_of(post: Posterior):
 
 @dataclass
 class GaussianMarginal:
-    """Per-node Gaussian marginals of one var: mean [*shape], cov [*node_shape, d, d]."""
+    """Per-node Gaussian marginals of one var: mean [*shape], cov [*node_shape, d, d].
+
+    For a Lie-group var (``group`` names it: ``pose3``) the mean is the stored
+    value (``[x, y, z, qx, qy, qz, qw]``) and ``cov`` lives in the tangent space
+    at the mean (``d`` the tangent dimension, translation first): the node's
+    value is ``mean compose exp(e)`` with ``e ~ N(0, cov)``."""
 
     mean: np.ndarray
     cov: np.ndarray
     node_shape: tuple[int, ...]
     value_shape: tuple[int, ...]
+    group: str | None = None
 
 
 @dataclass
@@ -90,7 +96,7 @@ class Posterior:
 
     def sd(self, name: str) -> np.ndarray:
         self._need(name)
-        if name in self.gaussian:
+        if name in self.gaussian and self.gaussian[name].group is None:
             g = self.gaussian[name]
             var = np.diagonal(g.cov, axis1=-2, axis2=-1)
             return np.sqrt(np.maximum(var, 0)).reshape(g.mean.shape)
@@ -186,7 +192,8 @@ class Posterior:
                 ds[f"{name}__cov"] = xr.DataArray(g.cov, dims=[f"{name}__c{i}" for i in range(g.cov.ndim)])
             gauss = xr.Dataset(ds)
             gauss.attrs["shapes"] = json.dumps(
-                {k: [list(g.node_shape), list(g.value_shape)] for k, g in self.gaussian.items()}
+                {k: [list(g.node_shape), list(g.value_shape)] + ([g.group] if g.group else [])
+                 for k, g in self.gaussian.items()}
             )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -341,6 +348,13 @@ def _gaussian(path: Path, idata) -> dict[str, GaussianMarginal]:
     shapes = _json_attr(path, g.attrs, "shapes", "null", dict)
     out = {}
     for name, entry in shapes.items():
+        group = entry[2] if isinstance(entry, list) and len(entry) == 3 else None
+        if group is not None:
+            from fglang.compiler.groups import GROUPS
+
+            if group not in GROUPS:
+                raise _damaged(path, f"'{name}' in gaussian_marginals names an unknown group {group!r}")
+            entry = entry[:2]
         if not isinstance(entry, list) or len(entry) != 2:
             raise _damaged(path, f"the shapes of '{name}' in gaussian_marginals are not [node shape, value shape]")
         node = _shape(path, entry[0], f"the node shape of '{name}'")
@@ -350,12 +364,14 @@ def _gaussian(path: Path, idata) -> dict[str, GaussianMarginal]:
                 raise _damaged(path, f"gaussian_marginals has no '{name}__{part}'")
         mean, cov = np.asarray(g[f"{name}__mean"].values), np.asarray(g[f"{name}__cov"].values)
         d = int(np.prod(value, dtype=np.int64)) if value else 1
+        if group is not None:
+            d = GROUPS[group].tangent
         if mean.shape != node + value or cov.shape != node + (d, d):
             raise _damaged(
                 path, f"'{name}' has mean {list(mean.shape)} and cov {list(cov.shape)}, which do not fit node shape "
                 f"{list(node)} and value shape {list(value)}"
             )
-        out[name] = GaussianMarginal(mean, cov, node, value)
+        out[name] = GaussianMarginal(mean, cov, node, value, group)
     return out
 
 

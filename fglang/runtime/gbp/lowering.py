@@ -27,7 +27,16 @@ _SUGGEST = "use --backend vi or --backend mcmc, which run any model"
 def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] = frozenset()) -> None:
     errs: list[Diagnostic] = []
     for v in bm.variables.values():
-        if v.domain.kind != "real":
+        if v.domain.kind in ("rot2", "rot3", "pose2", "pose3"):  # fglang.compiler.groups
+            errs.append(
+                Diagnostic(
+                    f"gbp cannot run the {v.domain.kind} var '{v.name}' yet (it needs messages on the group's "
+                    "tangent space)",
+                    v.span,
+                    "use --backend map, which linearizes in the tangent space and retracts (as GTSAM)",
+                )
+            )
+        elif v.domain.kind != "real":
             errs.append(
                 Diagnostic(
                     f"gbp needs unconstrained real vars; '{v.name}' is {v.domain.describe()}",

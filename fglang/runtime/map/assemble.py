@@ -9,6 +9,11 @@ part of the same compiled function. The pattern also holds every node's own
 ``d x d`` block, so the Laplace step finds each node's covariance in the
 selected inverse.
 
+A block over group-valued vars is differentiated with respect to its
+members' tangent steps at 0 (``r(x compose exp(delta))``, see ``manifold``)
+and scatters into the tangent columns, so ``J^T W J`` is the system for the
+step ``delta`` that ``retract`` then applies.
+
 Robust blocks are reweighted at every linearization (IRLS): with ``w =
 rho'(u) / u`` the gradient ``J^T W r`` is the robust cost's exact gradient,
 so LM's fixed point is the robust optimum.
@@ -22,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fglang.runtime.map.residuals import Layout, ResidualBlock
+from fglang.runtime.manifold import retract_member, retraction
+from fglang.runtime.map.residuals import Layout, ResidualBlock, tangent_layout
 from fglang.runtime.map.solve import Pattern, upper_pattern
 
 
@@ -33,11 +39,12 @@ class Scatter(NamedTuple):
     hpos: tuple[np.ndarray, ...]  # per block [M, K, K]: data position, or nnz (dropped: lower triangle)
 
 
-def node_pairs(bm, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Every (row, col) inside every node's own block."""
+def node_pairs(bm, lay: Layout | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every (row, col) inside every node's own block (of the solver's tangent layout)."""
+    lay = tangent_layout(bm) if lay is None else lay
     rows, cols = [], []
     for v in bm.variables.values():
-        d = v.node_dim
+        d = lay.dims[v.name]
         base = lay.offsets[v.name] + np.arange(v.n_nodes)[:, None, None] * d
         rows.append(np.broadcast_to(base + np.arange(d)[:, None], (v.n_nodes, d, d)).ravel())
         cols.append(np.broadcast_to(base + np.arange(d)[None, :], (v.n_nodes, d, d)).ravel())
@@ -48,8 +55,9 @@ def node_pairs(bm, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
 
 def build_scatter(blocks: tuple[ResidualBlock, ...], extra: tuple[np.ndarray, np.ndarray], n: int
                   ) -> tuple[Pattern, Scatter]:
-    rows = [np.broadcast_to(b.cols[:, :, None], b.cols.shape + b.cols.shape[1:]).ravel() for b in blocks]
-    cols = [np.broadcast_to(b.cols[:, None, :], b.cols.shape[:1] + b.cols.shape[1:] * 2).ravel() for b in blocks]
+    bc = [b.solver_cols for b in blocks]
+    rows = [np.broadcast_to(c[:, :, None], c.shape + c.shape[1:]).ravel() for c in bc]
+    cols = [np.broadcast_to(c[:, None, :], c.shape[:1] + c.shape[1:] * 2).ravel() for c in bc]
     all_r = np.concatenate(rows + [extra[0]]) if rows else extra[0]
     all_c = np.concatenate(cols + [extra[1]]) if cols else extra[1]
     pattern, pos = upper_pattern(all_r.astype(np.int64), all_c.astype(np.int64), n)
@@ -58,8 +66,8 @@ def build_scatter(blocks: tuple[ResidualBlock, ...], extra: tuple[np.ndarray, np
         p = pos[start : start + r.size].copy()
         start += r.size
         p[r > c] = pattern.nnz  # each symmetric pair of entries once
-        hpos.append(p.reshape(b.cols.shape + b.cols.shape[1:]).astype(np.int32))
-    return pattern, Scatter(tuple(b.cols.astype(np.int32) for b in blocks), tuple(hpos))
+        hpos.append(p.reshape(b.solver_cols.shape + b.solver_cols.shape[1:]).astype(np.int32))
+    return pattern, Scatter(tuple(b.solver_cols.astype(np.int32) for b in blocks), tuple(hpos))
 
 
 def _rho_weight(kind: str | None, r, p):
@@ -73,7 +81,23 @@ def _rho_weight(kind: str | None, r, p):
     return 0.5 * (p + 1.0) * jnp.log1p(r * r / p), (p + 1.0) / (p + r * r)
 
 
-def _make(fns: tuple, kinds: tuple, n: int, nnz: int):
+def _jacobian(fn, segments, kt: int):
+    """A member's ``[R, K]`` Jacobian: w.r.t. its numbers, or for a block over
+    group vars w.r.t. its tangent step at 0 (``kt`` unknowns)."""
+    if segments is None:
+        return jax.jacfwd(lambda s, i, v: fn(s, i, v)[0], argnums=2)
+    step = retract_member(segments)
+
+    def jac(s, i, v):
+        return jax.jacfwd(lambda d: fn(s, i, step(v, d))[0])(jnp.zeros((kt,), v.dtype))
+
+    return jac
+
+
+def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts: tuple = ()):
+    segments = segments or (None,) * len(fns)
+    kts = kts or (0,) * len(fns)
+
     def residuals(fn, shared, inputs, xm):
         return jax.vmap(fn, in_axes=(None, 0, 0))(shared, inputs, xm)
 
@@ -84,18 +108,18 @@ def _make(fns: tuple, kinds: tuple, n: int, nnz: int):
             total = total + jnp.sum(_rho_weight(kind, r, p)[0])
         return total
 
-    def linearize(x, shared, inputs, cols, hpos):
+    def linearize(x, shared, inputs, cols, tcols, hpos):
         total = jnp.zeros((), x.dtype)
         g = jnp.zeros((n,), x.dtype)
         h = jnp.zeros((nnz,), x.dtype)
-        for fn, kind, sh, inp, c, hp in zip(fns, kinds, shared, inputs, cols, hpos):
+        for fn, kind, seg, kt, sh, inp, c, tc, hp in zip(fns, kinds, segments, kts, shared, inputs, cols, tcols,
+                                                          hpos):
             xm = x[c]
             r, p = residuals(fn, sh, inp, xm)
-            jac = jax.vmap(jax.jacfwd(lambda s, i, v, fn=fn: fn(s, i, v)[0], argnums=2),
-                           in_axes=(None, 0, 0))(sh, inp, xm)  # [M, R, K]
+            jac = jax.vmap(_jacobian(fn, seg, kt), in_axes=(None, 0, 0))(sh, inp, xm)  # [M, R, K]
             rho, w = _rho_weight(kind, r, p)
             total = total + jnp.sum(rho)
-            g = g.at[c].add(jnp.einsum("mrk,mr->mk", jac, w * r))
+            g = g.at[tc].add(jnp.einsum("mrk,mr->mk", jac, w * r))
             hm = jnp.einsum("mrk,mr,mrl->mkl", jac, w, jac)
             h = h.at[hp].add(hm, mode="drop")
         return total, g, h
@@ -113,15 +137,21 @@ class LeastSquares:
     kind = "sparse"
 
     def __init__(self, blocks: tuple[ResidualBlock, ...], lay: Layout, pattern: Pattern, scatter: Scatter,
-                 dtype: Any):
+                 dtype: Any, bm: Any = None):
         self.blocks, self.layout, self.pattern, self.dtype = blocks, lay, pattern, dtype
-        self.n = lay.n
-        key = (tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n, pattern.nnz, str(dtype))
+        # the solver's unknowns: tangent steps (as many as the stored numbers when every var is real)
+        self.tangent = tangent_layout(bm) if bm is not None else lay
+        self.n = self.tangent.n
+        self._retract = retraction(bm) if bm is not None else (lambda x, dx: x + dx)
+        segs = tuple(b.segments for b in blocks)
+        kts = tuple(b.solver_cols.shape[1] for b in blocks)
+        key = (tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n, pattern.nnz, str(dtype), segs,
+               kts)
         if key not in _COMPILED:
             if len(_COMPILED) > 256:
                 _COMPILED.clear()
             _COMPILED[key] = _make(tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n,
-                                   pattern.nnz)
+                                   pattern.nnz, segs, kts)
         self._cost, self._lin = _COMPILED[key]
 
         def cast(a):
@@ -130,15 +160,21 @@ class LeastSquares:
 
         self._shared = tuple(jax.tree_util.tree_map(cast, b.shared) for b in blocks)
         self._inputs = tuple(jax.tree_util.tree_map(cast, b.inputs) for b in blocks)
-        self._cols = tuple(jnp.asarray(c) for c in scatter.cols)
+        self._cols = tuple(jnp.asarray(b.cols) for b in blocks)
+        self._tcols = tuple(jnp.asarray(c) for c in scatter.cols)
         self._hpos = tuple(jnp.asarray(h) for h in scatter.hpos)
 
     def cost(self, x: np.ndarray) -> float:
         return float(self._cost(jnp.asarray(x, self.dtype), self._shared, self._inputs, self._cols))
 
     def linearize(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        c, g, h = self._lin(jnp.asarray(x, self.dtype), self._shared, self._inputs, self._cols, self._hpos)
+        c, g, h = self._lin(jnp.asarray(x, self.dtype), self._shared, self._inputs, self._cols, self._tcols,
+                            self._hpos)
         return float(c), np.asarray(g, np.float64), np.asarray(h, np.float64)
+
+    def retract(self, x: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        """The estimate after a step: ``x + dx``, or ``x compose exp(dx)`` per group node."""
+        return self._retract(x, dx)
 
     def diagonal(self, h: np.ndarray) -> np.ndarray:
         return h[self.pattern.diag]

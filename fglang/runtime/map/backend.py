@@ -60,9 +60,14 @@ class MapBackend:
         return predict_sampling(bm, posterior, families, seed)
 
     def advice(self, post: Posterior) -> list[str]:
+        out = []
+        if not post.attrs.get("marginals", True):
+            out.append("the Laplace covariances were not computed (marginals=auto skips them when the sparse "
+                       "factor's fill makes selected inversion costly): sd and cov are NaN, the draws are the "
+                       "mode; pass marginals=full to compute them")
         if post.attrs.get("converged", True):
-            return []
-        return [
+            return out
+        return out + [
             f"MAP did not converge in {post.attrs.get('iterations')} iterations (cost "
             f"{post.attrs.get('cost', float('nan')):.6g}): raise iters, or give --init closer to the mode"
         ]

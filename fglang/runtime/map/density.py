@@ -75,6 +75,9 @@ class Density:
     def damped(self, h: np.ndarray, add: np.ndarray) -> np.ndarray:
         return h + np.diag(add)
 
+    def retract(self, x: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        return x + dx  # the unconstrained space is a vector space
+
     def constrained(self, xs: np.ndarray) -> dict[str, np.ndarray]:
         """Unconstrained points [S, n] -> every site's constrained value [S, ...]
         (vars, lets, and sparsity priors' vars as NumPyro's deterministics)."""

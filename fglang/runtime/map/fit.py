@@ -10,6 +10,9 @@ Two paths, chosen by what the model contains (``path=auto``):
   sparse LDL^T whose symbolic analysis is done once per model shape. The
   Laplace covariance is ``(J^T W J)^{-1}`` at the mode (exact for
   linear-Gaussian models), its node blocks by selected inversion.
+  Group-valued vars (``pose3``, ...) are linearized in the tangent space at
+  the current estimate and updated by ``x compose exp(delta)``
+  (``manifold``); their covariance is the tangent one at the mode.
 - ``general``: anything else; LM/Newton on NumPyro's potential energy in the
   unconstrained space with the exact dense Hessian (up to ``max_dense``
   unknowns). The Laplace approximation is Gaussian in the unconstrained
@@ -29,6 +32,7 @@ from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
+from fglang.runtime.manifold import has_groups, identity, is_group, normalized, tangent_dim
 from fglang.runtime.map import laplace
 from fglang.runtime.map.lm import Failure, LMResult, LMState, optimize
 from fglang.runtime.map.options import MapOptions
@@ -58,6 +62,12 @@ def fit_map(
 def choose_path(bm: BoundModel, o: MapOptions, carried: set[str]) -> str:
     skip = {f.name for f in bm.families.values() if f.ir.prior_of is not None and f.ir.prior_of in carried}
     reason = lsq_reason(bm, skip)
+    if reason is not None and has_groups(bm):
+        v = next(v for v in bm.variables.values() if is_group(v))
+        raise FgError([Diagnostic(
+            f"map runs {v.domain.kind} vars ('{v.name}') on its least-squares path only, but {reason}", v.span,
+            "write every factor as normal, mvnormal, huber or student_t with known scales, its residual a tangent "
+            "vector such as log(between(z[k], between(a, b)))")], bm.ir.sources)
     if o.path == "lsq" and reason is not None:
         raise FgError([Diagnostic(f"path=lsq needs a least-squares model, but {reason}", None,
                                   "use path=auto (the general path runs any model)")], bm.ir.sources)
@@ -71,12 +81,13 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
     path = choose_path(bm, o, set(carried))
     if path == "lsq":
         problem, solver = _least_squares(bm, carried, dtype)
-        start = {**default_start(bm, seed, set(carried)), **init}
-        x0 = np.zeros(problem.n)
+        groups = {v.name: identity(v) for v in bm.variables.values() if is_group(v)}
+        start = {**default_start(bm, seed, set(carried)), **groups, **init}
+        x0 = np.zeros(problem.layout.n)
         for name, off in problem.layout.offsets.items():
             if name in start:
                 v = bm.variables[name]
-                x0[off : off + v.n_nodes * v.node_dim] = np.asarray(start[name], np.float64).ravel()
+                x0[off : off + v.n_nodes * v.node_dim] = normalized(v, np.asarray(start[name], np.float64)).ravel()
     else:
         from fglang.runtime.map.density import Density
 
@@ -125,6 +136,7 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
             "factorizations": int(res.factorizations),
             "wall_time_s": float(res.wall_time_s),
             "laplace_time_s": float(t_cov),
+            "marginals": bool(np.all([np.all(np.isfinite(g.cov)) for g in marg.values()])),
         },
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
@@ -138,23 +150,24 @@ _SHAPES: dict[str, tuple[Any, Any, SparseLDL]] = {}
 def _shape_key(blks) -> str:
     h = hashlib.sha1()
     for b in blks:
-        h.update(repr((id(b.fn), b.cols.shape)).encode())
-        h.update(np.ascontiguousarray(b.cols).tobytes())
+        h.update(repr((id(b.fn), b.cols.shape, b.solver_cols.shape)).encode())
+        h.update(np.ascontiguousarray(b.solver_cols).tobytes())
     return h.hexdigest()
 
 
 def _least_squares(bm: BoundModel, carried: dict, dtype):
     from fglang.runtime.map.assemble import LeastSquares, build_scatter, node_pairs
+    from fglang.runtime.map.residuals import tangent_layout
 
     lay, blks = blocks(bm, carried)
     key = _shape_key(blks) + f":{lay.n}"
     if key not in _SHAPES:
         if len(_SHAPES) > 64:
             _SHAPES.clear()
-        pattern, scatter = build_scatter(blks, node_pairs(bm, lay), lay.n)
+        pattern, scatter = build_scatter(blks, node_pairs(bm), tangent_layout(bm).n)
         _SHAPES[key] = (pattern, scatter, SparseLDL(pattern))
     pattern, scatter, solver = _SHAPES[key]
-    return LeastSquares(blks, lay, pattern, scatter, dtype), solver
+    return LeastSquares(blks, lay, pattern, scatter, dtype, bm), solver
 
 
 def _singular(bm: BoundModel) -> FgError:
@@ -175,21 +188,26 @@ def _lsq_posterior(bm, problem, solver: SparseLDL, res: LMResult, o: MapOptions,
     except SingularError:
         raise _singular(bm) from None
     lower, d, perm = solver.factors()
-    plan = getattr(solver, "plan", None)
-    if plan is None or plan.nnz != lower.nnz:
-        plan = solver.plan = laplace.plan(lower)
-    z = laplace.selected_inverse(plan, lower, d)
+    skip = o.marginals == "none" or (o.marginals == "auto" and laplace.work(lower) > laplace.AUTO_WORK)
+    if not skip:
+        plan = getattr(solver, "plan", None)
+        if plan is None or plan.nnz != lower.nnz:
+            plan = solver.plan = laplace.plan(lower)
+        z = laplace.selected_inverse(plan, lower, d)
     marg, means, covs = {}, {}, {}
     for name, v in bm.variables.items():
-        off = problem.layout.offsets[name]
-        index = off + np.arange(v.n_nodes * v.node_dim).reshape(v.n_nodes, v.node_dim)
-        cov = laplace.node_blocks(plan, z, perm, index)
-        mean = res.x[index].reshape(v.shape)
-        cov = cov.reshape(v.node_shape + (v.node_dim, v.node_dim))
-        marg[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape)
+        off, toff, d = problem.layout.offsets[name], problem.tangent.offsets[name], tangent_dim(v)
+        index = toff + np.arange(v.n_nodes * d).reshape(v.n_nodes, d)  # the solver's (tangent) unknowns
+        # skipped marginals: NaN covariances, and every draw at the mode
+        cov = np.full((v.n_nodes, d, d), np.nan) if skip else laplace.node_blocks(plan, z, perm, index)
+        mean = res.x[off : off + v.n_nodes * v.node_dim].reshape(v.shape)
+        cov = cov.reshape(v.node_shape + (d, d))
+        marg[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape, v.domain.kind if is_group(v) else None)
         means[name], covs[name] = mean, cov
     marg.update(derived_marginals(bm, means, covs))
     t_cov = time.perf_counter() - t0
+    if skip:
+        return marg, {k: np.asarray(g.mean)[None, None] for k, g in marg.items()}, t_cov
     return marg, node_draws(marg, o.draws, seed), t_cov
 
 

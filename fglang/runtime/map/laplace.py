@@ -61,6 +61,18 @@ def _position(keys: np.ndarray, row: np.ndarray, col: np.ndarray, n: int) -> np.
     return pos
 
 
+AUTO_WORK = 5e7
+"""Most pair updates ``sum_j |S_j|^2`` that ``marginals=auto`` spends (the plan
+holds two int32 per pair: 400 MB here). M3500 needs ~2e6; sphere2500's fill
+~4e8, which would take GBs: its marginals are skipped unless asked for."""
+
+
+def work(lower: sp.csc_matrix) -> int:
+    """The pair updates (and plan entries) selected inversion needs for ``lower``."""
+    counts = np.diff(lower.tocsc().indptr).astype(np.int64)
+    return int(np.sum(counts * counts))
+
+
 def plan(lower: sp.csc_matrix) -> Plan:
     """The per-pattern bookkeeping of the recurrence (``lower``: strictly lower L).
 

@@ -9,6 +9,10 @@ after a step that lowers the cost and multiplied by 10 after one that does
 not (GTSAM's schedule). Gauss-Newton takes undamped steps, halving one that
 raises the cost. The one host loop runs over iterations; everything per
 factor is inside the problem's compiled linearization.
+
+A step is applied by ``problem.retract(x, dx)``: ``x + dx`` for real
+unknowns, ``x compose exp(dx)`` for group-valued ones (``manifold``), so
+``x`` is the stored estimate and ``dx`` lives in the solver's tangent space.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class Problem(Protocol):
     def diagonal(self, h: Any) -> np.ndarray: ...
 
     def damped(self, h: Any, add: np.ndarray) -> Any: ...
+
+    def retract(self, x: np.ndarray, dx: np.ndarray) -> np.ndarray: ...
 
 
 class Solver(Protocol):
@@ -126,13 +132,13 @@ def optimize(
                 if method == "gn":
                     t = 1.0
                     while t > 1e-10:
-                        new = problem.cost(x + t * dx)
+                        new = problem.cost(problem.retract(x, t * dx))
                         if np.isfinite(new) and new <= cost:
                             break
                         t *= 0.5
                     step = t * dx
                     break
-                new = problem.cost(x + dx)
+                new = problem.cost(problem.retract(x, dx))
                 if np.isfinite(new) and new <= cost:
                     step = dx
                     lam = max(lam / 10.0, 1e-15)
@@ -149,7 +155,7 @@ def optimize(
             converged = True  # no representable step lowers the cost: a minimum up to rounding
             break
         decrease = cost - new
-        x, cost = x + step, new
+        x, cost = problem.retract(x, step), new
         history.append(cost)
         if callback is not None:
             callback(LMState(x, cost, lam, it, False, tuple(history)))

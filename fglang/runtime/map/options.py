@@ -32,6 +32,11 @@ class MapOptions(BackendOptions):
     max_dense: int = option(3000, "most unknowns for the general path's dense Hessian", minimum=1, whole=True)
     dtype: str = option("float64", "float32 | float64", choices=("float32", "float64"))
     draws: int = option(200, "draws sampled from the Laplace approximation", minimum=1, whole=True)
+    marginals: str = option(
+        "auto", "auto | full | none: the Laplace node covariances (auto skips them when the selected "
+        "inversion would need more than 5e7 pair updates, as a large 3-D pose graph's fill does)",
+        choices=("auto", "full", "none"),
+    )
 
 
 OPTIONS = MapOptions
