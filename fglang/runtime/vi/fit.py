@@ -29,7 +29,7 @@ import numpy as np
 import numpyro.distributions as dist
 import optax
 from jax.flatten_util import ravel_pytree
-from numpyro.infer import init_to_uniform, init_to_value
+from numpyro.infer import init_to_median, init_to_uniform, init_to_value
 
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
@@ -47,7 +47,7 @@ PATIENCE = 2  # chunks without improvement make a plateau
 DECAY = 0.3  # the learning rate's fall on a plateau
 REDUCTIONS = 3  # falls before a plateau means convergence
 DENSE_MAX = 2000  # largest D whose Hessian is formed (Laplace whitening)
-MODE_ITERS = 1000  # L-BFGS iterations to find the mode
+MODE_ITERS = 300  # L-BFGS iterations to find the mode (well-posed models take 10-100)
 PSIS_DRAWS = 1000  # at least this many guide draws weighted for k-hat
 
 
@@ -67,7 +67,7 @@ def fit_vi(
         return _fit(bm, o, dtype, seed, init, carried, progress)
 
 
-def _start(model, data, init_fn, key):
+def _start(model, data, init_fn, key, fallback=None):
     """The unconstrained initial point ``z`` (a dict of sites), the potential
     (minus the log density of ``z``, Jacobians included) and ``z`` -> constrained
     values and lets. As NumPyro's ``initialize_model``, but jitted whole: its
@@ -88,6 +88,11 @@ def _start(model, data, init_fn, key):
         tr = trace(substitute(seed(model, k), substitute_fn=init_fn)).get_trace(data)
         z = {name: biject_to(site["fn"].support).inv(site["value"]) for name, site in tr.items()
              if site["type"] == "sample" and not site["is_observed"]}
+        # a prior median on a boundary (gamma(1e-3, 1e-3)'s is ~0): that element
+        # starts uniform in (-2, 2) instead, as NUTS's starts do
+        z = {name: jnp.where(jnp.isfinite(v), v, jax.random.uniform(jax.random.fold_in(k, i), jnp.shape(v),
+                                                                    minval=-2.0, maxval=2.0))
+             for i, (name, v) in enumerate(z.items())}
         v, g = jax.value_and_grad(potential_fn)(z)
         ok = jnp.isfinite(v) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)] or
                                                  [jnp.asarray(True)]))
@@ -97,6 +102,8 @@ def _start(model, data, init_fn, key):
         z, ok = init_z(jax.random.fold_in(key, attempt))
         if bool(ok):
             return z, potential_fn, postprocess_fn
+    if fallback is not None:  # a prior median can be a boundary (gamma(1e-3, 1e-3)'s is ~0)
+        return _start(model, data, fallback, key, None)
     raise FgError(
         [Diagnostic("VI cannot start: the model's density or its gradient is not finite at any of 20 initial "
                     "points", None, "give --init values where the model's density is finite, or check its data "
@@ -110,10 +117,13 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
     model = nm.model_fn()
     data = nm.data
     sites = init_sites(nm, init)
-    init_fn = init_to_value(values=sites) if sites else init_to_uniform
+    # the prior medians, not NUTS's uniform(-2, 2): one optimization from the
+    # middle of the prior finds the mode the data pull it to (a spike-and-slab
+    # coefficient started in the slab stays there)
+    init_fn = init_to_value(values=sites) if sites else init_to_median(num_samples=15)
     key = jax.random.PRNGKey(seed)
     k_init, k_fit, k_draw, k_res = jax.random.split(key, 4)
-    z_init, potential_fn, postprocess_fn = _start(model, data, init_fn, k_init)
+    z_init, potential_fn, postprocess_fn = _start(model, data, init_fn, k_init, fallback=init_to_uniform)
     flat0, unravel = ravel_pytree(z_init)
     dim = int(flat0.size)
     if dim == 0:
@@ -140,12 +150,14 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
     if scale is None:
         scale = jnp.ones(dim, flat0.dtype)
 
-    def to_z(u):
-        return center + (scale @ u if scale_is_matrix else scale * u)
+    # the whitening (center, scale) is an argument of the jitted functions, not a
+    # constant in them: a dense scale would bloat the program, and a constant that
+    # differs between fits would miss the persistent compilation cache
+    white = (center, scale)
 
-    log_det_scale = (
-        jnp.linalg.slogdet(scale)[1] if scale_is_matrix else jnp.sum(jnp.log(scale))
-    )
+    def to_z(u, w):
+        c, sc = w
+        return c + (sc @ u if scale_is_matrix else sc * u)
 
     # -------------------------------------------------------------- the guide in u
     rank = o.rank or max(1, min(32, int(round(np.sqrt(dim)))))
@@ -154,20 +166,20 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
     def q_of(p):
         return _q(guide, p)
 
-    def loss_fn(p, k):
+    def loss_fn(p, k, w):
         if guide == "delta":
-            return potential(to_z(p["loc"]))
+            return potential(to_z(p["loc"], w))
         q = q_of(p)
         u = q.rsample(k, (o.particles,))
-        return jnp.mean(jax.vmap(lambda v: potential(to_z(v)))(u)) - q.entropy()
+        return jnp.mean(jax.vmap(lambda v: potential(to_z(v, w)))(u)) - q.entropy()
 
     lr0 = o.lr if o.lr is not None else DEFAULT_LR
     opt = optax.scale_by_adam()
 
-    def step(carry, lr):
+    def step(carry, lr, w):
         p, s, k, n = carry
         k, sub = jax.random.split(k)
-        loss, g = jax.value_and_grad(loss_fn)(p, sub)
+        loss, g = jax.value_and_grad(loss_fn)(p, sub, w)
         upd, s2 = opt.update(g, s, p)
         rate = -lr * jnp.minimum(1.0, (n + 1.0) / WARMUP)  # linear warm-up, then lr
         p2 = jax.tree.map(lambda x, d: x + rate * d, p, upd)
@@ -178,9 +190,9 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
         return (p2, s2, k, n + 1), loss
 
     @partial(jax.jit, static_argnames="length")
-    def chunk(p, s, k, n, lr, length):
+    def chunk(p, s, k, n, lr, w, length):
         lrs = jnp.full(length, lr, flat0.dtype)
-        (p, s, k, _), losses = jax.lax.scan(step, (p, s, k, n), lrs)
+        (p, s, k, _), losses = jax.lax.scan(lambda c, r: step(c, r, w), (p, s, k, n), lrs)
         return p, s, k, losses
 
     losses_all: list[np.ndarray] = []
@@ -192,7 +204,7 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
     try:
         while done < o.steps:
             n_run = min(CHUNK, o.steps - done)
-            p2, s2, rng2, losses = chunk(p_, s_, rng, jnp.asarray(done, flat0.dtype), lr, n_run)
+            p2, s2, rng2, losses = chunk(p_, s_, rng, jnp.asarray(done, flat0.dtype), lr, white, n_run)
             losses = np.asarray(losses)
             finite = np.isfinite(losses)
             if finite.mean() < 0.5:  # mostly non-finite: back off and redo the chunk
@@ -235,19 +247,20 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
     n_draw = -(-max(o.draws, PSIS_DRAWS) // batch) * batch  # whole batches: the mapped body compiles once
 
     @jax.jit
-    def draw(p, k):
+    def draw(p, k, w):
         if guide == "delta":
             u = jnp.broadcast_to(p["loc"], (n_draw, dim))
             log_q = jnp.zeros(n_draw, flat0.dtype)
         else:
             q = q_of(p)
             u = q.sample(k, (n_draw,))
-            log_q = q.log_prob(u) - log_det_scale
-        z = jax.vmap(to_z)(u)
+            log_det = jnp.linalg.slogdet(w[1])[1] if scale_is_matrix else jnp.sum(jnp.log(w[1]))
+            log_q = q.log_prob(u) - log_det
+        z = jax.vmap(lambda v: to_z(v, w))(u)
         samples, pot = jax.lax.map(lambda f: (postprocess_fn(unravel(f)), potential(f)), z, batch_size=batch)
         return samples, -pot - log_q
 
-    samples, log_w = draw(params, k_draw)
+    samples, log_w = draw(params, k_draw, white)
     log_w = np.asarray(log_w)
     phases["draws"] = time.perf_counter() - t0 - sum(phases.values())
     khat = lw = None
@@ -349,7 +362,7 @@ def _mode(potential, x0, dense: bool) -> tuple[jnp.ndarray, bool, int, np.ndarra
         return x0, False, 0, None
     x, nit = r.x, int(r.nit)
     v, g = f(x)
-    if not np.isfinite(v):
+    if not np.isfinite(v) or nit >= MODE_ITERS:  # still going: a funnel's neck, not a mode
         return x0, False, nit, None
     if not dense:
         return (jnp.asarray(x, dtype) if r.success else x0), bool(r.success), nit, None

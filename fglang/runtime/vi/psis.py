@@ -37,13 +37,16 @@ def _gpd_fit(x: np.ndarray) -> tuple[float, float]:
 
 def psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
     """Smoothed normalized log weights and k-hat of raw log weights [S] (as
-    ArviZ's ``psislw``). A NaN weight counts as 0; an infinite one makes k-hat inf."""
+    ArviZ's ``psislw``, except that equal weights give k-hat 0, not inf). A NaN
+    weight counts as 0; an infinite one makes k-hat inf."""
     x = np.asarray(log_w, dtype=np.float64).copy()
     n = x.size
     x[np.isnan(x)] = -np.inf
     if n == 0 or not np.isfinite(x).any() or np.isposinf(x).any():
         return np.full(n, -np.log(max(n, 1))), float("inf")
     x -= x.max()
+    if np.all(x > -1e-12):  # equal weights (the guide is the posterior): nothing to smooth
+        return np.full(n, -np.log(n)), 0.0
     order = np.argsort(x)
     cutoff_ind = -int(np.ceil(min(0.2 * n, 3 * np.sqrt(n)))) - 1
     cutoff = max(x[order[cutoff_ind]], np.log(np.finfo(float).tiny))
