@@ -14,7 +14,17 @@ from fglang.runtime.posterior import Posterior
 
 
 def predict_sampling(bm: BoundModel, posterior: Posterior, fams: set[str], seed: int) -> Posterior:
-    """Sample every target family's site for each posterior draw of the vars."""
+    """Sample every target family's site for each posterior draw of the vars, in
+    the dtype of the fit (``attrs["dtype"]``; files from before it was recorded:
+    float32, as they were fitted)."""
+    from fglang.runtime.numpyro_sites import precision
+
+    dtype = posterior.attrs.get("dtype")
+    with precision(dtype if dtype in ("float32", "float64") else "float32"):
+        return _predict(bm, posterior, fams, seed)
+
+
+def _predict(bm: BoundModel, posterior: Posterior, fams: set[str], seed: int) -> Posterior:
     nm = NumpyroModel(bm, predict=fams)
     samples = {}
     for name in posterior.draws:

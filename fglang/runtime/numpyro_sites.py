@@ -54,3 +54,22 @@ def site_draws(samples: dict[str, Any], bm: BoundModel, grouped: bool) -> dict[s
         arr = np.asarray(v)
         out[k] = arr if grouped else arr[None]
     return out
+
+
+def resolve_dtype(choice: str) -> str:
+    """``auto`` -> float64 on a CPU (as Stan; x64 costs little there), float32 on
+    an accelerator; ``float32``/``float64`` as given. The device is JAX's default
+    one, so ``--device`` (``jax.default_device``) decides."""
+    if choice != "auto":
+        return choice
+    device = next(iter(jnp.zeros(()).devices()))
+    return "float64" if device.platform == "cpu" else "float32"
+
+
+def precision(dtype: str):
+    """The context a fit runs in: JAX's x64 mode on for float64, off for float32,
+    for this fit only (the flag is process-global; a context restores it, so a
+    float32 gbp fit after a float64 vi fit in one process is still float32)."""
+    import jax
+
+    return jax.enable_x64(dtype == "float64")

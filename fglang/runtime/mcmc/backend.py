@@ -88,7 +88,10 @@ class McmcBackend:
 
     def report(self, post: Posterior) -> list[str]:
         div = post.sample_stats.get("diverging")
-        return [] if div is None else [f"divergences: {int(div.sum())} of {div.size} draws"]
+        out = [] if div is None else [f"divergences: {int(div.sum())} of {div.size} draws"]
+        if isinstance(post.attrs.get("dtype"), str):
+            out.append(f"dtype: {post.attrs['dtype']}")
+        return out
 
     def title(self, post: Posterior) -> list[str]:
         d = next(iter(post.draws.values()))

@@ -9,7 +9,7 @@ from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.mcmc.options import McmcOptions
-from fglang.runtime.numpyro_sites import init_sites, numpyro_model, site_draws
+from fglang.runtime.numpyro_sites import init_sites, numpyro_model, precision, resolve_dtype, site_draws
 from fglang.runtime.posterior import Posterior
 
 
@@ -17,6 +17,15 @@ def fit_mcmc(
     bm: BoundModel, o: McmcOptions, *, seed: int, init: dict, carried: dict[str, CarriedMarginal],
     progress: bool = False,
 ) -> Posterior:
+    dtype = resolve_dtype(o.dtype)
+    with precision(dtype):  # float64 on CPU by default, as Stan; only for this fit
+        post = _fit(bm, o, seed, init, carried, progress)
+    post.attrs["dtype"] = dtype
+    return post
+
+
+def _fit(bm: BoundModel, o: McmcOptions, seed: int, init: dict, carried: dict[str, CarriedMarginal],
+         progress: bool) -> Posterior:
     nm = numpyro_model(bm, carried)
     model = nm.model_fn()
     sites = init_sites(nm, init)

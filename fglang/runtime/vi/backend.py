@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fglang.runtime.vi.options import ViOptions
 
+KHAT_BAD = 0.7  # Yao, Vehtari, Simpson & Gelman (2018)
+
 if TYPE_CHECKING:
     from fglang.compiler.bind import BoundModel
     from fglang.runtime.carry import CarriedMarginal
@@ -46,13 +48,56 @@ class ViBackend:
         return predict_sampling(bm, posterior, families, seed)
 
     def advice(self, post: Posterior) -> list[str]:
-        return []
+        """k-hat above 0.7 (the guide is not the posterior: Yao et al. 2018) and a
+        fit that hit its step cap before the ELBO converged."""
+        a = post.attrs
+        out = []
+        khat = _number(a.get("khat"))
+        if khat is not None and khat > KHAT_BAD:
+            shown = f"{khat:.2f}" if khat < 1e8 else "inf"
+            out.append(
+                f"Pareto k-hat {shown} > {KHAT_BAD}: the VI guide ({a.get('guide', '?')}) is far from the posterior "
+                "in ways its means and sds may not show (Pareto-smoothed importance sampling, Yao et al. 2018); "
+                "do not trust these numbers: fit with --backend mcmc (or map for a point estimate)"
+            )
+        if a.get("stop") == "max_steps":
+            steps = a.get("steps", "?")
+            out.append(f"VI stopped at its cap of {steps} steps before the ELBO converged: raise --steps")
+        return out
 
     def report(self, post: Posterior) -> list[str]:
-        return []
+        """The guide, the steps and why they stopped, k-hat, the dtype."""
+        a = post.attrs
+        if "guide" not in a:
+            return []
+        why = {"converged": "the ELBO converged", "max_steps": "the step cap was reached"}.get(a.get("stop"),
+                                                                                             str(a.get("stop")))
+        lines = [f"guide: {a['guide']} ({a.get('dim', '?')} unconstrained parameters), "
+                 f"{a.get('steps', '?')} steps: {why}"]
+        khat = _number(a.get("khat"))
+        if khat is not None:
+            verdict = "good" if khat < 0.5 else ("ok" if khat <= KHAT_BAD else "bad")
+            shown = f"{khat:.2f}" if khat < 1e8 else "inf"
+            ess = _number(a.get("psis_ess"))
+            lines.append(f"Pareto k-hat: {shown} ({verdict}; > {KHAT_BAD} is unreliable)"
+                         + (f", importance-sampling ESS {ess:.0f} of {a.get('psis_draws', '?')}" if ess else ""))
+        if "dtype" in a:
+            lines.append(f"dtype: {a['dtype']}")
+        return lines
 
     def title(self, post: Posterior) -> list[str]:
-        return []
+        a = post.attrs
+        out = []
+        if "guide" in a:
+            out.append(f"{a['guide']} guide, {a.get('steps', '?')} steps")
+        khat = _number(a.get("khat"))
+        if khat is not None:
+            out.append(f"k-hat {khat:.2f}" if khat < 1e8 else "k-hat inf")
+        return out
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
 
 
 BACKEND = ViBackend()

@@ -1,0 +1,93 @@
+"""Write the outside models' data and reference summaries from posteriordb.
+
+    python tests/outside/make_reference.py PATH/TO/posteriordb[.git]
+
+For each model of ``MODELS`` (fglang file -> posteriordb posterior), reads the
+posterior's data (``posterior_database/data/data/*.json.zip``) and its
+reference draws (``posterior_database/reference_posteriors/draws/draws/
+*.json.zip``: 10 chains x 1000 thinned Stan draws) from the repository with
+``git show``, and writes next to this file
+
+* ``NAME.data.json``: the posterior's data, only the keys the model declares;
+* ``NAME.reference.json``: per scalar parameter the mean and sd of the
+  reference draws (0-based names: Stan's ``beta[1]`` is ``beta[0]``), the
+  draw count, and where they came from. The raw draws are not stored.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+# fglang model (NAME.fg) -> posteriordb posterior name
+MODELS = {
+    "eight_schools_noncentered": "eight_schools-eight_schools_noncentered",
+    "kidscore_momiq": "kidiq-kidscore_momiq",
+    "kidscore_interaction": "kidiq-kidscore_interaction",
+    "logearn_height": "earnings-logearn_height",
+    "logearn_interaction_z": "earnings-logearn_interaction_z",
+    "logmesquite": "mesquite-logmesquite",
+    "arK": "arK-arK",
+    "nes": "nes1972-nes",
+    "blr": "sblrc-blr",
+    "low_dim_gauss_mix": "low_dim_gauss_mix-low_dim_gauss_mix",
+    "kilpisjarvi": "kilpisjarvi_mod-kilpisjarvi",
+    "gp_regr": "gp_pois_regr-gp_regr",
+}
+
+
+def _show(repo: Path, path: str) -> bytes:
+    return subprocess.run(["git", "-C", str(repo), "show", f"HEAD:{path}"], check=True, capture_output=True).stdout
+
+
+def _unzip(blob: bytes):
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        return json.loads(z.read(z.namelist()[0]))
+
+
+def zero_based(name: str) -> str:
+    m = re.fullmatch(r"(\w+)\[([\d,\s]+)\]", name)
+    if not m:
+        return name
+    idx = ", ".join(str(int(i) - 1) for i in m.group(2).split(","))
+    return f"{m.group(1)}[{idx}]"
+
+
+def main(repo: Path) -> None:
+    import fglang
+
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    for name, posterior in MODELS.items():
+        info = json.loads(_show(repo, f"posterior_database/posteriors/{posterior}.json"))
+        data = _unzip(_show(repo, f"posterior_database/data/data/{info['data_name']}.json.zip"))
+        chains = _unzip(_show(repo, f"posterior_database/reference_posteriors/draws/draws/{posterior}.json.zip"))
+        declared = fglang.load(HERE / f"{name}.fg").ir.data
+        data = {k: v for k, v in data.items() if k in declared}
+        (HERE / f"{name}.data.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")
+        params = {}
+        for p in chains[0]:
+            x = np.concatenate([np.asarray(c[p], dtype=float) for c in chains])
+            params[zero_based(p)] = {"mean": float(x.mean()), "sd": float(x.std(ddof=1))}
+        ref = {
+            "posteriordb": posterior,
+            "commit": commit,
+            "source": info.get("urls"),
+            "draws": int(sum(len(c[next(iter(c))]) for c in chains)),
+            "params": params,
+        }
+        (HERE / f"{name}.reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+        print(f"{name}: {len(params)} parameters, {ref['draws']} reference draws")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
