@@ -99,7 +99,8 @@ def to_array(name: str, value: Any, file: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except (ValueError, OverflowError) as err:
-        what = ("nested too deeply (NumPy arrays have at most 64 dimensions)" if "number of dimension" in str(err) or "maximum supported dimension" in str(err)
+        deep = "number of dimension" in str(err) or "maximum supported dimension" in str(err)
+        what = ("nested too deeply (NumPy arrays have at most 64 dimensions)" if deep
                 else "a ragged list; every row must have the same length")
         raise FgError([Diagnostic(f"'{name}' in {file} is {what}", None)]) from None
     if arr.dtype == object and _has_huge_int(value):

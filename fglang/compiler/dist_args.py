@@ -8,7 +8,6 @@ in, so that the lowering and the backends see one canonical call.
 from __future__ import annotations
 
 import math
-
 from dataclasses import replace
 
 from fglang.compiler import ast as A

@@ -129,8 +129,8 @@ def enumerate_members(ranges: tuple[A.IndexRange, ...], npi: NpIndex) -> tuple[d
         hi = np.broadcast_to(npi.ev(r.hi, idx, None), (n,)).astype(np.int64)
         # in floats first: a range of 1e19 members must not wrap around in int64
         total_f = float(np.maximum(hi.astype(np.float64) - lo.astype(np.float64), 0).sum())
-        npi.charge(total_f * 8 * (len(idx) + 3), f"the range '{r.name} in {unparse(r.lo)}:{unparse(r.hi)}' ({show_count(total_f, 'member')})",
-                   r.span)
+        what = f"the range '{r.name} in {unparse(r.lo)}:{unparse(r.hi)}' ({show_count(total_f, 'member')})"
+        npi.charge(total_f * 8 * (len(idx) + 3), what, r.span)
         lengths = np.maximum(hi - lo, 0)
         if rect is not None and n > 0:
             if np.all(lo == lo[0]) and np.all(hi == hi[0]):
@@ -189,8 +189,8 @@ def scan_reductions(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], length
                 span_len = np.where(np.broadcast_to(mask, shape), hi.astype(np.float64) - lo.astype(np.float64), 0)
                 length_f = max(float(span_len.max(initial=0)), 0.0)
                 cells = elements(shape) * length_f
-                npi.charge(cells * (8 + 1) * 2, f"the reduction over '{r.name.split('__')[0]}' ({show_count(cells, 'padded index value')})",
-                           r.span)
+                what = f"the reduction over '{r.name.split('__')[0]}' ({show_count(cells, 'padded index value')})"
+                npi.charge(cells * (8 + 1) * 2, what, r.span)
                 length = int(length_f)
                 lengths[id(r)] = length
                 ar = np.arange(length)
@@ -295,8 +295,8 @@ def bind_slot(
             npi.check_bounds(v, size, pat.var, axis, part.span, env, mask)
             coords.append(("scalar", v))
     full = lead + tuple(slice_shape)
-    npi.charge(elements(full) * 8 * (len(coords) + 2), f"the node ids of '{pat.var}' ({show_count(elements(full), 'slot entry', 'slot entries')})",
-               pat.span)
+    what = f"the node ids of '{pat.var}' ({show_count(elements(full), 'slot entry', 'slot entries')})"
+    npi.charge(elements(full) * 8 * (len(coords) + 2), what, pat.span)
     grids = []
     k = 0
     for kind, v in coords:

@@ -54,7 +54,8 @@ def memory_limit() -> tuple[float, str]:
         try:
             v = float(text)
         except ValueError:
-            raise FgError([Diagnostic(f"{ENV}={text!r} is not a number of bytes", None, "e.g. FGLANG_MAX_BYTES=64e9")])
+            hint = "e.g. FGLANG_MAX_BYTES=64e9"
+            raise FgError([Diagnostic(f"{ENV}={text!r} is not a number of bytes", None, hint)]) from None
         if not v > 0:
             raise FgError([Diagnostic(f"{ENV}={text!r} must be a positive number of bytes", None)])
         return v, f"{ENV}={text}"
