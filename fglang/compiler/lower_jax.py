@@ -198,6 +198,8 @@ class Evaluator:
             return self.logp(e.args[0], e.args[1])
         args = [jnp.asarray(self.ev(a)) for a in e.args]
         if f in UNARY:
+            if f != "abs" and not jnp.issubdtype(args[0].dtype, jnp.floating):
+                args[0] = args[0].astype(float)  # the checker types these real: sigmoid(k) of an int k is a real
             return UNARY[f](*args)
         if f == "leaky_relu":
             slope = args[1] if len(args) > 1 else (self.ev(e.kwargs[0].value) if e.kwargs else 0.01)
