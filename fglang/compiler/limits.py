@@ -86,10 +86,10 @@ class Budget:
                 [
                     Diagnostic(
                         f"this model is too large to bind: {what} needs about {show_bytes(nbytes)}"
-                        f" ({show_bytes(self.used)} in all), over the limit of {show_bytes(self.limit)}"
-                        f" ({self.source})",
+                        f" ({show_bytes(self.used)} in all), over fglang's memory limit",
                         span,
-                        hint or f"make the sizes smaller; if the machine has the memory, raise the limit with {ENV}",
+                        hint or f"the limit is {show_bytes(self.limit)} ({self.source}); make the sizes smaller,"
+                        f" or if the machine has the memory raise it with {ENV}=<bytes>",
                     )
                 ],
                 self.sources,

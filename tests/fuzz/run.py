@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -58,6 +59,19 @@ def _bases(mem: int, out: Path) -> C.PosteriorBases:
     return C.PosteriorBases({p.name: p.read_bytes() for p in sorted(where.glob("*.nc"))})
 
 
+def _make(maker, key: str, i: int, bases) -> C.Case:
+    """A case from a seeded ``Random``; a mutator that fails on a rare input tries another draw."""
+    for attempt in range(20):
+        rnd = random.Random(f"{key}:{attempt}" if attempt else key)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return maker(rnd, i, bases) if bases is not None else maker(rnd, i)
+        except (ValueError, OverflowError, RecursionError, TypeError):
+            continue
+    raise RuntimeError(f"the fuzzer cannot make case {key}")
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", s)[:60].strip("_")
 
@@ -69,7 +83,8 @@ def write_repro(case: C.Case, o: Outcome, where: Path) -> None:
     how = f"fglang {' '.join(case.argv)}" if case.op == "cli" else "fglang.load('model.fg')" + (
         f".bind('{case.data}')" if case.data else ".bind(synthesized data; see case.json)")
     (where / "outcome.txt").write_text(f"{o.kind}: {o.signature}\norigin: {case.origin}\nrun (in this folder): {how}\n"
-                                      f"replay: python -m tests.fuzz.run --replay {where}\n\n{o.detail}")
+                                      f"replay: python -m tests.fuzz.run --replay {where}\n\n{o.detail}",
+                                      errors="backslashreplace")
 
 
 def campaign(name: str, n: int, seed: int, mem: int, out: Path, do_min: bool, verbose: bool):
@@ -79,8 +94,7 @@ def campaign(name: str, n: int, seed: int, mem: int, out: Path, do_min: bool, ve
     findings: dict[tuple[str, str], dict] = {}
     t0 = time.monotonic()
     for i in range(n):
-        rnd = random.Random(f"{seed}:{name}:{i}")
-        case = maker(rnd, i, bases) if bases is not None else maker(rnd, i)
+        case = _make(maker, f"{seed}:{name}:{i}", i, bases)
         o = run_one(case, mem, timeout)
         counts[o.kind] += 1
         if o.finding:
