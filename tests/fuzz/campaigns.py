@@ -63,9 +63,12 @@ def execute(case: Case, where: Path) -> None:
     write_files(case, where)
     os.chdir(where)
     if case.op == "cli":
-        from fglang.cli import app
+        import sys
 
-        app(args=list(case.argv), prog_name="fglang")
+        from fglang.cli import main
+
+        sys.argv = ["fglang", *case.argv]
+        main()  # the console entry point itself, as a shell runs it
         return
     import fglang
 

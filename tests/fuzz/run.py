@@ -131,6 +131,7 @@ def table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.fuzz.run", description=__doc__.split("\n\n")[1])
     ap.add_argument("--cases", type=int, default=1000, help="cases per campaign")
+    ap.add_argument("--mix", help="cases per campaign by name, e.g. models=150,data=150,cli=20 (overrides --cases)")
     ap.add_argument("--campaign", default="all", choices=ORDER + ("all",))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mem-gib", type=float, default=3.0, help="address-space limit of each case")
@@ -148,10 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{o.kind}: {o.signature} ({o.seconds:.1f} s)\n{o.detail}")
         return int(o.finding)
     names = ORDER if args.campaign == "all" else (args.campaign,)
+    counts = {n: args.cases for n in names}
+    if args.mix:
+        counts = {k: int(v) for k, v in (part.split("=") for part in args.mix.split(","))}
     results = {}
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        results[name] = campaign(name, args.cases, args.seed, mem, args.out, not args.no_minimize, not args.quiet)
+    for name in ORDER:
+        if name in counts:
+            results[name] = campaign(name, counts[name], args.seed, mem, args.out, not args.no_minimize,
+                                     not args.quiet)
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps({n: {"counts": dict(c), "seconds": s, "findings": [

@@ -80,8 +80,9 @@ def _child(fn: Callable[[], Any], mem_bytes: int, timeout: float, wfd: int, errp
     os.dup2(err, 2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
-    sys.stdout = open(1, "w", closefd=False)
-    sys.stderr = open(2, "w", closefd=False)
+    # as a UTF-8 terminal has them: stdout strict, stderr backslashreplace (Python's defaults)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="strict", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
     if mem_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
     signal.signal(signal.SIGALRM, _on_alarm)
