@@ -320,6 +320,10 @@ def main() -> None:
     import warnings
 
     warnings.showwarning = _show_warning
+    # a file name that is not UTF-8 reaches us as surrogates: print its bytes back, never a UnicodeEncodeError
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         app()
     except KeyboardInterrupt:

@@ -57,18 +57,41 @@ def format_diagnostic(diag: Diagnostic, sources: dict[str, str]) -> str:
         out = [f"{s.file}:{s.line}:{s.col}: {prefix}{diag.message}"]
         text = sources.get(s.file)
         if text is not None:
-            lines = text.splitlines()
+            lines = source_lines(text)
             if 1 <= s.line <= len(lines):
-                line = lines[s.line - 1].rstrip("\n")
-                end = s.end_col if s.end_line == s.line and s.end_col > s.col else len(line) + 1
-                width = max(1, min(end, len(line) + 1) - s.col)
-                # keep the line's tabs under it, so the caret lines up in a terminal
-                pad = "".join(c if c == "\t" else " " for c in line[: s.col - 1])
-                out.append("    " + line)
-                out.append("    " + pad + "^" * width)
+                out.extend(_quote(lines[s.line - 1], s))
     if diag.hint:
         out.append(f"  hint: {diag.hint}")
     return "\n".join(out)
+
+
+_SHOWN = 160  # longest source excerpt quoted under a message (a generated line may be megabytes)
+
+
+def _quote(raw: str, s: Span) -> list[str]:
+    """The source line (or a window of a long one) and carets under the span."""
+    # a form feed or U+2028 would move the terminal's cursor: shown as a space, one column each
+    line = "".join(c if c == "\t" or c.isprintable() else " " for c in raw)
+    end = s.end_col if s.end_line == s.line and s.end_col > s.col else len(line) + 1
+    col = s.col
+    if len(line) > _SHOWN:
+        lo = max(0, min(col - 1 - 40, len(line) - _SHOWN))
+        shown = line[lo : lo + _SHOWN]
+        left, right = ("..." if lo > 0 else ""), ("..." if lo + _SHOWN < len(line) else "")
+        line = left + shown + right
+        col, end = col - lo + len(left), min(end - lo, _SHOWN + 1) + len(left)
+    width = max(1, min(end, len(line) + 1) - col)
+    # keep the line's tabs under it, so the caret lines up in a terminal
+    pad = "".join(c if c == "\t" else " " for c in line[: col - 1])
+    return ["    " + line, "    " + pad + "^" * width]
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of ``text`` as error positions count them: Lark counts ``\\n``
+    alone, so split there only (``str.splitlines`` also breaks at a form feed,
+    a vertical tab or U+2028 and would quote the wrong line after one); a
+    ``\\r`` before the ``\\n`` belongs to the line break."""
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

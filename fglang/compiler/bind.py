@@ -30,6 +30,7 @@ from fglang.compiler.indices import (
     scan_reductions,
 )
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, Variable
+from fglang.compiler.limits import Budget, elements, show_count
 from fglang.compiler.sizes import Static, check_sizes, shape_value
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
 
@@ -133,6 +134,7 @@ def _bind_derived(d: Derived, variables, npi: NpIndex, lengths, log_density: Log
     shape = shape_value(d.shape, npi.sizes)
     if shape is None:  # the checker gives every top-level let a shape of sizes
         raise AssertionError(f"let '{d.name}' has no concrete shape {d.shape}")
+    npi.charge(elements(shape) * 8, f"let '{d.name}' ({show_count(elements(shape), 'value')})", d.span)
     return BoundDerived(d, shape, slots, evaluate)
 
 
@@ -151,7 +153,8 @@ def bind(
 
 def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity | None) -> BoundModel:
     sink = DiagnosticSink()
-    data, sizes = validate_data(ir, raw, file, sink)
+    budget = Budget(ir.sources)
+    data, sizes = validate_data(ir, raw, file, sink, budget)
     sink.raise_if_any(ir.sources)
     # the shape rules only sizes decide (N-vs-D), with the values these data give
     sink.items.extend(check_sizes(ir.size_checks, sizes, file))
@@ -167,9 +170,13 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity |
         if any(s < 0 for s in node + val):
             sink.error(f"var '{name}' has a negative size {show_sizes(node + val)}", v.span)
             continue
+        n_nodes, n_vals = elements(node), elements(val)
+        # a backend holds at least a value and a scale (or a mean and a precision) per node
+        budget.charge(n_nodes * n_vals * 16, f"var '{name}' ({show_count(n_nodes, 'node')} of "
+                      f"{show_count(n_vals, 'value')})", v.span)
         variables[name] = BoundVariable(name, node, val, v.domain, v.prior, v.span)
     sink.raise_if_any(ir.sources)
-    npi = NpIndex(data, sizes)
+    npi = NpIndex(data, sizes, budget)
     families: dict[str, BoundFamily] = {}
     derived: dict[str, BoundDerived] = {}
     lengths: dict[int, int] = {}

@@ -17,6 +17,7 @@ from pathlib import Path
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
 from fglang.compiler.checked import CheckedModel, FactorInfo, LetInfo, VarInfo
+from fglang.compiler.constants import bad_constants, bound_names, decl_exprs
 from fglang.compiler.dist_args import DistArgs
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import names_in
@@ -26,6 +27,7 @@ from fglang.compiler.infer import ExprTyping, Symbol
 from fglang.compiler.infer_groups import GroupTyping, describe
 from fglang.compiler.inline import Inlining
 from fglang.compiler.ir import DataInfo
+from fglang.compiler.limits import measure, too_large, too_many_dims
 from fglang.compiler.sizes import SizeCheck
 from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, make_domain, show_shape
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
@@ -51,6 +53,8 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
         self._decl_no = 0
         self._let_uses: dict[str, frozenset[str]] = {}
         self._owner: str | None = None  # the let being checked, if any
+        self._let_measure: dict[str, tuple[float, int]] = {}  # inlined size and reduction depth (limits.py)
+        self._oversized: set[str] = set()  # lets refused as too large
 
     def err(self, msg: str, span: A.Span | None, hint: str | None = None) -> None:
         self.sink.error(msg, span, hint)
@@ -66,6 +70,10 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
 
     def decl(self, d: A.Decl) -> None:
         self._decl_no += 1
+        hidden = bound_names(d)
+        for root in decl_exprs(d):
+            for span, why in bad_constants(root, hidden):
+                self.err(why, span, "fglang folds constant expressions when it checks a model")
         if isinstance(d, A.DataDecl):
             self.data_decl(d)
         elif isinstance(d, A.VarDecl):
@@ -161,7 +169,22 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
         dtype = {"int": "int", "bool": "bool"}.get(t.base, "real")
         return make_domain(t.base, lower, upper), dtype
 
+    def limited(self, e: A.Expr | None, source: A.Expr, let: str | None = None) -> None:
+        """Refuse an inlined expression too large to lower (``limits.py``), once:
+        not again where a let already refused is used."""
+        if e is None:
+            return
+        m = measure(e, self._let_measure)
+        bad = too_large(m, source.span)
+        if bad and not self.lets_read(source) & self._oversized:
+            self.sink.items.extend(bad)
+        if let is not None:
+            self._let_measure[let] = m
+            if bad:
+                self._oversized.add(let)
+
     def data_decl(self, d: A.DataDecl) -> None:
+        self.sink.items.extend(too_many_dims(len(d.dims) + len(d.type.shape), f"data '{d.name}'", d.span))
         self.size_exprs(d.dims, "data size")
         td = self.type_expr(d.type)
         if td is None:
@@ -198,6 +221,7 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
             self.order.append(d.name)
 
     def var_decl(self, d: A.VarDecl) -> None:
+        self.sink.items.extend(too_many_dims(len(d.dims) + len(d.type.shape), f"var '{d.name}'", d.span))
         self.size_exprs(d.dims, "var size")
         td = self.type_expr(d.type)
         domain = td[0] if td else Domain("real")
@@ -216,6 +240,7 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
         elif td is not None and d.prior is not None:
             # the var itself is visible in its prior's arguments only as an error
             prior = self.dist_call(d.prior, T("real", shape, True), lhs_domain=domain, on_var=d.name)
+            self.limited(prior, d.prior)
         # an unknown type has no domain to check uses against (no cascade of errors)
         sym = Symbol("var", T(td[1] if td else "real", shape, True), d, domain if td else None)
         if self.declare(d.name, d.name_span, sym):
@@ -228,6 +253,7 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
         self._owner = None
         expr = self.inline(d.expr)
         if self.declare(d.name, d.name_span, Symbol("let", t, d)):
+            self.limited(expr, d.expr, d.name)
             self._let_uses[d.name] = self.lets_read(d.expr)
             if t.dtype in GROUPS:  # reported as its storage array
                 storage = tuple(self.shape_of(_storage_exprs(t.dtype, d.span)))
@@ -303,6 +329,8 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
             else:  # still report the mistakes on the right of '~'
                 self._check_callnames_in(d.dist)
             lhs = self.inline(d.lhs)
+            self.limited(lhs, d.lhs)
+            self.limited(dist, d.dist)
         else:
             pt = self.infer(d.potential)
             if self.no_group(pt, d.potential, "a potential"):
@@ -310,6 +338,7 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
             elif pt.ok and pt.dtype == "bool":
                 self.err("a potential must be a real expression (a log density)", d.potential.span)
             potential = self.inline(d.potential)
+            self.limited(potential, d.potential)
         self.scope = saved
         if d.name in self.scope or d.name in self.factors or d.name in self.fns:
             self.err(f"'{d.name}' is already declared", d.name_span)

@@ -15,6 +15,7 @@ import numpy as np
 from fglang.compiler.datafile import to_array
 from fglang.compiler.expr import names_in, static_value
 from fglang.compiler.ir import DataInfo, ModelIR
+from fglang.compiler.limits import Budget, elements, show_count
 from fglang.compiler.types import Domain
 from fglang.errors import DiagnosticSink, FgError
 
@@ -32,7 +33,7 @@ def _declared_shape(info: DataInfo, sizes: dict[str, int]) -> tuple[int, ...] | 
 
 
 def validate_data(
-    ir: ModelIR, raw: dict[str, Any], file: str, sink: DiagnosticSink
+    ir: ModelIR, raw: dict[str, Any], file: str, sink: DiagnosticSink, budget: Budget | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     data: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
@@ -61,6 +62,8 @@ def validate_data(
         if any(s < 0 for s in shape):
             sink.error(f"cannot size '{name}': its declared shape {show_sizes(shape)} is negative", info.span)
             continue
+        if budget is not None:
+            budget.charge(elements(shape) * 8, f"data '{name}' ({show_count(elements(shape), 'value')})", info.span)
         if info.default is not None and name not in raw and arr.shape == () and shape:
             arr = np.broadcast_to(arr, shape)
         if arr.shape != shape:
@@ -84,6 +87,15 @@ def validate_data(
                         info.span,
                     )
                     continue
+            big = _outside_int64(arr)
+            if big is not None:
+                sink.error(
+                    f"data '{name}' in {file} is declared {info.dtype} but holds {_show(arr[tuple(big)])}{_at(big)}, "
+                    "outside the 64-bit int range",
+                    info.span,
+                    "ints lie within +-9223372036854775807; a real quantity should be declared real",
+                )
+                continue
             arr = arr.astype(np.int64)
             if info.dtype == "bool" and not np.all((arr == 0) | (arr == 1)):
                 sink.error(f"data '{name}' in {file} is declared bool but holds values other than 0/1", info.span)
@@ -133,6 +145,23 @@ def _domain_violation(arr: np.ndarray, d: Domain) -> str | None:
             return (f"is declared {d.kind}, but its quaternion [qx, qy, qz, qw]{_at(where)} has norm "
                     f"{float(norm[tuple(where)]):g}, not 1")
     return None
+
+
+def _outside_int64(arr: np.ndarray):
+    """The first index of a value that casting to int64 would wrap, or None."""
+    if arr.dtype.kind == "u":
+        bad = arr > np.uint64(2**63 - 1)
+    elif arr.dtype.kind == "f":
+        bad = np.abs(arr) >= 2.0**63
+    else:
+        return None
+    if not np.any(bad):
+        return None
+    return np.argwhere(bad)[0] if bad.ndim else ()
+
+
+def _show(v) -> str:
+    return f"{int(v)}" if np.asarray(v).dtype.kind in "iu" else f"{float(v):g}"
 
 
 def show_sizes(shape) -> str:

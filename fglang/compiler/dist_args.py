@@ -7,6 +7,7 @@ in, so that the lowering and the backends see one canonical call.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from fglang.compiler import ast as A
@@ -160,6 +161,9 @@ class DistArgs:
     def check_param_domain(self, sig: DistSig, pname: str, e: A.Expr, t: T) -> None:
         dom = next(p.domain for p in sig.params + tuple(a for g in sig.alternatives for a in g) if p.name == pname)
         v = self.const_value(e)
+        if v is not None and not math.isfinite(v):
+            self.err(f"'{pname}' of {sig.name} must be finite, got {v:g}", e.span)
+            return
         if dom in PARAM_DOMAINS and v is not None:
             if outside(dom, v):
                 self.err(f"'{pname}' of {sig.name} must be {PARAM_DOMAINS[dom]}, got {v:g}", e.span)

@@ -114,7 +114,9 @@ def static_value(
         if a is None or b is None:
             return None
         try:
-            return _FOLD[e.op](a, b)
+            v = _FOLD[e.op](a, b)
         except (ZeroDivisionError, OverflowError):
             return None
+        # (-1)^0.5 is complex: not a value here (the checker reports it, fglang.compiler.constants)
+        return None if isinstance(v, complex) else v
     return None

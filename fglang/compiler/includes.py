@@ -12,6 +12,7 @@ from pathlib import Path
 from fglang.compiler import ast as A
 from fglang.compiler.parse import parse
 from fglang.errors import Diagnostic, DiagnosticSink, FgError
+from fglang.source import read_source
 
 
 def load_program(path: str | Path) -> tuple[list[A.Decl], A.Program, dict[str, str], DiagnosticSink]:
@@ -20,7 +21,7 @@ def load_program(path: str | Path) -> tuple[list[A.Decl], A.Program, dict[str, s
     sources: dict[str, str] = {}
     sink = DiagnosticSink()
     try:
-        text = path.read_text()
+        text = read_source(path)
     except OSError as err:
         raise FgError([_nowhere(f"cannot read model file: {err.strerror}", str(path))]) from None
     return expand(text, str(path), path.parent, sources, sink, stack=())
@@ -50,9 +51,13 @@ def expand(text: str, file: str, base: Path | None, sources: dict[str, str], sin
             sink.error(f"include cycle: {chain}", d.span)
             continue
         try:
-            sub_text = target.read_text()
+            sub_text = read_source(target, key)
         except OSError:
             sink.error(f"cannot read included file '{d.path}' (looked in {base})", d.span)
+            continue
+        except FgError as err:  # not UTF-8: reported in the included file, where the byte is
+            sink.items.extend(err.diagnostics)
+            sources.update(err.sources)
             continue
         try:
             sub, _, _, _ = expand(sub_text, key, Path(key).parent, sources, sink, stack + (str(Path(file).resolve()),))

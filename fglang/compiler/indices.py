@@ -17,6 +17,8 @@ from fglang.compiler import ast as A
 from fglang.compiler.bound import BoundSlot, BoundVariable
 from fglang.compiler.expr import map_children, static_value, walk
 from fglang.compiler.ir import SlotPattern, SlotRef
+from fglang.compiler.limits import Budget, elements, show_count
+from fglang.compiler.unparse import unparse
 
 
 class BadIndex(Exception):
@@ -28,9 +30,14 @@ class NpIndex:
     """Evaluates int index expressions for all members at once (NumPy), and
     checks every data access it makes against the array's bounds."""
 
-    def __init__(self, data: dict[str, np.ndarray], sizes: dict[str, int]):
+    def __init__(self, data: dict[str, np.ndarray], sizes: dict[str, int], budget: Budget | None = None):
         self.data = data
         self.sizes = sizes
+        self.budget = budget  # charged before each index array is made (limits.py)
+
+    def charge(self, nbytes: float, what: str, span) -> None:
+        if self.budget is not None:
+            self.budget.charge(nbytes, what, span)
 
     def ev(self, e: A.Expr, env: dict[str, np.ndarray], mask: np.ndarray | None):
         if isinstance(e, A.Num):
@@ -120,6 +127,10 @@ def enumerate_members(ranges: tuple[A.IndexRange, ...], npi: NpIndex) -> tuple[d
     for r in ranges:
         lo = np.broadcast_to(npi.ev(r.lo, idx, None), (n,)).astype(np.int64)
         hi = np.broadcast_to(npi.ev(r.hi, idx, None), (n,)).astype(np.int64)
+        # in floats first: a range of 1e19 members must not wrap around in int64
+        total_f = float(np.maximum(hi.astype(np.float64) - lo.astype(np.float64), 0).sum())
+        what = f"the range '{r.name} in {unparse(r.lo)}:{unparse(r.hi)}' ({show_count(total_f, 'member')})"
+        npi.charge(total_f * 8 * (len(idx) + 3), what, r.span)
         lengths = np.maximum(hi - lo, 0)
         if rect is not None and n > 0:
             if np.all(lo == lo[0]) and np.all(hi == hi[0]):
@@ -175,8 +186,12 @@ def scan_reductions(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], length
                 )
                 lo = np.broadcast_to(lo, shape)
                 hi = np.broadcast_to(hi, shape)
-                span_len = np.where(np.broadcast_to(mask, shape), hi - lo, 0)
-                length = int(max(span_len.max(initial=0), 0))
+                span_len = np.where(np.broadcast_to(mask, shape), hi.astype(np.float64) - lo.astype(np.float64), 0)
+                length_f = max(float(span_len.max(initial=0)), 0.0)
+                cells = elements(shape) * length_f
+                what = f"the reduction over '{r.name.split('__')[0]}' ({show_count(cells, 'padded index value')})"
+                npi.charge(cells * (8 + 1) * 2, what, r.span)
+                length = int(length_f)
                 lengths[id(r)] = length
                 ar = np.arange(length)
                 values = lo[..., None] + ar
@@ -280,6 +295,8 @@ def bind_slot(
             npi.check_bounds(v, size, pat.var, axis, part.span, env, mask)
             coords.append(("scalar", v))
     full = lead + tuple(slice_shape)
+    what = f"the node ids of '{pat.var}' ({show_count(elements(full), 'slot entry', 'slot entries')})"
+    npi.charge(elements(full) * 8 * (len(coords) + 2), what, pat.span)
     grids = []
     k = 0
     for kind, v in coords:

@@ -204,6 +204,8 @@ class Evaluator:
 
             return OPS[tag[1]](tag[0], *args)
         if f in UNARY:
+            if f != "abs" and not jnp.issubdtype(args[0].dtype, jnp.floating):
+                args[0] = args[0].astype(float)  # the checker types these real: sigmoid(k) of an int k is a real
             return UNARY[f](*args)
         if f == "leaky_relu":
             slope = args[1] if len(args) > 1 else (self.ev(e.kwargs[0].value) if e.kwargs else 0.01)

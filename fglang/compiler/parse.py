@@ -11,11 +11,16 @@ import functools
 from collections.abc import Iterator
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from fglang.compiler import ast as A
-from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, Diagnostic, FgError, recursion_headroom
+from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, Diagnostic, FgError, recursion_headroom, source_lines
+
+INT_MAX = 2**63 - 1
+# deeper expression trees than this are refused at parse time, at the place
+# where the nesting passes the limit; every later stage recurses once per level
+MAX_NESTING = 2000
 
 RESERVED = frozenset(
     "model data var let factor fn return for in potential include true false".split()
@@ -264,7 +269,16 @@ class _ToAst(Transformer):
         tok = c[0]
         text = str(tok)
         is_int = text.isdigit()
+        if is_int and (len(text) > 19 or int(text) > INT_MAX):
+            shown = text if len(text) <= 24 else f"{text[:10]}...({len(text)} digits)"
+            raise FgError([Diagnostic(
+                f"int literal {shown} does not fit in a 64-bit int (at most {INT_MAX})", self._tspan(tok),
+                "write a real literal such as 1e30 if you mean a real number")])
         value = int(text) if is_int else float(text)
+        if value == float("inf"):
+            raise FgError([Diagnostic(
+                f"number {text} is too large for a 64-bit float: it would be inf", self._tspan(tok),
+                "the largest float is about 1.8e308")])
         return A.Num(self._tspan(tok), value, is_int)
 
     def name(self, c):
@@ -343,7 +357,7 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> FgError:
         expected = set(err.accepts) if exact else set(err.expected)
         if tok.type == "$END":
             msg = f"unexpected end of file; expected {_expected_words(expected, exact)}"
-            lines = text.splitlines() or [""]
+            lines = source_lines(text) or [""]
             line, col = len(lines), len(lines[-1]) + 1
             span = A.Span(file, line, col, line, col + 1)
         else:
@@ -356,22 +370,37 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> FgError:
             span = A.Span(file, line, col, line, max(end or col + 1, col + 1))
             opened = _unclosed_bracket(text, line)
             if opened is not None:
-                bracket = text.splitlines()[opened.line - 1][opened.col - 1]
+                bracket = source_lines(text)[opened.line - 1][opened.col - 1]
                 hint = (
                     f"the '{bracket}' at line {opened.line}, column {opened.col} is not closed, "
                     "so the lines after it continue its statement"
                 )
     elif isinstance(err, UnexpectedEOF):
-        lines = text.splitlines() or [""]
+        lines = source_lines(text) or [""]
         line, col = len(lines), len(lines[-1]) + 1
         msg = f"unexpected end of file; expected {_expected_words(set(err.expected))}"
         span = A.Span(file, line, col, line, col + 1)
     else:  # pragma: no cover - Lark has no other kinds
         msg, span = str(err), A.Span(file, line, col, line, col + 1)
-    lines = text.splitlines()
+    lines = source_lines(text)
     if hint is None and 1 <= span.line <= len(lines) and lines[span.line - 1][span.col - 1 :].startswith("//"):
         hint = "comments start with '#' in .fg files"
     return FgError([Diagnostic(msg, span, hint)], {file: text})
+
+
+def _too_deep(tree: Tree, file: str) -> A.Span | None:
+    """Where the parse tree first nests deeper than ``MAX_NESTING`` (iteratively:
+    the tree may be far deeper than Python's recursion allows)."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            meta = node.meta
+            if getattr(meta, "empty", True):
+                return A.Span(file, 0, 0, 0, 0)
+            return A.Span(file, meta.line, meta.column, meta.line, meta.column + 1)
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+    return None
 
 
 def parse(text: str, file: str = "<string>") -> A.Program:
@@ -379,6 +408,10 @@ def parse(text: str, file: str = "<string>") -> A.Program:
     try:
         with recursion_headroom():
             tree = _parser().parse(text)
+            deep = _too_deep(tree, file)
+            if deep is not None:
+                hint = f"{TOO_DEEP_HINT} (at most {MAX_NESTING} levels)"
+                raise FgError([Diagnostic(TOO_DEEP, deep, hint)], {file: text})
             _, header, decls = _ToAst(file).transform(tree)
     except UnexpectedInput as err:
         raise _syntax_error(err, file, text) from None

@@ -25,6 +25,7 @@ from fglang.runtime import backend as backends
 from fglang.runtime.binding import bind_model
 from fglang.runtime.carry import as_posterior, carried_marginals
 from fglang.runtime.device import device_context, enable_compilation_cache
+from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
 from fglang.runtime.inits import START_AT_MODE, ModeStart, check_init
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.predict import targets
@@ -46,15 +47,20 @@ def fit(
     impl = backends.get(backend)
     opts = impl.Options.parse(options)
     check_seed(seed)
+    full, bm = bm, prune(bm)  # empty vars and families are legal and fit as nothing (empty.py)
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
     check_values(bm)
     if isinstance(init, ModeStart):
         init, init_file = mode_init(bm, init, seed=seed, prior=prior, device=device), "the MAP start"
     init_values = check_init(bm, init, init_file)
-    enable_compilation_cache()
-    with device_context(device):
-        post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
+    if nothing_to_fit(bm):
+        post = empty_posterior(bm, backend)
+    else:
+        enable_compilation_cache()
+        with device_context(device):
+            post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
+    post = restore(post, full, bm)
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))
     post.attrs.setdefault("observations", observations(bm.ir))
     return post

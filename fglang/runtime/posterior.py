@@ -86,7 +86,7 @@ class Posterior:
         """All draws, chains stacked: [chains * draws, *shape]."""
         self._need(name)
         d = self.draws[name]
-        return d.reshape((-1,) + d.shape[2:])
+        return d.reshape((d.shape[0] * d.shape[1],) + d.shape[2:])  # not -1: a var may have no elements
 
     def mean(self, name: str) -> np.ndarray:
         self._need(name)
@@ -130,6 +130,8 @@ class Posterior:
             if len(rows) >= max_rows:
                 break
             d = self.draws[name]
+            if d.size == 0:  # a var of size zero has no rows
+                continue
             m, s = self.mean(name), self.sd(name)
             flat = d.reshape(d.shape[0], d.shape[1], -1)
             q5 = np.quantile(flat, 0.05, axis=(0, 1))

@@ -86,7 +86,10 @@ def plan(lower: sp.csc_matrix) -> Plan:
     counts = np.diff(lp)
     colof = np.repeat(np.arange(n), counts)
     keys = colof * n + li
-    parent = np.where(counts > 0, li[np.minimum(lp[:-1], max(nnz - 1, 0))], -1)
+    if nnz == 0:  # a diagonal Hessian (one scalar unknown, or independent ones): no column has a parent
+        parent = np.full(n, -1, np.int64)
+    else:
+        parent = np.where(counts > 0, li[np.minimum(lp[:-1], nnz - 1)], -1)
     depth = _depths(parent)
     corder = np.argsort(depth, kind="stable")
     cdepth = depth[corder]
