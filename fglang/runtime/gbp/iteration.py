@@ -127,7 +127,7 @@ def _relinearize(
         if vp.affine_only:
             lin.append(mu[v])
             lin_out.append(old_lin)
-            since.append(jnp.minimum(old_since + 1, _SINCE_CAP))
+            since.append(old_since)  # read by no damping: only affine families touch the var
             continue
         move = jnp.max(jnp.abs(mu[v] - old_lin), axis=-1)
         relin = ((move > data.settings.relinearize_threshold) | (settled & (move > tol))) & (it > 0)
