@@ -63,6 +63,11 @@ def main() -> None:
     rows.append({"method": "sparse LM (examples/g2o.py)", "wall_s": time.perf_counter() - t0,
                  "cost": pose_graph_cost(data, np.asarray(lm.poses)), "iterations": int(lm.iterations)})
     model = fglang.load(ROOT / "examples" / "m3500.fg")
+    t0 = time.perf_counter()
+    post = model.fit(data, backend="gbp", init=init, iters=args.iters, device=args.device, draws=4)
+    rows.append({"method": "fglang GBP defaults (float32, damping auto)", "wall_s": time.perf_counter() - t0,
+                 "cost": pose_graph_cost(data, post.mean("pose")), "iterations": post.attrs["iterations"],
+                 "converged": post.attrs["converged"]})
     for damping, relin in [(0.5, 0.0), (0.8, 0.0), (0.5, 0.01)]:
         t0 = time.perf_counter()
         post = model.fit(data, backend="gbp", init=init, iters=args.iters, damping=damping, relinearize=relin,

@@ -93,7 +93,8 @@ def test_every_registered_backend_has_the_interface():
 
 def test_options_validate_themselves_once():
     assert GbpOptions.parse({"iters": 5.0}).iters == 5  # a whole float is a whole number
-    assert GbpOptions.parse({"damping": None}).damping == 0.0  # None means the default
+    assert GbpOptions.parse({"iters": None}).iters == 1000  # None means the default
+    assert GbpOptions.parse({"damping": None}).damping is None  # the default: chosen from the graph
     with pytest.raises(FgError, match="(?s)unknown option for backend 'gbp': damp.*did you mean 'damping'"):
         GbpOptions.parse({"damp": 0.5})
     with pytest.raises(FgError, match=r"damping must be in \[0, 1\), got 1"):

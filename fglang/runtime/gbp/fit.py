@@ -48,6 +48,7 @@ def fit_gbp(
             iters=o.iters,
             tol=o.tol,
             damping=o.damping,
+            undamped_iters=o.undamped,
             schedule=o.schedule,
             dropout=o.dropout,
             relinearize_threshold=o.relinearize,
@@ -93,6 +94,7 @@ def fit_gbp(
         attrs={
             "options": o.as_dict(),
             "seed": seed,
+            "damping": float(result.info["damping"]),
             "iterations": int(result.iterations),
             "converged": bool(result.converged),
             "final_change": float(history[-1]) if history.size else float("nan"),

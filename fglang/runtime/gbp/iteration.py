@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from . import algebra
-from .beliefs import accumulate, beliefs, centers, materialize
+from .beliefs import accumulate, beliefs, centers, gather, materialize
 from .messages import affine_terms, family_messages, fold_unary
 from .plan import FamilyPlan, Plan, by_member
 from .state import (
@@ -106,8 +106,9 @@ def _belief_change(plan: Plan, data: EngineData, st: EngineState, b: Beliefs) ->
 
 def _relinearize(
     plan: Plan, data: EngineData, st: EngineState, mu: list[Array], settled: Array
-) -> tuple[list[Array], list[Array], Array]:
-    """The points the families linearize at this iteration, the points to keep, and staleness.
+) -> tuple[list[Array], list[Array], Array, list[Array]]:
+    """The points the families linearize at this iteration, the points to keep,
+    staleness, and every node's iterations since its last re-linearization.
 
     Re-linearize nodes whose mean moved more than the threshold since their
     last linearization; once the beliefs have settled (delta < tol) every node
@@ -119,28 +120,54 @@ def _relinearize(
     """
     it = st.iteration
     tol = data.settings.tol
-    lin, lin_out, stale = [], [], jnp.zeros((), bool)
+    lin, lin_out, stale, since = [], [], jnp.zeros((), bool), []
     for v, vp in enumerate(plan.variables):
         old_lin = st.variables[v].lin
+        old_since = st.variables[v].since
         if vp.affine_only:
             lin.append(mu[v])
             lin_out.append(old_lin)
+            since.append(old_since)  # read by no damping: only affine families touch the var
             continue
         move = jnp.max(jnp.abs(mu[v] - old_lin), axis=-1)
         relin = ((move > data.settings.relinearize_threshold) | (settled & (move > tol))) & (it > 0)
         relin = relin & jnp.all(jnp.isfinite(mu[v]), axis=-1)
         lin.append(jnp.where(relin[:, None], mu[v], old_lin))
         lin_out.append(lin[-1])
+        since.append(jnp.where(relin, 0, jnp.minimum(old_since + 1, _SINCE_CAP)))
         stale = stale | jnp.any(move > tol)
-    return lin, lin_out, stale
+    return lin, lin_out, stale, since
+
+
+_SINCE_CAP = 1 << 20
+"""`VarState.since` stops counting here (no int32 overflow on long runs)."""
 
 
 def _damped(new: FamilyState, old: FamilyState, beta: Array) -> FamilyState:
-    """``(1 - beta) new + beta old`` on every slot's eta and lam."""
+    """``(1 - beta) new + beta old`` on every slot's eta and lam (``beta``: a scalar or one per member)."""
+
+    def mix(n: Array, o: Array) -> Array:
+        b = beta if beta.ndim == 0 else beta.reshape(beta.shape + (1,) * (n.ndim - 1))
+        return (1 - b) * n + b * o
+
     return FamilyState(
-        tuple((1 - beta) * e + beta * o for e, o in zip(new.eta, old.eta, strict=True)),
-        tuple((1 - beta) * m + beta * o for m, o in zip(new.lam, old.lam, strict=True)),
+        tuple(mix(e, o) for e, o in zip(new.eta, old.eta, strict=True)),
+        tuple(mix(m, o) for m, o in zip(new.lam, old.lam, strict=True)),
     )
+
+
+def _member_damping(fp: FamilyPlan, plan: Plan, data: EngineData, since: list[Array], beta: Array) -> Array:
+    """A nonlinear family's damping per member: 0 while one of its nodes was
+    re-linearized fewer than ``undamped_iters`` iterations ago, else ``beta``
+    (the schedule of Ortiz et al.'s GBP bundle adjustment: a few undamped
+    iterations let the messages take up a new linearization, then damping
+    keeps the loopy updates from oscillating)."""
+    fd = next(fd for fd, p in zip(data.families, plan.families, strict=True) if p is fp)
+    fresh = jnp.zeros((fp.n_members,), bool)
+    for s, sp in enumerate(fp.slots):
+        sv = gather(since[sp.var][:, None], fd.ids[s], sp, plan.variables[sp.var])[:, 0]
+        fresh = fresh | (sv < data.settings.undamped_iters)
+    return jnp.where(fresh, jnp.zeros((), beta.dtype), beta)
 
 
 def _dropped_out(
@@ -168,7 +195,7 @@ def _checked(new: FamilyState, old: FamilyState) -> tuple[Array, Array]:
 
 
 def _update_messages(
-    plan: Plan, data: EngineData, st: EngineState, b: Beliefs, lin: list[Array]
+    plan: Plan, data: EngineData, st: EngineState, b: Beliefs, lin: list[Array], since: list[Array]
 ) -> _MessageUpdate:
     """Every family's new messages: computed, damped, dropped out and (if checked) checked.
 
@@ -198,7 +225,8 @@ def _update_messages(
             tuple(by_member(x, fp.n_members, 1) for x in stored.eta),
             tuple(by_member(x, fp.n_members, 2) for x in stored.lam),
         )
-        upd = _damped(family_messages(fp, plan, f, data, current, lin, old), old, beta)
+        beta_f = beta if fp.affine else _member_damping(fp, plan, data, since, beta)
+        upd = _damped(family_messages(fp, plan, f, data, current, lin, old), old, beta_f)
         if plan.use_dropout:
             upd = _dropped_out(fp, data, it, fam_keys[f], upd, old)
         if plan.checked:
@@ -279,6 +307,7 @@ def _commit(
     st: EngineState,
     bc: _BeliefChange,
     lin_out: list[Array],
+    since: list[Array],
     upd: _MessageUpdate,
     prog: _Progress,
 ) -> EngineState:
@@ -302,7 +331,7 @@ def _commit(
     return EngineState(
         families=pick(upd.families, st.families),
         variables=pick(
-            tuple(VarState(*v) for v in zip(lin_out, bc.mean, bc.lam_diag, strict=True)), st.variables
+            tuple(VarState(*v) for v in zip(lin_out, bc.mean, bc.lam_diag, since, strict=True)), st.variables
         ),
         iteration=jnp.where(commit, it + 1, it),
         min_delta=prog.min_delta,
@@ -320,10 +349,10 @@ def iteration(plan: Plan, data: EngineData, st: EngineState) -> tuple[EngineStat
     b = materialize(plan, st.iteration, b)
     bc = _belief_change(plan, data, st, b)
     settled = (bc.delta < data.settings.tol) & (bc.lam_change < data.settings.precision_rtol)
-    lin, lin_out, stale = _relinearize(plan, data, st, bc.mean, settled)
-    upd = _update_messages(plan, data, st, b, lin)
+    lin, lin_out, stale, since = _relinearize(plan, data, st, bc.mean, settled)
+    upd = _update_messages(plan, data, st, b, lin, since)
     prog = _progress(plan, data, st, bc, settled, stale, upd.ok)
-    return _commit(plan, st, bc, lin_out, upd, prog), bc.delta
+    return _commit(plan, st, bc, lin_out, since, upd, prog), bc.delta
 
 
 def _with_chunk_constants(plan: Plan, data: EngineData, state: EngineState) -> EngineData:

@@ -23,7 +23,12 @@ class GbpOptions(BackendOptions):
     tol: float | None = option(
         None, "belief-change tolerance (default 1e-5 in float32, 1e-6 in float64)", minimum=0.0, open_minimum=True
     )
-    damping: float = option(0.0, "message damping in [0, 1)", minimum=0.0, maximum=1.0, open_maximum=True)
+    damping: float | None = option(
+        None, "message damping in [0, 1) (default: 0 if every factor is affine, 0.5 if one is nonlinear)",
+        minimum=0.0, maximum=1.0, open_maximum=True,
+    )
+    undamped: int = option(0, "iterations a nonlinear factor runs undamped after re-linearizing", minimum=0,
+                           whole=True)
     schedule: str = option("flooding", "flooding | sequential", choices=("flooding", "sequential"))
     dropout: float = option(0.0, "probability of skipping a factor's update", minimum=0.0, maximum=1.0,
                             open_maximum=True)

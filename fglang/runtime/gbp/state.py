@@ -74,6 +74,8 @@ class Settings(NamedTuple):
     """The run's numeric options, as traced scalars (new values: no recompile)."""
 
     damping: Array
+    undamped_iters: Array
+    """Iterations a nonlinear factor runs undamped after one of its nodes was re-linearized."""
     dropout: Array
     relinearize_threshold: Array
     tol: Array
@@ -109,6 +111,10 @@ class VarState(NamedTuple):
     """Belief mean of the last iteration ``[n, d]``."""
     lam_diag: Array
     """Diagonal of the last belief precision ``[n, d]``."""
+    since: Array
+    """Iterations since the node was last re-linearized ``[n]`` (int32): a
+    nonlinear factor is not damped while one of its nodes is fresher than
+    ``Settings.undamped_iters``."""
 
 
 class EngineState(NamedTuple):
