@@ -137,7 +137,7 @@ def main() -> None:
     where = f"forced host CPU devices on {os.cpu_count()} cores" if forced else a.platform
     print(f"GBP denoise grid, {where}{' (no speedup expected: the devices share the cores)' if forced else ''}")
     print("ms/iter: (run of 2T iterations - run of T) / T; whole: a run of T iterations / T (setup and read-out in);")
-    print("collective KiB: what the compiled program's collectives produce (nearly all in the loop body, once an iteration)")
+    print("collective KiB: what the compiled collectives produce (nearly all in the loop body: per iteration)")
     print(f"{'grid':>6} {'devices':>7} {'ms/iter':>9} {'whole':>9} {'vs 1 dev':>9} {'max|diff|':>10}"
           f" {'collective KiB/iter':>20}")
     base: dict[int, float] = {}
@@ -145,8 +145,8 @@ def main() -> None:
         base.setdefault(r["grid"], r["ms_per_iter_whole_run"])
         kib = sum(r["collective_bytes_in_program"].values()) / 1024
         rel = r["ms_per_iter_whole_run"] / base[r["grid"]] if base[r["grid"]] else float("nan")
-        print(f"{r['grid']:>5}^2 {r['devices']:>7} {r['ms_per_iter']:>9.3f} {r['ms_per_iter_whole_run']:>9.3f} {rel:>8.2f}x"
-              f" {r['max_abs_diff_vs_first']:>10.1e} {kib:>20.1f}")
+        print(f"{r['grid']:>5}^2 {r['devices']:>7} {r['ms_per_iter']:>9.3f} {r['ms_per_iter_whole_run']:>9.3f}"
+              f" {rel:>8.2f}x {r['max_abs_diff_vs_first']:>10.1e} {kib:>20.1f}")
     out = HERE / "results" / "scale_out.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({
