@@ -51,11 +51,15 @@ class Model:
         init: DataLike | None = None,
         prior: Posterior | str | Path | None = None,
         device: str | None = None,
+        devices: int | str = 1,
         progress: bool = False,
         **options: Any,
     ) -> Posterior:
         """Fit with any registered backend (``gbp``, ``vi``, ``mcmc``, ...);
-        ``options`` are the backend's options, the CLI's flags as keywords."""
+        ``options`` are the backend's options, the CLI's flags as keywords.
+        ``devices`` (a number or ``"all"``) runs the fit over that many devices
+        of the platform (``gbp``: factor families sharded over them; ``mcmc``:
+        one chain per device)."""
         from fglang.runtime.fit import fit
 
         init_values, init_file = _read_init(init)
@@ -67,6 +71,7 @@ class Model:
             init_file=init_file,
             prior=prior,
             device=device,
+            devices=devices,
             progress=progress,
             options=options,
         )

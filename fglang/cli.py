@@ -113,6 +113,9 @@ _FIT_PARAMS = [
     ("out_path", Annotated[Path | None, typer.Option("--out", "-o", help="write the posterior (ArviZ NetCDF)")], None),
     ("seed", Annotated[int, typer.Option(help="random seed")], 0),
     ("device", Annotated[str | None, typer.Option(help="cpu | gpu")], None),
+    ("devices", Annotated[str, typer.Option(
+        help="N | all: run over N devices of the platform (gbp: families sharded; mcmc: a chain per device)"
+    )], "1"),
     ("init", Annotated[str | None, typer.Option(
         help="initial values file (same layout as data), or map (start at the MAP) or map:FILE (the MAP found "
         "from FILE's values); ./map for a file so named"
@@ -145,6 +148,7 @@ def fit(**kw) -> None:
             init=kw["init"] if kw["init"] is None or kw["init"].split(":")[0] == START_AT_MODE else Path(kw["init"]),
             prior=kw["prior"],
             device=kw["device"],
+            devices=kw["devices"],
             progress=not kw["quiet"],
             **options,
         )

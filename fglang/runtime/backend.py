@@ -200,6 +200,9 @@ lines a summary and a plot add about the fit itself."""
     Options: ClassVar[type[BackendOptions]]
     summary: ClassVar[str]  # one line for --help
     markov_chains: ClassVar[bool]  # draws are MCMC chains: R-hat, ESS and trace plots apply
+    # Optional: ``multi_device: ClassVar[bool] = True`` where ``fit`` can run over
+    # several devices (``devices=N``); it reads the mesh with
+    # ``fglang.runtime.device.current_mesh()``. Without it, devices > 1 is an error.
 
     def validate(self, bm: BoundModel, options: BackendOptions) -> None: ...
 

@@ -1,4 +1,4 @@
-"""Device choice and JAX's persistent compilation cache.
+"""Device choice (one device, or a mesh of several) and JAX's persistent compilation cache.
 
 The cache makes a second ``fglang fit`` of the same model shape skip XLA
 compilation; thresholds are lowered so that small models are cached too.
@@ -7,6 +7,7 @@ compilation; thresholds are lowered so that small models are cached too.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from pathlib import Path
 
@@ -53,3 +54,86 @@ def device_context(device: str | None):
             ]
         )
     return jax.default_device(devs[0])
+
+
+# ---------------------------------------------------------------------------
+# Several devices: ``devices=N | "all"``
+
+MESH_AXIS = "devices"
+"""The one axis of the 1-D mesh a multi-device fit runs over."""
+
+_mesh: contextvars.ContextVar = contextvars.ContextVar("fglang_mesh", default=None)
+
+
+def parse_devices(devices: int | str | None) -> int | str:
+    """``devices`` as given to ``fit`` or ``--devices``: a positive whole
+    number or ``"all"`` (``None`` means 1, today's one-device fit)."""
+    if devices is None:
+        return 1
+    if isinstance(devices, str):
+        text = devices.strip().lower()
+        if text == "all":
+            return "all"
+        if text.isdigit():
+            devices = int(text)
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise FgError([Diagnostic(f"devices takes a positive whole number or 'all', got {devices!r}", None)])
+    return devices
+
+
+def device_mesh(devices: int | str | None, device: str | None = None):
+    """The ``jax.sharding.Mesh`` of the first N devices of the chosen platform
+    (``device``, else JAX's default), one axis ``devices``; None for one device.
+
+    Asking for more devices than exist is an error that says how to get more
+    (on CPU: forced host devices, which must be set before JAX starts)."""
+    n = parse_devices(devices)
+    if n == 1:
+        return None
+    platform = None if device in (None, "", "auto") else device
+    try:
+        devs = jax.devices(platform) if platform else jax.devices()
+    except RuntimeError:
+        devs = []
+    if n == "all":
+        n = len(devs)
+        if n <= 1:
+            return None
+    if n > len(devs):
+        kind = (platform or (devs[0].platform if devs else "cpu")).lower()
+        hint = (
+            "on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N before the process starts "
+            "(JAX reads it once, when it starts)"
+            if kind == "cpu"
+            else f"use --devices {len(devs)} or --devices all"
+        )
+        raise FgError(
+            [Diagnostic(f"{n} devices asked for, but JAX sees {len(devs)} {kind.upper()} device(s)", None, hint)]
+        )
+    import numpy as np
+    from jax.sharding import Mesh
+
+    return Mesh(np.asarray(devs[:n]), (MESH_AXIS,))
+
+
+@contextlib.contextmanager
+def mesh_context(mesh):
+    """Make ``mesh`` the one that `current_mesh` returns inside the block
+    (how a backend learns that its fit runs over several devices)."""
+    token = _mesh.set(mesh)
+    try:
+        yield mesh
+    finally:
+        _mesh.reset(token)
+
+
+def current_mesh():
+    """The mesh of the fit now running (`mesh_context`), or None for one device."""
+    return _mesh.get()
+
+
+def device_names(mesh=None) -> list[str]:
+    """What ``attrs["devices"]`` records: the devices a fit ran on."""
+    if mesh is not None:
+        return [str(d) for d in mesh.devices.flat]
+    return [str(jax.numpy.zeros(()).devices().pop())]

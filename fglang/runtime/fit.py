@@ -24,7 +24,13 @@ from fglang.errors import Diagnostic, FgError
 from fglang.runtime import backend as backends
 from fglang.runtime.binding import bind_model
 from fglang.runtime.carry import as_posterior, carried_marginals
-from fglang.runtime.device import device_context, enable_compilation_cache
+from fglang.runtime.device import (
+    device_context,
+    device_mesh,
+    device_names,
+    enable_compilation_cache,
+    mesh_context,
+)
 from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
 from fglang.runtime.inits import START_AT_MODE, ModeStart, check_init
 from fglang.runtime.posterior import Posterior
@@ -41,6 +47,7 @@ def fit(
     init_file: str = "init",
     prior: Posterior | str | Path | None = None,
     device: str | None = None,
+    devices: int | str | None = 1,
     progress: bool = False,
     options: Mapping[str, Any] | None = None,
 ) -> Posterior:
@@ -48,6 +55,12 @@ def fit(
     opts = impl.Options.parse(options)
     check_seed(seed)
     full, bm = bm, prune(bm)  # empty vars and families are legal and fit as nothing (empty.py)
+    mesh = device_mesh(devices, device)
+    if mesh is not None and not getattr(impl, "multi_device", False):
+        raise FgError(
+            [Diagnostic(f"backend '{backend}' runs on one device; devices={devices!r} is not supported for it yet",
+                        None, "the gbp and mcmc backends take devices; leave devices at 1 for this one")]
+        )
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
     check_values(bm)
@@ -58,8 +71,9 @@ def fit(
         post = empty_posterior(bm, backend)
     else:
         enable_compilation_cache()
-        with device_context(device):
+        with device_context(device), mesh_context(mesh):
             post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
+    post.attrs.setdefault("devices", device_names(mesh))
     post = restore(post, full, bm)
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))
     post.attrs.setdefault("observations", observations(bm.ir))

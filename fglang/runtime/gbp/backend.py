@@ -22,6 +22,7 @@ class GbpBackend:
     Options: ClassVar[type[GbpOptions]] = GbpOptions
     summary: ClassVar[str] = "Gaussian belief propagation (fglang's engine)"
     markov_chains: ClassVar[bool] = False
+    multi_device: ClassVar[bool] = True  # devices=N: families sharded along their members (engine.run_gbp)
 
     def validate(self, bm: BoundModel, options: GbpOptions, carried: set[str]) -> None:
         from fglang.runtime.gbp.lowering import validate

@@ -38,6 +38,7 @@ until the run stops, and reads out the marginals (`GbpResult`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .graph import GaussianGraph
-from .iteration import run_chunk_jit
+from .iteration import run_chunk, run_chunk_jit
 from .plan import Plan, build_plan, family_floors, stored_shape, variable_data
 from .state import (
     STATUS_CONVERGED,
@@ -173,6 +174,7 @@ def run_gbp(
     flat_reg: float = DEFAULT_FLAT_REG,
     divergence_ratio: float = 1e3,
     divergence_patience: int = 50,
+    mesh: Any = None,
 ) -> GbpResult:
     """Run loopy Gaussian belief propagation on ``graph``.
 
@@ -234,6 +236,13 @@ def run_gbp(
         Declare divergence when the belief change stays above
         ``divergence_ratio`` times its running minimum for
         ``divergence_patience`` consecutive iterations.
+    mesh
+        A 1-D ``jax.sharding.Mesh`` to run over (default: the fit's,
+        `fglang.runtime.device.current_mesh`; None runs on one device). Every
+        family's member data and messages are sharded along their member axis
+        (`_placement`); beliefs and the run's bookkeeping are replicated. The
+        compiled chunk is the same program: XLA partitions it and inserts
+        the collectives that form the beliefs across devices.
     """
     dt = np.dtype(dtype)
     if dt == np.float64 and not jax.config.jax_enable_x64:
@@ -244,7 +253,7 @@ def run_gbp(
                 relinearize_threshold=relinearize_threshold, precision_rtol=precision_rtol,
                 dtype=dtype, seed=seed,
                 callback=callback, chunk_size=chunk_size, flat_reg=flat_reg,
-                divergence_ratio=divergence_ratio, divergence_patience=divergence_patience,
+                divergence_ratio=divergence_ratio, divergence_patience=divergence_patience, mesh=mesh,
             )
     _check_options(dt, 0.0 if damping is None else damping, dropout, iters, chunk_size)
     if tol is None:
@@ -273,9 +282,18 @@ def run_gbp(
         seed=np.asarray(seed % 2**31, np.int32),
     )
     data = EngineData(family_floors(plan, families, floors, dt), variables, settings)
-    data, state = jax.device_put((data, _initial_state(plan, lin0, dt)))
+    state = _initial_state(plan, lin0, dt)
+    if mesh is None:
+        from fglang.runtime.device import current_mesh
 
-    last, history = _run_chunks(plan, data, state, iters, callback)
+        mesh = current_mesh()
+    placement = constraint = None
+    if mesh is not None and mesh.size > 1:
+        placement = _placement(plan, data, state, mesh, uneven=False)
+        constraint = _placement(plan, data, state, mesh, uneven=True)
+    data, state = jax.device_put((data, state), placement)
+
+    last, history = _run_chunks(plan, data, state, iters, callback, placement, constraint)
     status = int(last.state.status)
     it = int(last.state.iteration)
     means, covs, beliefs = _marginals(plan, last.beliefs)
@@ -291,7 +309,8 @@ def run_gbp(
         history=np.concatenate(history) if history else np.zeros((0,)),
         diverged=diverged,
         wall_time_s=time.perf_counter() - t_start,
-        info=dict(schedule=schedule, damping=damping, dtype=str(dt), tol=tol, flat_reg_scale=scales),
+        info=dict(schedule=schedule, damping=damping, dtype=str(dt), tol=tol, flat_reg_scale=scales,
+                  devices=1 if placement is None else int(mesh.size)),
     )
 
 
@@ -317,6 +336,67 @@ def _check_options(dt: np.dtype, damping: float, dropout: float, iters: int, chu
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     if iters < 0 or chunk_size < 1:
         raise ValueError("iters must be >= 0 and chunk_size >= 1")
+
+
+def _placement(plan: Plan, data: EngineData, state: EngineState, mesh: Any, *, uneven: bool) -> tuple[Any, Any]:
+    """Shardings for ``(data, state)`` over a 1-D ``mesh``: every array of a
+    family along its member axis (its per-member data and its messages; a
+    grid slot's message block ``[H, W-1, ...]`` along its rows, which are
+    blocks of consecutive members) is split into blocks, one per device;
+    everything else (data every member shares, var priors, beliefs,
+    linearization points, settings, counters) is replicated.
+
+    ``uneven=False`` gives what ``jax.device_put`` can place (an axis the
+    devices do not divide is replicated there); ``uneven=True`` what the
+    chunk constrains its inputs to inside ``jit`` (`_run_chunk_sharded`),
+    where XLA pads the last block, so a family of 125 members is split too.
+
+    Why beliefs are replicated: a belief is a sum of messages over all
+    families, and every family reads the beliefs of its members' nodes, which
+    may be anywhere; replicated beliefs let XLA choose the collectives (on
+    the denoise grid it all-gathers the split message blocks: about 770 KiB
+    an iteration at 128^2 in float32, `bench/scale_out.py`). A graph partition
+    with halo exchange, for beliefs that do not fit one device or to cut
+    that traffic to the partition's boundary, is not built."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    n = mesh.size
+    rep = NamedSharding(mesh, PartitionSpec())
+    split = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+
+    def along(rows: int) -> Any:
+        return split if rows >= n and (uneven or rows % n == 0) else rep
+
+    def members(fp: Any, tree: Any) -> Any:
+        return jax.tree.map(lambda x: along(fp.n_members) if np.shape(x)[:1] == (fp.n_members,) else rep, tree)
+
+    def messages(tree: Any) -> Any:
+        # [M, ...] for a gathered slot, [H, W-1, ...] for a grid slot
+        return jax.tree.map(lambda x: along(np.shape(x)[0]) if np.ndim(x) else rep, tree)
+
+    def replicated(tree: Any) -> Any:
+        return jax.tree.map(lambda _: rep, tree)
+
+    d = data._replace(
+        families=tuple(
+            members(fp, fd)._replace(shared=replicated(fd.shared), floor=replicated(fd.floor))
+            for fp, fd in zip(plan.families, data.families, strict=True)
+        ),
+        variables=replicated(data.variables),
+        settings=replicated(data.settings),
+    )
+    s = replicated(state)._replace(families=tuple(messages(fs) for fs in state.families))
+    return d, s
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run_chunk_sharded(plan: Plan, constraint: Any, data: EngineData, state: EngineState) -> ChunkResult:
+    """`iteration.run_chunk` over several devices: the same program, its
+    inputs constrained to ``constraint`` (`_placement` with ``uneven``), which
+    XLA's partitioner propagates through the chunk."""
+    leaves, treedef = constraint
+    data, state = jax.lax.with_sharding_constraint((data, state), jax.tree.unflatten(treedef, leaves))
+    return run_chunk(plan, data, state)
 
 
 def _initial_state(plan: Plan, lin0: list[np.ndarray], dt: np.dtype) -> EngineState:
@@ -360,22 +440,33 @@ def _run_chunks(
     state: EngineState,
     iters: int,
     callback: Callable[[int, float], None] | None,
+    placement: Any = None,
+    constraint: Any = None,
 ) -> tuple[ChunkResult, list[np.ndarray]]:
     """Chunks until the run converges, diverges or reaches ``iters``: the last
     chunk's result and every chunk's belief-change history.
 
     Chunks run unchecked (`plan.Plan.checked`); one that fails is replayed
     checked from its start, which stops before the bad update with the family
-    to blame (that variant is compiled only when needed).
+    to blame (that variant is compiled only when needed). Over several
+    devices (``placement``, ``constraint`` from `_placement`) the chunk is
+    `_run_chunk_sharded` and each chunk's state is put back on
+    ``placement`` (a no-op where XLA kept the sharding), so every chunk is
+    called with the same shardings and compiles once.
     """
+    if constraint is not None:
+        leaves, treedef = jax.tree.flatten(constraint)
+        chunk = functools.partial(_run_chunk_sharded_of, (tuple(leaves), treedef))  # hashable: a static argument
+    else:
+        chunk = run_chunk_jit
     history: list[np.ndarray] = []
     fast = dataclasses.replace(plan, checked=False)
     while True:
         start = state
-        out = run_chunk_jit(fast, data, start)
+        out = chunk(fast, data, start)
         if int(out.state.status) >= STATUS_NONFINITE_MESSAGES:
-            out = run_chunk_jit(plan, data, start)
-        state = out.state
+            out = chunk(plan, data, start)
+        state = out.state if placement is None else jax.device_put(out.state, placement[1])
         n_i = int(out.n_iterations)
         h = np.asarray(out.history)[:n_i]
         history.append(h)
@@ -386,6 +477,10 @@ def _run_chunks(
             callback(it, float(finite[-1]) if finite.size else float("inf"))
         if status != STATUS_RUNNING or it >= iters or n_i == 0:
             return out, history
+
+
+def _run_chunk_sharded_of(constraint: Any, plan: Plan, data: EngineData, state: EngineState) -> ChunkResult:
+    return _run_chunk_sharded(plan, constraint, data, state)
 
 
 def _marginals(

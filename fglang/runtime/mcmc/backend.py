@@ -20,6 +20,7 @@ class McmcBackend:
     Options: ClassVar[type[McmcOptions]] = McmcOptions
     summary: ClassVar[str] = "NumPyro NUTS"
     markov_chains: ClassVar[bool] = True
+    multi_device: ClassVar[bool] = True  # devices=N: one chain per device
 
     def validate(self, bm: BoundModel, options: McmcOptions, carried: set[str]) -> None:
         from fglang.runtime.numpyro_model import validate
@@ -54,6 +55,9 @@ class McmcBackend:
         from fglang.runtime.posterior import element_label, rank_diagnostics
 
         out = []
+        note = post.attrs.get("chain_method_note")
+        if isinstance(note, str) and note:
+            out.append(note)
         div = post.sample_stats.get("diverging")
         if div is not None and div.sum() > 0:
             opts = post.attrs.get("options")

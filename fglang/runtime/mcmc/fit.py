@@ -8,6 +8,7 @@ from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.carry import CarriedMarginal
+from fglang.runtime.device import current_mesh, device_names
 from fglang.runtime.mcmc.options import McmcOptions
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model, precision, resolve_dtype, site_draws
 from fglang.runtime.posterior import Posterior
@@ -31,9 +32,7 @@ def _fit(bm: BoundModel, o: McmcOptions, seed: int, init: dict, carried: dict[st
     sites = init_sites(nm, init)
     init_fn = init_to_value(values=sites) if sites else init_to_uniform
     kernel = NUTS(model, target_accept_prob=o.target_accept, init_strategy=init_fn)
-    chain_method = o.chain_method
-    if chain_method == "parallel" and jax.local_device_count() < o.chains:
-        chain_method = "sequential"
+    chain_method, note = _chain_method(o)
     mcmc = MCMC(
         kernel,
         num_warmup=o.warmup,
@@ -53,9 +52,36 @@ def _fit(bm: BoundModel, o: McmcOptions, seed: int, init: dict, carried: dict[st
         sample_stats={"diverging": diverging},
         observed=dict(bm.data),
         attrs={"options": o.as_dict(), "seed": seed, "chain_method": chain_method,
-               "horseshoe_vars": _horseshoe_vars(bm)},
+               "chain_method_note": note, "horseshoe_vars": _horseshoe_vars(bm),
+               "devices": [str(d) for d in jax.local_devices()[:o.chains]] if chain_method == "parallel"
+               else device_names(None)},
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
+
+
+def _chain_method(o: McmcOptions) -> tuple[str, str]:
+    """The chain method NumPyro runs and, where it is not the one asked for,
+    why (shown as advice). Over several devices (``devices=N``) the chains run
+    one per device (NumPyro's ``parallel``, a ``pmap``) when there are at
+    least as many devices as chains; ``parallel`` asked for without a device
+    per chain runs the chains sequentially (NumPyro's own fallback), and says so."""
+    mesh = current_mesh()
+    n_dev = mesh.size if mesh is not None else jax.local_device_count()
+    asked = o.chain_method
+    if mesh is not None and asked == "vectorized":
+        if o.chains <= n_dev:
+            return "parallel", ""
+        return asked, (f"{o.chains} chains on {n_dev} devices: NUTS runs one chain per device, so the chains ran "
+                       f"vectorized on one device; use chains <= {n_dev} or devices >= {o.chains}")
+    if asked == "parallel" and o.chains > n_dev:
+        return "sequential", (
+            f"chain_method parallel needs a device per chain ({o.chains} chains, {n_dev} device(s)): the chains "
+            f"ran sequentially; run with devices={o.chains} (on CPU: "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={o.chains} before the process starts)"
+        )
+    if mesh is not None and asked == "sequential":
+        return asked, f"chain_method sequential runs on one device: the other {n_dev - 1} device(s) were idle"
+    return asked, ""
 
 
 def _horseshoe_vars(bm: BoundModel) -> list[str]:
