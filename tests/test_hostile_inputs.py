@@ -213,3 +213,13 @@ def test_nested_reductions_are_refused_at_once():
 def test_moderate_nesting_still_compiles():
     call = "f(" * 8 + "v" + ")" * 8
     fglang.compile(H + f"fn f(x: real) -> real {{ return x + x }}\nvar v: real ~ normal(0, 1)\nlet y = {call}\n", "m")
+
+
+# ------------------------------------------------------------------ damaged --prior
+def test_a_prior_with_nan_marginals_is_refused():
+    """Was a ValueError inside the GBP engine ('init of 'mu' is not finite')."""
+    m = fglang.compile(H + "data y: real\nvar mu: real ~ normal(0, 1)\nfactor f: y ~ normal(mu, 1)\n", "m.fg")
+    post = m.fit({"y": 1.0}, backend="gbp", iters=3)
+    post.gaussian["mu"].mean[...] = np.nan
+    with pytest.raises(FgError, match="holds NaN or inf"):
+        m.fit({"y": 1.0}, backend="gbp", iters=3, prior=post)

@@ -26,6 +26,7 @@ import numpy as np
 from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundModel
 from fglang.compiler.ir import ModelIR
+from fglang.errors import Diagnostic, FgError
 from fglang.runtime.posterior import Posterior, load_posterior
 
 
@@ -98,5 +99,10 @@ def carried_marginals(bm: BoundModel, prior: Posterior | str | Path | None) -> d
             sd = np.asarray(post.sd(name), dtype=np.float64).reshape(v.n_nodes, v.node_dim)
             cov = np.einsum("ni,ij->nij", sd**2, np.eye(v.node_dim))
         cov = cov.reshape(v.n_nodes, v.node_dim, v.node_dim)
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):  # a damaged or hand-edited file
+            raise FgError(
+                [Diagnostic(f"the --prior posterior's marginal of '{name}' holds NaN or inf", None,
+                            "the posterior file is damaged; fit it again")]
+            )
         out[name] = CarriedMarginal(mean.reshape(v.n_nodes, v.node_dim), cov)
     return out
