@@ -31,7 +31,7 @@ def test_vi_posterior_file_becomes_the_next_prior(tmp_path):
     lam = np.eye(2) / 4 + x.T @ x / 0.09
     cov = np.linalg.inv(lam)
     exact = cov @ (x.T @ y / 0.09)
-    # a mean-field normal guide on a Gaussian posterior recovers its mean; the
+    # a normal guide on a Gaussian posterior recovers its mean; the
     # tolerance covers Monte Carlo noise of 1000 draws and SVI's stochastic optimum
     assert np.allclose(carried.mean("w"), exact, atol=0.03)
     assert np.all(carried.sd("w") < 1.5 * np.sqrt(np.diag(cov)) + 0.01)

@@ -122,7 +122,7 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
     # coefficient started in the slab stays there)
     init_fn = init_to_value(values=sites) if sites else init_to_median(num_samples=15)
     key = jax.random.PRNGKey(seed)
-    k_init, k_fit, k_draw, k_res = jax.random.split(key, 4)
+    k_init, k_fit, k_draw = jax.random.split(key, 3)
     z_init, potential_fn, postprocess_fn = _start(model, data, init_fn, k_init, fallback=init_to_uniform)
     flat0, unravel = ravel_pytree(z_init)
     dim = int(flat0.size)
@@ -268,7 +268,7 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
         lw, khat = psis(np.asarray(log_w))
     keep = np.arange(o.draws)
     if o.resample and lw is not None:
-        keep = np.random.default_rng(np.asarray(jax.random.key_data(k_res)).ravel()[-1].item()).choice(
+        keep = np.random.default_rng([seed, 19]).choice(
             n_draw, size=o.draws, replace=True, p=np.exp(lw) / np.exp(lw).sum()
         )
     samples = {k: np.asarray(v)[keep] for k, v in samples.items()}
@@ -366,7 +366,7 @@ def _mode(potential, x0, dense: bool) -> tuple[jnp.ndarray, bool, int, np.ndarra
         return x0, False, nit, None
     if not dense:
         return (jnp.asarray(x, dtype) if r.success else x0), bool(r.success), nit, None
-    hess = jax.jit(jax.hessian(potential))
+    hess = jax.jit(partial(_hessian, potential))
     tol = 1e-6 if dtype == jnp.float64 else 1e-2
     for _ in range(8):
         h = _sym(hess(jnp.asarray(x, dtype)))
@@ -390,6 +390,14 @@ def _mode(potential, x0, dense: bool) -> tuple[jnp.ndarray, bool, int, np.ndarra
         x, v, g = x - t * step, v2, g2
         nit += 1
     return x0, False, nit, None
+
+
+def _hessian(potential, x):
+    """Forward-over-reverse, in batches of 64 directions: the memory of 64
+    gradients, not of D (a model with much data and D near ``DENSE_MAX``)."""
+    grad = jax.grad(potential)
+    eye = jnp.eye(x.shape[0], dtype=x.dtype)
+    return jax.lax.map(lambda v: jax.jvp(grad, (x,), (v,))[1], eye, batch_size=min(64, x.shape[0]))
 
 
 def _sym(h) -> np.ndarray:
