@@ -125,7 +125,7 @@ class Posterior:
         Vehtari et al. (2021), as ArviZ computes them (same numbers), vectorized
         over all elements of a var and without importing ArviZ."""
         rows: list[dict[str, Any]] = []
-        chains = _backend_of(self) is not None and _backend_of(self).markov_chains
+        chains = getattr(_backend_of(self), "markov_chains", False)
         for name in names or self.names:
             if len(rows) >= max_rows:
                 break
@@ -155,11 +155,13 @@ class Posterior:
     def warnings(self) -> list[str]:
         """What a user must know before trusting the numbers (the backend's advice:
         divergences, R-hat, convergence)."""
-        return _backend_of(self).advice(self) if _backend_of(self) is not None else []
+        b = _backend_of(self)
+        return b.advice(self) if b is not None else []
 
     def report(self) -> list[str]:
         """Lines about the fit itself to print under the summary table."""
-        return _backend_of(self).report(self) if _backend_of(self) is not None else []
+        b = _backend_of(self)
+        return b.report(self) if b is not None else []
 
     # -------------------------------------------------------------- ArviZ I/O
     def to_arviz(self):

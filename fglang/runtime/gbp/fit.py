@@ -19,6 +19,7 @@ from fglang.runtime.gbp.engine import run_gbp
 from fglang.runtime.gbp.lowering import to_graph
 from fglang.runtime.gbp.options import GbpOptions
 from fglang.runtime.posterior import GaussianMarginal, Posterior
+from fglang.runtime.progress import progress_bar
 
 
 def fit_gbp(
@@ -39,7 +40,7 @@ def fit_gbp(
     start = {**default_start(bm, seed, set(carried)), **(init or {})}
     init_nodes = {k: np.asarray(v).reshape(bm.variables[k].n_nodes, bm.variables[k].node_dim) for k, v in
                   start.items()}
-    bar = _progress(progress, o.iters)
+    bar = progress_bar(progress, "gbp", o.iters, "iter", {"belief change": (".2e", float("inf"))})
     try:
         result = run_gbp(
             graph,
@@ -104,24 +105,3 @@ def fit_gbp(
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
 
-
-class _Bar:
-    def __init__(self, total: int):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(
-            TextColumn("gbp"), BarColumn(), TextColumn("iter {task.completed}/{task.total}"),
-            TextColumn("belief change {task.fields[change]:.2e}"), TimeElapsedColumn(), transient=True,
-        )
-        self.task = self.p.add_task("gbp", total=total, change=float("inf"))
-        self.p.start()
-
-    def update(self, iteration: int, change: float) -> None:
-        self.p.update(self.task, completed=iteration, change=change)
-
-    def close(self) -> None:
-        self.p.stop()
-
-
-def _progress(enabled: bool, total: int) -> _Bar | None:
-    return _Bar(total) if enabled else None

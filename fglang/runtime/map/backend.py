@@ -6,11 +6,11 @@ rest run on posteriors read back from files, in commands that never fit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.map.options import MapOptions
+from fglang.runtime.numpyro_backend import NumpyroBackend
 
 if TYPE_CHECKING:
     from fglang.compiler.bind import BoundModel
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from fglang.runtime.posterior import Posterior
 
 
-class MapBackend:
+class MapBackend(NumpyroBackend):
     name: ClassVar[str] = "map"
     Options: ClassVar[type[MapOptions]] = MapOptions
     summary: ClassVar[str] = "MAP by Levenberg-Marquardt, with its Laplace approximation"
@@ -50,14 +50,6 @@ class MapBackend:
 
         return fit_map(bm, options, seed=seed, init=init, carried=carried, progress=progress)
 
-    def predict(
-        self, bm: BoundModel, posterior: Posterior, families: set[str], options: Mapping[str, Any], seed: int
-    ) -> Posterior:
-        """NumPyro ``Predictive`` over the Laplace draws: each target member is
-        sampled given every draw of the vars."""
-        from fglang.runtime.numpyro_predict import predict_sampling
-
-        return predict_sampling(bm, posterior, families, seed)
 
     def advice(self, post: Posterior) -> list[str]:
         out = []

@@ -34,11 +34,12 @@ from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
 from fglang.runtime.manifold import has_groups, identity, is_group, normalized, tangent_dim
 from fglang.runtime.map import laplace
-from fglang.runtime.map.lm import Failure, LMResult, LMState, optimize
+from fglang.runtime.map.lm import Failure, LMResult, optimize
 from fglang.runtime.map.options import MapOptions
 from fglang.runtime.map.residuals import blocks, lsq_reason
 from fglang.runtime.map.solve import DenseCholesky, SingularError, SparseLDL
 from fglang.runtime.posterior import GaussianMarginal, Posterior
+from fglang.runtime.progress import progress_bar
 
 _HINT = ("give --init closer to the mode (a pose graph needs its odometry guess), keep --dtype float64, "
          "check the factors' scales (a sd far from the data's units), or use --method lm")
@@ -100,10 +101,12 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
                 "robust ones with known scales (the sparse least-squares path), or use --backend vi")],
                 bm.ir.sources)
         solver, x0 = DenseCholesky(), problem.x0
-    bar = _Bar(o.iters) if progress else None
+    bar = progress_bar(progress, "map", o.iters, "iter",
+                       {"cost": (".6g", float("nan")), "lambda": (".1e", float("nan"))})
+    show = (lambda st: bar.update(st.iteration, st.cost, st.lam)) if bar else None
     try:
         res = optimize(problem, solver, x0, method=o.method, iters=o.iters, tol=o.tol, lambda_init=o.lambda_init,
-                       eps=float(np.finfo(dtype).eps), callback=bar.update if bar else None)
+                       eps=float(np.finfo(dtype).eps), callback=show)
     except Failure as err:
         raise FgError([Diagnostic(f"MAP ({o.method}) diverged at iteration {err.iteration}: {err.reason}", None,
                                   _HINT)], bm.ir.sources) from None
@@ -244,21 +247,3 @@ def _general_posterior(bm, problem, res: LMResult, o: MapOptions, seed: int):
                                       v.node_shape, v.value_shape)
     return marg, draws, time.perf_counter() - t0
 
-
-class _Bar:
-    def __init__(self, total: int):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(
-            TextColumn("map"), BarColumn(), TextColumn("iter {task.completed}/{task.total}"),
-            TextColumn("cost {task.fields[cost]:.6g}"), TextColumn("lambda {task.fields[lam]:.1e}"),
-            TimeElapsedColumn(), transient=True,
-        )
-        self.task = self.p.add_task("map", total=total, cost=float("nan"), lam=float("nan"))
-        self.p.start()
-
-    def update(self, state: LMState) -> None:
-        self.p.update(self.task, completed=state.iteration, cost=state.cost, lam=state.lam)
-
-    def close(self) -> None:
-        self.p.stop()

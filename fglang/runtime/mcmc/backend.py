@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from fglang.runtime.mcmc.options import McmcOptions
+from fglang.runtime.numpyro_backend import NumpyroBackend
 
 if TYPE_CHECKING:
     from fglang.compiler.bind import BoundModel
@@ -15,17 +15,13 @@ if TYPE_CHECKING:
     from fglang.runtime.posterior import Posterior
 
 
-class McmcBackend:
+class McmcBackend(NumpyroBackend):
     name: ClassVar[str] = "mcmc"
     Options: ClassVar[type[McmcOptions]] = McmcOptions
     summary: ClassVar[str] = "NumPyro NUTS"
     markov_chains: ClassVar[bool] = True
     multi_device: ClassVar[bool] = True  # devices=N: one chain per device
 
-    def validate(self, bm: BoundModel, options: McmcOptions, carried: set[str]) -> None:
-        from fglang.runtime.numpyro_model import validate
-
-        validate(bm)
 
     def fit(
         self,
@@ -41,12 +37,6 @@ class McmcBackend:
 
         return fit_mcmc(bm, options, seed=seed, init=init, carried=carried, progress=progress)
 
-    def predict(
-        self, bm: BoundModel, posterior: Posterior, families: set[str], options: Mapping[str, Any], seed: int
-    ) -> Posterior:
-        from fglang.runtime.numpyro_predict import predict_sampling
-
-        return predict_sampling(bm, posterior, families, seed)
 
     def advice(self, post: Posterior) -> list[str]:
         """Divergences (with the next target_accept to try, or the regularized

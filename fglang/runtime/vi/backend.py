@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fglang.runtime.numpyro_backend import NumpyroBackend
 from fglang.runtime.vi.options import ViOptions
 
 KHAT_BAD = 0.7  # Yao, Vehtari, Simpson & Gelman (2018)
@@ -15,16 +15,12 @@ if TYPE_CHECKING:
     from fglang.runtime.posterior import Posterior
 
 
-class ViBackend:
+class ViBackend(NumpyroBackend):
     name: ClassVar[str] = "vi"
     Options: ClassVar[type[ViOptions]] = ViOptions
     summary: ClassVar[str] = "NumPyro stochastic variational inference"
     markov_chains: ClassVar[bool] = False
 
-    def validate(self, bm: BoundModel, options: ViOptions, carried: set[str]) -> None:
-        from fglang.runtime.numpyro_model import validate
-
-        validate(bm)
 
     def fit(
         self,
@@ -40,12 +36,6 @@ class ViBackend:
 
         return fit_vi(bm, options, seed=seed, init=init, carried=carried, progress=progress)
 
-    def predict(
-        self, bm: BoundModel, posterior: Posterior, families: set[str], options: Mapping[str, Any], seed: int
-    ) -> Posterior:
-        from fglang.runtime.numpyro_predict import predict_sampling
-
-        return predict_sampling(bm, posterior, families, seed)
 
     def advice(self, post: Posterior) -> list[str]:
         """k-hat above 0.7 (the guide is not the posterior: Yao et al. 2018) and a

@@ -36,6 +36,7 @@ from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model, precision, resolve_dtype, site_draws
 from fglang.runtime.posterior import Posterior
+from fglang.runtime.progress import progress_bar
 from fglang.runtime.vi.options import AUTO_LOWRANK_MAX, AUTO_MVN_MAX, ViOptions
 from fglang.runtime.vi.psis import ess as psis_ess
 from fglang.runtime.vi.psis import psis
@@ -198,7 +199,7 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
     losses_all: list[np.ndarray] = []
     done, lr, reductions, bad, best = 0, lr0, 0, 0, np.inf
     stop, failures = "max_steps", 0
-    bar = _progress(progress, o.steps)
+    bar = progress_bar(progress, "vi", o.steps, "step", {"loss": (".4g", float("nan"))})
     rng = k_fit
     p_, s_ = params, opt.init(params)
     try:
@@ -423,24 +424,3 @@ def _laplace_scale(hess: np.ndarray, dtype, diagonal: bool):
     lam = np.maximum(lam, (1e-14 if dtype == jnp.float64 else 1e-6) * lam[-1])
     return jnp.asarray((vec / np.sqrt(lam)) @ vec.T, dtype)
 
-
-class _Bar:
-    def __init__(self, total: int):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(
-            TextColumn("vi"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), transient=True,
-        )
-        self.task = self.p.add_task("vi", total=total, loss=float("nan"))
-        self.p.start()
-
-    def update(self, done: int, loss: float) -> None:
-        self.p.update(self.task, completed=done, loss=loss)
-
-    def close(self) -> None:
-        self.p.stop()
-
-
-def _progress(enabled: bool, total: int) -> _Bar | None:
-    return _Bar(total) if enabled else None
