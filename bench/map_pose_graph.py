@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 G2O = ROOT.parent / "shared" / "data" / "m3500.g2o"
 
 
-def _timed(fn, repeat: int) -> tuple[float, float, object]:
+def best_wall_and_cpu(fn, repeat: int) -> tuple[float, float, object]:
     """Best wall and best CPU time of ``repeat`` calls, and the last result."""
     walls, cpus, out = [], [], None
     for _ in range(repeat):
@@ -60,7 +60,7 @@ def gtsam_rows(path: Path, repeat: int) -> list[dict]:
         opt = gtsam.LevenbergMarquardtOptimizer(graph, initial, gtsam.LevenbergMarquardtParams())
         return opt, opt.optimize()
 
-    wall, cpu, (opt, result) = _timed(run, repeat)
+    wall, cpu, (opt, result) = best_wall_and_cpu(run, repeat)
     return [{"method": "GTSAM 4 LM (defaults)", "wall_s": wall, "cpu_s": cpu, "cost": float(graph.error(result)),
              "iterations": int(opt.iterations())}]
 
@@ -81,7 +81,7 @@ def fglang_rows(model_path: Path, data: dict, init: dict, repeat: int, label: st
         solves.append((post.attrs["wall_time_s"], post.attrs["laplace_time_s"]))
         return post
 
-    wall, cpu, post = _timed(fit, repeat)
+    wall, cpu, post = best_wall_and_cpu(fit, repeat)
     solve = min(s for s, _ in solves)
     laplace = min(c for _, c in solves)
     a = post.attrs

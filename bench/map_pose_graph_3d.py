@@ -33,18 +33,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from map_pose_graph import best_wall_and_cpu  # noqa: E402 - the bench folder is put on the path above
 
 ROT_FIRST = [3, 4, 5, 0, 1, 2]  # fglang's [v, w] -> GTSAM's [w, v]
-
-
-def _timed(fn, repeat: int):
-    walls, cpus, out = [], [], None
-    for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return min(walls), min(cpus), out
 
 
 def gtsam_graph3(data: dict, init: dict):
@@ -96,7 +89,7 @@ def gtsam_row(name: str, graph, values, repeat: int) -> dict:
         opt = gtsam.LevenbergMarquardtOptimizer(graph, values, gtsam.LevenbergMarquardtParams())
         return opt, opt.optimize()
 
-    wall, cpu, (opt, result) = _timed(run, repeat)
+    wall, cpu, (opt, result) = best_wall_and_cpu(run, repeat)
     return {"graph": name, "method": "GTSAM 4 LM (defaults)", "wall_s": wall, "cpu_s": cpu,
             "cost": float(graph.error(result)), "iterations": int(opt.iterations())}
 
@@ -115,7 +108,7 @@ def fglang_rows(name: str, model_path: Path, data: dict, init: dict, repeat: int
         solves.append(post.attrs["wall_time_s"])
         return post
 
-    wall, cpu, post = _timed(fit, repeat)
+    wall, cpu, post = best_wall_and_cpu(fit, repeat)
     a = post.attrs
     cost = cost_of(post.mean("pose"))
     label = f"fglang map {model_path.name}"

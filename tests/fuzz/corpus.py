@@ -7,17 +7,15 @@ without touching the fuzzer.
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.doc_blocks import doc_blocks
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-DOCS = ROOT / "docs"
-_FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 # examples whose data files are too large to mutate quickly (they still seed model mutations)
 _BIG = {"m3500"}
 
@@ -49,29 +47,17 @@ def _example_seeds() -> list[Seed]:
 
 def _doc_seeds() -> list[Seed]:
     out = []
-    for path in sorted(DOCS.glob("*.md")):
-        text = path.read_text()
-        blocks = []
-        for m in _FENCE.finditer(text):
-            info = m.group(1).split()
-            lang = info[0] if info else ""
-            attrs = dict(a.split("=", 1) for a in info[1:] if "=" in a)
-            blocks.append((text.count("\n", 0, m.start()) + 1, lang, attrs, m.group(2)))
-        files = {a["file"]: body for _, lang, a, body in blocks if lang in ("fg", "fg-error") and "file" in a}
-        for k, (line, lang, _attrs, body) in enumerate(blocks):
-            if lang not in ("fg", "fg-error"):
-                continue
-            data = None
-            if k + 1 < len(blocks) and blocks[k + 1][1] == "json":
-                try:
-                    data = json.loads(blocks[k + 1][3])
-                except ValueError:
-                    data = None
-            out.append(Seed(f"docs/{path.name}:{line}", body, data if isinstance(data, dict) else None, None, files))
+    for b in doc_blocks():
+        data = None
+        if b.data is not None:
+            try:
+                data = json.loads(b.data)
+            except ValueError:
+                data = None
+        out.append(Seed(f"docs/{b.doc}:{b.line}", b.body, data if isinstance(data, dict) else None, None, b.files))
     return out
 
 
-@functools.lru_cache(maxsize=1)
 def seeds() -> tuple[Seed, ...]:
     """Every seed, examples first (a fixed order: campaigns are deterministic per seed)."""
     return tuple(_example_seeds() + _doc_seeds())
