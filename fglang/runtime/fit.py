@@ -59,7 +59,8 @@ def fit(
     if mesh is not None and not getattr(impl, "multi_device", False):
         raise FgError(
             [Diagnostic(f"backend '{backend}' runs on one device; devices={devices!r} is not supported for it yet",
-                        None, "the gbp and mcmc backends take devices; leave devices at 1 for this one")]
+                        None, f"the {' and '.join(_multi_device())} backends take devices; "
+                        "leave devices at 1 for this one")]
         )
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
@@ -78,6 +79,10 @@ def fit(
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))
     post.attrs.setdefault("observations", observations(bm.ir))
     return post
+
+
+def _multi_device() -> list[str]:
+    return [n for n in backends.names() if getattr(backends.get(n), "multi_device", False)]
 
 
 def mode_init(

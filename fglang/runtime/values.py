@@ -110,8 +110,7 @@ def _needed(bm: BoundModel, fam: BoundFamily, data_args: list[str], domains: dic
     declarations do not already settle."""
     f, ir = fam.ir, bm.ir
     args = dict(f.args)
-    need = [n for n in data_args if domains.get(n, "real") not in _guarantees(args[n], ir) | {"any"}
-            or domains.get(n) == "any"]
+    need = [n for n in data_args if (d := domains.get(n, "real")) == "any" or d not in _guarantees(args[n], ir)]
     lhs = f.lhs is not None and not f.lhs_uses_vars and (
         f.dist.support not in _guarantees(f.lhs, ir) or f.dist.name in ("categorical", "binomial"))
     return need, lhs
