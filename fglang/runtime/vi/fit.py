@@ -118,9 +118,7 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
     model = nm.model_fn()
     data = nm.data
     sites = init_sites(nm, init)
-    # the prior medians, not NUTS's uniform(-2, 2): one optimization from the
-    # middle of the prior finds the mode the data pull it to (a spike-and-slab
-    # coefficient started in the slab stays there)
+    # the prior medians (and a uniform start, below)
     init_fn = init_to_value(values=sites) if sites else init_to_median(num_samples=15)
     key = jax.random.PRNGKey(seed)
     k_init, k_fit, k_draw = jax.random.split(key, 3)
@@ -137,15 +135,36 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
         return potential_fn(unravel(flat))
 
     # -------------------------------------------------------------- whitening
-    center, scale, start = flat0, None, "initial point"
+    # Two starts for the mode search, as no one start suits every model: the prior
+    # medians (one optimization from the middle of the prior finds the mode the
+    # data pull it to: a spike-and-slab coefficient started in the slab stays
+    # there) and, as NUTS starts, uniform(-2, 2) on the unconstrained axes (at the
+    # medians a neural network's weights are all 0, a saddle it cannot leave). The
+    # better mode wins; with none, the fit starts from the uniform point. A given
+    # init is the only start.
+    starts = [flat0]
+    if not sites:
+        u0 = jax.random.uniform(jax.random.fold_in(k_init, 99), (dim,), flat0.dtype, -2.0, 2.0)
+        if bool(jnp.isfinite(potential(u0))):
+            starts.append(u0)
+    center, scale, start = starts[-1], None, "initial point"
     if guide != "delta":
-        mode, found, mode_iters, hess = _mode(potential, flat0, dense=dim <= DENSE_MAX)
-        if found:
+        best = None
+        for x0 in starts:
+            mode, found, mode_iters, hess = _mode(potential, x0, dense=dim <= DENSE_MAX)
+            if found:
+                value = float(potential(mode))
+                if best is None or value < best[0]:
+                    best = (value, mode, mode_iters, hess)
+        if best is not None:
+            _, mode, mode_iters, hess = best
             center, start = mode, f"mode (L-BFGS, {mode_iters} iterations)"
             if hess is not None:
                 scale = _laplace_scale(hess, mode.dtype, diagonal=guide == "normal")
                 if scale is not None:
                     start += ", Laplace-whitened"
+    else:
+        center = flat0
     phases["mode"] = time.perf_counter() - t0 - sum(phases.values())
     scale_is_matrix = scale is not None and scale.ndim == 2
     if scale is None:
@@ -162,10 +181,13 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
 
     # -------------------------------------------------------------- the guide in u
     rank = o.rank or max(1, min(32, int(round(np.sqrt(dim)))))
-    params = _init_params(guide, dim, rank, flat0.dtype, jax.random.fold_in(k_fit, 1))
+    # unit scale where whitened (the posterior of u is near a standard normal);
+    # elsewhere NumPyro's 0.1, as the unknown scales may be small
+    scale0 = 1.0 if start.endswith("whitened") else 0.1
+    params = _init_params(guide, dim, rank, flat0.dtype, jax.random.fold_in(k_fit, 1), scale0)
 
     def q_of(p):
-        return _q(guide, p)
+        return _q(guide, p, scale0)
 
     def loss_fn(p, k, w):
         if guide == "delta":
@@ -305,9 +327,9 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
 
 
 # ------------------------------------------------------------------ guides
-def _init_params(guide: str, dim: int, rank: int, dtype, key) -> dict:
+def _init_params(guide: str, dim: int, rank: int, dtype, key, scale0: float) -> dict:
     zeros = jnp.zeros(dim, dtype)
-    one = jnp.full(dim, _softplus_inv(1.0), dtype)
+    one = jnp.full(dim, _softplus_inv(scale0), dtype)
     if guide == "delta":
         return {"loc": zeros}
     if guide == "normal":
@@ -324,14 +346,18 @@ def _softplus_inv(y: float) -> float:
     return float(np.log(np.expm1(y)))
 
 
-def _q(guide: str, p: dict):
+def _q(guide: str, p: dict, scale0: float):
+    """The guide's distribution of u. The off-diagonal parameters (the Cholesky
+    factor's lower part, the low-rank factor) are in units of ``scale0``: Adam
+    moves every parameter by about the learning rate, and where the fit is not
+    whitened the covariances must move as slowly as the small initial scales."""
     if guide == "normal":
         return dist.Normal(p["loc"], jax.nn.softplus(p["scale"])).to_event(1)
     if guide == "mvn":
-        tril = jnp.tril(p["lower"], -1) + jnp.diag(jax.nn.softplus(p["diag"]))
+        tril = scale0 * jnp.tril(p["lower"], -1) + jnp.diag(jax.nn.softplus(p["diag"]))
         return dist.MultivariateNormal(p["loc"], scale_tril=tril)
     if guide == "lowrank":
-        return dist.LowRankMultivariateNormal(p["loc"], p["factor"], jax.nn.softplus(p["scale"]) ** 2)
+        return dist.LowRankMultivariateNormal(p["loc"], scale0 * p["factor"], jax.nn.softplus(p["scale"]) ** 2)
     raise AssertionError(guide)
 
 
