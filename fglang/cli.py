@@ -97,10 +97,10 @@ def _option_flags() -> list[inspect.Parameter]:
     dataclasses (``fglang.runtime.backend``): declared once, shown by --help
     with the backends it applies to."""
     params = []
-    for name, (kind, _, help_text, owners) in backends.flags().items():
+    for name, (kind, _, help_text, _owners) in backends.flags().items():
         flag = "--" + name.replace("_", "-")
         decl = (f"{flag}/--no-{name.replace('_', '-')}",) if kind is bool else (flag,)
-        info = typer.Option(*decl, help=f"{', '.join(owners)}: {help_text}", show_default=False)
+        info = typer.Option(*decl, help=help_text, show_default=False)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=Annotated[kind | None, info]))
     return params

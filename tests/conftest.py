@@ -8,8 +8,12 @@ tested at once; where that file is absent, ``examples/*.fg`` stand in.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import re
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -153,3 +157,34 @@ def bind_error(source: str, data: dict, file: str = "m.fg") -> FgError:
     with pytest.raises(FgError) as info:
         model.bind(data)
     return info.value
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs() -> Iterator[None]:
+    """Drop JAX's in-memory compiled programs after each test module.
+
+    One long pytest process otherwise keeps every program of every module
+    alive; CI's 2-core machine crashed in XLA's compiler late in a run.
+    """
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+
+
+_TIMES = os.environ.get("FG_TEST_TIMES")
+
+
+if _TIMES:
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        """Per-test CPU seconds (all threads, setup and teardown included), appended to $FG_TEST_TIMES: robust to a loaded machine."""
+        cpu, wall = time.process_time(), time.perf_counter()
+        yield
+        with open(_TIMES, "a") as out:
+            out.write(json.dumps({"test": item.nodeid, "cpu": time.process_time() - cpu,
+                                  "wall": time.perf_counter() - wall}) + "\n")

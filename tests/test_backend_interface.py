@@ -229,3 +229,11 @@ def test_unknown_backend_names_the_registered_ones():
     with pytest.raises(FgError, match="unknown backend 'nuts'") as e:
         m.fit(_linreg_data(), backend="nuts")
     assert "gbp" in str(e.value) and "mcmc" in str(e.value)
+
+
+def test_a_flag_help_names_its_backends_once():
+    flags = backends.flags()
+    dtype_help = flags["dtype"][2]
+    assert dtype_help.startswith("gbp, map: ") and "vi, mcmc: auto" in dtype_help
+    assert dtype_help.count("gbp") == 1
+    assert flags["guide"][2].startswith("vi: ")

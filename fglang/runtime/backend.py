@@ -262,9 +262,10 @@ def get(name: str) -> Backend:
 
 def flags() -> dict[str, tuple[Any, Any, str, tuple[str, ...]]]:
     """Every option of every backend that the CLI shows:
-    name -> (type hint, None, help, backends). An option that two backends
-    share must have one type in both (it is one flag); where their helps
-    differ, each is shown after the backends it is theirs
+    name -> (type hint, None, help, backends). The help starts with the
+    backends it applies to (``gbp, vi: draws ...``). An option that two
+    backends share must have one type in both (it is one flag); where their
+    helps differ, each is shown after the backends it is theirs
     (``gbp: float32 | float64; vi, mcmc: auto | float32 | float64``)."""
     out: dict[str, tuple[Any, Any, str, tuple[str, ...]]] = {}
     helps: dict[str, dict[str, list[str]]] = {}
@@ -284,7 +285,6 @@ def flags() -> dict[str, tuple[Any, Any, str, tuple[str, ...]]]:
                 out[f.name] = (hint, None, f.metadata["help"], (b,))
             helps.setdefault(f.name, {}).setdefault(f.metadata["help"], []).append(b)
     for name, by_help in helps.items():
-        if len(by_help) > 1:
-            text = "; ".join(f"{', '.join(owners)}: {h}" for h, owners in by_help.items())
-            out[name] = out[name][:2] + (text,) + out[name][3:]
+        text = "; ".join(f"{', '.join(owners)}: {h}" for h, owners in by_help.items())
+        out[name] = out[name][:2] + (text,) + out[name][3:]
     return out
