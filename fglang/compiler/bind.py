@@ -135,7 +135,17 @@ def _bind_derived(d: Derived, variables, npi: NpIndex, lengths, log_density: Log
     if shape is None:  # the checker gives every top-level let a shape of sizes
         raise AssertionError(f"let '{d.name}' has no concrete shape {d.shape}")
     npi.charge(elements(shape) * 8, f"let '{d.name}' ({show_count(elements(shape), 'value')})", d.span)
-    return BoundDerived(d, shape, slots, evaluate)
+    value = None if d.slots else _data_only_value(evaluate, npi.data, shape)
+    return BoundDerived(d, shape, slots, evaluate, value)
+
+
+def _data_only_value(evaluate: Callable, data: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """A let that reads no var, computed once here in float64 (whatever dtype a
+    fit runs in), so that no backend computes or stores it per draw."""
+    import jax
+
+    with jax.enable_x64(True):
+        return np.asarray(evaluate(dict(data), ()), np.float64).reshape(shape)
 
 
 # ---------------------------------------------------------------- entry point

@@ -76,6 +76,13 @@ class BoundDerived:
     shape: tuple[int, ...]
     slots: tuple[BoundSlot, ...]
     evaluate: Callable = field(repr=False)  # evaluate(data, slot_values) -> array
+    # a let of data and constants only: its value, computed once at bind (float64);
+    # backends report it once instead of storing it with every draw
+    value: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def data_only(self) -> bool:
+        return self.value is not None
 
 
 @dataclass(frozen=True)

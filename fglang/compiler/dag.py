@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from fglang.compiler import ast as A
-from fglang.compiler.expr import map_children
+from fglang.compiler.expr import children, map_children
 
 
 class SharedMemo:
@@ -68,3 +68,30 @@ def rename_shared(e: A.Expr, names: Mapping[str, str], memo: SharedMemo | None =
         return map_children(x, lambda c: memo(go, c, key))
 
     return memo(go, e, key)
+
+
+def tree_size(e: Any) -> float:
+    """How many nodes ``e`` would have written out as a tree (computed on the
+    DAG, in linear time): what printing it would cost."""
+    memo = SharedMemo()
+
+    def go(x: Any) -> float:
+        return 1.0 + sum(memo(go, c) for c in children(x))
+
+    return memo(go, e) if e is not None else 0.0
+
+
+PRINTABLE_NODES = 400  # a lowered expression larger than this as a tree is shown as written
+
+
+def written(span: A.Span, sources: Mapping[str, str]) -> str | None:
+    """The source text at ``span`` (one line; None when the source is not at hand)."""
+    text = sources.get(span.file)
+    if text is None:
+        return None
+    lines = text.splitlines()
+    if not 0 < span.line <= len(lines):
+        return None
+    line = lines[span.line - 1]
+    end = span.end_col - 1 if span.end_line == span.line else len(line)
+    return line[span.col - 1 : end].strip()

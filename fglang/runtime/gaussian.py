@@ -56,6 +56,8 @@ def derived_marginals(
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     out = {}
     for d in bm.derived.values():
+        if d.data_only:  # computed once at bind (BoundDerived.value), reported by fit as a constant
+            continue
         names = sorted({s.var for s in d.slots})
 
         def f(*vals, d=d, names=names):

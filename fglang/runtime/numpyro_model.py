@@ -242,6 +242,8 @@ class NumpyroModel:
             for v in bm.variables.values():
                 values[v.name] = self._sample_var(v, data, values)
             for d in bm.derived.values():
+                if d.data_only:  # computed once at bind (BoundDerived.value), not stored per draw
+                    continue
                 sv = tuple(bm.gather(s, values)[0] for s in d.slots)
                 numpyro.deterministic(d.ir.name, jnp.reshape(d.evaluate(data, sv), d.shape))
             for fam in bm.families.values():
