@@ -23,7 +23,7 @@ from fglang.compiler import builtins as B
 from fglang.compiler.checked import CheckedModel, FactorInfo
 from fglang.compiler.dag import SharedMemo, rename_shared
 from fglang.compiler.distributions import DISTRIBUTIONS
-from fglang.compiler.expr import map_children, names_in
+from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
@@ -486,14 +486,18 @@ class Lowering:
             except RecursionError:
                 sink.error(TOO_DEEP, f.span, TOO_DEEP_HINT)
         derived = {}
+        let_slots: list[SlotPattern] = []  # one list for all lets: their expressions share nodes
+        exprs: dict[str, A.Expr] = {}
         for name, let in m.lets.items():
-            slots: list[SlotPattern] = []
             try:
-                expr = self.extract(self.expanded(let.expr), slots, ())
+                exprs[name] = self.extract(self.expanded(let.expr), let_slots, ())
             except RecursionError:
                 sink.error(TOO_DEEP, let.span, TOO_DEEP_HINT)
-                continue
-            derived[name] = Derived(name, expr, tuple(slots), let.span, let.shape)
+        reads = SharedMemo()
+        for name, expr in exprs.items():
+            let = m.lets[name]
+            used = tuple(sorted(_slots_read(expr, reads)))
+            derived[name] = Derived(name, expr, tuple(let_slots), let.span, let.shape, used)
         sink.raise_if_any(m.sources)
         return ModelIR(m.name, m.file, m.sources, m.data, variables, derived, families, m.size_checks)
 
@@ -502,6 +506,20 @@ def _map_slice(a, f):
     if isinstance(a, A.Slice):
         return A.Slice(a.span, f(a.lo) if a.lo is not None else None, f(a.hi) if a.hi is not None else None)
     return f(a)
+
+
+def _slots_read(e: A.Expr, memo: SharedMemo) -> frozenset[int]:
+    """The slot numbers ``e`` reads (once per shared node)."""
+
+    def go(x) -> frozenset[int]:
+        if isinstance(x, SlotRef):
+            return frozenset((x.slot,))
+        out: frozenset[int] = frozenset()
+        for c in children(x):
+            out |= memo(go, c)
+        return out
+
+    return memo(go, e)
 
 
 def _names_in(e) -> set[str]:
