@@ -77,8 +77,27 @@ _X = _RNG.normal(size=6)
 DATA = {"N": 6, "x": _X.tolist(), "y": (1 + 2 * (_X - _X.mean()) + 0.5 * _RNG.normal(size=6)).tolist()}
 
 
-def test_log_density_is_that_of_the_lets_written_out():
-    shared, tree = fglang.compile(LETS, "l.fg"), fglang.compile(WRITTEN_OUT, "w.fg")
+# a let indexed inside a reduction and outside it, through a fn that uses its argument twice
+_HEAD = """model reduce_lets
+data N: int
+data x[N]: real
+data y[N]: real
+var a: real ~ normal(0, 10)
+var b: real ~ normal(0, 10)
+fn twice(v: real) -> real { return v + v }
+"""
+REDUCED = _HEAD + """let m = a + b * x
+let q = twice(m[0]) + sum[j in 0:N](m[j] * m[j])
+factor obs[i in 0:N]: y[i] ~ normal(m[i] + sum[k in 0:N](m[k]) / N + 0.01 * q, 1)
+"""
+_m = "(a + b * x)"
+_q = f"(twice({_m}[0]) + sum[j in 0:N]({_m}[j] * {_m}[j]))"
+REDUCED_OUT = _HEAD + f"factor obs[i in 0:N]: y[i] ~ normal({_m}[i] + sum[k in 0:N]({_m}[k]) / N + 0.01 * {_q}, 1)\n"
+
+
+@pytest.mark.parametrize("shared_src, tree_src", [(LETS, WRITTEN_OUT), (REDUCED, REDUCED_OUT)])
+def test_log_density_is_that_of_the_lets_written_out(shared_src, tree_src):
+    shared, tree = fglang.compile(shared_src, "l.fg"), fglang.compile(tree_src, "w.fg")
     for values in ({"a": 0.3, "b": -1.2}, {"a": 2.0, "b": 2.5}):
         assert shared.log_density(values, DATA) == pytest.approx(tree.log_density(values, DATA), rel=1e-12)
 

@@ -95,3 +95,16 @@ def written(span: A.Span, sources: Mapping[str, str]) -> str | None:
     line = lines[span.line - 1]
     end = span.end_col - 1 if span.end_line == span.line else len(line)
     return line[span.col - 1 : end].strip()
+
+
+def distinct_nodes(roots) -> list:
+    """Every distinct node under any of ``roots`` once (lets share nodes with each other)."""
+    seen: dict[int, Any] = {}
+    stack = [r for r in roots if r is not None]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen[id(x)] = x
+        stack.extend(c for c in children(x) if c is not None)
+    return list(seen.values())

@@ -290,7 +290,7 @@ def _family_view(g, ir: ModelIR, bound: BoundModel | None) -> None:
         for d in used[f.name]:
             g.edge(f"fac.{f.name}", f"data.{d}", style="dashed", color="#777777")
     for let in ir.derived.values():
-        for var in dict.fromkeys(p.var for p in let.slots):
+        for var in dict.fromkeys(p.var for p in let.read_slots):  # slots: all lets' (ir.Derived)
             g.edge(f"let.{let.name}", f"var.{var}", style="dotted", color="#8a6d00")
 
 
