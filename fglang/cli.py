@@ -71,10 +71,10 @@ def compile_(
     out.print(text, markup=False)
 
 
-def print_summary(post, title: str) -> None:
+def print_summary(post, title: str, data_lets: bool = False) -> None:
     from rich.table import Table
 
-    rows = post.summary()
+    rows = post.summary(data_lets=data_lets)
     table = Table(title=title, title_justify="left")
     cols = ["name", "mean", "sd", "5%", "95%"] + (["r_hat", "ess_bulk"] if rows and "r_hat" in rows[0] else [])
     for c in cols:
@@ -82,6 +82,10 @@ def print_summary(post, title: str) -> None:
     for r in rows:
         table.add_row(*[r[c] if c == "name" else (f"{r[c]:.0f}" if c == "ess_bulk" else f"{r[c]:.4g}") for c in cols])
     out.print(table)
+    hidden = [n for n in post.data_lets if not data_lets or n not in post.constants]
+    if hidden:
+        how = "fglang summary --all" if not data_lets else "write them with fglang fit -o FILE --save-data-lets"
+        out.print(f"lets of data only, not shown: {', '.join(hidden)} ({how})", markup=False)
     for line in post.report():
         out.print(line, markup=False)
     for w in post.warnings():
@@ -122,6 +126,9 @@ _FIT_PARAMS = [
     )], None),
     ("prior", Annotated[Path | None, typer.Option(help="a posterior file whose marginals become the priors")], None),
     ("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")], False),
+    ("save_data_lets", Annotated[bool, typer.Option(
+        "--save-data-lets", help="with --out: also write the values of the lets of data only (constant_data)"
+    )], False),
 ]
 
 
@@ -154,7 +161,7 @@ def fit(**kw) -> None:
         )
         print_summary(post, f"{m.name} ({backend})")
         if kw["out_path"] is not None:
-            post.save(kw["out_path"])
+            post.save(kw["out_path"], data_lets=kw["save_data_lets"])
             out.print(f"wrote {kw['out_path']}", markup=False)
     except FgError as e:
         _fail(e)
@@ -208,7 +215,10 @@ def print_summary_names(post, names, title: str) -> None:
 
 
 @app.command()
-def summary(posterior: Annotated[Path, typer.Argument(help="a posterior file written by fglang fit -o")]) -> None:
+def summary(
+    posterior: Annotated[Path, typer.Argument(help="a posterior file written by fglang fit -o")],
+    show_all: Annotated[bool, typer.Option("--all", help="also the lets of data only (their one value, sd 0)")] = False,
+) -> None:
     """Print a posterior file's summary table."""
     from fglang.runtime.posterior import load_posterior
 
@@ -216,7 +226,7 @@ def summary(posterior: Annotated[Path, typer.Argument(help="a posterior file wri
         post = load_posterior(posterior)
     except FgError as e:
         _fail(e)
-    print_summary(post, f"{post.model} ({post.backend})")
+    print_summary(post, f"{post.model} ({post.backend})", data_lets=show_all)
 
 
 @app.command()

@@ -116,26 +116,51 @@ def data_read(fam: FactorFamily) -> set[str]:
     return names
 
 
-def _bind_derived(d: Derived, variables, npi: NpIndex, lengths, log_density: LogDensity | None) -> BoundDerived:
+def _bind_lets(lets: dict[str, Derived], variables, npi: NpIndex, lengths, log_density: LogDensity | None
+               ) -> dict[str, BoundDerived]:
+    """All lets at once: they share their slots and their expressions' nodes
+    (compiler/dag.py), so each shared node is scanned, and evaluated, once."""
+    if not lets:
+        return {}
     idx = {"__m": np.zeros(1, np.int64)}
     reds: dict[str, Reduction] = {}
-    chain_of = scan_reductions([d.expr], idx, npi, reds, lengths)
-    check_data_indices([d.expr], idx, npi, reds, chain_of)
-    slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, ()) for p in d.slots)
+    exprs = [d.expr for d in lets.values()]
+    chain_of = scan_reductions(exprs, idx, npi, reds, lengths)
+    check_data_indices(exprs, idx, npi, reds, chain_of)
+    slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, ()) for p in next(iter(lets.values())).slots)
     static = Static(dict(npi.sizes), lengths)
+    slot_reds = _slot_reds(slots)
     from fglang.compiler.lower_jax import member_function
 
-    one, _ = member_function(lambda ev: ev.ev(d.expr), static, _slot_reds(slots), log_density)
-
-    def evaluate(data, slot_values):
-        """slot_values hold one member's blocks (no leading member axis)."""
+    def evaluate_all(data, slot_values, names):
+        """slot_values hold one member's blocks (no leading member axis); None for a slot no named let reads."""
+        one, _ = member_function(lambda ev: {n: ev.ev(lets[n].expr) for n in names}, static, slot_reds, log_density)
         return one(data, {"__m": 0}, slot_values)
 
-    shape = shape_value(d.shape, npi.sizes)
-    if shape is None:  # the checker gives every top-level let a shape of sizes
-        raise AssertionError(f"let '{d.name}' has no concrete shape {d.shape}")
-    npi.charge(elements(shape) * 8, f"let '{d.name}' ({show_count(elements(shape), 'value')})", d.span)
-    return BoundDerived(d, shape, slots, evaluate)
+    out = {}
+    for name, d in lets.items():
+        def evaluate(data, slot_values, name=name):
+            return evaluate_all(data, slot_values, (name,))[name]
+
+        shape = shape_value(d.shape, npi.sizes)
+        if shape is None:  # the checker gives every top-level let a shape of sizes
+            raise AssertionError(f"let '{d.name}' has no concrete shape {d.shape}")
+        npi.charge(elements(shape) * 8, f"let '{d.name}' ({show_count(elements(shape), 'value')})", d.span)
+        value = None
+        if d.reads == ():
+            value = _data_only_value(evaluate, npi.data, shape, len(slots))
+        out[name] = BoundDerived(d, shape, slots, evaluate, value, evaluate_all)
+    return out
+
+
+def _data_only_value(evaluate: Callable, data: dict[str, np.ndarray], shape: tuple[int, ...], n_slots: int
+                     ) -> np.ndarray:
+    """A let that reads no var, computed once here in float64 (whatever dtype a
+    fit runs in), so that no backend computes or stores it per draw."""
+    import jax
+
+    with jax.enable_x64(True):
+        return np.asarray(evaluate(dict(data), (None,) * n_slots), np.float64).reshape(shape)
 
 
 # ---------------------------------------------------------------- entry point
@@ -190,13 +215,12 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity |
             sink.error(err.message, err.span, err.hint)
         except RecursionError:
             sink.error(TOO_DEEP, fam.span, TOO_DEEP_HINT)
-    for name, d in ir.derived.items():
-        try:
-            derived[name] = _bind_derived(d, variables, npi, lengths, log_density)
-        except BadIndex as err:
-            sink.error(err.message, err.span, err.hint)
-        except RecursionError:
-            sink.error(TOO_DEEP, d.span, TOO_DEEP_HINT)
+    try:
+        derived = _bind_lets(ir.derived, variables, npi, lengths, log_density)
+    except BadIndex as err:
+        sink.error(err.message, err.span, err.hint)
+    except RecursionError:
+        sink.error(TOO_DEEP, next(iter(ir.derived.values())).span, TOO_DEEP_HINT)
     sink.raise_if_any(ir.sources)
     return BoundModel(ir, data, sizes, variables, families, derived, file)
 

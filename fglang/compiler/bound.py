@@ -76,6 +76,39 @@ class BoundDerived:
     shape: tuple[int, ...]
     slots: tuple[BoundSlot, ...]
     evaluate: Callable = field(repr=False)  # evaluate(data, slot_values) -> array
+    # a let of data and constants only: its value, computed once at bind (float64);
+    # backends report it once instead of storing it with every draw
+    value: np.ndarray | None = field(default=None, repr=False)
+    # evaluate_all(data, slot_values, names) -> {name: value}: the named lets in one
+    # pass over their shared nodes (the same function for every let of a model)
+    evaluate_all: Callable | None = field(default=None, repr=False)
+
+    @property
+    def data_only(self) -> bool:
+        return self.value is not None
+
+    @property
+    def reads(self) -> tuple[int, ...]:
+        """The numbers of the slots this let reads (``slots`` are all lets' slots)."""
+        return tuple(range(len(self.slots))) if self.ir.reads is None else self.ir.reads
+
+    def gathered(self, bm: BoundModel, values: dict[str, Any]) -> tuple:
+        """Slot values for ``evaluate``: the slots it reads, None for the others."""
+        reads = set(self.reads)
+        return tuple(bm.gather(s, values)[0] if i in reads else None for i, s in enumerate(self.slots))
+
+
+def let_values(bm: BoundModel, data: dict[str, Any], values: dict[str, Any], names=None) -> dict[str, Any]:
+    """The lets that read vars (or those of ``names``), from the vars' full
+    arrays in ``values``, evaluated in one pass: a node shared by several lets
+    (a chain of lets) is computed once."""
+    lets = [d for n, d in bm.derived.items() if not d.data_only and (names is None or n in names)]
+    if not lets:
+        return {}
+    need = set().union(*(d.reads for d in lets))
+    sv = tuple(bm.gather(s, values)[0] if i in need else None for i, s in enumerate(lets[0].slots))
+    out = lets[0].evaluate_all(data, sv, tuple(d.ir.name for d in lets))
+    return {d.ir.name: out[d.ir.name].reshape(d.shape) for d in lets}
 
 
 @dataclass(frozen=True)

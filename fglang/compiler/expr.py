@@ -46,13 +46,16 @@ def children(e) -> list:
 
 
 def walk(e) -> Iterator:
-    """Every node of ``e``, parents before children, in source order."""
+    """Every node of ``e``, parents before children, in source order; a node
+    shared by several parents (a let's expansion, compiler/dag.py) once."""
     # an explicit stack: nested generators would make a deep expression quadratic
     stack = [e]
+    seen: dict[int, object] = {}
     while stack:
         x = stack.pop()
-        if x is None:
+        if x is None or id(x) in seen:
             continue
+        seen[id(x)] = x
         yield x
         stack.extend(reversed(children(x)))
 

@@ -172,9 +172,12 @@ def scan_reductions(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], length
             mask = mask & red.mask.reshape(red.mask.shape + (1,) * extra)
         return env, mask
 
+    seen: dict[tuple, object] = {}  # (id(node), chain): a node shared in a DAG is scanned once
+
     def visit(e, chain: tuple[str, ...]):
-        if e is None:
+        if e is None or (id(e), chain) in seen:
             return
+        seen[(id(e), chain)] = e
         if isinstance(e, A.Reduce):
             inner = chain
             for r in e.ranges:
@@ -219,9 +222,12 @@ def scan_reductions(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], length
 def check_data_indices(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], chain_of) -> None:
     """Every data access with a scalar index, checked against its array for all members."""
 
+    seen: dict[tuple, object] = {}  # (id(node), chain): a node shared in a DAG is checked once
+
     def visit(e, chain):
-        if e is None:
+        if e is None or (id(e), chain) in seen:
             return
+        seen[(id(e), chain)] = e
         if isinstance(e, A.Reduce):
             inner = chain + tuple(r.name for r in e.ranges)
             visit(e.body, inner)

@@ -79,13 +79,24 @@ class Variable:
 @dataclass(frozen=True)
 class Derived:
     """A top-level ``let``: reported with the posterior; its slots are whole vars.
-    ``shape`` is symbolic; binding makes it concrete (``sizes.shape_value``)."""
+    ``shape`` is symbolic; binding makes it concrete (``sizes.shape_value``).
+
+    Every let's ``slots`` are the same tuple, the slots of all lets: their
+    expressions share nodes (a let used by another is one subexpression of
+    both, compiler/dag.py), so all of them can be evaluated in one pass
+    (``BoundModel.evaluate_lets``). ``reads``: the slots this let reads (none:
+    a let of data only); None means all of them."""
 
     name: str
     expr: A.Expr
     slots: tuple[SlotPattern, ...]
     span: A.Span = field(compare=False, repr=False)
     shape: Shape = ()
+    reads: tuple[int, ...] | None = None
+
+    @property
+    def read_slots(self) -> tuple[SlotPattern, ...]:
+        return self.slots if self.reads is None else tuple(self.slots[i] for i in self.reads)
 
 
 @dataclass(frozen=True)

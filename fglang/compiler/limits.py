@@ -6,8 +6,10 @@ reductions nested twenty deep would each run a stage out of memory or time
 an hour of checking). Each is refused here, at its source position, with
 the estimate in the message:
 
-* ``measure`` gives an expression's size once fn calls and lets are inlined
-  (a DAG walk with shared bodies counted per use, so computing it is linear);
+* ``measure`` gives an expression's size once fn calls are inlined (a DAG
+  walk with shared bodies counted per use, so computing it is linear); a
+  let counts as one node, since it is computed once and shared by its uses
+  (compiler/dag.py), but its reductions still nest inside the user's;
 * ``Budget`` adds up what binding allocates (data defaults, var nodes,
   family members, reduction pads, slot indices) and stops at the memory
   limit: a fraction of this machine's memory (or of the process's
@@ -27,7 +29,7 @@ from fglang.errors import Diagnostic, FgError
 
 MAX_DIMS = 32  # dimensions of one data or var declaration (NumPy's limit is 64, and members add axes)
 MAX_REDUCTION_NESTING = 16  # each nested reduction is one more axis of every padded index array
-MAX_EXPR_NODES = 100_000  # an expression's size after inlining fns and lets
+MAX_EXPR_NODES = 100_000  # an expression's size after inlining fns
 FRACTION = 0.25  # of the machine's memory (or the address-space limit) that binding may allocate
 ENV = "FGLANG_MAX_BYTES"
 
@@ -102,10 +104,12 @@ def elements(shape) -> float:
 
 
 def measure(root: A.Expr, lets: Mapping[str, tuple[float, int]]) -> tuple[float, int]:
-    """(node count once fn calls and lets are inlined, depth of nested reductions).
+    """(node count once fn calls are inlined, depth of nested reductions).
 
-    ``lets`` holds each let's own measure; fn calls are already inlined, with
-    their argument expressions shared, so each distinct node is visited once."""
+    ``lets`` holds each let's own measure: a use of a let is one node (the let
+    is computed once and shared) that nests the let's reductions. Fn calls are
+    already inlined, with their argument expressions shared, so each distinct
+    node is visited once."""
     memo: dict[int, tuple[float, int]] = {}
     stack: list[tuple[A.Expr, bool]] = [(root, False)]
     keep = []  # keeps every node alive while its id() is a key
@@ -124,7 +128,7 @@ def measure(root: A.Expr, lets: Mapping[str, tuple[float, int]]) -> tuple[float,
         if isinstance(e, A.Reduce):
             depth += 1
         if isinstance(e, A.Name) and e.id in lets:
-            size, depth = lets[e.id]
+            size, depth = 1.0, lets[e.id][1]
         memo[id(e)] = (size, depth)
     return memo[id(root)]
 

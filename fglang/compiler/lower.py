@@ -7,6 +7,10 @@ index applied to it is pushed through elementwise arithmetic
 ``mu + tau * theta_raw[j]``), so that each member touches only the nodes it
 needs: that is what keeps a GBP factor local and a NumPyro gather small.
 Then every reference ``v[i, j]`` to a var becomes a ``SlotRef``.
+
+A let is expanded once and the expansion shared by all its uses (a DAG, see
+``compiler/dag.py``), and every pass here caches on node identity, so a chain
+of lets that each use the previous one twice lowers in linear time.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from dataclasses import replace
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
 from fglang.compiler.checked import CheckedModel, FactorInfo
+from fglang.compiler.dag import SharedMemo, rename_shared
 from fglang.compiler.distributions import DISTRIBUTIONS
-from fglang.compiler.expr import map_children, names_in, rename
+from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
@@ -32,8 +37,12 @@ class _Ranks:
 
     def __init__(self, model: CheckedModel):
         self.m = model
+        self._memo = SharedMemo()
 
     def of(self, e: A.Expr) -> int:
+        return self._memo(self._rank, e, "rank")
+
+    def _rank(self, e: A.Expr) -> int:
         m = self.m
         if isinstance(e, A.Num | A.Bool):
             return 0
@@ -91,6 +100,9 @@ class _Ranks:
     # ----------------------------------------------------------- groups
     def kind(self, e: A.Expr) -> str | None:
         """The group of a group-valued expression (None for numbers)."""
+        return self._memo(self._kind, e, "kind")
+
+    def _kind(self, e: A.Expr) -> str | None:
         m = self.m
         if isinstance(e, A.Name):
             d = m.vars.get(e.id) or m.data.get(e.id)
@@ -113,6 +125,9 @@ class _Ranks:
         values becomes ``pose3.log(pose3.between(a, b))``, which is what the JAX
         evaluator dispatches on (the storage alone cannot tell a pose2 from a
         rot3's neighbour). Lets must be expanded first."""
+        return self._memo(self._tag, e, "tag")
+
+    def _tag(self, e: A.Expr) -> A.Expr:
         e = map_children(e, self.tag)
         if not isinstance(e, A.Call) or not _is_group_call(e, self):
             return e
@@ -158,20 +173,26 @@ _ELEMENTWISE_CALLS = B.ELEMENTWISE | {"atan2", "where", "leaky_relu"}
 _SPLITTABLE = {"normal", "huber", "student_t"}  # a vector's density is the product of its elements'
 
 
-def _elementwise(e: A.Expr) -> bool:
+def _elementwise(e: A.Expr, memo: SharedMemo | None = None) -> bool:
     """Built only from names, constants and elementwise operations: then element
     ``k`` of the result reads element ``k`` of every full-shape operand. No
     indexing (a gather such as ``w[perm]`` moves elements), no literals of
-    arrays (which broadcast by their own length), no reductions or products."""
-    if isinstance(e, A.Num | A.Bool | A.Name):
-        return True
-    if isinstance(e, A.Neg):
-        return _elementwise(e.operand)
-    if isinstance(e, A.BinOp):
-        return e.op != "@" and _elementwise(e.left) and _elementwise(e.right)
-    if isinstance(e, A.Call):
-        return e.func in _ELEMENTWISE_CALLS and not e.kwargs and all(_elementwise(a) for a in e.args)
-    return False
+    arrays (which broadcast by their own length), no reductions or products.
+    ``memo``: one answer per shared node of a DAG."""
+    memo = memo if memo is not None else SharedMemo()
+
+    def go(x: A.Expr) -> bool:
+        if isinstance(x, A.Num | A.Bool | A.Name):
+            return True
+        if isinstance(x, A.Neg):
+            return memo(go, x.operand)
+        if isinstance(x, A.BinOp):
+            return x.op != "@" and memo(go, x.left) and memo(go, x.right)
+        if isinstance(x, A.Call):
+            return x.func in _ELEMENTWISE_CALLS and not x.kwargs and all(memo(go, a) for a in x.args)
+        return False
+
+    return memo(go, e)
 
 
 def _shown(exprs: tuple[A.Expr, ...]) -> tuple[str, ...]:
@@ -183,18 +204,27 @@ class Lowering:
         self.m = model
         self.ranks = _Ranks(model)
         self._fresh = itertools.count()
+        self._memo = SharedMemo()
+        self._keep: list = []  # contexts keyed by id() stay alive as long as the memo
+        self._let_expansion: dict[str, A.Expr] = {}
 
     # ----------------------------------------------------------- let push-down
     def expand_lets(self, e: A.Expr) -> A.Expr:
-        """Inline lets, pushing indices into them where broadcasting allows."""
+        """Inline lets, pushing indices into them where broadcasting allows;
+        each let is expanded once and shared by its uses."""
         if isinstance(e, A.Name) and e.id in self.m.lets:
-            return self.expand_lets(self.m.lets[e.id].expr)
+            if e.id not in self._let_expansion:
+                self._let_expansion[e.id] = self.expand_lets(self.m.lets[e.id].expr)
+            return self._let_expansion[e.id]
+        return self._memo(self._expand, e, "expand")
+
+    def _expand(self, e: A.Expr) -> A.Expr:
         if isinstance(e, A.Index):
             base = e.base
             args = tuple(self.expand_lets(a) if a is not None else None for a in e.args)
             args = tuple(_map_slice(a, self.expand_lets) for a in args)
             if isinstance(base, A.Name) and base.id in self.m.lets:
-                return self.push_index(self.expand_lets(self.m.lets[base.id].expr), args, e.span)
+                return self.push_index(self.expand_lets(base), args, e.span)
             return replace(e, base=self.expand_lets(base), args=args)
         return map_children(e, self.expand_lets)
 
@@ -203,6 +233,12 @@ class Lowering:
         return self.ranks.tag(self.expand_lets(e))
 
     def push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
+        """``e[args]`` with the index pushed through elementwise operations
+        (once per shared node of ``e`` for these ``args``)."""
+        self._keep.append(args)
+        return self._memo(lambda x: self._push_index(x, args, span), e, ("push", id(args)))
+
+    def _push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
         if not any(not isinstance(a, A.Slice) for a in args):
             return A.Index(span, e, args)
         if isinstance(e, A.Call) and (untag(e.func) or _is_group_call(e, self.ranks)):
@@ -254,6 +290,12 @@ class Lowering:
 
     # ----------------------------------------------------------- slots
     def extract(self, e: A.Expr, slots: list[SlotPattern], reductions: tuple[str, ...]) -> A.Expr:
+        """``e`` with its var references as ``SlotRef``s into ``slots`` (once per
+        shared node for one list of slots and one chain of reductions)."""
+        self._keep.append(slots)
+        return self._memo(lambda x: self._extract(x, slots, reductions), e, ("extract", id(slots), reductions))
+
+    def _extract(self, e: A.Expr, slots: list[SlotPattern], reductions: tuple[str, ...]) -> A.Expr:
         if isinstance(e, A.Name) and e.id in self.m.vars:
             return self._slot(e.id, (), slots, reductions, e.span)
         if isinstance(e, A.Index):
@@ -269,12 +311,13 @@ class Lowering:
             fresh = {r.name: f"{r.name}__r{next(self._fresh)}" for r in e.ranges}
             ranges = []
             inner = reductions
+            renamed = SharedMemo()
             for r in e.ranges:
-                lo = self.extract(rename(r.lo, fresh), slots, inner)
-                hi = self.extract(rename(r.hi, fresh), slots, inner)
+                lo = self.extract(rename_shared(r.lo, fresh, renamed), slots, inner)
+                hi = self.extract(rename_shared(r.hi, fresh, renamed), slots, inner)
                 ranges.append(A.IndexRange(fresh[r.name], lo, hi, r.span))
                 inner = inner + (fresh[r.name],)
-            body = self.extract(rename(e.body, fresh), slots, inner)
+            body = self.extract(rename_shared(e.body, fresh, renamed), slots, inner)
             return replace(e, ranges=tuple(ranges), body=body)
         return map_children(e, lambda c: self.extract(c, slots, reductions))
 
@@ -349,7 +392,8 @@ class Lowering:
         lhs = self.expanded(f.lhs)
         kwargs = [(k.name, self.expanded(k.value)) for k in f.dist.kwargs]
         exprs = [lhs] + [e for _, e in kwargs]
-        if not all(_elementwise(e) for e in exprs):
+        flat = SharedMemo()
+        if not all(_elementwise(e, flat) for e in exprs):
             return None
         rank = max(self.ranks.of(e) for e in exprs)
         grid_vars = [self.m.vars[n.id] for e in exprs for n in names_in(e) if n.id in self.m.vars]
@@ -442,14 +486,18 @@ class Lowering:
             except RecursionError:
                 sink.error(TOO_DEEP, f.span, TOO_DEEP_HINT)
         derived = {}
+        let_slots: list[SlotPattern] = []  # one list for all lets: their expressions share nodes
+        exprs: dict[str, A.Expr] = {}
         for name, let in m.lets.items():
-            slots: list[SlotPattern] = []
             try:
-                expr = self.extract(self.expanded(let.expr), slots, ())
+                exprs[name] = self.extract(self.expanded(let.expr), let_slots, ())
             except RecursionError:
                 sink.error(TOO_DEEP, let.span, TOO_DEEP_HINT)
-                continue
-            derived[name] = Derived(name, expr, tuple(slots), let.span, let.shape)
+        reads = SharedMemo()
+        for name, expr in exprs.items():
+            let = m.lets[name]
+            used = tuple(sorted(_slots_read(expr, reads)))
+            derived[name] = Derived(name, expr, tuple(let_slots), let.span, let.shape, used)
         sink.raise_if_any(m.sources)
         return ModelIR(m.name, m.file, m.sources, m.data, variables, derived, families, m.size_checks)
 
@@ -458,6 +506,20 @@ def _map_slice(a, f):
     if isinstance(a, A.Slice):
         return A.Slice(a.span, f(a.lo) if a.lo is not None else None, f(a.hi) if a.hi is not None else None)
     return f(a)
+
+
+def _slots_read(e: A.Expr, memo: SharedMemo) -> frozenset[int]:
+    """The slot numbers ``e`` reads (once per shared node)."""
+
+    def go(x) -> frozenset[int]:
+        if isinstance(x, SlotRef):
+            return frozenset((x.slot,))
+        out: frozenset[int] = frozenset()
+        for c in children(x):
+            out |= memo(go, c)
+        return out
+
+    return memo(go, e)
 
 
 def _names_in(e) -> set[str]:

@@ -86,7 +86,11 @@ BINARY_OPS: dict[str, Callable] = {
 
 
 class Evaluator:
-    """Evaluates one member's expression; everything is traced by JAX."""
+    """Evaluates one member's expression; everything is traced by JAX.
+
+    A node shared by several parents (a let's expansion, compiler/dag.py) is
+    evaluated once per evaluator, so a chain of lets traces in linear time
+    and the traced program computes each let once."""
 
     def __init__(
         self,
@@ -104,6 +108,7 @@ class Evaluator:
         self.pos = pos or {}
         self.log_density = log_density
         self.slot_reds: dict[int, tuple[str, ...]] = {}
+        self._values: dict[int, tuple[A.Expr, object]] = {}  # id(node) -> (node, value)
 
     def child(self, idx: dict, pos: dict) -> Evaluator:
         e = Evaluator(self.static, self.data, idx, self.slots, pos, self.log_density)
@@ -118,6 +123,14 @@ class Evaluator:
         return int(v)
 
     def ev(self, e: A.Expr):
+        hit = self._values.get(id(e))
+        if hit is not None and hit[0] is e:
+            return hit[1]
+        value = self._ev(e)
+        self._values[id(e)] = (e, value)
+        return value
+
+    def _ev(self, e: A.Expr):
         if isinstance(e, A.Num):
             return e.value
         if isinstance(e, A.Bool):

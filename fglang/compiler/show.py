@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fglang.compiler import ast as A
 from fglang.compiler.bound import BoundModel
+from fglang.compiler.dag import PRINTABLE_NODES, tree_size, written
 from fglang.compiler.expr import map_children
 from fglang.compiler.ir import ModelIR, SlotPattern, SlotRef
 from fglang.compiler.unparse import unparse
@@ -31,6 +32,17 @@ def _named_slots(e, slots: tuple[SlotPattern, ...]):
     return map_children(e, lambda c: _named_slots(c, slots))
 
 
+def _let_text(d, sources) -> str:
+    """A let as lowered; one whose expansion would print too large (a chain of
+    lets sharing each other, compiler/dag.py) as its written expression."""
+    if tree_size(d.expr) <= PRINTABLE_NODES:
+        return unparse(_named_slots(d.expr, d.slots))
+    text = written(d.span, sources) or "..."
+    if text.startswith("let ") and "=" in text:
+        text = text.split("=", 1)[1].strip()
+    return f"{text}  (as written: its lets are shared)"
+
+
 def show_ir(ir: ModelIR, bound: BoundModel | None = None) -> str:
     lines = [f"model {ir.name}  ({ir.file})", ""]
     lines.append("variables:")
@@ -49,7 +61,7 @@ def show_ir(ir: ModelIR, bound: BoundModel | None = None) -> str:
             shape = ""
             if bound is not None:
                 shape = f"  shape {list(bound.derived[d.name].shape)}"
-            lines.append(f"  {d.name} = {unparse(_named_slots(d.expr, d.slots))}{shape}")
+            lines.append(f"  {d.name} = {_let_text(d, ir.sources)}{shape}")
     lines.append("factor families:")
     total_members = 0
     for f in ir.families.values():

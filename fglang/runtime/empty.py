@@ -33,8 +33,9 @@ def prune(bm: BoundModel) -> BoundModel:
         if f.n_members > 0 and f.slots and not all(s.var in empty for s in f.slots)
     }
     used = {s.var for f in fams.values() for s in f.slots}
-    derived = {n: d for n, d in bm.derived.items() if not d.slots or not all(s.var in empty for s in d.slots)}
-    used |= {s.var for d in derived.values() for s in d.slots}
+    reads = {n: [d.slots[i] for i in d.reads] for n, d in bm.derived.items()}  # d.slots: all lets' slots
+    derived = {n: d for n, d in bm.derived.items() if not reads[n] or not all(s.var in empty for s in reads[n])}
+    used |= {s.var for n in derived for s in reads[n]}
     keep = {n for n in bm.variables if n not in empty or n in used}
     if keep == set(bm.variables) and fams.keys() == bm.families.keys() and derived.keys() == bm.derived.keys():
         return bm

@@ -76,9 +76,22 @@ def fit(
             post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
     post.attrs.setdefault("devices", device_names(mesh))
     post = restore(post, full, bm)
+    _attach_data_lets(post, full)
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))
     post.attrs.setdefault("observations", observations(bm.ir))
     return post
+
+
+def _attach_data_lets(post: Posterior, bm: BoundModel) -> None:
+    """The lets of data only, computed once at bind: one value each, not a
+    quantity per draw (see ``Posterior.constants``)."""
+    for name, d in bm.derived.items():
+        if d.data_only:
+            post.draws.pop(name, None)
+            post.gaussian.pop(name, None)
+            post.constants[name] = d.value
+    if post.constants:
+        post.attrs["data_lets"] = list(post.constants)
 
 
 def _multi_device() -> list[str]:

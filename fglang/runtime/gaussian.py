@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
+from fglang.compiler.bound import let_values
 from fglang.compiler.groups import GROUPS
 from fglang.runtime.manifold import tangent_dim, tangent_draws
 from fglang.runtime.posterior import GaussianMarginal
@@ -53,19 +54,48 @@ def linearized_moments(bm: BoundModel, f, names: list[str], means: dict, covs: d
 def derived_marginals(
     bm: BoundModel, means: dict[str, np.ndarray], covs: dict[str, np.ndarray]
 ) -> dict[str, GaussianMarginal]:
+    """Linearized marginals of the lets that read vars (a let of data only is
+    computed once at bind and reported by fit as a constant). The lets that
+    read overlapping vars are linearized together, in one pass over their
+    shared nodes, so a chain of lets costs its length, not its square."""
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     out = {}
-    for d in bm.derived.values():
-        names = sorted({s.var for s in d.slots})
+    for group in _let_groups(bm):
+        names = sorted({d.slots[i].var for d in group for i in d.reads})
 
-        def f(*vals, d=d, names=names):
-            values = dict(zip(names, vals))
-            sv = tuple(bm.gather(s, values)[0] for s in d.slots)
-            return jnp.ravel(d.evaluate(data, sv))
+        def f(*vals, group=group, names=names):
+            got = let_values(bm, data, dict(zip(names, vals)), {d.ir.name for d in group})
+            return jnp.concatenate([jnp.ravel(got[d.ir.name]) for d in group])
 
         mean, var = linearized_moments(bm, f, names, means, covs)
-        out[d.ir.name] = GaussianMarginal(mean.reshape(d.shape), var.reshape(d.shape + (1, 1)), d.shape, ())
+        at = 0
+        for d in group:
+            n = int(np.prod(d.shape, dtype=np.int64))
+            m, v = mean[at : at + n], var[at : at + n]
+            at += n
+            out[d.ir.name] = GaussianMarginal(m.reshape(d.shape), v.reshape(d.shape + (1, 1)), d.shape, ())
     return out
+
+
+def _let_groups(bm: BoundModel) -> list[list]:
+    """The lets that read vars, grouped by the vars they read (connected
+    through shared vars), in declaration order: one Jacobian per group."""
+    lets = [d for d in bm.derived.values() if not d.data_only]
+    root = {}
+
+    def find(v):
+        while root.setdefault(v, v) != v:
+            v = root[v]
+        return v
+
+    for d in lets:
+        vs = [d.slots[i].var for i in d.reads]
+        for v in vs[1:]:
+            root[find(v)] = find(vs[0])
+    groups: dict[str, list] = {}
+    for d in lets:
+        groups.setdefault(find(d.slots[d.reads[0]].var), []).append(d)
+    return list(groups.values())
 
 
 def node_draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str, np.ndarray]:

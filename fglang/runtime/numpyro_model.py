@@ -19,6 +19,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from fglang.compiler.bind import BoundFamily, BoundModel, BoundSlot, BoundVariable
+from fglang.compiler.bound import let_values
 from fglang.compiler.groups import GROUPS
 from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError
@@ -241,9 +242,10 @@ class NumpyroModel:
             values: dict[str, Any] = {}
             for v in bm.variables.values():
                 values[v.name] = self._sample_var(v, data, values)
-            for d in bm.derived.values():
-                sv = tuple(bm.gather(s, values)[0] for s in d.slots)
-                numpyro.deterministic(d.ir.name, jnp.reshape(d.evaluate(data, sv), d.shape))
+            # every let that reads a var, in one pass over their shared nodes; a let of
+            # data only is computed once at bind (BoundDerived.value), not stored per draw
+            for name, value in let_values(bm, data, values).items():
+                numpyro.deterministic(name, value)
             for fam in bm.families.values():
                 if fam.ir.prior_of is not None:
                     continue

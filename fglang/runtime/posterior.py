@@ -4,6 +4,13 @@ Sampling backends fill ``draws`` ([chain, draw, *shape] per name); GBP also
 fills ``gaussian`` (per-node mean and covariance), which ``mean``/``sd``/``cov``
 then report exactly, while ``draws`` (sampled from those marginals) keep
 ArviZ and the summary table working the same way for all backends.
+
+A ``let`` of data and constants only has one value, not a distribution: it
+is held in ``constants`` (computed once at bind), left out of the draws and
+of the default summary (a centered design matrix would hide the
+parameters), shown by ``summary(data_lets=True)`` (``fglang summary --all``)
+and written to the file's ``constant_data`` group on request
+(``save(path, data_lets=True)``, ``fglang fit -o FILE --save-data-lets``).
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ class Posterior:
     observed: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     node_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    constants: dict[str, np.ndarray] = field(default_factory=dict)  # data-only lets: one value each
 
     # -------------------------------------------------------------- access
     @property
@@ -74,28 +82,44 @@ class Posterior:
         """Reported quantities (vars and lets), auxiliary sites hidden."""
         return [n for n in self.draws if AUX_MARK not in n]
 
+    @property
+    def data_lets(self) -> list[str]:
+        """The lets of data only the fit computed (their values may not be in a file read back)."""
+        return list(self.attrs.get("data_lets", self.constants))
+
     def _need(self, name: str) -> None:
-        if name not in self.draws and name not in self.gaussian:
+        if name not in self.draws and name not in self.gaussian and name not in self.constants:
             from fglang.errors import did_you_mean
 
-            guess = did_you_mean(name, list(self.draws) + list(self.gaussian))
+            if name in self.data_lets:
+                raise FgError([Diagnostic(
+                    f"'{name}' is a let of data only, and this posterior file does not hold its value", None,
+                    "write it with the fit: fglang fit ... -o FILE --save-data-lets (or save(path, data_lets=True))",
+                )])
+            guess = did_you_mean(name, list(self.draws) + list(self.gaussian) + list(self.constants))
             hint = f"did you mean '{guess}'?" if guess else f"known: {', '.join(self.names)}"
             raise FgError([Diagnostic(f"the posterior has no quantity '{name}'", None, hint)])
 
     def samples(self, name: str) -> np.ndarray:
-        """All draws, chains stacked: [chains * draws, *shape]."""
+        """All draws, chains stacked: [chains * draws, *shape] (a data-only let: its one value, [1, *shape])."""
         self._need(name)
+        if name in self.constants:
+            return self.constants[name][None]
         d = self.draws[name]
         return d.reshape((d.shape[0] * d.shape[1],) + d.shape[2:])  # not -1: a var may have no elements
 
     def mean(self, name: str) -> np.ndarray:
         self._need(name)
+        if name in self.constants:
+            return self.constants[name]
         if name in self.gaussian:
             return self.gaussian[name].mean
         return self.samples(name).mean(axis=0)
 
     def sd(self, name: str) -> np.ndarray:
         self._need(name)
+        if name in self.constants:
+            return np.zeros_like(self.constants[name])
         if name in self.gaussian and self.gaussian[name].group is None:
             g = self.gaussian[name]
             var = np.diagonal(g.cov, axis1=-2, axis2=-1)
@@ -118,17 +142,24 @@ class Posterior:
         return cov.reshape(node_shape + cov.shape[-2:])
 
     # -------------------------------------------------------------- tables
-    def summary(self, names: list[str] | None = None, max_rows: int = 40) -> list[dict[str, Any]]:
+    def summary(
+        self, names: list[str] | None = None, max_rows: int = 40, data_lets: bool = False
+    ) -> list[dict[str, Any]]:
         """Rows of name, mean, sd, 5%, 95% (and r_hat, ess_bulk for MCMC).
 
         r_hat is the rank-normalized split R-hat and ess_bulk the bulk ESS of
         Vehtari et al. (2021), as ArviZ computes them (same numbers), vectorized
-        over all elements of a var and without importing ArviZ."""
+        over all elements of a var and without importing ArviZ. ``data_lets``:
+        also the lets of data only, after everything else (sd 0)."""
         rows: list[dict[str, Any]] = []
         chains = getattr(_backend_of(self), "markov_chains", False)
-        for name in names or self.names:
+        names = list(names or self.names) + (list(self.constants) if data_lets and not names else [])
+        for name in names:
             if len(rows) >= max_rows:
                 break
+            if name in self.constants:
+                rows.extend(_constant_rows(name, self.constants[name], max_rows - len(rows)))
+                continue
             d = self.draws[name]
             if d.size == 0:  # a var of size zero has no rows
                 continue
@@ -164,7 +195,8 @@ class Posterior:
         return b.report(self) if b is not None else []
 
     # -------------------------------------------------------------- ArviZ I/O
-    def to_arviz(self):
+    def to_arviz(self, data_lets: bool = False):
+        """ArviZ InferenceData; ``data_lets``: with the data-only lets' values in ``constant_data``."""
         import arviz as az
 
         dims = {}
@@ -175,6 +207,7 @@ class Posterior:
                 posterior=posterior,
                 sample_stats=self.sample_stats or None,
                 observed_data=self.observed or None,
+                constant_data=dict(self.constants) if data_lets and self.constants else None,
                 dims=dims,
             )
         attrs = {
@@ -204,9 +237,10 @@ class Posterior:
                 idata.add_groups({"gaussian_marginals": gauss})
         return idata
 
-    def save(self, path: str | Path) -> Path:
-        """Write NetCDF atomically: a crash or a full disk never leaves half a file."""
-        idata = self.to_arviz()
+    def save(self, path: str | Path, data_lets: bool = False) -> Path:
+        """Write NetCDF atomically: a crash or a full disk never leaves half a file.
+        ``data_lets``: also the values of the lets of data only (``constant_data``)."""
+        idata = self.to_arviz(data_lets)
 
         def write(tmp: str) -> None:
             with warnings.catch_warnings():
@@ -228,6 +262,17 @@ class Posterior:
 
     def __repr__(self) -> str:
         return f"<Posterior {self.model} ({self.backend}): {', '.join(self.names)}>"
+
+
+def _constant_rows(name: str, value: np.ndarray, room: int) -> list[dict[str, Any]]:
+    """Summary rows of a data-only let: its value, sd 0."""
+    flat = np.ravel(value)
+    rows = []
+    for k in range(min(flat.size, room)):
+        label = name if np.ndim(value) == 0 else f"{name}[{element_label(np.shape(value), k)}]"
+        v = float(flat[k])
+        rows.append({"name": label, "mean": v, "sd": 0.0, "5%": v, "95%": v})
+    return rows
 
 
 def _split_chains(x: np.ndarray) -> np.ndarray:
@@ -414,6 +459,10 @@ def load_posterior(path: str | Path) -> Posterior:
             {k: np.asarray(v.values) for k, v in idata.observed_data.data_vars.items()}
             if "observed_data" in idata.groups() else {}
         )
+        constants = (
+            {k: np.asarray(v.values, np.float64) for k, v in idata.constant_data.data_vars.items()}
+            if "constant_data" in idata.groups() else {}
+        )
     except Exception as err:  # noqa: BLE001 - a variable whose data cannot be read
         raise _damaged(path, f"a variable cannot be read ({err})") from None
     for k, d in stats.items():
@@ -438,4 +487,5 @@ def load_posterior(path: str | Path) -> Posterior:
         observed=observed,
         attrs=_json_attr(path, post.attrs, "fglang_attrs", "{}", dict),
         node_shapes=node_shapes,
+        constants=constants,
     )

@@ -19,7 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundModel
+from fglang.compiler.dag import distinct_nodes
 from fglang.compiler.expr import names_in, static_value
 from fglang.compiler.ir import ModelIR
 from fglang.errors import Diagnostic, FgError
@@ -40,8 +42,8 @@ def _used_outside_lhs(ir: ModelIR) -> set[str]:
     for d in ir.data.values():
         for e in d.shape_exprs:
             used |= {n.id for n in names_in(e)}
-    for d in ir.derived.values():
-        used |= {n.id for n in names_in(d.expr)}
+    # the lets share nodes (compiler/dag.py): each distinct node once
+    used |= {x.id for x in distinct_nodes(d.expr for d in ir.derived.values()) if isinstance(x, A.Name)}
     return used
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundFamily, BoundModel
+from fglang.compiler.dag import SharedMemo
 from fglang.errors import Diagnostic, FgError
 
 _MAX_REPORTED = 8
@@ -76,12 +77,18 @@ _IMPLIES = {
 }
 
 
-def _guarantees(e, ir) -> set[str]:
+def _guarantees(e, ir, memo: SharedMemo | None = None) -> set[str]:
     """The domains an argument or observation is sure to be in without
     evaluating it: a constant (the checker saw it), typed data (binding
     checked it), and sums and products of positives. Why: evaluating every
     family once, eagerly, cost seconds of op-by-op compilation on a grid,
-    for checks that the declarations already settle."""
+    for checks that the declarations already settle. ``memo``: once per
+    node shared in a DAG (a chain of lets, compiler/dag.py)."""
+    memo = memo if memo is not None else SharedMemo()
+    return memo(lambda x: _guarantees_of(x, ir, memo), e)
+
+
+def _guarantees_of(e, ir, memo: SharedMemo) -> set[str]:
     if isinstance(e, A.Num):
         return {"positive", "nonneg", "unit", "real", "int", "nonneg_int"}  # checked by the checker
     base = e.base if isinstance(e, A.Index) else e
@@ -94,14 +101,14 @@ def _guarantees(e, ir) -> set[str]:
             out |= {"positive", "nonneg"}
         return out
     if isinstance(e, A.BinOp) and e.op in ("+", "*", "/"):
-        left, right = _guarantees(e.left, ir), _guarantees(e.right, ir)
+        left, right = _guarantees(e.left, ir, memo), _guarantees(e.right, ir, memo)
         both = left & right
         out = {"real"} if "real" in both and e.op != "/" else set()
         return out | ({"positive", "nonneg"} if "positive" in both else set())
     if isinstance(e, A.BinOp) and e.op == "-":
-        return {"real"} if "real" in _guarantees(e.left, ir) & _guarantees(e.right, ir) else set()
+        return {"real"} if "real" in _guarantees(e.left, ir, memo) & _guarantees(e.right, ir, memo) else set()
     if isinstance(e, A.Neg):
-        return {"real"} if "real" in _guarantees(e.operand, ir) else set()
+        return {"real"} if "real" in _guarantees(e.operand, ir, memo) else set()
     return set()
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fglang.compiler import ast as A
+from fglang.compiler.dag import PRINTABLE_NODES, tree_size, written
 from fglang.compiler.expr import map_children, names_in, static_value, walk
 from fglang.compiler.ir import FactorFamily, ModelIR, SlotPattern, SlotRef
 from fglang.compiler.unparse import unparse
@@ -128,10 +129,12 @@ def _data_used(fam: FactorFamily, data: set[str]) -> list[str]:
     """Data a family observes or reads as values: the left side and the
     arguments, not index arithmetic (``src[k]`` picking a node, a loop bound)."""
     found: list[str] = []
+    seen: dict[int, object] = {}  # a node shared in a DAG (compiler/dag.py) is visited once
 
     def visit(e):
-        if e is None:
+        if e is None or id(e) in seen:
             return
+        seen[id(e)] = e
         if isinstance(e, A.Name):
             if e.id in data and e.id not in found:
                 found.append(e.id)
@@ -240,7 +243,8 @@ def _family_view(g, ir: ModelIR, bound: BoundModel | None) -> None:
         label = _html(d, *([shape] if shape else []))
         items.append((dims_key(info.dims), f"data.{d}", dict(_DATA_STYLE, label=label)))
     for let in ir.derived.values():
-        expr = _short(unparse(_named(let.expr, let.slots)), 32)
+        big = tree_size(let.expr) > PRINTABLE_NODES  # a chain of shared lets (compiler/dag.py)
+        expr = _short(written(let.span, ir.sources) or let.name if big else unparse(_named(let.expr, let.slots)), 32)
         items.append(((), f"let.{let.name}", dict(_LET_STYLE, label=_html(let.name, f"= {expr}"))))
     for f in ir.families.values():
         what = f.dist.name if f.dist is not None else "potential"
@@ -286,7 +290,7 @@ def _family_view(g, ir: ModelIR, bound: BoundModel | None) -> None:
         for d in used[f.name]:
             g.edge(f"fac.{f.name}", f"data.{d}", style="dashed", color="#777777")
     for let in ir.derived.values():
-        for var in dict.fromkeys(p.var for p in let.slots):
+        for var in dict.fromkeys(p.var for p in let.read_slots):  # slots: all lets' (ir.Derived)
             g.edge(f"let.{let.name}", f"var.{var}", style="dotted", color="#8a6d00")
 
 
