@@ -127,7 +127,7 @@ def check_same_shape(bms: Sequence[BoundModel]) -> None:
                 problems.append(Diagnostic(f"let '{name}' reads other nodes in {where} than in {_name(first, 0)}",
                                            d.ir.span, SAME_SHAPE_HINT))
     if problems:
-        raise FgError(problems)
+        raise FgError(problems, ir.sources)
 
 
 def _name(bm: BoundModel, k: int) -> str:
