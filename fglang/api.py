@@ -53,13 +53,19 @@ class Model:
         device: str | None = None,
         devices: int | str = 1,
         progress: bool = False,
+        coordinator: str | None = None,
+        num_processes: int | None = None,
+        process_id: int | None = None,
         **options: Any,
     ) -> Posterior:
         """Fit with any registered backend (``gbp``, ``vi``, ``mcmc``, ...);
         ``options`` are the backend's options, the CLI's flags as keywords.
         ``devices`` (a number or ``"all"``) runs the fit over that many devices
         of the platform (``gbp``: factor families sharded over them; ``mcmc``:
-        one chain per device; ``vi``: the data rows split over them)."""
+        one chain per device; ``vi``: the data rows split over them).
+        ``coordinator`` (``"HOST:PORT"`` or ``"auto"``), ``num_processes`` and
+        ``process_id`` join a run of several processes (``jax.distributed``):
+        the fit runs over every process's devices (``gbp``)."""
         from fglang.runtime.fit import fit
 
         init_values, init_file = _read_init(init)
@@ -74,6 +80,9 @@ class Model:
             devices=devices,
             progress=progress,
             options=options,
+            coordinator=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
         )
 
     def fit_many(
