@@ -151,7 +151,7 @@ def join_processes(coordinator: str | None, num_processes: int | None, process_i
     number of processes. After it, ``jax.devices()`` (and so `device_mesh`)
     holds every process's devices: one program runs on every process over a
     global mesh. ``coordinator="auto"`` lets JAX read the cluster's environment
-    (SLURM's ``SLURM_*`` variables, Open MPI's ``OMPI_*``) instead of the two
+    (SLURM's ``SLURM_*`` variables) instead of the two
     numbers. Nothing given: one process, nothing joined."""
     global _joined
     if coordinator is None and num_processes is None and process_id is None:
