@@ -152,10 +152,11 @@ def join_processes(coordinator: str | None, num_processes: int | None, process_i
     holds every process's devices: one program runs on every process over a
     global mesh. ``coordinator="auto"`` lets JAX read the cluster's environment
     (SLURM's ``SLURM_*`` variables) instead of the two
-    numbers. Nothing given: one process, nothing joined."""
+    numbers. Nothing given: this fit runs in this process alone (1), joined
+    or not (as the MAP start of a joined GBP fit does)."""
     global _joined
     if coordinator is None and num_processes is None and process_id is None:
-        return jax.process_count() if _joined else 1
+        return 1
     if coordinator is None:
         raise FgError([Diagnostic("--num-processes and --process-id need --coordinator HOST:PORT", None,
                                   "give the address of process 0 to every process, e.g. --coordinator node0:8476, "
