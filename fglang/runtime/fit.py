@@ -62,15 +62,14 @@ def fit(
     opts = impl.Options.parse(options)
     check_seed(seed)
     full, bm = bm, prune(bm)  # empty vars and families are legal and fit as nothing (empty.py)
+    if coordinator is not None and not getattr(impl, "multi_process", False):  # refused before joining
+        takes = [n for n in backends.names() if getattr(backends.get(n), "multi_process", False)]
+        raise FgError([Diagnostic(f"backend '{backend}' runs in one process; --coordinator is not supported for it "
+                                  "yet", None, f"run it without --coordinator; {' and '.join(takes)} run(s) over "
+                                  "several processes")])
     processes = join_processes(coordinator, num_processes, process_id)
-    if processes > 1:
-        if not getattr(impl, "multi_process", False):
-            takes = [n for n in backends.names() if getattr(backends.get(n), "multi_process", False)]
-            raise FgError([Diagnostic(f"backend '{backend}' runs in one process; a run of {processes} processes is "
-                                      "not supported for it yet", None,
-                                      f"run it without --coordinator; {' and '.join(takes)} run(s) over processes")])
-        if devices in (None, 1, "1"):
-            devices = "all"
+    if processes > 1 and devices in (None, 1, "1"):
+        devices = "all"
     mesh = device_mesh(devices, device)
     if mesh is not None and not getattr(impl, "multi_device", False):
         raise FgError(
