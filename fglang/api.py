@@ -53,13 +53,19 @@ class Model:
         device: str | None = None,
         devices: int | str = 1,
         progress: bool = False,
+        coordinator: str | None = None,
+        num_processes: int | None = None,
+        process_id: int | None = None,
         **options: Any,
     ) -> Posterior:
         """Fit with any registered backend (``gbp``, ``vi``, ``mcmc``, ...);
         ``options`` are the backend's options, the CLI's flags as keywords.
         ``devices`` (a number or ``"all"``) runs the fit over that many devices
         of the platform (``gbp``: factor families sharded over them; ``mcmc``:
-        one chain per device)."""
+        one chain per device; ``vi``: the data rows split over them).
+        ``coordinator`` (``"HOST:PORT"`` or ``"auto"``), ``num_processes`` and
+        ``process_id`` join a run of several processes (``jax.distributed``):
+        the fit runs over every process's devices (``gbp``)."""
         from fglang.runtime.fit import fit
 
         init_values, init_file = _read_init(init)
@@ -74,7 +80,39 @@ class Model:
             devices=devices,
             progress=progress,
             options=options,
+            coordinator=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
         )
+
+    def fit_many(
+        self,
+        datasets: list[DataLike],
+        backend: str = "vi",
+        *,
+        seed: int = 0,
+        init: DataLike | None = None,
+        prior: Posterior | str | Path | None = None,
+        device: str | None = None,
+        devices: int | str = 1,
+        progress: bool = False,
+        **options: Any,
+    ) -> list[Posterior]:
+        """Fit many data sets of one shape (same sizes and index data, other
+        values) in one compiled program: a posterior per data set, each what
+        ``fit(data, backend, seed=seed, ...)`` gives it. ``devices`` splits the
+        data sets over that many devices. Backends: ``vi``."""
+        from fglang.runtime.many import fit_many
+
+        if isinstance(datasets, dict | str | Path) or not hasattr(datasets, "__iter__"):
+            raise TypeError("fit_many takes a list of data sets (dicts or paths); for one data set use fit")
+        bound = []
+        for k, data in enumerate(datasets):
+            raw, file = _read(data)
+            bound.append(bind_model(self.ir, raw, file if file != "<data>" else f"<data set {k}>"))
+        init_values, init_file = _read_init(init)
+        return fit_many(bound, backend, seed=seed, init=init_values, init_file=init_file, prior=prior, device=device,
+                        devices=devices, progress=progress, options=options)
 
     def predict(
         self, posterior: Posterior | str | Path, data: DataLike, *, seed: int = 0, **options: Any

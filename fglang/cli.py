@@ -118,7 +118,8 @@ _FIT_PARAMS = [
     ("seed", Annotated[int, typer.Option(help="random seed")], 0),
     ("device", Annotated[str | None, typer.Option(help="cpu | gpu")], None),
     ("devices", Annotated[str, typer.Option(
-        help="N | all: run over N devices of the platform (gbp: families sharded; mcmc: a chain per device)"
+        help="N | all: run over N devices of the platform (gbp: families sharded; mcmc: a chain per device; "
+        "vi: data rows split)"
     )], "1"),
     ("init", Annotated[str | None, typer.Option(
         help="initial values file (same layout as data), or map (start at the MAP) or map:FILE (the MAP found "
@@ -129,6 +130,12 @@ _FIT_PARAMS = [
     ("save_data_lets", Annotated[bool, typer.Option(
         "--save-data-lets", help="with --out: also write the values of the lets of data only (constant_data)"
     )], False),
+    ("coordinator", Annotated[str | None, typer.Option(
+        help="HOST:PORT of process 0 (or auto: from SLURM's environment): join a run of several processes (gbp)"
+    )], None),
+    ("num_processes", Annotated[int | None, typer.Option(help="with --coordinator: how many processes")], None),
+    ("process_id", Annotated[int | None, typer.Option(help="with --coordinator: this process, 0..P-1 "
+                                                       "(process 0 prints and writes --out)")], None),
 ]
 
 
@@ -157,14 +164,25 @@ def fit(**kw) -> None:
             device=kw["device"],
             devices=kw["devices"],
             progress=not kw["quiet"],
+            coordinator=kw["coordinator"],
+            num_processes=kw["num_processes"],
+            process_id=kw["process_id"],
             **options,
         )
+        if kw["coordinator"] is not None and _process_index() != 0:  # process 0 reports and writes
+            return
         print_summary(post, f"{m.name} ({backend})")
         if kw["out_path"] is not None:
             post.save(kw["out_path"], data_lets=kw["save_data_lets"])
             out.print(f"wrote {kw['out_path']}", markup=False)
     except FgError as e:
         _fail(e)
+
+
+def _process_index() -> int:
+    import jax  # only after a fit, which has imported it
+
+    return jax.process_index()
 
 
 fit.__signature__ = inspect.Signature(

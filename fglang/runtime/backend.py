@@ -203,6 +203,10 @@ lines a summary and a plot add about the fit itself."""
     # Optional: ``multi_device: ClassVar[bool] = True`` where ``fit`` can run over
     # several devices (``devices=N``); it reads the mesh with
     # ``fglang.runtime.device.current_mesh()``. Without it, devices > 1 is an error.
+    # Optional: ``multi_process: ClassVar[bool] = True`` where that fit also runs over the
+    # global mesh of several processes (``--coordinator``; runtime/device.join_processes).
+    # Optional: ``fit_many(bms, options, *, seed, init, carried, progress) -> list[Posterior]``
+    # where many data sets of one shape can run as one compiled batch (runtime/many.py).
 
     def validate(self, bm: BoundModel, options: BackendOptions) -> None: ...
 

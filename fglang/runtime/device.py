@@ -137,3 +137,59 @@ def device_names(mesh=None) -> list[str]:
     if mesh is not None:
         return [str(d) for d in mesh.devices.flat]
     return [str(jax.numpy.zeros(()).devices().pop())]
+
+
+# ---------------------------------------------------------------------------
+# Several processes (hosts): ``--coordinator HOST:PORT --num-processes P --process-id I``
+
+_joined: tuple | None = None
+
+
+def join_processes(coordinator: str | None, num_processes: int | None, process_id: int | None) -> int:
+    """Join this process to a multi-process run with ``jax.distributed.initialize``
+    (once per process; the same arguments again are a no-op) and return the
+    number of processes. After it, ``jax.devices()`` (and so `device_mesh`)
+    holds every process's devices: one program runs on every process over a
+    global mesh. ``coordinator="auto"`` lets JAX read the cluster's environment
+    (SLURM's ``SLURM_*`` variables) instead of the two
+    numbers. Nothing given: this fit runs in this process alone (1), joined
+    or not (as the MAP start of a joined GBP fit does)."""
+    global _joined
+    if coordinator is None and num_processes is None and process_id is None:
+        return 1
+    if coordinator is None:
+        raise FgError([Diagnostic("--num-processes and --process-id need --coordinator HOST:PORT", None,
+                                  "give the address of process 0 to every process, e.g. --coordinator node0:8476, "
+                                  "or --coordinator auto under SLURM")])
+    auto = coordinator.strip().lower() == "auto"
+    if not auto:
+        if ":" not in coordinator or not coordinator.rsplit(":", 1)[1].isdigit():
+            raise FgError([Diagnostic(f"--coordinator takes HOST:PORT (or auto), got {coordinator!r}", None,
+                                      "e.g. --coordinator localhost:8476: process 0's host and a free port")])
+        if num_processes is None or process_id is None:
+            raise FgError([Diagnostic("--coordinator HOST:PORT needs --num-processes P and --process-id I", None,
+                                      "every process gets the same P and its own I in 0..P-1 (or use "
+                                      "--coordinator auto under SLURM)")])
+        if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+            raise FgError([Diagnostic(f"--num-processes takes a positive whole number, got {num_processes!r}", None)])
+        if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
+            raise FgError([Diagnostic(f"--process-id takes a whole number from 0 to {num_processes - 1}, got "
+                                      f"{process_id!r}", None)])
+    args = (coordinator, num_processes, process_id)
+    if _joined is not None:
+        if _joined != args:
+            raise FgError([Diagnostic(f"this process already joined {_joined[0]} as process {_joined[2]} of "
+                                      f"{_joined[1]}; JAX joins a process to one run only", None,
+                                      "start a new process for another run")])
+        return jax.process_count()
+    try:
+        if auto:
+            jax.distributed.initialize()
+        else:
+            jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+    except (RuntimeError, ValueError) as e:
+        raise FgError([Diagnostic(f"could not join the run at {coordinator}: {str(e).splitlines()[0]}", None,
+                                  "start every process with the same --coordinator and --num-processes (process 0 "
+                                  "first listens there) before JAX has run anything in this process")]) from None
+    _joined = args
+    return jax.process_count()

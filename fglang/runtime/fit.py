@@ -29,6 +29,7 @@ from fglang.runtime.device import (
     device_mesh,
     device_names,
     enable_compilation_cache,
+    join_processes,
     mesh_context,
 )
 from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
@@ -50,11 +51,25 @@ def fit(
     devices: int | str | None = 1,
     progress: bool = False,
     options: Mapping[str, Any] | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
 ) -> Posterior:
+    """``coordinator``, ``num_processes``, ``process_id``: join a run of several
+    processes (`device.join_processes`); every process then runs this fit over
+    the global mesh of all their devices (``devices`` 1 means all of them)."""
     impl = backends.get(backend)
     opts = impl.Options.parse(options)
     check_seed(seed)
     full, bm = bm, prune(bm)  # empty vars and families are legal and fit as nothing (empty.py)
+    if coordinator is not None and not getattr(impl, "multi_process", False):  # refused before joining
+        takes = [n for n in backends.names() if getattr(backends.get(n), "multi_process", False)]
+        raise FgError([Diagnostic(f"backend '{backend}' runs in one process; --coordinator is not supported for it "
+                                  "yet", None, f"run it without --coordinator; {' and '.join(takes)} run(s) over "
+                                  "several processes")])
+    processes = join_processes(coordinator, num_processes, process_id)
+    if processes > 1 and devices in (None, 1, "1"):
+        devices = "all"
     mesh = device_mesh(devices, device)
     if mesh is not None and not getattr(impl, "multi_device", False):
         raise FgError(
@@ -75,6 +90,7 @@ def fit(
         with device_context(device), mesh_context(mesh):
             post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
     post.attrs.setdefault("devices", device_names(mesh))
+    post.attrs.setdefault("processes", processes)
     post = restore(post, full, bm)
     _attach_data_lets(post, full)
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))

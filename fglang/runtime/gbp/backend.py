@@ -23,6 +23,7 @@ class GbpBackend:
     summary: ClassVar[str] = "Gaussian belief propagation (fglang's engine)"
     markov_chains: ClassVar[bool] = False
     multi_device: ClassVar[bool] = True  # devices=N: families sharded along their members (engine.run_gbp)
+    multi_process: ClassVar[bool] = True  # --coordinator: the same sharded program over every process's devices
 
     def validate(self, bm: BoundModel, options: GbpOptions, carried: set[str]) -> None:
         from fglang.runtime.gbp.lowering import validate

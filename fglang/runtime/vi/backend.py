@@ -20,7 +20,7 @@ class ViBackend(NumpyroBackend):
     Options: ClassVar[type[ViOptions]] = ViOptions
     summary: ClassVar[str] = "NumPyro stochastic variational inference"
     markov_chains: ClassVar[bool] = False
-
+    multi_device: ClassVar[bool] = True  # devices=N: data rows split over the devices (fit_vi's _Placement)
 
     def fit(
         self,
@@ -35,6 +35,21 @@ class ViBackend(NumpyroBackend):
         from fglang.runtime.vi.fit import fit_vi
 
         return fit_vi(bm, options, seed=seed, init=init, carried=carried, progress=progress)
+
+    def fit_many(
+        self,
+        bms: list[BoundModel],
+        options: ViOptions,
+        *,
+        seed: int,
+        init: dict[str, Any],
+        carried: dict[str, CarriedMarginal],
+        progress: bool,
+    ) -> list[Posterior]:
+        """Many data sets of one shape as one compiled batch (`fglang.runtime.many`)."""
+        from fglang.runtime.vi.fit import fit_vi_many
+
+        return fit_vi_many(bms, options, seed=seed, init=init, carried=carried, progress=progress)
 
 
     def advice(self, post: Posterior) -> list[str]:

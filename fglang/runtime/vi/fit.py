@@ -15,18 +15,28 @@ chunk the mean loss of the chunk is the smoothed ELBO: when it has not improved
 for ``PATIENCE`` chunks the learning rate falls by ``DECAY``; after
 ``REDUCTIONS`` falls and another plateau the fit has converged. Then the guide
 is checked against the model by Pareto-smoothed importance sampling (k-hat).
+
+Every fit is a batch: the data are an argument of the compiled functions
+(never a constant in them), and the steps, the draws and the bookkeeping run
+over a leading axis of data sets (``jax.vmap``). One fit is a batch of one;
+``fit_many`` (many data sets of one model shape) is the same program over B
+data sets, each with its own learning-rate schedule and stopping point, and
+gives what B separate fits give. Over several devices (``devices=N``) one fit
+splits its data rows over the mesh (data-parallel: XLA partitions the
+log-likelihood and all-reduces the ELBO and its gradient); ``fit_many``
+splits the data sets over it.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 import optax
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import init_to_median, init_to_uniform, init_to_value
@@ -34,9 +44,12 @@ from numpyro.infer import init_to_median, init_to_uniform, init_to_value
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
+from fglang.runtime.device import MESH_AXIS, current_mesh
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model, precision, resolve_dtype, site_draws
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.progress import progress_bar
+from fglang.runtime.vi.guides import guide_dist, init_params
+from fglang.runtime.vi.mode import find_mode, hessian, laplace_scale
 from fglang.runtime.vi.options import AUTO_LOWRANK_MAX, AUTO_MVN_MAX, ViOptions
 from fglang.runtime.vi.psis import ess as psis_ess
 from fglang.runtime.vi.psis import psis
@@ -48,8 +61,8 @@ PATIENCE = 2  # chunks without improvement make a plateau
 DECAY = 0.3  # the learning rate's fall on a plateau
 REDUCTIONS = 3  # falls before a plateau means convergence
 DENSE_MAX = 2000  # largest D whose Hessian is formed (Laplace whitening)
-MODE_ITERS = 300  # L-BFGS iterations to find the mode (well-posed models take 10-100)
 PSIS_DRAWS = 1000  # at least this many guide draws weighted for k-hat
+DRAW_BATCH = 250
 
 
 def choose_guide(requested: str, dim: int) -> str:
@@ -63,229 +76,395 @@ def choose_guide(requested: str, dim: int) -> str:
 def fit_vi(
     bm: BoundModel, o: ViOptions, *, seed: int, init: dict, carried: dict[str, CarriedMarginal], progress: bool = False
 ) -> Posterior:
+    """One VI fit (a batch of one data set)."""
+    return fit_vi_many([bm], o, seed=seed, init=init, carried=carried, progress=progress)[0]
+
+
+def fit_vi_many(
+    bms: list[BoundModel], o: ViOptions, *, seed: int, init: dict, carried: dict[str, CarriedMarginal],
+    progress: bool = False,
+) -> list[Posterior]:
+    """VI fits of one model to many data sets of one shape (the caller checks
+    that they bind alike: `fglang.runtime.many.check_same_shape`), compiled
+    once; each data set's posterior is the one ``fit_vi`` gives it with ``seed``."""
     dtype = resolve_dtype(o.dtype)
     with precision(dtype):
-        return _fit(bm, o, dtype, seed, init, carried, progress)
+        return _fit(bms, o, dtype, seed, init, carried, progress)
 
 
-def _start(model, data, init_fn, key, fallback=None):
-    """The unconstrained initial point ``z`` (a dict of sites), the potential
-    (minus the log density of ``z``, Jacobians included) and ``z`` -> constrained
-    values and lets. As NumPyro's ``initialize_model``, but jitted whole: its
-    eager first trace dispatches (and compiles) every operation of the model and
-    its gradient one by one, seconds on a small model."""
-    from numpyro.distributions.transforms import biject_to
-    from numpyro.handlers import seed, substitute, trace
-    from numpyro.infer.util import constrain_fn, potential_energy
+@dataclass
+class _Item:
+    """One data set's start: where its optimization begins and in which units."""
 
-    def potential_fn(z):
-        return potential_energy(model, (data,), {}, z)
-
-    def postprocess_fn(z):
-        return constrain_fn(model, (data,), {}, z, return_deterministic=True)
-
-    @jax.jit
-    def init_z(k):
-        tr = trace(substitute(seed(model, k), substitute_fn=init_fn)).get_trace(data)
-        z = {name: biject_to(site["fn"].support).inv(site["value"]) for name, site in tr.items()
-             if site["type"] == "sample" and not site["is_observed"]}
-        # a prior median on a boundary (gamma(1e-3, 1e-3)'s is ~0): that element
-        # starts uniform in (-2, 2) instead, as NUTS's starts do
-        z = {name: jnp.where(jnp.isfinite(v), v, jax.random.uniform(jax.random.fold_in(k, i), jnp.shape(v),
-                                                                    minval=-2.0, maxval=2.0))
-             for i, (name, v) in enumerate(z.items())}
-        v, g = jax.value_and_grad(potential_fn)(z)
-        ok = jnp.isfinite(v) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)] or
-                                                 [jnp.asarray(True)]))
-        return z, ok
-
-    for attempt in range(20):
-        z, ok = init_z(jax.random.fold_in(key, attempt))
-        if bool(ok):
-            return z, potential_fn, postprocess_fn
-    if fallback is not None:  # a prior median can be a boundary (gamma(1e-3, 1e-3)'s is ~0)
-        return _start(model, data, fallback, key, None)
-    raise FgError(
-        [Diagnostic("VI cannot start: the model's density or its gradient is not finite at any of 20 initial "
-                    "points", None, "give --init values where the model's density is finite, or check its data "
-                    "and scales")]
-    )
+    data: dict[str, Any]
+    flat0: Any
+    center: Any
+    scale: Any  # None (identity), a vector, or a matrix
+    start: str
+    scale0: float
 
 
-def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress: bool) -> Posterior:
+def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress: bool) -> list[Posterior]:
     t0 = time.perf_counter()
-    nm = numpyro_model(bm, carried)
-    model = nm.model_fn()
-    data = nm.data
-    sites = init_sites(nm, init)
-    # the prior medians (and a uniform start, below)
-    init_fn = init_to_value(values=sites) if sites else init_to_median(num_samples=15)
+    nms = [numpyro_model(bm, carried) for bm in bms]
+    model = nms[0].model_fn()  # the data sets bind alike: one model function serves them all
     key = jax.random.PRNGKey(seed)
     k_init, k_fit, k_draw = jax.random.split(key, 3)
-    z_init, potential_fn, postprocess_fn = _start(model, data, init_fn, k_init, fallback=init_to_uniform)
-    flat0, unravel = ravel_pytree(z_init)
+
+    def potential_z(z, data):
+        from numpyro.infer.util import potential_energy
+
+        return potential_energy(model, (data,), {}, z)
+
+    starter = _Starter(model, potential_z)
+    z0 = [starter.start(nm.data, init_sites(nm, init), k_init) for nm in nms]
+    flat0, unravel = ravel_pytree(z0[0])
     dim = int(flat0.size)
     if dim == 0:
         raise FgError([Diagnostic("the model has no vars to infer", None)])
     guide = choose_guide(o.guide, dim)
+    fdt = flat0.dtype
+
+    def potential(flat, data):
+        return potential_z(unravel(flat), data)
+
+    def postprocess(flat, data):
+        from numpyro.infer.util import constrain_fn
+
+        return constrain_fn(model, (data,), {}, unravel(flat), return_deterministic=True)
+
+    pot = jax.jit(potential)
+    vg = jax.jit(jax.value_and_grad(potential))
+    hess = jax.jit(lambda x, data: hessian(lambda f: potential(f, data), x))
+    mesh = current_mesh()
+    place = _Placement(mesh, len(bms))
+    datas = [place.data_one(nm.data) if len(bms) == 1 else nm.data for nm in nms]
     phases = {"start": time.perf_counter() - t0}
 
-    @jax.jit
-    def potential(flat):
-        return potential_fn(unravel(flat))
-
-    # -------------------------------------------------------------- whitening
-    # Two starts for the mode search, as no one start suits every model: the prior
-    # medians (one optimization from the middle of the prior finds the mode the
-    # data pull it to: a spike-and-slab coefficient started in the slab stays
-    # there) and, as NUTS starts, uniform(-2, 2) on the unconstrained axes (at the
-    # medians a neural network's weights are all 0, a saddle it cannot leave). The
-    # better mode wins; with none, the fit starts from the uniform point. A given
-    # init is the only start.
-    starts = [flat0]
-    if not sites:
-        u0 = jax.random.uniform(jax.random.fold_in(k_init, 99), (dim,), flat0.dtype, -2.0, 2.0)
-        if bool(jnp.isfinite(potential(u0))):
-            starts.append(u0)
-    center, scale, start = starts[-1], None, "initial point"
-    if guide != "delta":
-        best = None
-        for x0 in starts:
-            mode, found, mode_iters, hess = _mode(potential, x0, dense=dim <= DENSE_MAX)
-            if found:
-                value = float(potential(mode))
-                if best is None or value < best[0]:
-                    best = (value, mode, mode_iters, hess)
-        if best is not None:
-            _, mode, mode_iters, hess = best
-            center, start = mode, f"mode (L-BFGS, {mode_iters} iterations)"
-            if hess is not None:
-                scale = _laplace_scale(hess, mode.dtype, diagonal=guide == "normal")
-                if scale is not None:
-                    start += ", Laplace-whitened"
-    else:
-        center = flat0
+    items = [_whiten(guide, dim, ravel_pytree(z)[0], data, bool(init_sites(nm, init)), k_init, pot, vg, hess)
+             for z, data, nm in zip(z0, datas, nms, strict=True)]
     phases["mode"] = time.perf_counter() - t0 - sum(phases.values())
-    scale_is_matrix = scale is not None and scale.ndim == 2
-    if scale is None:
-        scale = jnp.ones(dim, flat0.dtype)
 
     # the whitening (center, scale) is an argument of the jitted functions, not a
     # constant in them: a dense scale would bloat the program, and a constant that
     # differs between fits would miss the persistent compilation cache
-    white = (center, scale)
+    scale_is_matrix = any(it.scale is not None and it.scale.ndim == 2 for it in items)
+    rank = o.rank or max(1, min(32, int(round(np.sqrt(dim)))))
+    n = place.padded(len(items))
+    batch = items + [items[0]] * (n - len(items))  # padding to a multiple of the devices: fitted, then dropped
+
+    def scale_of(it):
+        if scale_is_matrix:
+            return it.scale if it.scale is not None and it.scale.ndim == 2 else jnp.diag(
+                jnp.ones(dim, fdt) if it.scale is None else it.scale)
+        return jnp.ones(dim, fdt) if it.scale is None else it.scale
+
+    stack = partial(jax.tree.map, lambda *xs: jnp.stack(xs))
+    W = place.batch((stack(*[it.center for it in batch]), stack(*[scale_of(it) for it in batch])))
+    S0 = place.batch(jnp.asarray([it.scale0 for it in batch], fdt))
+    D = place.batch(stack(*[nm.data for nm in nms] + [nms[0].data] * (n - len(nms))), data=True)
+    params = place.batch(stack(*[init_params(guide, dim, rank, fdt, jax.random.fold_in(k_fit, 1), it.scale0)
+                                 for it in batch]))
 
     def to_z(u, w):
         c, sc = w
         return c + (sc @ u if scale_is_matrix else sc * u)
 
-    # -------------------------------------------------------------- the guide in u
-    rank = o.rank or max(1, min(32, int(round(np.sqrt(dim)))))
-    # unit scale where whitened (the posterior of u is near a standard normal);
-    # elsewhere NumPyro's 0.1, as the unknown scales may be small
-    scale0 = 1.0 if start.endswith("whitened") else 0.1
-    params = _init_params(guide, dim, rank, flat0.dtype, jax.random.fold_in(k_fit, 1), scale0)
-
-    def q_of(p):
-        return _q(guide, p, scale0)
-
-    def loss_fn(p, k, w):
+    def loss_fn(p, k, w, data, scale0):
         if guide == "delta":
-            return potential(to_z(p["loc"], w))
-        q = q_of(p)
+            return potential(to_z(p["loc"], w), data)
+        q = guide_dist(guide, p, scale0)
         u = q.rsample(k, (o.particles,))
-        return jnp.mean(jax.vmap(lambda v: potential(to_z(v, w)))(u)) - q.entropy()
+        return jnp.mean(jax.vmap(lambda v: potential(to_z(v, w), data))(u)) - q.entropy()
 
-    lr0 = o.lr if o.lr is not None else DEFAULT_LR
     opt = optax.scale_by_adam()
 
-    def step(carry, lr, w):
-        p, s, k, n = carry
+    def step(carry, lr, w, data, scale0):
+        p, s, k, n_done = carry
         k, sub = jax.random.split(k)
-        loss, g = jax.value_and_grad(loss_fn)(p, sub, w)
+        loss, g = jax.value_and_grad(loss_fn)(p, sub, w, data, scale0)
         upd, s2 = opt.update(g, s, p)
-        rate = -lr * jnp.minimum(1.0, (n + 1.0) / WARMUP)  # linear warm-up, then lr
+        rate = -lr * jnp.minimum(1.0, (n_done + 1.0) / WARMUP)  # linear warm-up, then lr
         p2 = jax.tree.map(lambda x, d: x + rate * d, p, upd)
         ok = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
         # a step whose loss or gradient is not finite is skipped
         p2 = jax.tree.map(lambda a, b: jnp.where(ok, b, a), p, p2)
         s2 = jax.tree.map(lambda a, b: jnp.where(ok, b, a), s, s2)
-        return (p2, s2, k, n + 1), loss
+        return (p2, s2, k, n_done + 1), loss
 
-    @partial(jax.jit, static_argnames="length")
-    def chunk(p, s, k, n, lr, w, length):
-        lrs = jnp.full(length, lr, flat0.dtype)
-        (p, s, k, _), losses = jax.lax.scan(lambda c, r: step(c, r, w), (p, s, k, n), lrs)
+    def chunk_one(p, s, k, n_done, lr, w, data, scale0, length):
+        lrs = jnp.full(length, lr, fdt)
+        (p, s, k, _), losses = jax.lax.scan(lambda c, r: step(c, r, w, data, scale0), (p, s, k, n_done), lrs)
         return p, s, k, losses
 
-    losses_all: list[np.ndarray] = []
-    done, lr, reductions, bad, best = 0, lr0, 0, 0, np.inf
-    stop, failures = "max_steps", 0
-    bar = progress_bar(progress, "vi", o.steps, "step", {"loss": (".4g", float("nan"))})
-    rng = k_fit
-    p_, s_ = params, opt.init(params)
-    try:
-        while done < o.steps:
-            n_run = min(CHUNK, o.steps - done)
-            p2, s2, rng2, losses = chunk(p_, s_, rng, jnp.asarray(done, flat0.dtype), lr, white, n_run)
-            losses = np.asarray(losses)
-            finite = np.isfinite(losses)
-            if finite.mean() < 0.5:  # mostly non-finite: back off and redo the chunk
-                failures += 1
-                lr *= DECAY
-                if failures > 6:
-                    bad_step = done + int(np.argmax(~finite))
-                    raise FgError(
-                        [Diagnostic(f"VI diverged: the ELBO became non-finite at step {bad_step}", None,
-                                    "lower lr (e.g. --lr 0.001), give an init, or check the model's scales")]
-                    )
-                continue
-            p_, s_, rng = p2, s2, rng2
-            done += n_run
-            losses_all.append(losses)
-            m = float(np.mean(losses[finite]))
-            if bar:
-                bar.update(done, m)
-            se = float(np.std(losses[finite]) / np.sqrt(finite.sum()))
-            if m < best - max(se, o.elbo_tol * max(1.0, abs(m))):
-                best, bad = m, 0
-            else:
-                bad += 1
-            if bad >= PATIENCE:
-                if reductions >= REDUCTIONS:
-                    stop = "converged"
-                    break
-                lr *= DECAY
-                reductions += 1
-                bad, best = 0, m
-    finally:
-        if bar:
-            bar.close()
-    params = p_
+    @partial(jax.jit, static_argnames="length")
+    def chunk(p, s, k, n_done, lr, w, data, scale0, length):
+        return jax.vmap(partial(chunk_one, length=length))(p, s, k, n_done, lr, w, data, scale0)
+
+    runs = _optimize(o, chunk, params, place.batch(jax.vmap(opt.init)(params)),
+                     place.batch(jnp.stack([k_fit] * n)), W, D, S0, fdt, progress, n_real=len(bms))
     phases["optimize"] = time.perf_counter() - t0 - sum(phases.values())
-    losses = np.concatenate(losses_all) if losses_all else np.zeros(0)
 
     # -------------------------------------------------------------- draws and PSIS
-    batch = 250
-    n_draw = -(-max(o.draws, PSIS_DRAWS) // batch) * batch  # whole batches: the mapped body compiles once
+    n_draw = -(-max(o.draws, PSIS_DRAWS) // DRAW_BATCH) * DRAW_BATCH  # whole batches: the body compiles once
 
-    @jax.jit
-    def draw(p, k, w):
+    def draw_one(p, k, w, data, scale0):
         if guide == "delta":
             u = jnp.broadcast_to(p["loc"], (n_draw, dim))
-            log_q = jnp.zeros(n_draw, flat0.dtype)
+            log_q = jnp.zeros(n_draw, fdt)
         else:
-            q = q_of(p)
+            q = guide_dist(guide, p, scale0)
             u = q.sample(k, (n_draw,))
             log_det = jnp.linalg.slogdet(w[1])[1] if scale_is_matrix else jnp.sum(jnp.log(w[1]))
             log_q = q.log_prob(u) - log_det
         z = jax.vmap(lambda v: to_z(v, w))(u)
-        samples, pot = jax.lax.map(lambda f: (postprocess_fn(unravel(f)), potential(f)), z, batch_size=batch)
-        return samples, -pot - log_q
+        samples, pot_ = jax.lax.map(lambda f: (postprocess(f, data), potential(f, data)), z, batch_size=DRAW_BATCH)
+        return samples, -pot_ - log_q
 
-    samples, log_w = draw(params, k_draw, white)
-    log_w = np.asarray(log_w)
+    draw = jax.jit(jax.vmap(draw_one, in_axes=(0, None, 0, 0, 0)))
+    samples_all, log_w_all = draw(runs.params, k_draw, W, D, S0)
+    samples_all = jax.tree.map(np.asarray, samples_all)
+    log_w_all = np.asarray(log_w_all)
     phases["draws"] = time.perf_counter() - t0 - sum(phases.values())
+    seconds = round(time.perf_counter() - t0, 3)
+    posts = []
+    for b, bm in enumerate(bms):
+        samples = {k: v[b] for k, v in samples_all.items()}
+        posts.append(_posterior(bm, o, dtype, seed, guide, dim, items[b].start, runs, b, samples, log_w_all[b],
+                                n_draw, phases, seconds, place.sharded))
+    return posts
+
+
+class _Starter:
+    """The unconstrained initial point ``z`` of a data set (a dict of sites).
+    As NumPyro's ``initialize_model``, but jitted whole (its eager first trace
+    dispatches and compiles every operation of the model one by one, seconds on
+    a small model), the data an argument: one compilation for every data set."""
+
+    def __init__(self, model, potential_z):
+        self.model, self.potential_z = model, potential_z
+        self._compiled: dict[int, Any] = {}
+        self._keep: list[Any] = []
+        self.median = init_to_median(num_samples=15)
+
+    def _init_z(self, init_fn):
+        if id(init_fn) in self._compiled:
+            return self._compiled[id(init_fn)]
+        from numpyro.distributions.transforms import biject_to
+        from numpyro.handlers import seed, substitute, trace
+
+        model, potential_z = self.model, self.potential_z
+
+        @jax.jit
+        def init_z(k, data):
+            tr = trace(substitute(seed(model, k), substitute_fn=init_fn)).get_trace(data)
+            z = {name: biject_to(site["fn"].support).inv(site["value"]) for name, site in tr.items()
+                 if site["type"] == "sample" and not site["is_observed"]}
+            # a prior median on a boundary (gamma(1e-3, 1e-3)'s is ~0): that element
+            # starts uniform in (-2, 2) instead, as NUTS's starts do
+            z = {name: jnp.where(jnp.isfinite(v), v, jax.random.uniform(jax.random.fold_in(k, i), jnp.shape(v),
+                                                                        minval=-2.0, maxval=2.0))
+                 for i, (name, v) in enumerate(z.items())}
+            v, g = jax.value_and_grad(potential_z)(z, data)
+            ok = jnp.isfinite(v) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)] or
+                                                     [jnp.asarray(True)]))
+            return z, ok
+
+        self._compiled[id(init_fn)] = init_z
+        self._keep.append(init_fn)
+        return init_z
+
+    def start(self, data, sites: dict, key) -> dict:
+        # the prior medians (and a uniform start, in `_whiten`); a given init is the start
+        first = init_to_value(values=sites) if sites else self.median
+        for init_fn in (first, init_to_uniform):
+            init_z = self._init_z(init_fn)
+            for attempt in range(20):
+                z, ok = init_z(jax.random.fold_in(key, attempt), data)
+                if bool(ok):
+                    return z
+        raise FgError(
+            [Diagnostic("VI cannot start: the model's density or its gradient is not finite at any of 20 initial "
+                        "points", None, "give --init values where the model's density is finite, or check its data "
+                        "and scales")]
+        )
+
+
+def _whiten(guide, dim, flat0, data, given_init: bool, k_init, pot, vg, hess) -> _Item:
+    """The center and scale of one data set's whitened space.
+
+    Two starts for the mode search, as no one start suits every model: the prior
+    medians (one optimization from the middle of the prior finds the mode the
+    data pull it to: a spike-and-slab coefficient started in the slab stays
+    there) and, as NUTS starts, uniform(-2, 2) on the unconstrained axes (at the
+    medians a neural network's weights are all 0, a saddle it cannot leave). The
+    better mode wins; with none, the fit starts from the uniform point. A given
+    init is the only start."""
+    starts = [flat0]
+    if not given_init:
+        u0 = jax.random.uniform(jax.random.fold_in(k_init, 99), (dim,), flat0.dtype, -2.0, 2.0)
+        if bool(jnp.isfinite(pot(u0, data))):
+            starts.append(u0)
+    center, scale, start = starts[-1], None, "initial point"
+    if guide == "delta":
+        return _Item(data, flat0, flat0, None, start, 0.1)
+    best = None
+    for x0 in starts:
+        mode, found, mode_iters, h = find_mode(lambda x: vg(x, data), lambda x: hess(x, data), x0,
+                                               dense=dim <= DENSE_MAX)
+        if found:
+            value = float(pot(mode, data))
+            if best is None or value < best[0]:
+                best = (value, mode, mode_iters, h)
+    if best is not None:
+        _, mode, mode_iters, h = best
+        center, start = mode, f"mode (L-BFGS, {mode_iters} iterations)"
+        if h is not None:
+            scale = laplace_scale(h, mode.dtype, diagonal=guide == "normal")
+            if scale is not None:
+                start += ", Laplace-whitened"
+    # unit scale where whitened (the posterior of u is near a standard normal);
+    # elsewhere NumPyro's 0.1, as the unknown scales may be small
+    return _Item(data, flat0, center, scale, start, 1.0 if start.endswith("whitened") else 0.1)
+
+
+@dataclass
+class _Runs:
+    """Where each data set's optimization ended."""
+
+    params: Any  # the batch's guide parameters, stacked
+    losses: list[np.ndarray]
+    stop: list[str]
+    lr: list[float]
+
+
+def _optimize(o: ViOptions, chunk, params, states, keys, W, D, S0, fdt, progress: bool, n_real: int) -> _Runs:
+    """Adam in jitted chunks over the batch, each data set on its own schedule:
+    its learning rate falls on its own plateaus and it stops when its own ELBO
+    has converged (the chunk still runs over the whole batch; a finished data
+    set's results are discarded, so its parameters stay where they stopped)."""
+    n = int(S0.shape[0])
+    lr0 = o.lr if o.lr is not None else DEFAULT_LR
+    done = np.zeros(n, np.int64)
+    lr = np.full(n, lr0)
+    reductions, bad, failures = np.zeros(n, int), np.zeros(n, int), np.zeros(n, int)
+    best = np.full(n, np.inf)
+    stop = ["max_steps"] * n
+    active = np.ones(n, bool)
+    active[n_real:] = False  # padding
+    history: list[list[np.ndarray]] = [[] for _ in range(n)]
+    bar = progress_bar(progress, "vi", o.steps, "step", {"loss": (".4g", float("nan"))})
+    p_, s_, k_ = params, states, keys
+    try:
+        while active.any():
+            lengths = np.minimum(CHUNK, o.steps - done)
+            for length in sorted(set(lengths[active].tolist())):
+                group = active & (lengths == length)
+                p2, s2, k2, losses = chunk(p_, s_, k_, jnp.asarray(done, fdt), jnp.asarray(lr, fdt), W, D, S0,
+                                           int(length))
+                losses = np.asarray(losses)
+                accept = np.zeros(n, bool)
+                for b in np.flatnonzero(group):
+                    finite = np.isfinite(losses[b])
+                    if finite.mean() < 0.5:  # mostly non-finite: back off and redo the chunk
+                        failures[b] += 1
+                        lr[b] *= DECAY
+                        if failures[b] > 6:
+                            bad_step = int(done[b]) + int(np.argmax(~finite))
+                            which = f" of data set {b}" if n_real > 1 else ""
+                            raise FgError(
+                                [Diagnostic(f"VI diverged: the ELBO{which} became non-finite at step {bad_step}",
+                                            None, "lower lr (e.g. --lr 0.001), give an init, or check the model's "
+                                            "scales")]
+                            )
+                        continue
+                    accept[b] = True
+                    done[b] += length
+                    history[b].append(losses[b])
+                    m = float(np.mean(losses[b][finite]))
+                    se = float(np.std(losses[b][finite]) / np.sqrt(finite.sum()))
+                    if m < best[b] - max(se, o.elbo_tol * max(1.0, abs(m))):
+                        best[b], bad[b] = m, 0
+                    else:
+                        bad[b] += 1
+                    if bad[b] >= PATIENCE:
+                        if reductions[b] >= REDUCTIONS:
+                            stop[b], active[b] = "converged", False
+                        else:
+                            lr[b] *= DECAY
+                            reductions[b] += 1
+                            bad[b], best[b] = 0, m
+                    if done[b] >= o.steps:
+                        active[b] = False
+                mask = jnp.asarray(accept)
+
+                def keep(old, new, mask=mask):
+                    return jnp.where(mask.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+
+                p_, s_, k_ = (jax.tree.map(keep, a, b) for a, b in ((p_, p2), (s_, s2), (k_, k2)))
+                if bar and accept.any():
+                    bar.update(int(done[:n_real].max()), float(np.mean([h[-1].mean() for h in history[:n_real]
+                                                                         if h])))
+    finally:
+        if bar:
+            bar.close()
+    return _Runs(p_, [np.concatenate(h) if h else np.zeros(0) for h in history], stop, lr.tolist())
+
+
+class _Placement:
+    """Where a batch's arrays live over the fit's mesh (none: one device).
+
+    One data set: its data rows are split over the devices (every data array
+    whose leading axis the devices divide; the rest, and the guide, are
+    replicated), and XLA partitions the log-likelihood, all-reducing the ELBO
+    and its gradient: the same program, data-parallel. Many data sets: the
+    batch axis is split (padded to a multiple of the devices)."""
+
+    def __init__(self, mesh, n_items: int):
+        self.mesh = mesh if mesh is not None and mesh.size > 1 else None
+        self.many = n_items > 1
+        self.sharded: list[str] = []
+
+    def padded(self, n: int) -> int:
+        if self.mesh is None or not self.many:
+            return n
+        k = self.mesh.size
+        return -(-n // k) * k
+
+    def data_one(self, data: dict) -> dict:
+        if self.mesh is None or self.many:
+            return data
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        k = self.mesh.size
+        out = {}
+        for name, x in data.items():
+            if x.ndim >= 1 and x.shape[0] >= k and x.shape[0] % k == 0:
+                out[name] = jax.device_put(x, NamedSharding(self.mesh, PartitionSpec(MESH_AXIS)))
+                self.sharded.append(name)
+            else:
+                out[name] = jax.device_put(x, NamedSharding(self.mesh, PartitionSpec()))
+        return out
+
+    def batch(self, tree, data: bool = False):
+        """A batched pytree (leading axis: the data sets) onto the mesh: split
+        along the batch for many data sets; for one, replicated, except the
+        data arrays `data_one` split (``data=True``), split along their rows."""
+        if self.mesh is None:
+            return tree
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        if self.many:
+            return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec(MESH_AXIS)))
+        if data:
+            return {k: jax.device_put(x, NamedSharding(self.mesh, PartitionSpec(None, MESH_AXIS)
+                                                       if k in self.sharded else PartitionSpec()))
+                    for k, x in tree.items()}
+        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+
+def _posterior(bm, o: ViOptions, dtype, seed, guide, dim, start, runs: _Runs, b: int, samples, log_w, n_draw,
+               phases, seconds, sharded) -> Posterior:
     khat = lw = None
     if guide != "delta":
         lw, khat = psis(np.asarray(log_w))
@@ -294,8 +473,8 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
         keep = np.random.default_rng([seed, 19]).choice(
             n_draw, size=o.draws, replace=True, p=np.exp(lw) / np.exp(lw).sum()
         )
-    samples = {k: np.asarray(v)[keep] for k, v in samples.items()}
-    draws = site_draws(samples, bm, grouped=False)
+    draws = site_draws({k: v[keep] for k, v in samples.items()}, bm, grouped=False)
+    losses = runs.losses[b]
     step_every = max(1, len(losses) // 200)
     attrs: dict[str, Any] = {
         "options": o.as_dict(),
@@ -304,14 +483,16 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
         "guide": guide,
         "dim": dim,
         "steps": int(len(losses)),
-        "stop": stop,
-        "lr_final": float(lr),
+        "stop": runs.stop[b],
+        "lr_final": float(runs.lr[b]),
         "start": start,
         "final_loss": float(np.mean(losses[-min(CHUNK, len(losses)):])) if len(losses) else float("nan"),
         "loss_history": losses[::step_every].tolist(),
-        "seconds": round(time.perf_counter() - t0, 3),
+        "seconds": seconds,
         "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
     }
+    if sharded:
+        attrs["sharded_data"] = list(sharded)
     if khat is not None:
         attrs["khat"] = float(khat) if np.isfinite(khat) else 1e9
         attrs["psis_ess"] = psis_ess(lw)
@@ -324,129 +505,3 @@ def _fit(bm, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress:
         attrs=attrs,
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
-
-
-# ------------------------------------------------------------------ guides
-def _init_params(guide: str, dim: int, rank: int, dtype, key, scale0: float) -> dict:
-    zeros = jnp.zeros(dim, dtype)
-    one = jnp.full(dim, _softplus_inv(scale0), dtype)
-    if guide == "delta":
-        return {"loc": zeros}
-    if guide == "normal":
-        return {"loc": zeros, "scale": one}
-    if guide == "mvn":
-        return {"loc": zeros, "diag": one, "lower": jnp.zeros((dim, dim), dtype)}
-    if guide == "lowrank":
-        factor = 0.01 * jax.random.normal(key, (dim, rank), dtype)
-        return {"loc": zeros, "scale": one, "factor": factor}
-    raise AssertionError(guide)
-
-
-def _softplus_inv(y: float) -> float:
-    return float(np.log(np.expm1(y)))
-
-
-def _q(guide: str, p: dict, scale0: float):
-    """The guide's distribution of u. The off-diagonal parameters (the Cholesky
-    factor's lower part, the low-rank factor) are in units of ``scale0``: Adam
-    moves every parameter by about the learning rate, and where the fit is not
-    whitened the covariances must move as slowly as the small initial scales."""
-    if guide == "normal":
-        return dist.Normal(p["loc"], jax.nn.softplus(p["scale"])).to_event(1)
-    if guide == "mvn":
-        tril = scale0 * jnp.tril(p["lower"], -1) + jnp.diag(jax.nn.softplus(p["diag"]))
-        return dist.MultivariateNormal(p["loc"], scale_tril=tril)
-    if guide == "lowrank":
-        return dist.LowRankMultivariateNormal(p["loc"], scale0 * p["factor"], jax.nn.softplus(p["scale"]) ** 2)
-    raise AssertionError(guide)
-
-
-# ------------------------------------------------------------------ the mode and its Hessian
-def _mode(potential, x0, dense: bool) -> tuple[jnp.ndarray, bool, int, np.ndarray | None]:
-    """The minimum of the potential (the mode of the posterior of z) by L-BFGS from
-    ``x0`` (SciPy's, on one jitted value-and-gradient: one small compilation), then,
-    for a dense Hessian, up to 8 Newton steps. ``found`` only when it converged: a
-    Newton decrement below 1e-6 nats (affine invariant: a slope in units of 0.01
-    sd next to an intercept of 30 sd is judged alike), or without the Hessian,
-    SciPy's success; a funnel has no mode, and then ``x0`` is returned. With the
-    Hessian at the mode where it was formed."""
-    from scipy.optimize import minimize
-
-    vg = jax.jit(jax.value_and_grad(potential))
-    dtype = x0.dtype
-
-    def f(x):
-        v, g = vg(jnp.asarray(x, dtype))
-        v, g = float(v), np.asarray(g, dtype=np.float64)
-        if not np.isfinite(v) or not np.all(np.isfinite(g)):
-            return np.inf, np.zeros_like(g)
-        return v, g
-
-    try:
-        r = minimize(f, np.asarray(x0, dtype=np.float64), jac=True, method="L-BFGS-B",
-                     options={"maxiter": MODE_ITERS, "gtol": 1e-9, "ftol": 1e-15})
-    except (ValueError, FloatingPointError):
-        return x0, False, 0, None
-    x, nit = r.x, int(r.nit)
-    v, g = f(x)
-    if not np.isfinite(v) or nit >= MODE_ITERS:  # still going: a funnel's neck, not a mode
-        return x0, False, nit, None
-    if not dense:
-        return (jnp.asarray(x, dtype) if r.success else x0), bool(r.success), nit, None
-    hess = jax.jit(partial(_hessian, potential))
-    tol = 1e-6 if dtype == jnp.float64 else 1e-2
-    for _ in range(8):
-        h = _sym(hess(jnp.asarray(x, dtype)))
-        try:
-            step = np.linalg.solve(h, g)
-        except np.linalg.LinAlgError:
-            return x0, False, nit, None
-        decrement = float(g @ step)
-        if not np.isfinite(decrement) or decrement < 0:  # not positive definite: a saddle or no mode
-            return x0, False, nit, None
-        if decrement < tol:
-            return jnp.asarray(x, dtype), True, nit, h
-        t = 1.0
-        while t > 1e-4:  # backtracking: the full step, or less where it does not descend
-            v2, g2 = f(x - t * step)
-            if v2 <= v - 0.25 * t * decrement:
-                break
-            t *= 0.5
-        else:
-            return x0, False, nit, None
-        x, v, g = x - t * step, v2, g2
-        nit += 1
-    return x0, False, nit, None
-
-
-def _hessian(potential, x):
-    """Forward-over-reverse, in batches of 64 directions: the memory of 64
-    gradients, not of D (a model with much data and D near ``DENSE_MAX``)."""
-    grad = jax.grad(potential)
-    eye = jnp.eye(x.shape[0], dtype=x.dtype)
-    return jax.lax.map(lambda v: jax.jvp(grad, (x,), (v,))[1], eye, batch_size=min(64, x.shape[0]))
-
-
-def _sym(h) -> np.ndarray:
-    h = np.asarray(h, dtype=np.float64)
-    return 0.5 * (h + h.T)
-
-
-def _laplace_scale(hess: np.ndarray, dtype, diagonal: bool):
-    """L with L L^T the inverse Hessian at the mode (symmetric square root,
-    eigenvalues floored at 1e-14 (float64; 1e-6 float32) of the largest); the
-    diagonal version for a mean-field guide. None where the Hessian is not finite
-    or not positive definite."""
-    if not np.all(np.isfinite(hess)):
-        return None
-    if diagonal:
-        d = np.diag(hess)
-        if np.any(d <= 0):
-            return None
-        return jnp.asarray(1.0 / np.sqrt(d), dtype)
-    lam, vec = np.linalg.eigh(hess)
-    if lam[-1] <= 0 or lam[0] < -1e-6 * lam[-1]:
-        return None
-    lam = np.maximum(lam, (1e-14 if dtype == jnp.float64 else 1e-6) * lam[-1])
-    return jnp.asarray((vec / np.sqrt(lam)) @ vec.T, dtype)
-
