@@ -28,14 +28,16 @@ from fglang.compiler.infer_groups import GroupTyping, describe
 from fglang.compiler.inline import Inlining
 from fglang.compiler.ir import DataInfo
 from fglang.compiler.limits import measure, too_large, too_many_dims
+from fglang.compiler.scan import ScanTyping
 from fglang.compiler.sizes import SizeCheck
 from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, make_domain, show_shape
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
 
 
-class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
-    """Checks declarations in order; expression typing, distribution arguments
-    and fn inlining are its mixins (``infer``, ``dist_args``, ``inline``)."""
+class Checker(GroupTyping, ScanTyping, ExprTyping, DistArgs, Inlining):
+    """Checks declarations in order; expression typing, recurrences, distribution
+    arguments and fn inlining are its mixins (``infer``, ``scan``, ``dist_args``,
+    ``inline``)."""
 
     def __init__(self, sources: dict[str, str], sink: DiagnosticSink | None = None):
         self.sources = sources

@@ -290,6 +290,8 @@ class ExprTyping:
         self.scope = saved
         if not t.ok or self.no_group(t, e.body, f"'{e.op}[...]'"):
             return ERROR
+        if e.op == "log_sum_exp":
+            return T("real", t.shape, t.var)
         if t.dtype == "bool":
             return T("int", t.shape, t.var)
         return t

@@ -68,6 +68,8 @@ class _Ranks:
             return 1 + self.of(e.items[0])
         if isinstance(e, A.Reduce):
             return self.of(e.body)
+        if isinstance(e, A.Scan):
+            return 1 + self.of(e.init)
         if isinstance(e, A.Call) and (_is_group_call(e, self) or untag(e.func)):
             return self.group_rank(self.tag(e))
         if isinstance(e, A.Call):
@@ -276,7 +278,24 @@ class Lowering:
                 inner = inner + (fresh[r.name],)
             body = self.extract(rename(e.body, fresh), slots, inner)
             return replace(e, ranges=tuple(ranges), body=body)
+        if isinstance(e, A.Scan):
+            return self.extract_scan(e, slots, reductions)
         return map_children(e, lambda c: self.extract(c, slots, reductions))
+
+    def extract_scan(self, e: A.Scan, slots: list[SlotPattern], reductions: tuple[str, ...]) -> A.Scan:
+        """A scan's index is a reduction index to its step (a var indexed by it
+        gets one block per step, ``indices.scan_reductions``); the index and the
+        state get fresh names, so that nothing inlined into the step can
+        capture them."""
+        k = next(self._fresh)
+        fresh = {e.index.name: f"{e.index.name}__r{k}", e.state: f"{e.state}__s{k}"}
+        r = e.index
+        index = A.IndexRange(
+            fresh[r.name], self.extract(r.lo, slots, reductions), self.extract(r.hi, slots, reductions), r.span
+        )
+        init = self.extract(e.init, slots, reductions)
+        body = self.extract(rename(e.body, fresh), slots, reductions + (index.name,))
+        return replace(e, index=index, init=init, state=fresh[e.state], body=body)
 
     def _slot(self, var: str, args, slots: list[SlotPattern], reductions, span: A.Span) -> A.Expr:
         v = self.m.vars[var]

@@ -22,6 +22,7 @@ from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import static_value
 from fglang.compiler.groups import untag
 from fglang.compiler.ir import SlotRef
+from fglang.compiler.scan_jax import evaluate_scan
 from fglang.compiler.sizes import Static
 from fglang.errors import recursion_headroom
 
@@ -159,6 +160,8 @@ class Evaluator:
             return jnp.stack(items)
         if isinstance(e, A.Reduce):
             return self.reduce(e, 0, self.idx, self.pos)
+        if isinstance(e, A.Scan):
+            return evaluate_scan(self, e)
         if isinstance(e, A.Call):
             return self.call(e)
         raise AssertionError(f"cannot evaluate {type(e).__name__}")
@@ -189,6 +192,8 @@ class Evaluator:
             return jnp.sum(jnp.where(mask, vals, 0), axis=0)
         if e.op == "prod":
             return jnp.prod(jnp.where(mask, vals, 1), axis=0)
+        if e.op == "log_sum_exp":  # stable: the max is taken out (an all-masked reduction is -inf)
+            return jax.scipy.special.logsumexp(jnp.where(mask, vals, -jnp.inf), axis=0)
         if e.op == "max":
             return jnp.max(jnp.where(mask, vals, -jnp.inf), axis=0, initial=-jnp.inf)
         return jnp.min(jnp.where(mask, vals, jnp.inf), axis=0, initial=jnp.inf)

@@ -1,6 +1,6 @@
 """Write the outside models' data and reference summaries from posteriordb.
 
-    python tests/outside/make_reference.py PATH/TO/posteriordb[.git]
+    python tests/outside/make_reference.py PATH/TO/posteriordb[.git] [NAME ...]
 
 For each model of ``MODELS`` (fglang file -> posteriordb posterior), reads the
 posterior's data (``posterior_database/data/data/*.json.zip``) and its
@@ -42,6 +42,10 @@ MODELS = {
     "low_dim_gauss_mix": "low_dim_gauss_mix-low_dim_gauss_mix",
     "kilpisjarvi": "kilpisjarvi_mod-kilpisjarvi",
     "gp_regr": "gp_pois_regr-gp_regr",
+    # written with the recurrence scan[...] (docs/language.md)
+    "garch11": "garch-garch11",
+    "arma11": "arma-arma11",
+    "hmm_example": "hmm_example-hmm_example",
 }
 
 
@@ -62,12 +66,14 @@ def zero_based(name: str) -> str:
     return f"{m.group(1)}[{idx}]"
 
 
-def main(repo: Path) -> None:
+def main(repo: Path, only: list[str] | None = None) -> None:
     import fglang
 
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True,
                             text=True).stdout.strip()
     for name, posterior in MODELS.items():
+        if only and name not in only:
+            continue
         info = json.loads(_show(repo, f"posterior_database/posteriors/{posterior}.json"))
         data = _unzip(_show(repo, f"posterior_database/data/data/{info['data_name']}.json.zip"))
         chains = _unzip(_show(repo, f"posterior_database/reference_posteriors/draws/draws/{posterior}.json.zip"))
@@ -90,4 +96,4 @@ def main(repo: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2:])
