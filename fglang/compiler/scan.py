@@ -63,7 +63,8 @@ class ScanTyping:
         if not bt.ok:
             return ERROR
         if is_group(bt) or bt.dtype == "bool":
-            self.err(f"a scan's step must return numbers, got {describe(bt)}", e.body.span, STATE_HINT)
+            got = "a comparison (bool)" if bt.dtype == "bool" else describe(bt)
+            self.err(f"a scan's step must return numbers, got {got}", e.body.span, STATE_HINT)
             return ERROR
         if len(bt.shape) != len(it.shape) or any(dims_differ(a, b) for a, b in zip(bt.shape, it.shape)):
             self.err(
