@@ -335,6 +335,8 @@ class ExprTyping:
             return ERROR
         if any([self.no_group(t, a, f"'{f}'") for t, a in zip(ts, e.args)]):
             return ERROR
+        if f in B.LINALG:
+            return self.linalg_call(e, ts)
         var = any(t.var for t in ts)
         n = len(ts)
 

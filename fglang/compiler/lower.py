@@ -22,6 +22,7 @@ from fglang.compiler.expr import map_children, names_in, rename
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
+from fglang.compiler.linalg import rank as linalg_rank
 from fglang.compiler.unparse import unparse
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
 
@@ -78,6 +79,8 @@ class _Ranks:
                 return 0
             if f == "transpose":
                 return 2
+            if f in B.LINALG:
+                return linalg_rank(f, [self.of(a) for a in e.args])
             if f == "logp":
                 sig = DISTRIBUTIONS[e.args[0].func]
                 ranks = [self.of(e.args[1]) - sig.event_ndim]

@@ -70,6 +70,27 @@ UNARY: dict[str, Callable] = {
     "softmax": jax.nn.softmax,
 }
 
+def gp_exp_quad_cov(*args):
+    """Stan's ``gp_exp_quad_cov(x, [x2,] alpha, rho)``: points [N] or [N, D]."""
+    *points, alpha, rho = args
+    x1 = points[0]
+    x2 = points[-1]
+    x1 = x1[:, None] if x1.ndim == 1 else x1
+    x2 = x2[:, None] if x2.ndim == 1 else x2
+    d2 = jnp.sum(jnp.square(x1[:, None, :] - x2[None, :, :]), axis=-1)
+    return jnp.square(alpha) * jnp.exp(-0.5 * d2 / jnp.square(rho))
+
+
+# linear algebra (fglang.compiler.linalg); eye(n) has its own rule (a static size)
+UNARY.update({
+    "diag": jnp.diag,
+    "diagonal": jnp.diagonal,
+    "cholesky": jnp.linalg.cholesky,
+    "solve": jnp.linalg.solve,
+    "log_determinant": lambda a: jnp.linalg.slogdet(a)[1],
+    "gp_exp_quad_cov": gp_exp_quad_cov,
+})
+
 BINARY_OPS: dict[str, Callable] = {
     "+": jnp.add,
     "-": jnp.subtract,
@@ -202,6 +223,8 @@ class Evaluator:
         f = e.func
         if f == "logp":
             return self.logp(e.args[0], e.args[1])
+        if f == "eye":
+            return jnp.eye(self.static_int(e.args[0]))
         args = [jnp.asarray(self.ev(a)) for a in e.args]
         tag = untag(f)
         if tag is not None:  # a group call, tagged by the lowering (groups.tagged)
