@@ -47,11 +47,13 @@ MODELS = {
     "garch11": "garch-garch11",
     "arma11": "arma-arma11",
     "hmm_example": "hmm_example-hmm_example",
+    # written with the linear-algebra built-ins; in linalg/ (fitted in test_linalg.py)
+    "gp_pois_regr": "gp_pois_regr-gp_pois_regr",
 }
 
 
 # models kept in a folder below this one
-FOLDER = {"garch11": "recurrences", "arma11": "recurrences", "hmm_example": "recurrences"}
+FOLDER = {"garch11": "recurrences", "arma11": "recurrences", "hmm_example": "recurrences", "gp_pois_regr": "linalg"}
 
 
 def _show(repo: Path, path: str) -> bytes:
