@@ -114,3 +114,25 @@ def test_a_square_only_the_sizes_decide_is_checked_at_bind():
     err = bind_error(src, {"N": 2, "M": 3, "A": np.ones((2, 3)).tolist()})
     assert "'log_determinant' needs a square matrix, got 2 x 3" in str(err)
     assert err.diagnostics[0].span.line == 6
+
+
+@pytest.mark.slow
+def test_gp_pois_regr_matches_posteriordb():
+    """posteriordb's gp_pois_regr (a latent GP through cholesky and
+    gp_exp_quad_cov, Poisson counts): NUTS (2 x (300 + 600)) against the
+    reference draws, means within 0.1 sd; VI's mvn guide is not trusted
+    there (Pareto k-hat above 0.7) and says so."""
+    import json
+    from pathlib import Path
+
+    from test_outside_models import compare
+
+    here = Path(__file__).resolve().parent / "outside" / "linalg"
+    model = fglang.load(here / "gp_pois_regr.fg")
+    data = json.loads((here / "gp_pois_regr.data.json").read_text())
+    ref = json.loads((here / "gp_pois_regr.reference.json").read_text())
+    post = model.fit(data, backend="mcmc", seed=0, chains=2, warmup=300, samples=600)
+    for label, (err, ratio) in compare(post, ref).items():
+        assert err < 0.1 and 0.8 < ratio < 1.2, (label, err, ratio)
+    vi = model.fit(data, backend="vi", seed=0)
+    assert vi.attrs["khat"] < 0.7 or any("k-hat" in w for w in vi.warnings())
