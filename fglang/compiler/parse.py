@@ -48,8 +48,9 @@ _TERMINAL_WORDS = {
     "COMP_OP": "a comparison",
     "ADD_OP": "'+' or '-'",
     "MUL_OP": "'*', '/' or '@'",
-    "REDUCE": "a reduction like sum[k in 0:K](...)",
-    "SCAN": "a recurrence like scan[t in 1:T](init, prev -> ...)",
+    # one phrase for both, so that an "expected" list stays short enough to show whole
+    "REDUCE": "a reduction sum[k in 0:K](...) or scan[t in 1:T](...)",
+    "SCAN": "a reduction sum[k in 0:K](...) or scan[t in 1:T](...)",
     "__ANON_0": "'->'",
     "$END": "end of file",
 }
