@@ -214,3 +214,24 @@ def test_fits_nuts(name):
     post = model.fit(data, backend="mcmc", seed=0, chains=2, warmup=300, samples=600)
     for label, (err, ratio) in compare(post, ref).items():
         assert err < 0.1 and 0.8 < ratio < 1.2, (label, err, ratio)
+
+
+def test_a_scan_per_member_of_a_family():
+    """Each member runs its own recurrence from its own start (the scan is
+    vmapped over the family's members)."""
+    src = ("model m\ndata N: int\ndata T: int\ndata y[N]: real\ndata a[N]: real\nvar b: real\n"
+           "factor f[i in 0:N]: y[i] ~ normal(scan[t in 0:T](a[i], p -> p * b + t)[T], 1)\n")
+    rng = np.random.default_rng(5)
+    y, a = rng.normal(size=3), rng.normal(size=3)
+    data = {"N": 3, "T": 4, "y": y.tolist(), "a": a.tolist()}
+
+    def last(a0, b):
+        h = a0
+        for t in range(4):
+            h = h * b + t
+        return h
+
+    model = fglang.compile(src)
+    lp = [model.log_density({"b": b}, data) for b in (0.5, -0.8)]
+    want = [norm.logpdf(y, [last(x, b) for x in a], 1).sum() for b in (0.5, -0.8)]
+    assert lp[0] - lp[1] == pytest.approx(want[0] - want[1], rel=1e-9)
