@@ -200,7 +200,8 @@ CASES = [
         "unknown_type",
         "model m\nvar x: reall\n",
         [(2, 8, "unknown type 'reall'; did you mean 'real'?")],
-        hints={0: "types are real, positive, unit, int, bool, simplex, ordered, rot2, rot3, pose2, pose3"},
+        hints={0: "types are real, positive, unit, int, bool, simplex, ordered, positive_ordered, "
+                  "rot2, rot3, pose2, pose3"},
     ),
     Case(
         "broadcast_mismatch_literal_sizes",

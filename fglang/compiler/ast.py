@@ -97,11 +97,25 @@ class IndexRange:
 
 @dataclass(frozen=True)
 class Reduce(Expr):
-    """``sum[k in 0:K](body)`` and its siblings ``prod``, ``max``, ``min``."""
+    """``sum[k in 0:K](body)`` and its siblings ``prod``, ``max``, ``min``, ``log_sum_exp``."""
 
     op: str = ""
     ranges: tuple[IndexRange, ...] = ()
     body: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Scan(Expr):
+    """``scan[t in lo:hi](init, prev -> step)``: a recurrence (Stan's for loop
+    over a local, NumPyro's ``scan``). Its value is the states ``init``,
+    ``step(t=lo)``, ..., ``step(t=hi-1)`` stacked along a new first axis, each
+    step reading the state before it as ``state`` (see ``compiler/scan.py``)."""
+
+    index: IndexRange | None = None
+    init: Expr | None = None
+    state: str = ""
+    body: Expr | None = None
+    state_span: Span | None = field(default=None, compare=False, repr=False)
 
 
 # ---------------------------------------------------------------- declarations

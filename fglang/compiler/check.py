@@ -28,14 +28,17 @@ from fglang.compiler.infer_groups import GroupTyping, describe
 from fglang.compiler.inline import Inlining
 from fglang.compiler.ir import DataInfo
 from fglang.compiler.limits import measure, too_large, too_many_dims
+from fglang.compiler.linalg import LinalgTyping
+from fglang.compiler.scan import ScanTyping
 from fglang.compiler.sizes import SizeCheck
 from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, make_domain, show_shape
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
 
 
-class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
-    """Checks declarations in order; expression typing, distribution arguments
-    and fn inlining are its mixins (``infer``, ``dist_args``, ``inline``)."""
+class Checker(GroupTyping, ScanTyping, LinalgTyping, ExprTyping, DistArgs, Inlining):
+    """Checks declarations in order; expression typing, recurrences, distribution
+    arguments and fn inlining are its mixins (``infer``, ``scan``, ``dist_args``,
+    ``inline``)."""
 
     def __init__(self, sources: dict[str, str], sink: DiagnosticSink | None = None):
         self.sources = sources
@@ -163,7 +166,7 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
             self.err(f"empty bounds: lower={lower:g} is not below upper={upper:g}", t.span)
         if t.bounds and t.base not in ("real", "int", "positive"):
             self.err(f"'{t.base}' takes no bounds", t.span)
-        if t.base in ("simplex", "ordered") and len(t.shape) != 1:
+        if t.base in ("simplex", "ordered", "positive_ordered") and len(t.shape) != 1:
             self.err(f"'{t.base}' needs one size, as in {t.base}[K]", t.span)
         self.size_exprs(t.shape, "type shape")
         dtype = {"int": "int", "bool": "bool"}.get(t.base, "real")
@@ -191,7 +194,7 @@ class Checker(GroupTyping, ExprTyping, DistArgs, Inlining):
             self.declare(d.name, d.name_span, Symbol("data", ERROR))
             return
         domain, dtype = td
-        if domain.kind in ("simplex", "ordered"):
+        if domain.kind in ("simplex", "ordered", "positive_ordered"):
             dtype = "real"
         shape = self.shape_of(d.dims) + self.shape_of(d.type.shape)
         value_shape = d.type.shape

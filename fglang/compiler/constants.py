@@ -46,6 +46,8 @@ def bound_names(d: object) -> set[str]:
             e = stack.pop()
             if isinstance(e, A.Reduce):
                 out |= {r.name for r in e.ranges}
+            if isinstance(e, A.Scan):
+                out |= {e.index.name, e.state}
             stack.extend(children(e))
     return out
 

@@ -134,8 +134,10 @@ def _domain_violation(arr: np.ndarray, d: Domain) -> str | None:
         return f"must be <= {d.upper:g}, but holds {arr.max():g}"
     if d.kind == "simplex" and np.any(np.abs(arr.sum(-1) - 1) > 1e-6):
         return "must be a simplex (non-negative, summing to 1 along its last axis)"
-    if d.kind == "ordered" and np.any(np.diff(arr, axis=-1) <= 0):
+    if d.kind in ("ordered", "positive_ordered") and np.any(np.diff(arr, axis=-1) <= 0):
         return "must be strictly increasing along its last axis"
+    if d.kind == "positive_ordered" and np.any(arr <= 0):
+        return f"must be positive, but holds {arr.min():g}"
     if d.kind in ("rot3", "pose3"):
         # a unit quaternion, up to a file's rounding (it is normalized where used)
         norm = np.linalg.norm(arr[..., -4:], axis=-1)

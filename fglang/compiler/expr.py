@@ -36,6 +36,9 @@ def map_children(e, f: Callable):
     if isinstance(e, A.Reduce):
         ranges = tuple(A.IndexRange(r.name, f(r.lo), f(r.hi), r.span) for r in e.ranges)
         return replace(e, ranges=ranges, body=f(e.body))
+    if isinstance(e, A.Scan):
+        r = e.index
+        return replace(e, index=A.IndexRange(r.name, f(r.lo), f(r.hi), r.span), init=f(e.init), body=f(e.body))
     return e
 
 
@@ -73,6 +76,11 @@ def substitute(e: A.Expr, env: Mapping[str, A.Expr]) -> A.Expr:
         inner = {k: v for k, v in env.items() if k not in {r.name for r in e.ranges}}
         ranges = tuple(A.IndexRange(r.name, substitute(r.lo, env), substitute(r.hi, env), r.span) for r in e.ranges)
         return replace(e, ranges=ranges, body=substitute(e.body, inner))
+    if isinstance(e, A.Scan):
+        inner = {k: v for k, v in env.items() if k not in (e.index.name, e.state)}
+        r = e.index
+        index = A.IndexRange(r.name, substitute(r.lo, env), substitute(r.hi, env), r.span)
+        return replace(e, index=index, init=substitute(e.init, env), body=substitute(e.body, inner))
     return map_children(e, lambda x: substitute(x, env))
 
 
@@ -84,6 +92,11 @@ def rename(e: A.Expr, names: Mapping[str, str]) -> A.Expr:
         inner = {k: v for k, v in names.items() if k not in {r.name for r in e.ranges}}
         ranges = tuple(A.IndexRange(r.name, rename(r.lo, names), rename(r.hi, names), r.span) for r in e.ranges)
         return replace(e, ranges=ranges, body=rename(e.body, inner))
+    if isinstance(e, A.Scan):
+        inner = {k: v for k, v in names.items() if k not in (e.index.name, e.state)}
+        r = e.index
+        index = A.IndexRange(r.name, rename(r.lo, names), rename(r.hi, names), r.span)
+        return replace(e, index=index, init=rename(e.init, names), body=rename(e.body, inner))
     return map_children(e, lambda c: rename(c, names))
 
 

@@ -203,6 +203,10 @@ def scan_reductions(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], length
                 inner = inner + (r.name,)
             visit(e.body, inner)
             return
+        if isinstance(e, A.Scan):  # its index ranges over its steps, as a reduction's (compiler/scan.py)
+            visit(e.init, chain)
+            visit(A.Reduce(e.span, "scan", (e.index,), e.body), chain)
+            return
         if isinstance(e, A.Index):
             visit(e.base, chain)
             for a in e.args:
@@ -231,6 +235,10 @@ def check_data_indices(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], cha
         if isinstance(e, A.Reduce):
             inner = chain + tuple(r.name for r in e.ranges)
             visit(e.body, inner)
+            return
+        if isinstance(e, A.Scan):
+            visit(e.init, chain)
+            visit(e.body, chain + (e.index.name,))
             return
         if isinstance(e, A.Index) and isinstance(e.base, A.Name) and e.base.id in npi.data:
             arr = npi.data[e.base.id]

@@ -290,6 +290,8 @@ class ExprTyping:
         self.scope = saved
         if not t.ok or self.no_group(t, e.body, f"'{e.op}[...]'"):
             return ERROR
+        if e.op == "log_sum_exp":
+            return T("real", t.shape, t.var)
         if t.dtype == "bool":
             return T("int", t.shape, t.var)
         return t
@@ -333,6 +335,8 @@ class ExprTyping:
             return ERROR
         if any([self.no_group(t, a, f"'{f}'") for t, a in zip(ts, e.args)]):
             return ERROR
+        if f in B.LINALG:
+            return self.linalg_call(e, ts)
         var = any(t.var for t in ts)
         n = len(ts)
 

@@ -50,4 +50,11 @@ class Inlining:
                 A.IndexRange(ren[r.name], substitute(r.lo, sub), substitute(r.hi, sub), r.span) for r in e.ranges
             )
             return replace(e, ranges=ranges, body=self._freshen(substitute(e.body, sub)))
+        if isinstance(e, A.Scan):
+            k = next(self._fresh)
+            t, state = f"{e.index.name}__{k}", f"{e.state}__{k}"
+            sub = {e.index.name: A.Name(e.index.span, t), e.state: A.Name(e.state_span or e.span, state)}
+            index = A.IndexRange(t, self._freshen(e.index.lo), self._freshen(e.index.hi), e.index.span)
+            body = self._freshen(substitute(e.body, sub))
+            return replace(e, index=index, init=self._freshen(e.init), state=state, body=body)
         return map_children(e, self._freshen)

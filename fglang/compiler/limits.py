@@ -125,7 +125,7 @@ def measure(root: A.Expr, lets: Mapping[str, tuple[float, int]]) -> tuple[float,
         keep.append(e)
         size = 1.0 + sum(memo[id(c)][0] for c in kids)
         depth = max((memo[id(c)][1] for c in kids), default=0)
-        if isinstance(e, A.Reduce):
+        if isinstance(e, A.Reduce | A.Scan):
             depth += 1
         if isinstance(e, A.Name) and e.id in lets:
             size, depth = 1.0, lets[e.id][1]

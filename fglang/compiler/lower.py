@@ -27,6 +27,7 @@ from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
+from fglang.compiler.linalg import rank as linalg_rank
 from fglang.compiler.unparse import unparse
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
 
@@ -77,6 +78,8 @@ class _Ranks:
             return 1 + self.of(e.items[0])
         if isinstance(e, A.Reduce):
             return self.of(e.body)
+        if isinstance(e, A.Scan):
+            return 1 + self.of(e.init)
         if isinstance(e, A.Call) and (_is_group_call(e, self) or untag(e.func)):
             return self.group_rank(self.tag(e))
         if isinstance(e, A.Call):
@@ -85,6 +88,8 @@ class _Ranks:
                 return 0
             if f == "transpose":
                 return 2
+            if f in B.LINALG:
+                return linalg_rank(f, [self.of(a) for a in e.args])
             if f == "logp":
                 sig = DISTRIBUTIONS[e.args[0].func]
                 ranks = [self.of(e.args[1]) - sig.event_ndim]
@@ -319,7 +324,24 @@ class Lowering:
                 inner = inner + (fresh[r.name],)
             body = self.extract(rename_shared(e.body, fresh, renamed), slots, inner)
             return replace(e, ranges=tuple(ranges), body=body)
+        if isinstance(e, A.Scan):
+            return self.extract_scan(e, slots, reductions)
         return map_children(e, lambda c: self.extract(c, slots, reductions))
+
+    def extract_scan(self, e: A.Scan, slots: list[SlotPattern], reductions: tuple[str, ...]) -> A.Scan:
+        """A scan's index is a reduction index to its step (a var indexed by it
+        gets one block per step, ``indices.scan_reductions``); the index and the
+        state get fresh names, so that nothing inlined into the step can
+        capture them."""
+        k = next(self._fresh)
+        fresh = {e.index.name: f"{e.index.name}__r{k}", e.state: f"{e.state}__s{k}"}
+        r = e.index
+        index = A.IndexRange(
+            fresh[r.name], self.extract(r.lo, slots, reductions), self.extract(r.hi, slots, reductions), r.span
+        )
+        init = self.extract(e.init, slots, reductions)
+        body = self.extract(rename(e.body, fresh), slots, reductions + (index.name,))
+        return replace(e, index=index, init=init, state=fresh[e.state], body=body)
 
     def _slot(self, var: str, args, slots: list[SlotPattern], reductions, span: A.Span) -> A.Expr:
         v = self.m.vars[var]

@@ -22,6 +22,7 @@ from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import static_value
 from fglang.compiler.groups import untag
 from fglang.compiler.ir import SlotRef
+from fglang.compiler.scan_jax import evaluate_scan
 from fglang.compiler.sizes import Static
 from fglang.errors import recursion_headroom
 
@@ -68,6 +69,27 @@ UNARY: dict[str, Callable] = {
     "transpose": jnp.transpose,
     "softmax": jax.nn.softmax,
 }
+
+def gp_exp_quad_cov(*args):
+    """Stan's ``gp_exp_quad_cov(x, [x2,] alpha, rho)``: points [N] or [N, D]."""
+    *points, alpha, rho = args
+    x1 = points[0]
+    x2 = points[-1]
+    x1 = x1[:, None] if x1.ndim == 1 else x1
+    x2 = x2[:, None] if x2.ndim == 1 else x2
+    d2 = jnp.sum(jnp.square(x1[:, None, :] - x2[None, :, :]), axis=-1)
+    return jnp.square(alpha) * jnp.exp(-0.5 * d2 / jnp.square(rho))
+
+
+# linear algebra (fglang.compiler.linalg); eye(n) has its own rule (a static size)
+UNARY.update({
+    "diag": jnp.diag,
+    "diagonal": jnp.diagonal,
+    "cholesky": jnp.linalg.cholesky,
+    "solve": jnp.linalg.solve,
+    "log_determinant": lambda a: jnp.linalg.slogdet(a)[1],
+    "gp_exp_quad_cov": gp_exp_quad_cov,
+})
 
 BINARY_OPS: dict[str, Callable] = {
     "+": jnp.add,
@@ -172,6 +194,8 @@ class Evaluator:
             return jnp.stack(items)
         if isinstance(e, A.Reduce):
             return self.reduce(e, 0, self.idx, self.pos)
+        if isinstance(e, A.Scan):
+            return evaluate_scan(self, e)
         if isinstance(e, A.Call):
             return self.call(e)
         raise AssertionError(f"cannot evaluate {type(e).__name__}")
@@ -202,6 +226,8 @@ class Evaluator:
             return jnp.sum(jnp.where(mask, vals, 0), axis=0)
         if e.op == "prod":
             return jnp.prod(jnp.where(mask, vals, 1), axis=0)
+        if e.op == "log_sum_exp":  # stable: the max is taken out (an all-masked reduction is -inf)
+            return jax.scipy.special.logsumexp(jnp.where(mask, vals, -jnp.inf), axis=0)
         if e.op == "max":
             return jnp.max(jnp.where(mask, vals, -jnp.inf), axis=0, initial=-jnp.inf)
         return jnp.min(jnp.where(mask, vals, jnp.inf), axis=0, initial=jnp.inf)
@@ -210,6 +236,8 @@ class Evaluator:
         f = e.func
         if f == "logp":
             return self.logp(e.args[0], e.args[1])
+        if f == "eye":
+            return jnp.eye(self.static_int(e.args[0]))
         args = [jnp.asarray(self.ev(a)) for a in e.args]
         tag = untag(f)
         if tag is not None:  # a group call, tagged by the lowering (groups.tagged)

@@ -48,7 +48,9 @@ _TERMINAL_WORDS = {
     "COMP_OP": "a comparison",
     "ADD_OP": "'+' or '-'",
     "MUL_OP": "'*', '/' or '@'",
-    "REDUCE": "a reduction like sum[k in 0:K](...)",
+    # one phrase for both, so that an "expected" list stays short enough to show whole
+    "REDUCE": "a reduction sum[k in 0:K](...) or scan[t in 1:T](...)",
+    "SCAN": "a reduction sum[k in 0:K](...) or scan[t in 1:T](...)",
     "__ANON_0": "'->'",
     "$END": "end of file",
 }
@@ -67,7 +69,7 @@ class NewlinePostLex:
             if tok.type == "_NL":
                 if depth > 0 or (last is not None and last.type == "_NL"):
                     continue
-            elif tok.type in ("LPAR", "LSQB", "REDUCE"):
+            elif tok.type in ("LPAR", "LSQB", "REDUCE", "SCAN"):
                 depth += 1
             elif tok.type in ("RPAR", "RSQB"):
                 depth = max(0, depth - 1)
@@ -302,6 +304,12 @@ class _ToAst(Transformer):
         op = str(c[0])[:-1]
         return A.Reduce(self._span(meta), op, tuple(c[1:-1]), c[-1])
 
+    @v_args(meta=True)
+    def scan(self, meta, c):
+        _tok, rng, init, state, body = c
+        self._check_name(state)
+        return A.Scan(self._span(meta), rng, init, str(state), body, self._tspan(state))
+
 
 def _expected_words(expected: set[str], exact: bool = False) -> str:
     if len(expected) > 1 and not exact:
@@ -330,7 +338,7 @@ def _unclosed_bracket(text: str, line: int) -> A.Span | None:
         for tok in _parser().lex(text):
             if tok.line >= line:
                 break
-            if tok.type in ("LPAR", "LSQB", "REDUCE"):
+            if tok.type in ("LPAR", "LSQB", "REDUCE", "SCAN"):
                 stack.append(tok)
             elif tok.type in ("RPAR", "RSQB") and stack:
                 stack.pop()

@@ -57,7 +57,7 @@ class Domain:
         return self.kind
 
 
-BASE_TYPES = ("real", "positive", "unit", "int", "bool", "simplex", "ordered")
+BASE_TYPES = ("real", "positive", "unit", "int", "bool", "simplex", "ordered", "positive_ordered")
 
 
 def make_domain(base: str, lower: float | None, upper: float | None) -> Domain:

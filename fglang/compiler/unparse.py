@@ -43,4 +43,7 @@ def unparse(e: A.Expr | None, parent: int = 0) -> str:
     if isinstance(e, A.Reduce):
         rng = ", ".join(f"{r.name} in {unparse(r.lo)}:{unparse(r.hi)}" for r in e.ranges)
         return f"{e.op}[{rng}]({unparse(e.body)})"
+    if isinstance(e, A.Scan):
+        r = e.index
+        return f"scan[{r.name} in {unparse(r.lo)}:{unparse(r.hi)}]({unparse(e.init)}, {e.state} -> {unparse(e.body)})"
     return f"<{type(e).__name__}>"

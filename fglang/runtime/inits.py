@@ -102,6 +102,8 @@ def _outside(arr: np.ndarray, d: Domain) -> str | None:
         return f"it must be < {d.upper:g} ({d.describe()}), but holds {arr.max():g}"
     if d.kind == "simplex" and (np.any(arr <= 0) or np.any(np.abs(arr.sum(-1) - 1) > 1e-6)):
         return "a simplex must be positive and sum to 1 along its last axis"
-    if d.kind == "ordered" and np.any(np.diff(arr, axis=-1) <= 0):
+    if d.kind in ("ordered", "positive_ordered") and np.any(np.diff(arr, axis=-1) <= 0):
         return "it must be strictly increasing along its last axis"
+    if d.kind == "positive_ordered" and np.any(arr <= 0):
+        return f"it must be positive (positive_ordered), but holds {arr.min():g}"
     return None

@@ -45,6 +45,8 @@ def domain_constraint(d: Domain) -> constraints.Constraint:
         return constraints.simplex
     if d.kind == "ordered":
         return constraints.ordered_vector
+    if d.kind == "positive_ordered":
+        return constraints.positive_ordered_vector
     if d.kind == "interval":
         if d.lower is not None and d.upper is not None:
             return constraints.interval(d.lower, d.upper)

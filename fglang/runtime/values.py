@@ -71,6 +71,7 @@ _IMPLIES = {
     "real": {"real"},
     "interval": {"real"},
     "ordered": {"real"},
+    "positive_ordered": {"positive", "nonneg", "real"},
     "simplex": {"nonneg", "real", "simplex"},
     "int": {"int", "real"},
     "bool": {"bool", "int", "nonneg_int", "nonneg", "real"},

@@ -1,6 +1,6 @@
 """Write the outside models' data and reference summaries from posteriordb.
 
-    python tests/outside/make_reference.py PATH/TO/posteriordb[.git]
+    python tests/outside/make_reference.py PATH/TO/posteriordb[.git] [NAME ...]
 
 For each model of ``MODELS`` (fglang file -> posteriordb posterior), reads the
 posterior's data (``posterior_database/data/data/*.json.zip``) and its
@@ -42,7 +42,18 @@ MODELS = {
     "low_dim_gauss_mix": "low_dim_gauss_mix-low_dim_gauss_mix",
     "kilpisjarvi": "kilpisjarvi_mod-kilpisjarvi",
     "gp_regr": "gp_pois_regr-gp_regr",
+    # written with the recurrence scan[...] (docs/language.md); in recurrences/,
+    # out of test_outside_models' sweep (their fits are in test_scan.py)
+    "garch11": "garch-garch11",
+    "arma11": "arma-arma11",
+    "hmm_example": "hmm_example-hmm_example",
+    # written with the linear-algebra built-ins; in linalg/ (fitted in test_linalg.py)
+    "gp_pois_regr": "gp_pois_regr-gp_pois_regr",
 }
+
+
+# models kept in a folder below this one
+FOLDER = {"garch11": "recurrences", "arma11": "recurrences", "hmm_example": "recurrences", "gp_pois_regr": "linalg"}
 
 
 def _show(repo: Path, path: str) -> bytes:
@@ -62,18 +73,21 @@ def zero_based(name: str) -> str:
     return f"{m.group(1)}[{idx}]"
 
 
-def main(repo: Path) -> None:
+def main(repo: Path, only: list[str] | None = None) -> None:
     import fglang
 
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True,
                             text=True).stdout.strip()
     for name, posterior in MODELS.items():
+        if only and name not in only:
+            continue
         info = json.loads(_show(repo, f"posterior_database/posteriors/{posterior}.json"))
         data = _unzip(_show(repo, f"posterior_database/data/data/{info['data_name']}.json.zip"))
         chains = _unzip(_show(repo, f"posterior_database/reference_posteriors/draws/draws/{posterior}.json.zip"))
-        declared = fglang.load(HERE / f"{name}.fg").ir.data
+        here = HERE / FOLDER.get(name, "")
+        declared = fglang.load(here / f"{name}.fg").ir.data
         data = {k: v for k, v in data.items() if k in declared}
-        (HERE / f"{name}.data.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")
+        (here / f"{name}.data.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")
         params = {}
         for p in chains[0]:
             x = np.concatenate([np.asarray(c[p], dtype=float) for c in chains])
@@ -85,9 +99,9 @@ def main(repo: Path) -> None:
             "draws": int(sum(len(c[next(iter(c))]) for c in chains)),
             "params": params,
         }
-        (HERE / f"{name}.reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+        (here / f"{name}.reference.json").write_text(json.dumps(ref, indent=1) + "\n")
         print(f"{name}: {len(params)} parameters, {ref['draws']} reference draws")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2:])

@@ -15,8 +15,11 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundFamily, BoundModel, data_read
 from fglang.compiler.distributions import SPARSITY
+from fglang.compiler.expr import walk
+from fglang.compiler.ir import SlotRef
 from fglang.compiler.unparse import unparse
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.gbp.graph import GaussianFamily, GaussianGraph, Slot, VariableBlock
@@ -51,6 +54,13 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
         if f.kind == "potential":
             errs.append(Diagnostic(f"gbp cannot run the potential '{f.name}'", f.span, _SUGGEST))
             continue
+        recursion = _scan_of_vars(f)
+        if recursion is not None:
+            errs.append(Diagnostic(
+                f"gbp cannot run factor '{f.name}': it reads a recurrence scan[...] of vars", recursion.span,
+                "use --backend mcmc or --backend vi (they differentiate through the recurrence); or write the "
+                "chain as a factor per step, x[t] ~ normal(f(x[t-1]), sd), which gbp runs"))
+            continue
         sig = f.dist
         if sig.gbp is None:
             errs.append(
@@ -84,6 +94,16 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
             )
     if errs:
         raise FgError(errs, bm.ir.sources)
+
+
+def _scan_of_vars(f) -> A.Scan | None:
+    """The first recurrence in a family's expressions that depends on vars: one
+    dense factor over every step, not the chain of local factors GBP needs."""
+    for e in [f.lhs] + [x for _, x in f.args]:
+        for x in walk(e):
+            if isinstance(x, A.Scan) and any(isinstance(y, SlotRef) for y in walk(x)):
+                return x
+    return None
 
 
 def _expand_slots(fam: BoundFamily) -> tuple[list[Slot], list[tuple[int, tuple[int, ...]]]]:
