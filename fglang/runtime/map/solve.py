@@ -79,6 +79,11 @@ class SparseLDL:
         if not np.all(np.isfinite(d)) or np.any(d <= 0):
             raise SingularError("not positive definite")
 
+    @property
+    def factored(self) -> bool:
+        """Whether a factorization (of this pattern) is held."""
+        return self._solver is not None
+
     def factors(self) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
         """(L strictly lower, D, P): H[P][:, P] = (I + L) D (I + L)^T."""
         return self._solver.factors()
