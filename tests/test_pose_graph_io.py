@@ -109,6 +109,20 @@ def test_klaus3_quaternion_graph() -> None:
         np.testing.assert_array_equal(info[r, c], upper)
 
 
+def test_3d_reader_output_fits_the_example_model_as_is() -> None:
+    """The reader's 3-D data carry ``origin`` (the init's pose 0), so
+    examples/pose_graph_3d.fg fits them without a hand-added key, anchored
+    where the init holds pose 0."""
+    import fglang
+
+    data, init = read_pose_graph(shared("klaus3.g2o"))
+    np.testing.assert_array_equal(data["origin"], init["pose"][0])
+    assert list(data) == ["N", "M", "src", "dst", "z", "info", "origin"]
+    post = fglang.load(EXAMPLES / "pose_graph_3d.fg").fit(data, backend="map", init=init)
+    assert post.attrs["converged"]
+    np.testing.assert_allclose(post.mean("pose")[0, :3], init["pose"][0][:3], atol=1e-5)
+
+
 # ----------------------------------------------------------------------------
 # Small hand-written files, both formats.
 

@@ -26,7 +26,8 @@ upper-triangle entries of the file (axes x y z rx ry rz in g2o, x y z roll
 pitch yaw in TORO, as the files define them); ``init`` is ``{"pose": [N,
 7]}``. Quaternions are normalized and given with ``qw >= 0``. These are
 the data of ``examples/pose_graph_3d.fg`` (``z`` as ``pose3`` data, ``info``
-the precision of the tangent vector ``log(between(...))``): fglang's pose3
+the precision of the tangent vector ``log(between(...))``, and ``origin``,
+the initial guess's pose 0, where the model's anchor holds pose 0): fglang's pose3
 tangent is translation first, ``[vx, vy, vz, wx, wy, wz]``, the files' own
 order, so no permutation is needed; TORO's roll, pitch, yaw axes agree with
 the rotation vector's ``wx, wy, wz`` to first order (small errors), which
@@ -471,6 +472,8 @@ def _assemble(p: _Parser, order: str) -> tuple[dict[str, Any], dict[str, Any]]:
         data["sd"] = [[1.0 / math.sqrt(e.info[j]) for j in (0, 3, 5)] for e in p.edges]
     else:
         data["info"] = info.tolist()
+        # where examples/pose_graph_3d.fg's anchor holds pose 0: the initial guess's pose 0
+        data["origin"] = list(poses[0]) if poses else [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     _warn(p, ids, index)
     return data, {"pose": poses}
 
@@ -574,7 +577,8 @@ def read_pose_graph(
 
     ``data`` is in the layout of the 2-D models (``examples/pose_graph_2d.fg``,
     ``examples/m3500.fg``: ``N M src dst z sd``) or, for a 3-D graph, ``N M
-    src dst z[M, 7] info[M, 6, 6]``; ``init`` is ``{"pose": ...}``, the
+    src dst z[M, 7] info[M, 6, 6] origin[7]`` (``origin``: init's pose 0, the
+    anchor of ``examples/pose_graph_3d.fg``); ``init`` is ``{"pose": ...}``, the
     file's vertices (or chained odometry when it has none). ``format`` is
     "g2o" or "toro" (default: from the extension, else the first tag);
     ``order="id"`` numbers vertices by increasing id instead of file order.

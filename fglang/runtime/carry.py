@@ -25,13 +25,15 @@ import numpy as np
 
 from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundModel
+from fglang.compiler.groups import GROUPS
 from fglang.compiler.ir import ModelIR
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.posterior import Posterior, load_posterior
 
 
 class CarriedMarginal(NamedTuple):
-    """Per-node Gaussian of one var: mean [n_nodes, d], cov [n_nodes, d, d]."""
+    """Per-node Gaussian of one var: mean [n_nodes, d], cov [n_nodes, d, d]; of
+    a group var, mean [n_nodes, *storage] and cov in the tangent space at it."""
 
     mean: np.ndarray
     cov: np.ndarray
@@ -46,6 +48,27 @@ class CarriedMarginal(NamedTuple):
         d = self.cov.shape[-1]
         lam = np.linalg.inv(self.cov + 1e-12 * np.eye(d)) * temper
         return np.einsum("nij,nj->ni", lam, self.mean), lam
+
+
+def _carried_group(post: Posterior, name: str, v, mean: np.ndarray) -> CarriedMarginal:
+    """A group var's marginal: its mean (stored values, [n_nodes, *storage]) and
+    the covariance in the tangent space there ([n_nodes, dof, dof]), as map
+    reports it; from the draws (intrinsic mean) when the file has only those."""
+    g = GROUPS[v.domain.kind]
+    gm = post.gaussian.get(name)
+    if gm is not None and gm.group == g.name:
+        mean, cov = np.asarray(gm.mean, np.float64), np.asarray(gm.cov, np.float64)
+    else:
+        from fglang.runtime.group_chart import frechet_mean
+
+        mean, cov = frechet_mean(g.name, post.samples(name))
+    cov = cov.reshape(v.n_nodes, g.tangent, g.tangent)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        raise FgError([Diagnostic(
+            f"the --prior posterior's marginal of '{name}' holds NaN or inf", None,
+            "the posterior file is damaged, or its fit skipped the Laplace covariances "
+            "(map marginals=none or auto on a large graph): fit it again with marginals=full")])
+    return CarriedMarginal(mean.reshape((v.n_nodes,) + g.storage), cov)
 
 
 def batch_size_name(ir: ModelIR) -> str | None:
@@ -93,6 +116,9 @@ def carried_marginals(bm: BoundModel, prior: Posterior | str | Path | None) -> d
                 f"{list(v.shape)} here, so it is inferred from this fit's data",
                 stacklevel=3,
             )
+            continue
+        if v.domain.kind in GROUPS:
+            out[name] = _carried_group(post, name, v, mean)
             continue
         cov = np.asarray(post.cov(name), dtype=np.float64)
         if cov.size != v.n_nodes * v.node_dim * v.node_dim:  # stored with another node layout: keep the sds

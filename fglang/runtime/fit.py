@@ -91,6 +91,7 @@ def fit(
             post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
     post.attrs.setdefault("devices", device_names(mesh))
     post.attrs.setdefault("processes", processes)
+    group_marginals(bm, post)
     post = restore(post, full, bm)
     _attach_data_lets(post, full)
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))
@@ -108,6 +109,24 @@ def _attach_data_lets(post: Posterior, bm: BoundModel) -> None:
             post.constants[name] = d.value
     if post.constants:
         post.attrs["data_lets"] = list(post.constants)
+
+
+def group_marginals(bm: BoundModel, post: Posterior) -> None:
+    """A group var that a backend reports by draws only (vi, mcmc) gets the
+    per-node marginal map reports: its intrinsic mean, and the covariance in
+    the tangent space there. An average of stored numbers is not a group
+    element (quaternions, and angles across the +-pi cut, do not average)."""
+    from fglang.compiler.groups import GROUPS
+    from fglang.runtime.posterior import GaussianMarginal
+
+    for name, v in bm.variables.items():
+        kind = v.domain.kind
+        if kind not in GROUPS or name in post.gaussian or name not in post.draws or post.samples(name).shape[0] < 2:
+            continue
+        from fglang.runtime.group_chart import frechet_mean
+
+        mean, cov = frechet_mean(kind, post.samples(name))
+        post.gaussian[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape, kind)
 
 
 def _multi_device() -> list[str]:

@@ -61,15 +61,8 @@ def validate(bm: BoundModel) -> None:
     errs = []
     for v in bm.variables.values():
         if v.domain.kind in GROUPS:
-            errs.append(
-                Diagnostic(
-                    f"vi and mcmc cannot run the {v.domain.kind} var '{v.name}' yet (they need an unconstrained "
-                    "parameterization of the group)",
-                    v.span,
-                    "use --backend map (tangent-space Levenberg-Marquardt with Laplace covariances)",
-                )
-            )
-        elif not v.domain.continuous:
+            continue  # sampled in the exponential chart at a base point (group_chart)
+        if not v.domain.continuous:
             errs.append(
                 Diagnostic(
                     f"var '{v.name}' is {v.domain.kind}: discrete latent vars are not supported by vi or mcmc",
@@ -107,10 +100,16 @@ class NumpyroModel:
         bm: BoundModel,
         priors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
         predict: set[str] | frozenset[str] = frozenset(),
+        group_priors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ):
         validate(bm)
         self.bm = bm
         self.priors = priors or {}
+        # group var -> (mean storage [n, *storage], tangent cov [n, dof, dof]): a carried marginal
+        self.group_priors = group_priors or {}
+        # group var -> the base point of its chart (storage, the var's shape): where
+        # init (or a carried prior's mean) puts it, else the identity
+        self.bases: dict[str, np.ndarray] = {}
         # families whose left side is predicted (sampled, not observed)
         self.predict = set(predict)
         self.data = {k: jnp.asarray(v) for k, v in bm.data.items()}
@@ -147,6 +146,8 @@ class NumpyroModel:
 
     def _sample_var(self, v: BoundVariable, data, values) -> jnp.ndarray:
         shape = _event_shape(v)
+        if v.domain.kind in GROUPS:
+            return self._sample_group(v, shape)
         if v.name in self.priors:
             mean, sd = self.priors[v.name]
             return numpyro.sample(v.name, dist.Normal(jnp.asarray(mean), jnp.asarray(sd)).to_event(len(shape)))
@@ -179,6 +180,30 @@ class NumpyroModel:
         # narrower var than the prior's support: Stan's implicit truncation
         x = numpyro.sample(v.name, dist.ImproperUniform(domain_constraint(v.domain), (), shape))
         numpyro.factor(f"{v.name}__prior", d.log_prob(x))
+        return x
+
+    def _sample_group(self, v: BoundVariable, shape: tuple[int, ...]) -> jnp.ndarray:
+        """A group var: one site of its storage shape, supported on the group and
+        sampled in the exponential chart at its base (``group_chart``)."""
+        from fglang.runtime import group_chart
+        from fglang.runtime.manifold import identity
+
+        kind = v.domain.kind
+        base = self.bases.get(v.name)
+        if base is None:
+            base = self.group_priors[v.name][0] if v.name in self.group_priors else identity(v)
+        base = np.asarray(base, np.float64).reshape(shape)
+        x = numpyro.sample(v.name, dist.ImproperUniform(group_chart.support(kind, base, shape), (), shape))
+        if v.name in self.group_priors:
+            from fglang.compiler.lie_jax import local
+
+            mean, cov = self.group_priors[v.name]
+            g = GROUPS[kind]
+            mean = jnp.asarray(mean, x.dtype).reshape((v.n_nodes,) + g.storage)
+            e = local(kind, jnp.reshape(x, (v.n_nodes,) + g.storage), mean)
+            # the carried tangent Gaussian as a density on the group (Haar measure)
+            logp = dist.MultivariateNormal(jnp.zeros(g.tangent, x.dtype), jnp.asarray(cov, x.dtype)).log_prob(e)
+            numpyro.factor(f"{v.name}__prior", jnp.sum(logp - group_chart.log_det_jacobian(kind, e)))
         return x
 
     def _family_site(self, fam: BoundFamily, data, values) -> None:

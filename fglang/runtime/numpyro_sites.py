@@ -9,15 +9,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
+from fglang.compiler.groups import GROUPS
 from fglang.runtime.carry import CarriedMarginal
+from fglang.runtime.manifold import normalized
 from fglang.runtime.numpyro_distributions import init_aux
 from fglang.runtime.numpyro_model import NumpyroModel
 
 
 def numpyro_model(bm: BoundModel, carried: dict[str, CarriedMarginal]) -> NumpyroModel:
-    """The lowered model, carried marginals as independent normal priors."""
-    priors = {k: c.mean_sd(bm.variables[k].shape) for k, c in carried.items()}
-    return NumpyroModel(bm, priors)
+    """The lowered model, carried marginals as independent normal priors (a
+    group var's as its tangent Gaussian at the carried mean, also its chart's base)."""
+    groups = {k for k in carried if bm.variables[k].domain.kind in GROUPS}
+    priors = {k: c.mean_sd(bm.variables[k].shape) for k, c in carried.items() if k not in groups}
+    return NumpyroModel(bm, priors, group_priors={k: (carried[k].mean, carried[k].cov) for k in groups})
 
 
 def init_sites(nm: NumpyroModel, init: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -28,6 +32,10 @@ def init_sites(nm: NumpyroModel, init: dict[str, np.ndarray]) -> dict[str, Any]:
     for name, value in init.items():
         v = bm.variables.get(name)
         if v is None:  # an aux site, set below
+            continue
+        if v.domain.kind in GROUPS:  # the start is the base of the var's chart (delta = 0 there)
+            nm.bases[name] = normalized(v, np.asarray(value, np.float64))
+            sites[name] = jnp.asarray(nm.bases[name])
             continue
         fam = bm.families.get(v.prior) if v.prior else None
         if fam is not None and fam.ir.dist.sparsity and name not in nm.priors:

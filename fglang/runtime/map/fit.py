@@ -185,13 +185,19 @@ def _lsq_posterior(bm, problem, solver: SparseLDL, res: LMResult, o: MapOptions,
     import time
 
     t0 = time.perf_counter()
-    _, _, h = problem.linearize(res.x)
-    try:
-        solver.factor(h)
-    except SingularError:
-        raise _singular(bm) from None
-    lower, d, perm = solver.factors()
-    skip = o.marginals == "none" or (o.marginals == "auto" and laplace.work(lower) > laplace.AUTO_WORK)
+    # The fill of L is fixed by the pattern, so LM's last factorization already
+    # says whether auto skips the marginals; skipped marginals need no
+    # factorization at the mode (on sphere2500 one of 11, ~8% of the fit).
+    skip = o.marginals == "none" or (
+        o.marginals == "auto" and solver.factored and laplace.work(solver.factors()[0]) > laplace.AUTO_WORK)
+    if not skip:
+        _, _, h = problem.linearize(res.x)
+        try:
+            solver.factor(h)
+        except SingularError:
+            raise _singular(bm) from None
+        lower, d, perm = solver.factors()
+        skip = o.marginals == "auto" and laplace.work(lower) > laplace.AUTO_WORK
     if not skip:
         plan = getattr(solver, "plan", None)
         if plan is None or plan.nnz != lower.nnz:

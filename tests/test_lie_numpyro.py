@@ -1,0 +1,169 @@
+"""Lie-group vars on the NumPyro backends (issue 15): vi and NUTS sample in
+the exponential chart at a base point (runtime/group_chart.py). Oracles: the
+chart's log-density against autodiff Jacobians, a rot2 posterior in closed
+form (across the +-pi cut), a rot3 posterior whose Haar factor is found by
+quadrature, and map's Laplace approximation on a small 3-D pose graph. Also
+predict and a carried --prior on group vars."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fglang
+from fglang.compiler.groups import GROUPS
+
+LIE = pytest.importorskip("fglang.compiler.lie_jax")
+from fglang.runtime import group_chart as G  # noqa: E402 - after the importorskip
+
+_LOCAL = jax.jit(LIE.local, static_argnums=0)
+
+ROT2 = """model so2
+data mu1: rot2
+data mu2: rot2
+var r: rot2
+factor a: log(between(mu1, r)) ~ normal(0, 0.2)
+factor b: log(between(mu2, r)) ~ normal(0, 0.3)
+"""
+MU1, MU2, SD1, SD2 = 3.0, -2.9, 0.2, 0.3  # the two means straddle the +-pi cut
+
+
+def _rot2_truth(sd1=SD1, sd2=SD2):
+    p1, p2 = sd1**-2, sd2**-2
+    m = MU1 + p2 * ((MU2 + 2 * np.pi) - MU1) / (p1 + p2)
+    return (m + np.pi) % (2 * np.pi) - np.pi, (p1 + p2) ** -0.5
+
+
+def _angle_gap(a, b) -> float:
+    return float(abs((a - b + np.pi) % (2 * np.pi) - np.pi))
+
+
+@pytest.mark.parametrize("kind", tuple(GROUPS))
+def test_chart_log_det_is_haar_measure_and_inverts(kind):
+    """log |det| of u -> base exp(squash(u)) in the group's own (Haar)
+    coordinates equals the chart's closed form, and the inverse undoes it."""
+    with jax.enable_x64(True):
+        dof = GROUPS[kind].tangent
+        rng = np.random.default_rng(3)
+        base = LIE.exp(kind, jnp.asarray(rng.normal(0, 0.7, dof)))
+        jacobian = jax.jit(lambda u, x: jax.jacfwd(lambda e: LIE.local(kind, G._forward(kind, base, u + e), x))(
+            jnp.zeros(dof)))
+        for scale in (0.05, 1.5, 6.0):
+            u = jnp.asarray(rng.normal(0, scale, dof))
+            x = G._forward(kind, base, u)
+            jac = jacobian(u, x)
+            np.testing.assert_allclose(float(G._log_det(kind, u)), np.linalg.slogdet(np.asarray(jac))[1],
+                                       rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(np.asarray(G._inverse(kind, x, base)), np.asarray(u), atol=1e-7)
+        # the rotation part of delta stays within pi: the chart covers the group once
+        delta, _ = G.squash(kind, jnp.full(dof, 5.0))
+        assert float(jnp.max(jnp.abs(delta[G._rotation_part(kind)]))) < np.pi
+
+
+@pytest.mark.parametrize("backend", ["mcmc", "vi"])
+def test_rot2_posterior_in_closed_form_across_the_cut(backend):
+    """Two Gaussian factors in the tangent space of rot2: the posterior angle is
+    N(precision-weighted mean, 1 / (p1 + p2)) even though the means lie on both
+    sides of +-pi (an average of stored angles would be near 0)."""
+    model = fglang.compile(ROT2)
+    opts = {"chains": 1, "warmup": 300, "samples": 800} if backend == "mcmc" else {}
+    post = model.fit({"mu1": MU1, "mu2": MU2}, backend=backend, init={"r": MU1}, **opts)
+    mean, sd = _rot2_truth()
+    assert _angle_gap(float(post.mean("r")), mean) < 0.03
+    assert float(np.sqrt(post.cov("r")[0, 0])) == pytest.approx(sd, rel=0.12)
+    assert post.samples("r").min() >= -np.pi and post.samples("r").max() <= np.pi
+
+
+def test_rot3_density_carries_the_haar_factor():
+    """One isotropic Gaussian factor on log(mu^-1 R) (sd 0.8): against Haar
+    measure the angle r has density 2 (1 - cos r) exp(-r^2 / 2 sd^2) on
+    [0, pi], so E[r^2] is 1.72 (quadrature), 10% below the 1.91 a Lebesgue
+    density in the tangent space would give."""
+    from scipy.integrate import quad
+
+    sd = 0.8
+    w = lambda r: 2 * (1 - np.cos(r)) * np.exp(-r * r / (2 * sd * sd))  # noqa: E731
+    expected = quad(lambda r: r * r * w(r), 0, np.pi)[0] / quad(w, 0, np.pi)[0]
+    src = f"""model so3
+data mu: rot3
+var R: rot3
+factor f: log(between(mu, R)) ~ normal(0, {sd})
+"""
+    mu = np.array([0.3, -0.2, 0.1, 0.9])
+    mu /= np.linalg.norm(mu)
+    post = fglang.compile(src).fit({"mu": mu}, backend="mcmc", init={"R": mu}, chains=2, warmup=400,
+                                   samples=1000, seed=1)
+    with jax.enable_x64(True):
+        e = np.asarray(_LOCAL("rot3", jnp.asarray(post.samples("R")), jnp.asarray(mu)))
+    r2 = np.sum(e * e, axis=-1)
+    assert r2.mean() == pytest.approx(expected, rel=0.05)
+    assert abs(r2.mean() - 1.906) > 0.1  # the Lebesgue answer is excluded
+
+
+def _pose_graph(seed: int = 1):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(seed)
+        exp, comp, btw = (jax.jit(getattr(LIE, k), static_argnums=0) for k in ("exp", "compose", "between"))
+        truth = np.stack([np.asarray(exp("pose3", jnp.asarray(rng.normal(0, 0.6, 6)))) for _ in range(3)])
+        src, dst = np.r_[0, 1, 0], np.r_[1, 2, 2]
+        noise = exp("pose3", jnp.asarray(rng.normal(0, 0.05, (3, 6))))
+        z = np.asarray(comp("pose3", btw("pose3", jnp.asarray(truth[src]), jnp.asarray(truth[dst])), noise))
+    info = np.broadcast_to(np.diag([400.0, 400, 400, 900, 900, 900]), (3, 6, 6)).copy()
+    return {"N": 3, "M": 3, "src": src, "dst": dst, "z": z, "info": info, "origin": truth[0]}, truth
+
+
+@pytest.mark.slow
+def test_nuts_on_a_pose_graph_agrees_with_map_laplace():
+    """A concentrated 3-pose SE(3) graph: NUTS's intrinsic means are within
+    0.25 posterior sd of map's mode and its tangent covariances within 20% of
+    the Laplace ones (600 draws), per node and axis. (vi is checked on rot2
+    in closed form above; on this graph, in a process without global x64,
+    its anchored pose (sd 1e-3) comes out ~3.8x too wide: an open issue.)"""
+    backend = "mcmc"
+    data, truth = _pose_graph()
+    model = fglang.load("examples/pose_graph_3d.fg")
+    laplace = model.fit(data, backend="map", init={"pose": truth}, marginals="full")
+    post = model.fit(data, backend=backend, init={"pose": laplace.mean("pose")}, chains=1, warmup=300, samples=600)
+    sd = np.sqrt(np.diagonal(laplace.cov("pose"), axis1=-2, axis2=-1))
+    with jax.enable_x64(True):
+        off = np.asarray(_LOCAL("pose3", jnp.asarray(post.mean("pose")), jnp.asarray(laplace.mean("pose"))))
+    assert np.max(np.abs(off) / sd) < 0.25
+    ratio = np.diagonal(post.cov("pose"), axis1=-2, axis2=-1) / sd**2
+    assert np.all((ratio > 0.8) & (ratio < 1.2)), ratio
+    assert post.cov("pose").shape == (3, 6, 6) and post.mean("pose").shape == (3, 7)
+
+
+def test_carried_group_prior_is_the_next_fit_s_prior(tmp_path):
+    """Factor a's posterior (map, a rot2 tangent Gaussian), saved and carried as
+    the prior of a model with factor b only, gives the two-factor posterior
+    in closed form, on map and on NUTS."""
+    only_a = ROT2.replace("factor b: log(between(mu2, r)) ~ normal(0, 0.3)\n", "")
+    only_b = ROT2.replace("factor a: log(between(mu1, r)) ~ normal(0, 0.2)\n", "")
+    first = fglang.compile(only_a).fit({"mu1": MU1, "mu2": MU2}, backend="map")
+    path = first.save(tmp_path / "a.nc")
+    mean, sd = _rot2_truth()
+    model = fglang.compile(only_b)
+    again = model.fit({"mu1": MU1, "mu2": MU2}, backend="map", prior=path)
+    assert _angle_gap(float(again.mean("r")), mean) < 1e-6
+    assert float(np.sqrt(again.cov("r")[0, 0])) == pytest.approx(sd, rel=1e-6)
+    nuts = model.fit({"mu1": MU1, "mu2": MU2}, backend="mcmc", prior=path, chains=1, warmup=300, samples=800)
+    assert _angle_gap(float(nuts.mean("r")), mean) < 0.03
+    assert float(np.sqrt(nuts.cov("r")[0, 0])) == pytest.approx(sd, rel=0.12)
+
+
+def test_predict_through_a_group_var():
+    """Predicted data that read a group var (its angle) follow the posterior of
+    that var: map's Laplace draws and NUTS draws alike."""
+    src = ROT2 + "data K: int\ndata y[K]: real\nfactor obs[k in 0:K]: y[k] ~ normal(angle(r), 0.05)\n"
+    model = fglang.compile(src)
+    data = {"mu1": MU1, "mu2": MU2, "K": 2, "y": [3.1, 3.13]}
+    mean = _rot2_truth()[0]
+    for backend, opts in (("map", {}), ("mcmc", {"chains": 1, "warmup": 200, "samples": 400})):
+        post = model.fit(data, backend=backend, init={"r": MU1}, **opts)
+        pred = model.predict(post, {"mu1": MU1, "mu2": MU2, "K": 2})
+        y = pred.samples("obs")
+        assert y.shape[1:] == (2,)
+        assert _angle_gap(float(np.median(y)), float(post.mean("r"))) < 0.05
+        assert _angle_gap(float(post.mean("r")), mean) < 0.2
