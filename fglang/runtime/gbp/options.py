@@ -29,7 +29,9 @@ class GbpOptions(BackendOptions):
     )
     undamped: int = option(0, "iterations a nonlinear factor runs undamped after re-linearizing", minimum=0,
                            whole=True)
-    schedule: str = option("flooding", "flooding | sequential", choices=("flooding", "sequential"))
+    schedule: str = option("auto", "auto | flooding | sequential | multigrid (auto: multigrid for a nonlinear graph "
+                           "of one var, e.g. a pose graph; flooding otherwise)",
+                           choices=("auto", "flooding", "sequential", "multigrid"))
     dropout: float = option(0.0, "probability of skipping a factor's update", minimum=0.0, maximum=1.0,
                             open_maximum=True)
     relinearize: float = option(0.0, "relinearize a nonlinear factor when its beliefs moved more than this",
