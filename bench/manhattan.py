@@ -6,8 +6,8 @@ divergence). The robot walks a grid of streets one unit per step, turning
 left or right at random (Olson et al.'s Manhattan world); every time it comes
 back to a grid point it visited before it closes a loop to one earlier visit
 (with probability ``closure_p``). Odometry and loop-closure measurements get
-Gaussian noise of M3500's scale; the initial guess is the composed odometry,
-as in the g2o files.
+Gaussian noise of M3500's scale; the initial guess is the composed odometry
+with its angles wrapped into (-pi, pi], as in the g2o files.
 
     from manhattan import manhattan_graph
     data, init = manhattan_graph(20000, seed=0)
@@ -67,6 +67,7 @@ def manhattan_graph(n: int, seed: int = 0, *, size: int = 40, turn_p: float = 0.
     chain = {d: i for i, (s_, d) in enumerate(zip(src, dst, strict=True)) if d == s_ + 1}
     for k in range(1, n):
         odo[k] = _compose(odo[k - 1], z[chain[k]])
+    odo[:, 2] = np.angle(np.exp(1j * odo[:, 2]))  # stored wrapped, as a g2o file stores them
     sd = np.tile(SD, (len(src), 1))
     data = {"N": n, "M": len(src), "src": src_a.tolist(), "dst": dst_a.tolist(), "z": z.tolist(), "sd": sd.tolist()}
     return data, {"pose": odo}

@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .coarse import SMOOTHING_SWEEPS, CoarseCorrector, shift_state, supports_coarse, wants_coarse
+from .coarse import SMOOTHING_SWEEPS, STALL_RTOL, CoarseCorrector, shift_state, supports_coarse, wants_coarse
 from .graph import GaussianGraph
 from .iteration import run_chunk, run_chunk_jit
 from .plan import Plan, build_plan, family_floors, stored_shape, variable_data
@@ -329,6 +329,7 @@ def run_gbp(
         info=dict(schedule=schedule, damping=damping, dtype=str(dt), tol=tol, flat_reg_scale=scales,
                   devices=1 if placement is None else int(mesh.size),
                   coarse_corrections=0 if corrector is None else corrector.corrections,
+                  coarse_fallback=corrector is not None and corrector.disabled,
                   coarse_energies=[] if corrector is None else list(corrector.energies),
                   coarse_times=[] if corrector is None else [t - t_start for t in corrector.times]),
     )
@@ -343,6 +344,14 @@ AUTO_DAMPING = 0.5
 Undamped synchronous GBP re-linearized every iteration oscillates on
 nonlinear loopy graphs: on SPEC's pose graph, M3500 and the quadrant-XOR
 network 0.5 reached the optimum / learned where 0 did not (measured, issue 14)."""
+
+
+def resolve_schedule(graph: GaussianGraph, schedule: str, dropout: float = 0.0) -> str:
+    """The schedule ``schedule="auto"`` runs on ``graph`` (`coarse.wants_coarse`); others as given."""
+    if schedule != "auto":
+        return schedule
+    plan, _, _ = build_plan(graph, dtype=np.float32, schedule="flooding", dropout=dropout, chunk=1)
+    return "multigrid" if wants_coarse(plan, dropout) else "flooding"
 
 
 def auto_damping(plan: Plan) -> float:
@@ -499,10 +508,11 @@ def _run_chunks(
         if callback is not None and n_i:
             finite = h[np.isfinite(h)]
             callback(it, float(finite[-1]) if finite.size else float("inf"))
-        if corrector is not None and status in (STATUS_RUNNING, STATUS_CONVERGED) and it < iters and n_i:
+        if (corrector is not None and not corrector.disabled and status in (STATUS_RUNNING, STATUS_CONVERGED)
+                and it < iters and n_i):
             x = [np.asarray(vs.mean) for vs in state.variables]
             delta = corrector.step(data, x)
-            if corrector.stalled(float(data.settings.tol)):
+            if not corrector.disabled and corrector.stalled(STALL_RTOL * float(data.settings.tol)):
                 done = out.state._replace(status=np.int32(STATUS_CONVERGED))
                 return out._replace(state=done), history
             if delta is not None and max(float(np.max(np.abs(d))) for d in delta) > float(data.settings.tol):

@@ -36,7 +36,8 @@ class GbpOptions(BackendOptions):
                             open_maximum=True)
     relinearize: float = option(0.0, "relinearize a nonlinear factor when its beliefs moved more than this",
                                 minimum=0.0)
-    dtype: str = option("float32", "float32 | float64", choices=("float32", "float64"))
+    dtype: str = option("auto", "auto (float64 under the multigrid schedule, float32 otherwise) | float32 | float64",
+                        choices=("auto", "float32", "float64"))
     draws: int = option(200, "draws sampled from the marginals for the summary and ArviZ", minimum=1, whole=True)
     temper: float = option(1.0, "scale a carried --prior's precision by this, in (0, 1]", minimum=0.0, maximum=1.0,
                            open_minimum=True)
