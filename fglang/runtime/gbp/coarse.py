@@ -64,11 +64,13 @@ STALL_CYCLES = 2
 counts as converged."""
 
 FALLBACK_RATIO = 2.0
-"""A cycle that starts at more than this times the lowest energy a cycle started at
-turns the corrections off for the rest of the run (`CoarseCorrector.step`). On
-M3500 early cycles rise 1.5x and recover; on a 129-pose graph of four laps
-with rotations 100x more precise than its translations the rise compounds
-(1.3x a cycle) and flooding alone converges."""
+FALLBACK_CYCLES = 4
+"""`FALLBACK_CYCLES` cycles in a row that each start at a higher energy, the last
+above `FALLBACK_RATIO` times the lowest start, turn the corrections off for the
+rest of the run (`CoarseCorrector.step`). On M3500 early cycles rise 1.5x twice
+and recover, on a 20,000-pose Manhattan graph the first rise is above 2x; on a
+129-pose graph of four laps with rotations 100x more precise than its
+translations the rise compounds (1.3x a cycle) and flooding alone converges."""
 
 STALL_RTOL = 0.1
 """0.1: with ``tol``'s own 1e-5 (float32) SPEC's pose graph stopped 2e-5 above its optimum."""
@@ -407,7 +409,9 @@ class CoarseCorrector:
         e0 = energy64(fams, priors, x64)
         self.energies.append(e0)
         self.times.append(time.perf_counter())
-        if e0 > FALLBACK_RATIO * min(self.energies):
+        e = self.energies
+        rises = len(e) > FALLBACK_CYCLES and all(e[-k] > e[-k - 1] * (1 + 1e-6) for k in range(1, FALLBACK_CYCLES + 1))
+        if rises and e0 > FALLBACK_RATIO * min(e):
             # GBP's smoothing keeps undoing the corrections (it is no descent
             # method, and shifted messages can feed an oscillation): flooding
             # alone from here, which converges where loopy GBP does.
