@@ -13,9 +13,12 @@ from fglang.runtime.backend import BackendOptions, option
 class GbpOptions(BackendOptions):
     """Gaussian belief propagation. Why these defaults: synchronous (flooding)
     updates with no damping converge on trees and well-observed loopy graphs
-    in the fewest iterations; damping and float64 are the first things to
-    raise on loopy, badly conditioned or nonlinear graphs (the divergence
-    message says so)."""
+    in the fewest iterations; a nonlinear graph of one many-node var (a pose
+    graph) gets the two-level ``multigrid`` schedule in float64 instead
+    (``schedule=auto``, ``dtype=auto``), whose coarse solve moves the global
+    modes flooding leaves for thousands of iterations; damping is chosen from
+    the graph and is the first thing to raise on loopy, badly conditioned
+    graphs (the divergence message says so)."""
 
     backend: ClassVar[str] = "gbp"
 
