@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .coarse import SMOOTHING_SWEEPS, STALL_RTOL, CoarseCorrector, shift_state, supports_coarse, wants_coarse
 from .graph import GaussianGraph
 from .iteration import run_chunk, run_chunk_jit
 from .plan import Plan, build_plan, family_floors, stored_shape, variable_data
@@ -163,14 +164,14 @@ def run_gbp(
     tol: float | None = None,
     damping: float | None = 0.0,
     undamped_iters: int = 0,
-    schedule: str = "flooding",
+    schedule: str = "auto",
     dropout: float = 0.0,
     relinearize_threshold: float = 0.0,
     precision_rtol: float | None = None,
     dtype: Any = jnp.float32,
     seed: int = 0,
     callback: Callable[[int, float], None] | None = None,
-    chunk_size: int = 20,
+    chunk_size: int | None = None,
     flat_reg: float = DEFAULT_FLAT_REG,
     divergence_ratio: float = 1e3,
     divergence_patience: int = 50,
@@ -204,9 +205,13 @@ def run_gbp(
         A nonlinear family's members run undamped for this many iterations
         after one of their nodes was re-linearized (and at the start).
     schedule
-        ``"flooding"`` (all families update from the same beliefs) or
+        ``"flooding"`` (all families update from the same beliefs),
         ``"sequential"`` (family by family, each seeing the previous families'
-        new messages; members within a family update in parallel).
+        new messages; members within a family update in parallel),
+        ``"multigrid"`` (flooding, and after every chunk an exact coarse-graph
+        correction, `coarse.py`) or ``"auto"``: multigrid for a nonlinear
+        graph of one many-node var (`coarse.wants_coarse`: pose graphs),
+        flooding otherwise.
     dropout
         Probability that a member keeps its old message in an iteration (GBP
         Learning's message dropout). With dropout, convergence needs 10
@@ -229,7 +234,9 @@ def run_gbp(
         ``callback(iteration, belief_change)``, called from Python between
         chunks of ``chunk_size`` jitted iterations (for progress bars).
     chunk_size
-        Iterations per compiled chunk (the callback's granularity).
+        Iterations per compiled chunk (the callback's granularity); default 20,
+        and `coarse.SMOOTHING_SWEEPS` under ``"multigrid"``, where a chunk is
+        the smoothing between two coarse corrections.
     flat_reg
         Relative precision of the flat-prior stand-in (`DEFAULT_FLAT_REG`).
     divergence_ratio, divergence_patience
@@ -255,11 +262,20 @@ def run_gbp(
                 callback=callback, chunk_size=chunk_size, flat_reg=flat_reg,
                 divergence_ratio=divergence_ratio, divergence_patience=divergence_patience, mesh=mesh,
             )
-    _check_options(dt, 0.0 if damping is None else damping, dropout, iters, chunk_size)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    _check_options(dt, 0.0 if damping is None else damping, dropout, iters, 1 if chunk_size is None else chunk_size)
     if tol is None:
         tol = 1e-6 if dt == np.float64 else 1e-5
     t_start = time.perf_counter()
-    plan, families, scales = build_plan(graph, dtype=dt, schedule=schedule, dropout=dropout, chunk=chunk_size)
+    plan, families, scales = build_plan(graph, dtype=dt, schedule="sequential" if schedule == "sequential" else
+                                        "flooding", dropout=dropout, chunk=chunk_size or 20)
+    if schedule == "auto":
+        schedule = "multigrid" if wants_coarse(plan, dropout) else "flooding"
+    if schedule == "multigrid" and chunk_size is None:
+        plan = dataclasses.replace(plan, chunk=SMOOTHING_SWEEPS)
+    if schedule == "multigrid" and not supports_coarse(plan):
+        raise ValueError("schedule='multigrid' needs factors without robust losses or sparsity priors")
     if damping is None:
         damping = auto_damping(plan)
     init = dict(init or {})
@@ -293,7 +309,8 @@ def run_gbp(
         constraint = _placement(plan, data, state, mesh, uneven=True)
     data, state = jax.device_put((data, state), placement)
 
-    last, history = _run_chunks(plan, data, state, iters, callback, placement, constraint)
+    corrector = CoarseCorrector.setup(plan, graph) if schedule == "multigrid" else None
+    last, history = _run_chunks(plan, data, state, iters, callback, placement, constraint, corrector)
     status = int(last.state.status)
     it = int(last.state.iteration)
     means, covs, beliefs = _marginals(plan, last.beliefs)
@@ -310,9 +327,16 @@ def run_gbp(
         diverged=diverged,
         wall_time_s=time.perf_counter() - t_start,
         info=dict(schedule=schedule, damping=damping, dtype=str(dt), tol=tol, flat_reg_scale=scales,
-                  devices=1 if placement is None else int(mesh.size)),
+                  devices=1 if placement is None else int(mesh.size),
+                  coarse_corrections=0 if corrector is None else corrector.corrections,
+                  coarse_fallback=corrector is not None and corrector.disabled,
+                  coarse_energies=[] if corrector is None else list(corrector.energies),
+                  coarse_times=[] if corrector is None else [t - t_start for t in corrector.times]),
     )
 
+
+SCHEDULES = ("auto", "flooding", "sequential", "multigrid")
+"""`run_gbp`'s schedules (``schedule=``)."""
 
 AUTO_DAMPING = 0.5
 """``damping=None``'s value for a graph with a nonlinear family (0 if all are affine).
@@ -320,6 +344,14 @@ AUTO_DAMPING = 0.5
 Undamped synchronous GBP re-linearized every iteration oscillates on
 nonlinear loopy graphs: on SPEC's pose graph, M3500 and the quadrant-XOR
 network 0.5 reached the optimum / learned where 0 did not (measured, issue 14)."""
+
+
+def resolve_schedule(graph: GaussianGraph, schedule: str, dropout: float = 0.0) -> str:
+    """The schedule ``schedule="auto"`` runs on ``graph`` (`coarse.wants_coarse`); others as given."""
+    if schedule != "auto":
+        return schedule
+    plan, _, _ = build_plan(graph, dtype=np.float32, schedule="flooding", dropout=dropout, chunk=1)
+    return "multigrid" if wants_coarse(plan, dropout) else "flooding"
 
 
 def auto_damping(plan: Plan) -> float:
@@ -442,6 +474,7 @@ def _run_chunks(
     callback: Callable[[int, float], None] | None,
     placement: Any = None,
     constraint: Any = None,
+    corrector: CoarseCorrector | None = None,
 ) -> tuple[ChunkResult, list[np.ndarray]]:
     """Chunks until the run converges, diverges or reaches ``iters``: the last
     chunk's result and every chunk's belief-change history.
@@ -475,6 +508,18 @@ def _run_chunks(
         if callback is not None and n_i:
             finite = h[np.isfinite(h)]
             callback(it, float(finite[-1]) if finite.size else float("inf"))
+        if (corrector is not None and not corrector.disabled and status in (STATUS_RUNNING, STATUS_CONVERGED)
+                and it < iters and n_i):
+            x = [np.asarray(vs.mean) for vs in state.variables]
+            delta = corrector.step(data, x)
+            if not corrector.disabled and corrector.stalled(STALL_RTOL * float(data.settings.tol)):
+                done = out.state._replace(status=np.int32(STATUS_CONVERGED))
+                return out._replace(state=done), history
+            if delta is not None and max(float(np.max(np.abs(d))) for d in delta) > float(data.settings.tol):
+                state = shift_state(plan, data, state, delta)._replace(status=np.int32(STATUS_RUNNING))
+                if placement is not None:
+                    state = jax.device_put(state, placement[1])
+                continue
         if status != STATUS_RUNNING or it >= iters or n_i == 0:
             return out, history
 

@@ -15,11 +15,25 @@ from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
-from fglang.runtime.gbp.engine import run_gbp
+from fglang.runtime.gbp.engine import resolve_schedule, run_gbp
+from fglang.runtime.gbp.graph import GaussianGraph
 from fglang.runtime.gbp.lowering import to_graph
 from fglang.runtime.gbp.options import GbpOptions
 from fglang.runtime.posterior import GaussianMarginal, Posterior
 from fglang.runtime.progress import progress_bar
+
+
+def _check_multigrid(bm: BoundModel, graph: GaussianGraph) -> None:
+    """The two-level schedule solves the energy's Gauss-Newton form: robust and sparsity factors have none."""
+    for fam in graph.families:
+        if fam.robust is not None or fam.sparsity is not None:
+            ir = bm.families.get(fam.name)
+            raise FgError([Diagnostic(
+                f"schedule multigrid cannot take factor '{fam.name}': its "
+                f"{'robust loss' if fam.robust is not None else 'sparsity prior'} has no Gauss-Newton form",
+                ir.ir.span if ir is not None else None,
+                "use schedule flooding (the default auto does) or a normal likelihood",
+            )], bm.ir.sources)
 
 
 def fit_gbp(
@@ -36,7 +50,13 @@ def fit_gbp(
     carried = carried or {}
     prior = {k: c.information(o.temper) for k, c in carried.items()}
     graph = to_graph(bm, set(carried), set(skip_families))
-    dtype = jnp.float64 if o.dtype == "float64" else jnp.float32
+    if o.schedule == "multigrid":
+        _check_multigrid(bm, graph)
+    schedule = resolve_schedule(graph, o.schedule, o.dropout)
+    # A pose graph spans scales float32 cannot hold (an anchor of precision 1e6
+    # next to edges of 1e2, condition numbers ~1e8): a 20,000-pose graph's
+    # first float32 messages were already non-finite (issue 14).
+    dtype = jnp.float64 if o.dtype == "float64" or (o.dtype == "auto" and schedule == "multigrid") else jnp.float32
     start = {**default_start(bm, seed, set(carried)), **(init or {})}
     init_nodes = {k: np.asarray(v).reshape(bm.variables[k].n_nodes, bm.variables[k].node_dim) for k, v in
                   start.items()}
@@ -50,7 +70,7 @@ def fit_gbp(
             tol=o.tol,
             damping=o.damping,
             undamped_iters=o.undamped,
-            schedule=o.schedule,
+            schedule=schedule,
             dropout=o.dropout,
             relinearize_threshold=o.relinearize,
             dtype=dtype,
@@ -96,6 +116,8 @@ def fit_gbp(
             "options": o.as_dict(),
             "seed": seed,
             "damping": float(result.info["damping"]),
+            "schedule": str(result.info["schedule"]),
+            "coarse_corrections": int(result.info["coarse_corrections"]),
             "iterations": int(result.iterations),
             "converged": bool(result.converged),
             "final_change": float(history[-1]) if history.size else float("nan"),

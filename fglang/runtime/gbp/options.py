@@ -13,9 +13,12 @@ from fglang.runtime.backend import BackendOptions, option
 class GbpOptions(BackendOptions):
     """Gaussian belief propagation. Why these defaults: synchronous (flooding)
     updates with no damping converge on trees and well-observed loopy graphs
-    in the fewest iterations; damping and float64 are the first things to
-    raise on loopy, badly conditioned or nonlinear graphs (the divergence
-    message says so)."""
+    in the fewest iterations; a nonlinear graph of one many-node var (a pose
+    graph) gets the two-level ``multigrid`` schedule in float64 instead
+    (``schedule=auto``, ``dtype=auto``), whose coarse solve moves the global
+    modes flooding leaves for thousands of iterations; damping is chosen from
+    the graph and is the first thing to raise on loopy, badly conditioned
+    graphs (the divergence message says so)."""
 
     backend: ClassVar[str] = "gbp"
 
@@ -29,12 +32,15 @@ class GbpOptions(BackendOptions):
     )
     undamped: int = option(0, "iterations a nonlinear factor runs undamped after re-linearizing", minimum=0,
                            whole=True)
-    schedule: str = option("flooding", "flooding | sequential", choices=("flooding", "sequential"))
+    schedule: str = option("auto", "auto | flooding | sequential | multigrid (auto: multigrid for a nonlinear graph "
+                           "of one var, e.g. a pose graph; flooding otherwise)",
+                           choices=("auto", "flooding", "sequential", "multigrid"))
     dropout: float = option(0.0, "probability of skipping a factor's update", minimum=0.0, maximum=1.0,
                             open_maximum=True)
     relinearize: float = option(0.0, "relinearize a nonlinear factor when its beliefs moved more than this",
                                 minimum=0.0)
-    dtype: str = option("float32", "float32 | float64", choices=("float32", "float64"))
+    dtype: str = option("auto", "auto (float64 under the multigrid schedule, float32 otherwise) | float32 | float64",
+                        choices=("auto", "float32", "float64"))
     draws: int = option(200, "draws sampled from the marginals for the summary and ArviZ", minimum=1, whole=True)
     temper: float = option(1.0, "scale a carried --prior's precision by this, in (0, 1]", minimum=0.0, maximum=1.0,
                            open_minimum=True)

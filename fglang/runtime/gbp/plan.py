@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -182,17 +183,52 @@ def reading_shared(residual: Callable[..., Any], shared: Any) -> Callable[..., A
     return residual if shared is None else functools.partial(_with_shared, residual, shared)
 
 
+_TRACED: dict[Any, tuple[int, bool, bool]] = {}
+"""`_residual_dim`'s answers by residual function and shapes: a second fit of new
+data of the same shapes traces no residual (issue 18: three traces per family
+were most of a warm `run_gbp`'s setup)."""
+
+_TRACED_MAX = 256
+
+
+def _shapes(tree: Any) -> Any:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((np.shape(a), str(getattr(a, "dtype", type(a).__name__))) for a in leaves)
+
+
 def _residual_dim(
     fam: GaussianFamily, graph: GaussianGraph, inputs: Any, batched: bool, dtype: Any
 ) -> tuple[int, bool, bool]:
     """R of a family, whether its residual is affine and whether it is affine
-    and the same for every member (`FamilyPlan.uniform`), from one member's shapes."""
+    and the same for every member (`FamilyPlan.uniform`), from one member's shapes
+    (remembered per residual function and shapes, `_TRACED`)."""
     xs = [jax.ShapeDtypeStruct((graph.var(s.var).dim,), dtype) for s in fam.slots]
     one = (
         jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), inputs)
         if batched
         else inputs
     )
+    try:
+        key = (fam.residual, batched, _shapes(one), _shapes(fam.shared), tuple(x.shape for x in xs),
+               np.dtype(dtype).str, _values(fam.shared))
+        hash(key)
+    except TypeError:  # an unhashable residual or data: trace every time
+        return _trace_residual(fam, one, xs, batched)
+    if key not in _TRACED:
+        if len(_TRACED) >= _TRACED_MAX:
+            _TRACED.pop(next(iter(_TRACED)))
+        _TRACED[key] = _trace_residual(fam, one, xs, batched)
+    return _TRACED[key]
+
+
+def _values(tree: Any) -> Any:
+    """Shared data are constants of the trace (a residual may branch on them in Python):
+    a digest of their values is part of the key."""
+    return tuple(hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()
+                 for a in jax.tree_util.tree_leaves(tree))
+
+
+def _trace_residual(fam: GaussianFamily, one: Any, xs: list[Any], batched: bool) -> tuple[int, bool, bool]:
     try:
         res = reading_shared(fam.residual, fam.shared)
         out = jax.eval_shape(lambda i, *x: jnp.reshape(res(i, *x), (-1,)), one, *xs)
