@@ -123,3 +123,39 @@ def test_chain_method_follows_the_devices(monkeypatch, asked, chains, local, exp
     method, why = _chain_method(McmcOptions.parse({"chains": chains, "chain_method": asked}))
     assert method == expect
     assert (note in why) if note else why == ""
+
+
+def _k_families(k: int):
+    lines = ["model k_families", "data N: int"] + [f"data y{i}[N]: real" for i in range(k)]
+    lines += [f"var a{i}: real ~ normal(0, 1)" for i in range(k)]
+    lines += [f"factor f{i}[n in 0:N]: y{i}[n] ~ normal(a{i}, 1)" for i in range(k)]
+    data = {"N": 3, **{f"y{i}": [0.1 * i, 0.2, 0.3] for i in range(k)}}
+    return fglang.compile("\n".join(lines) + "\n"), data
+
+
+def test_eager_model_run_compiles_a_few_programs_whatever_the_number_of_families():
+    """NumPyro runs the model outside of jit (its prototype trace): the families
+    are evaluated in a few jitted batches, not one XLA program per family."""
+    import jax
+    from numpyro.handlers import seed, trace
+
+    compiled: list[str] = []
+
+    def listen(event: str, *_: object, **kw: object) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(str(kw.get("fun_name")))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        counts = {}
+        for k in (2, 3, 9):  # k = 2 warms the per-primitive caches the others share
+            m, data = _k_families(k)
+            model, d = m.numpyro_model(data)
+            compiled.clear()
+            tr = trace(seed(model, 0)).get_trace(d)
+            counts[k] = len(compiled)
+            for i in range(k):  # the batched evaluation observes each family's own data
+                assert list(map(float, tr[f"f{i}"]["value"])) == pytest.approx(data[f"y{i}"])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert counts[3] == counts[9] <= 4, counts
