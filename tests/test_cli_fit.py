@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,7 +101,8 @@ def test_fit_console_script_subprocess(data_file, tmp_path):
     # --timings: every phase of a fresh process's fit, and the programs XLA compiled into the empty cache
     for phase in ("parse", "check", "bind", "import", "trace", "compile", "run", "summary", "write", "total"):
         assert f"  {phase} " in p.stderr, (phase, p.stderr)
-    assert "programs from cache: 0" in p.stderr and "programs compiled: 0," not in p.stderr
+    # (a cold process may still load a few from the cache: a program compiled twice in it, the second time loaded)
+    assert re.search(r"programs compiled: [1-9]\d*, programs from cache: \d+\n", p.stderr), p.stderr
 
 
 @pytest.mark.parametrize(
