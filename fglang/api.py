@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from fglang.compiler.bind import BoundModel
-from fglang.compiler.check import CheckedModel, check_file, check_source
+from fglang.compiler.check import CheckedModel, check_decls, check_source
 from fglang.compiler.datafile import read_data
+from fglang.compiler.includes import load_program
 from fglang.compiler.ir import ModelIR
 from fglang.compiler.lower import lower
 from fglang.compiler.show import show_ir
 from fglang.runtime.binding import bind_model
 from fglang.runtime.inits import START_AT_MODE, ModeStart
 from fglang.runtime.posterior import Posterior
+from fglang.runtime.timings import Timings, phase, recording
 
 DataLike = dict[str, Any] | str | Path
 
@@ -25,9 +27,11 @@ DataLike = dict[str, Any] | str | Path
 class Model:
     """A checked, compiled model: its IR, ready to bind data and fit."""
 
-    def __init__(self, checked: CheckedModel):
+    def __init__(self, checked: CheckedModel, timings: Timings | None = None):
         self.checked = checked
-        self.ir: ModelIR = lower(checked)
+        self._load_timings = timings or Timings()  # parse and check, reported with the first fit
+        with recording(self._load_timings), phase("lower"):
+            self.ir: ModelIR = lower(checked)
 
     @property
     def name(self) -> str:
@@ -65,25 +69,33 @@ class Model:
         one chain per device; ``vi``: the data rows split over them).
         ``coordinator`` (``"HOST:PORT"`` or ``"auto"``), ``num_processes`` and
         ``process_id`` join a run of several processes (``jax.distributed``):
-        the fit runs over every process's devices (``gbp``)."""
-        from fglang.runtime.fit import fit
-
-        init_values, init_file = _read_init(init)
-        return fit(
-            self.bind(data),
-            backend,
-            seed=seed,
-            init=init_values,
-            init_file=init_file,
-            prior=prior,
-            device=device,
-            devices=devices,
-            progress=progress,
-            options=options,
-            coordinator=coordinator,
-            num_processes=num_processes,
-            process_id=process_id,
-        )
+        the fit runs over every process's devices (``gbp``).
+        ``Posterior.timings`` says where the time went (the first fit of a
+        model includes its parse, check and lower)."""
+        timings, self._load_timings = self._load_timings, Timings()
+        with recording(timings):
+            with phase("import"):
+                from fglang.runtime.fit import fit
+            with phase("bind"):
+                init_values, init_file = _read_init(init)
+                bm = self.bind(data)
+            post = fit(
+                bm,
+                backend,
+                seed=seed,
+                init=init_values,
+                init_file=init_file,
+                prior=prior,
+                device=device,
+                devices=devices,
+                progress=progress,
+                options=options,
+                coordinator=coordinator,
+                num_processes=num_processes,
+                process_id=process_id,
+            )
+        post.timings = timings.as_dict()
+        return post
 
     def fit_many(
         self,
@@ -187,9 +199,18 @@ def _read(data: DataLike) -> tuple[dict[str, Any], str]:
 
 def load(path: str | Path) -> Model:
     """Parse and check a .fg file (and its includes)."""
-    return Model(check_file(path))
+    timings = Timings()
+    with recording(timings):
+        with phase("parse"):
+            program = load_program(path)
+        with phase("check"):
+            checked = check_decls(*program)
+    return Model(checked, timings)
 
 
 def compile(source: str, name: str = "<string>") -> Model:  # noqa: A001 - the documented public name
     """Parse and check .fg source text."""
-    return Model(check_source(source, name))
+    timings = Timings()
+    with recording(timings), phase("check"):
+        checked = check_source(source, name)
+    return Model(checked, timings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -136,6 +137,9 @@ _FIT_PARAMS = [
     ("num_processes", Annotated[int | None, typer.Option(help="with --coordinator: how many processes")], None),
     ("process_id", Annotated[int | None, typer.Option(help="with --coordinator: this process, 0..P-1 "
                                                        "(process 0 prints and writes --out)")], None),
+    ("timings", Annotated[bool, typer.Option(
+        "--timings", help="print where the time went: parse, check, lower, bind, import, trace, compile, run, write"
+    )], False),
 ]
 
 
@@ -171,10 +175,19 @@ def fit(**kw) -> None:
         )
         if kw["coordinator"] is not None and _process_index() != 0:  # process 0 reports and writes
             return
+        t0 = time.perf_counter()
         print_summary(post, f"{m.name} ({backend})")
+        post.timings["summary"] = time.perf_counter() - t0
         if kw["out_path"] is not None:
+            t0 = time.perf_counter()
             post.save(kw["out_path"], data_lets=kw["save_data_lets"])
+            post.timings["write"] = time.perf_counter() - t0
             out.print(f"wrote {kw['out_path']}", markup=False)
+        if kw["timings"]:
+            from fglang.runtime.timings import format_timings
+
+            for line in format_timings(post.timings):
+                err.print(line, markup=False)
     except FgError as e:
         _fail(e)
 
@@ -340,6 +353,40 @@ def import_(
     dim = 2 if "sd" in data else 3
     out.print(f"{file}: {data['N']} poses, {data['M']} edges ({dim}-D); wrote {out_path}"
               + (f" and {init_out}" if init_out is not None else ""), markup=False)  # fmt: skip
+
+
+cache_app = typer.Typer(
+    help="the compilation cache: where it is and how big (info), or empty it (clear)", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Where the compilation cache is, how many programs it holds and their size."""
+    from fglang.runtime.cache import cache_info as info
+
+    i = info()
+    state = "" if i.enabled else " (off: FGLANG_NO_CACHE is set)"
+    out.print(f"{i.path}: {i.entries} compiled programs, {_size(i.bytes)}{state}", markup=False)
+    out.print("move it with FGLANG_CACHE_DIR=DIR; empty it with: fglang cache clear", markup=False)
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Remove every compiled program from the cache (the next fit compiles again)."""
+    from fglang.runtime.cache import clear_cache, jax_cache_dir
+
+    removed, freed = clear_cache()
+    out.print(f"{jax_cache_dir()}: removed {removed} compiled programs, {_size(freed)}", markup=False)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

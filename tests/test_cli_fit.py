@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,13 +89,20 @@ def test_fit_console_script_subprocess(data_file, tmp_path):
     exe = shutil.which("fglang", path=str(Path(sys.executable).parent)) or shutil.which("fglang")
     assert exe, "the fglang console script is not installed"
     out = tmp_path / "post.nc"
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    cmd = [exe, "fit", MODEL, "--data", data_file, "--backend", "vi", "--steps", "200", "-o", str(out), "-q"]
+    env = {k: v for k, v in os.environ.items() if k not in ("FGLANG_CACHE_DIR", "FGLANG_NO_CACHE")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    cmd = [exe, "fit", MODEL, "--data", data_file, "--backend", "vi", "--steps", "200", "-o", str(out), "-q",
+           "--timings"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "theta[0]" in p.stdout and "Traceback" not in p.stderr
     assert az.from_netcdf(out).posterior["theta"].shape == (1, 1000, 8)
     assert any((tmp_path / "cache" / "fglang" / "jax").iterdir())  # the compilation cache is used
+    # --timings: every phase of a fresh process's fit, and the programs XLA compiled into the empty cache
+    for phase in ("parse", "check", "bind", "import", "trace", "compile", "run", "summary", "write", "total"):
+        assert f"  {phase} " in p.stderr, (phase, p.stderr)
+    # (a cold process may still load a few from the cache: a program compiled twice in it, the second time loaded)
+    assert re.search(r"programs compiled: [1-9]\d*, programs from cache: \d+\n", p.stderr), p.stderr
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,12 @@ def rename_shared(e: A.Expr, names: Mapping[str, str], memo: SharedMemo | None =
                 for r in x.ranges
             )
             return replace(x, ranges=ranges, body=rename_shared(x.body, inner, memo))
+        if isinstance(x, A.Scan):
+            inner = {k: v for k, v in names.items() if k not in (x.index.name, x.state)}
+            r = x.index
+            index = A.IndexRange(r.name, rename_shared(r.lo, names, memo), rename_shared(r.hi, names, memo), r.span)
+            return replace(x, index=index, init=rename_shared(x.init, names, memo),
+                           body=rename_shared(x.body, inner, memo))
         return map_children(x, lambda c: memo(go, c, key))
 
     return memo(go, e, key)

@@ -340,7 +340,7 @@ class Lowering:
             fresh[r.name], self.extract(r.lo, slots, reductions), self.extract(r.hi, slots, reductions), r.span
         )
         init = self.extract(e.init, slots, reductions)
-        body = self.extract(rename(e.body, fresh), slots, reductions + (index.name,))
+        body = self.extract(rename_shared(e.body, fresh), slots, reductions + (index.name,))
         return replace(e, index=index, init=init, state=fresh[e.state], body=body)
 
     def _slot(self, var: str, args, slots: list[SlotPattern], reductions, span: A.Span) -> A.Expr:

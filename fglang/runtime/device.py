@@ -1,36 +1,13 @@
-"""Device choice (one device, or a mesh of several) and JAX's persistent compilation cache.
-
-The cache makes a second ``fglang fit`` of the same model shape skip XLA
-compilation; thresholds are lowered so that small models are cached too.
-"""
+"""Device choice: one device, or a mesh of several."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
-from pathlib import Path
 
 import jax
 
 from fglang.errors import Diagnostic, FgError
-
-_cache_ready = False
-
-
-def enable_compilation_cache() -> None:
-    global _cache_ready
-    if _cache_ready or os.environ.get("FGLANG_NO_CACHE"):
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fglang" / "jax"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(base))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    except (OSError, AttributeError):
-        pass  # a read-only home still runs, only without the cache
-    _cache_ready = True
 
 
 def device_context(device: str | None):

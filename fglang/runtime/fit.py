@@ -23,12 +23,12 @@ from fglang.compiler.ir import ModelIR
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime import backend as backends
 from fglang.runtime.binding import bind_model
+from fglang.runtime.cache import enable_compilation_cache
 from fglang.runtime.carry import as_posterior, carried_marginals
 from fglang.runtime.device import (
     device_context,
     device_mesh,
     device_names,
-    enable_compilation_cache,
     join_processes,
     mesh_context,
 )
@@ -36,6 +36,7 @@ from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
 from fglang.runtime.inits import START_AT_MODE, ModeStart, check_init
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.predict import targets
+from fglang.runtime.timings import backend_run, phase
 from fglang.runtime.values import check_values
 
 
@@ -58,7 +59,8 @@ def fit(
     """``coordinator``, ``num_processes``, ``process_id``: join a run of several
     processes (`device.join_processes`); every process then runs this fit over
     the global mesh of all their devices (``devices`` 1 means all of them)."""
-    impl = backends.get(backend)
+    with phase("import"):
+        impl = backends.get(backend)
     opts = impl.Options.parse(options)
     check_seed(seed)
     full, bm = bm, prune(bm)  # empty vars and families are legal and fit as nothing (empty.py)
@@ -87,7 +89,7 @@ def fit(
         post = empty_posterior(bm, backend)
     else:
         enable_compilation_cache()
-        with device_context(device), mesh_context(mesh):
+        with device_context(device), mesh_context(mesh), backend_run():
             post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
     post.attrs.setdefault("devices", device_names(mesh))
     post.attrs.setdefault("processes", processes)

@@ -116,11 +116,20 @@ class NumpyroModel:
         self.idx = {
             name: {k: jnp.asarray(v) for k, v in fam.idx.items()} for name, fam in bm.families.items()
         }
-        # Each family's evaluation as one jitted call: NumPyro runs the model once
-        # outside of jit (its prototype trace), where a vmapped evaluation would
-        # otherwise dispatch and compile every primitive on its own; under an outer
-        # jit the call is inlined, so the compiled sampler is the same.
-        self._evaluate = {name: jax.jit(fam.evaluate) for name, fam in bm.families.items()}
+        # Families are evaluated in batches, each batch one jitted call (see
+        # `_outputs`): NumPyro runs the model outside of jit (its prototype trace,
+        # the chains' initialization), where a vmapped evaluation would dispatch
+        # and compile every primitive on its own, and a jit per family compiled
+        # one XLA program per family (K = 50 families: 100 programs). Under an
+        # outer jit the call is inlined, so the compiled sampler is the same.
+        self._batches: dict[tuple[str, ...], Callable] = {}
+        self._done: dict[str, dict] = {}  # this run of the model: family -> its outputs
+        self._inputs = {name: _var_inputs(fam) for name, fam in bm.families.items()}
+        self._wanted = [
+            name for name, fam in bm.families.items()
+            if (fam.ir.prior_of is None and fam.n_members > 0)
+            or (fam.ir.prior_of is not None and fam.ir.prior_of not in self.priors)
+        ]
         # slots whose members all read one node (a scalar var in an indexed family)
         self._one_node = {
             (name, i): _single_node(s) for name, fam in bm.families.items() for i, s in enumerate(fam.slots)
@@ -142,7 +151,31 @@ class NumpyroModel:
         return tuple(out)
 
     def _outputs(self, fam: BoundFamily, data, values, own: str | None = None) -> dict:
-        return self._evaluate[fam.name](data, self.idx[fam.name], self._slot_values(fam, values, own))
+        """The family's outputs. Where this run of the model has not evaluated
+        them yet, every family whose vars are all known by now is evaluated
+        with it, in one jitted call: two or three XLA programs for the model's
+        eager runs, whatever the number of families."""
+        if fam.name not in self._done:
+            ready = [n for n in self._wanted if n not in self._done and self._inputs[n] <= values.keys()]
+            if fam.name not in ready:
+                ready.append(fam.name)
+            key = tuple(ready)
+            if key not in self._batches:
+                self._batches[key] = jax.jit(self._batch(key))
+            needed = set().union(*(self._inputs[n] for n in key)) & values.keys()
+            self._done.update(self._batches[key](data, {n: self.idx[n] for n in key}, {k: values[k] for k in needed}))
+        return self._done.pop(fam.name)
+
+    def _batch(self, names: tuple[str, ...]) -> Callable:
+        families = [self.bm.families[n] for n in names]
+
+        def evaluate(data, idx, values):
+            return {
+                fam.name: fam.evaluate(data, idx[fam.name], self._slot_values(fam, values, fam.ir.prior_of))
+                for fam in families
+            }
+
+        return evaluate
 
     def _sample_var(self, v: BoundVariable, data, values) -> jnp.ndarray:
         shape = _event_shape(v)
@@ -266,6 +299,7 @@ class NumpyroModel:
         bm = self.bm
 
         def model(data: dict[str, Any]):
+            self._done = {}
             values: dict[str, Any] = {}
             for v in bm.variables.values():
                 values[v.name] = self._sample_var(v, data, values)
@@ -309,6 +343,11 @@ def _align_members(sig, lhs, args: dict) -> tuple[jnp.ndarray, dict]:
         out[k] = a.reshape(a.shape[:1] + (1,) * pad + a.shape[1:]) if pad > 0 else a
     lhs = out.pop("__lhs")
     return lhs, out
+
+
+def _var_inputs(fam: BoundFamily) -> frozenset[str]:
+    """The vars a family reads, less the var whose prior it is (read as zeros: see `_slot_values`)."""
+    return frozenset(s.var for s in fam.slots) - {fam.ir.prior_of}
 
 
 def _single_node(s: BoundSlot) -> int | None:

@@ -75,6 +75,9 @@ class Posterior:
     attrs: dict[str, Any] = field(default_factory=dict)
     node_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     constants: dict[str, np.ndarray] = field(default_factory=dict)  # data-only lets: one value each
+    timings: dict[str, float | int] = field(default_factory=dict, compare=False, repr=False)
+    """Where the fit's time went (``runtime/timings.py``: parse ... run, seconds;
+    program counts); empty for a posterior read from a file."""
 
     # -------------------------------------------------------------- access
     @property

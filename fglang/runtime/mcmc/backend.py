@@ -33,7 +33,10 @@ class McmcBackend(NumpyroBackend):
         carried: dict[str, CarriedMarginal],
         progress: bool,
     ) -> Posterior:
-        from fglang.runtime.mcmc.fit import fit_mcmc
+        from fglang.runtime.timings import phase
+
+        with phase("import"):
+            from fglang.runtime.mcmc.fit import fit_mcmc
 
         return fit_mcmc(bm, options, seed=seed, init=init, carried=carried, progress=progress)
 

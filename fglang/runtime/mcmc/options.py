@@ -23,8 +23,9 @@ class McmcOptions(BackendOptions):
     samples: int = option(1000, "draws per chain", minimum=1, whole=True)
     target_accept: float = option(0.8, "NUTS target acceptance", minimum=0.0, maximum=1.0, open_minimum=True,
                                   open_maximum=True)
-    chain_method: str = option("vectorized", "vectorized | parallel | sequential",
-                               choices=("vectorized", "parallel", "sequential"))
+    chain_method: str = option("auto", "auto (one chain per device when there are as many devices as chains, "
+                               "else vectorized) | vectorized | parallel | sequential",
+                               choices=("auto", "vectorized", "parallel", "sequential"))
     dtype: str = option("auto", "auto (float64 on CPU, float32 on GPU) | float32 | float64",
                         choices=("auto", "float32", "float64"))
 

@@ -32,7 +32,10 @@ class ViBackend(NumpyroBackend):
         carried: dict[str, CarriedMarginal],
         progress: bool,
     ) -> Posterior:
-        from fglang.runtime.vi.fit import fit_vi
+        from fglang.runtime.timings import phase
+
+        with phase("import"):
+            from fglang.runtime.vi.fit import fit_vi
 
         return fit_vi(bm, options, seed=seed, init=init, carried=carried, progress=progress)
 
