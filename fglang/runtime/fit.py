@@ -32,6 +32,7 @@ from fglang.runtime.device import (
     mesh_context,
 )
 from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
+from fglang.runtime.fit_memory import check_fit_memory, check_predict_memory
 from fglang.runtime.inits import START_AT_MODE, ModeStart, check_init
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.predict import targets
@@ -64,6 +65,7 @@ def fit(
         )
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
+    check_fit_memory(impl, bm, opts)
     check_values(bm)
     if isinstance(init, ModeStart):
         init, init_file = mode_init(bm, init, seed=seed, prior=prior, device=device), "the MAP start"
@@ -117,6 +119,9 @@ def predict(
         )
     filled, _, fams = targets(ir, raw)
     bm = bind_model(ir, filled, file)
+    first = next(iter(post.draws.values()), None)
+    check_predict_memory(bm, int(first.shape[0] * first.shape[1]) if first is not None and first.ndim >= 2 else 1,
+                         list(fams))
     enable_compilation_cache()
     return backends.get(post.backend).predict(bm, post, fams, dict(options or {}), seed)
 

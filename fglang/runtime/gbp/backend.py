@@ -29,6 +29,14 @@ class GbpBackend:
 
         validate(bm, carried)
 
+    def memory(self, bm: BoundModel, options: GbpOptions) -> list:
+        """Messages and beliefs (``fit_memory``); a batched fit holds one batch's, so it is not charged."""
+        from fglang.runtime.fit_memory import gaussian_message_charges
+
+        if options.batch_size is not None:
+            return []
+        return gaussian_message_charges(bm, 4 if options.dtype == "float32" else 8)
+
     def fit(
         self,
         bm: BoundModel,

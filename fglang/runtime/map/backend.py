@@ -36,6 +36,12 @@ class MapBackend(NumpyroBackend):
 
         choose_path(bm, options, carried)
 
+    def memory(self, bm: BoundModel, options: MapOptions) -> list:
+        """The sparse Hessian's blocks before fill-in (``fit_memory``)."""
+        from fglang.runtime.fit_memory import sparse_hessian_charges
+
+        return sparse_hessian_charges(bm, 4 if options.dtype == "float32" else 8)
+
     def fit(
         self,
         bm: BoundModel,
