@@ -14,6 +14,7 @@ var is the backend's business (and its divergence report's).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,8 @@ from fglang.compiler.bind import BoundFamily, BoundModel
 from fglang.errors import Diagnostic, FgError
 
 _MAX_REPORTED = 8
+SCALE_ARGS = ("sd", "scale", "slab_sd", "spike_sd", "slab_scale")  # a precision 1/scale^2 is computed from these
+TINY_SCALE = 1e-10  # below: 1/sd^2 > 1e20, float32 sums lose every other term and past 1e-19 it overflows
 
 _DOMAIN_RULE = {
     "positive": ("must be > 0", lambda a: a > 0),
@@ -130,6 +133,9 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
     domains = {p.name: p.domain for p in sig.params} | {a.name: a.domain for g in sig.alternatives for a in g}
     data_args = [name for name, _ in f.args if not f.arg_uses_vars(name)]
     data_args, lhs_is_data = _needed(bm, fam, data_args, domains)
+    evaluated = set(data_args)
+    if any(n in SCALE_ARGS and n not in evaluated for n, _ in f.args):
+        _tiny_typed_scales(bm, fam, evaluated)
     if not data_args and not lhs_is_data:
         return []
     out = _evaluate(bm, fam, data())
@@ -149,6 +155,8 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
             bad = _bad_members(fam, rule[1](a), a)
             errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' {rule[0]}, but is not at "
                                    f"{', '.join(bad)}", spans.get(name, f.span), "check the data it is computed from"))
+        elif name in SCALE_ARGS and np.any(np.abs(a) < TINY_SCALE):
+            _warn_tiny(bm, fam, name, _bad_members(fam, np.abs(a) >= TINY_SCALE, a))
     if lhs_is_data and "lhs" in out:
         y = np.asarray(out["lhs"], dtype=np.float64)
         if y.size and not np.all(np.isfinite(y)):
@@ -157,6 +165,29 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
         elif y.size:
             errs += _support(fam, sig, y, out["args"])
     return errs
+
+
+def _warn_tiny(bm: BoundModel, fam: BoundFamily, name: str, bad: list[str]) -> None:
+    from fglang.errors import format_diagnostic
+
+    span = dict(fam.ir.arg_spans).get(name, fam.ir.span)
+    warnings.warn(format_diagnostic(Diagnostic(
+        f"'{name}' of {fam.ir.dist.name} in factor '{fam.name}' is degenerate (below {TINY_SCALE:g}) at {', '.join(bad)}:"
+        " its precision 1/sd^2 is past 1e20, which float32 cannot sum with the others (and past 1e38 is inf)",
+        span, "check the data's units; a measurement that exact is better a constant or a fixed var",
+        "warning"), bm.ir.sources), stacklevel=3)
+
+
+def _tiny_typed_scales(bm: BoundModel, fam: BoundFamily, evaluated: set[str]) -> None:
+    """Scales read straight from typed ``positive`` data are not evaluated (``_needed``); their
+    data arrays are cheap to look at."""
+    for name, e in fam.ir.args:
+        base = e.base if isinstance(e, A.Index) else e
+        if name in SCALE_ARGS and name not in evaluated and isinstance(base, A.Name) and base.id in bm.data:
+            arr = np.asarray(bm.data[base.id], dtype=np.float64)
+            small = np.abs(arr) < TINY_SCALE
+            if np.any(small):
+                _warn_tiny(bm, fam, name, [f"data '{base.id}' (value {arr[small].reshape(-1)[0]:g})"])
 
 
 def _support(fam: BoundFamily, sig, y: np.ndarray, args: dict[str, Any]) -> list[Diagnostic]:
