@@ -172,7 +172,8 @@ def _warn_tiny(bm: BoundModel, fam: BoundFamily, name: str, bad: list[str]) -> N
 
     span = dict(fam.ir.arg_spans).get(name, fam.ir.span)
     warnings.warn(format_diagnostic(Diagnostic(
-        f"'{name}' of {fam.ir.dist.name} in factor '{fam.name}' is degenerate (below {TINY_SCALE:g}) at {', '.join(bad)}:"
+        f"'{name}' of {fam.ir.dist.name} in factor '{fam.name}' is degenerate (below {TINY_SCALE:g})"
+        f" at {', '.join(bad)}:"
         " its precision 1/sd^2 is past 1e20, which float32 cannot sum with the others (and past 1e38 is inf)",
         span, "check the data's units; a measurement that exact is better a constant or a fixed var",
         "warning"), bm.ir.sources), stacklevel=3)
