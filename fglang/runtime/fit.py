@@ -36,7 +36,7 @@ from fglang.runtime.fit_memory import check_fit_memory, check_predict_memory
 from fglang.runtime.inits import START_AT_MODE, ModeStart, check_init
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.predict import targets
-from fglang.runtime.values import check_values
+from fglang.runtime.values import check_values, explain_bad_start, is_bad_start
 
 
 def fit(
@@ -75,7 +75,12 @@ def fit(
     else:
         enable_compilation_cache()
         with device_context(device), mesh_context(mesh):
-            post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
+            try:
+                post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
+            except (ValueError, RuntimeError) as err:
+                if not is_bad_start(err):
+                    raise
+                raise explain_bad_start(bm, init_values or {}, err) from None
     post.attrs.setdefault("devices", device_names(mesh))
     post = restore(post, full, bm)
     post.attrs.setdefault("source", bm.ir.sources.get(bm.ir.file, ""))

@@ -231,3 +231,100 @@ def check_values(bm: BoundModel) -> None:
         errs += _check_family(bm, fam, data)
     if errs:
         raise FgError(errs, bm.ir.sources)
+
+
+# ------------------------------------------------------------------ the start point
+def _centre(v) -> np.ndarray:
+    """Where a var starts when nothing says otherwise: the centre of its support."""
+    d = v.domain
+    if d.kind in ("positive",):
+        x = 1.0
+    elif d.kind == "unit":
+        x = 0.5
+    elif d.kind == "interval" and d.lower is not None and d.upper is not None:
+        x = (d.lower + d.upper) / 2
+    elif d.kind == "interval" and d.lower is not None:
+        x = d.lower + 1.0
+    elif d.kind == "interval" and d.upper is not None:
+        x = d.upper - 1.0
+    else:
+        x = 0.0
+    out = np.full(v.shape, x)
+    if d.kind == "simplex" and v.value_shape:
+        out = np.full(v.shape, 1.0 / v.value_shape[-1])
+    elif d.kind == "ordered" and v.value_shape:
+        out = np.broadcast_to(np.arange(v.value_shape[-1], dtype=float), v.shape).copy()
+    return out
+
+
+def _start_problem(bm: BoundModel, fam: BoundFamily, data, values) -> tuple[str, A.Span] | None:
+    """What is wrong with ``fam``'s log density at ``values``: an invalid argument, or
+    a non-finite log density, with the first members it happens at."""
+    from fglang.runtime.numpyro_distributions import distribution
+    from fglang.runtime.numpyro_model import _align_members
+
+    idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+    out = fam.evaluate(data, idx, tuple(bm.gather(s, values) for s in fam.slots))
+    if fam.ir.kind == "potential":
+        lp = np.asarray(out["value"], dtype=np.float64)
+        if not np.all(np.isfinite(lp)):
+            return f"its potential is not finite at {', '.join(_bad_members(fam, np.isfinite(lp), lp))}", fam.ir.span
+        return None
+    sig = fam.ir.dist
+    if sig is None or sig.sparsity:
+        return None
+    domains = {p.name: p.domain for p in sig.params} | {a.name: a.domain for g in sig.alternatives for a in g}
+    for name, a in out["args"].items():
+        a = np.asarray(a, dtype=np.float64)
+        ok = np.isfinite(a)
+        rule = _DOMAIN_RULE.get(domains.get(name, "real"))
+        if rule is not None:
+            ok = ok & rule[1](a)
+        if a.size and not np.all(ok):
+            return (f"'{name}' of {sig.name} {rule[0] if rule else 'must be finite'}, but is not at "
+                    f"{', '.join(_bad_members(fam, ok, a))}", dict(fam.ir.arg_spans).get(name, fam.ir.span))
+    try:
+        lhs, args = _align_members(sig, out["lhs"], out["args"])
+        lp = np.asarray(distribution(sig.name, args).log_prob(lhs), dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
+    if lp.size and not np.all(np.isfinite(lp)):
+        y = np.broadcast_to(np.asarray(lhs, dtype=np.float64), lp.shape) if np.ndim(lhs) <= lp.ndim else lp
+        return (f"its log density is not finite at {', '.join(_bad_members(fam, np.isfinite(lp), y))}"
+                " (the value shown is the left side)", fam.ir.span)
+    return None
+
+
+def explain_bad_start(bm: BoundModel, init: dict[str, Any], err: BaseException) -> FgError:
+    """The located error for a sampler's "no valid initial point" (NumPyro's
+    ``Cannot find valid initial parameters`` or a distribution's invalid
+    argument while it traces the model): the factors whose log density is not
+    finite at the start (``init``, else each var at the centre of its support)."""
+    values = {n: jnp.asarray(init[n] if n in init else _centre(v)) for n, v in bm.variables.items()}
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    start = ", ".join(f"{n} = {np.asarray(values[n]).reshape(-1)[0]:g}" + ("..." if np.size(values[n]) > 1 else "")
+                      for n in list(bm.variables)[:6])
+    errs = []
+    for fam in bm.families.values():
+        if fam.n_members == 0:
+            continue
+        try:
+            found = _start_problem(bm, fam, data, values)
+        except Exception:  # noqa: BLE001 - a family that cannot be evaluated here is left to the sampler's message
+            found = None
+        if found is not None:
+            errs.append(Diagnostic(
+                f"no valid initial point: factor '{fam.name}': {found[0]}, at the start ({start})", found[1],
+                "a scale or rate computed from a var must be valid wherever the var starts: give the var a"
+                " support that keeps it valid, transform it (exp, softplus), or start elsewhere with --init"))
+    if not errs:
+        errs.append(Diagnostic(f"the sampler found no valid initial point ({str(err).splitlines()[0][:200]})", None,
+                               "start elsewhere with --init, or check the scales computed from vars"))
+    return FgError(errs, bm.ir.sources)
+
+
+def is_bad_start(err: BaseException) -> bool:
+    """Whether a backend's exception says its start point has no finite log density."""
+    text = str(err)
+    return isinstance(err, ValueError | RuntimeError) and (
+        "valid initial" in text or "got invalid" in text or "out of support" in text)
