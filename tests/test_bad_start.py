@@ -46,3 +46,24 @@ def test_a_log_density_not_finite_at_the_start_names_the_member():
         fglang.compile(OUTSIDE, "out.fg").fit(DATA, backend="mcmc", chains=1, warmup=5, samples=5)
     text = str(e.value)
     assert "out.fg:6:1: no valid initial point: factor 'obs': its log density is not finite at obs[n=2]" in text, text
+
+
+SADDLE = """
+model saddle
+data y: real
+var a: real
+var b: real
+factor obs: y ~ normal(a * b, 0.1)
+"""
+
+
+def test_a_zero_jacobian_start_warns_for_backends_that_linearize():
+    m = fglang.compile(SADDLE, "saddle.fg")
+    with pytest.warns(UserWarning, match=r"saddle.fg:6:1: warning: factor 'obs' has an all-zero Jacobian at the start"):
+        m.fit({"y": 1.0}, backend="gbp", iters=3)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        m.fit({"y": 1.0}, backend="gbp", iters=3, init={"a": 1.0, "b": 0.5})
+    assert not [w for w in seen if "Jacobian" in str(w.message)]

@@ -36,7 +36,7 @@ from fglang.runtime.fit_memory import check_fit_memory, check_predict_memory
 from fglang.runtime.inits import START_AT_MODE, ModeStart, check_init
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.predict import targets
-from fglang.runtime.values import check_values, explain_bad_start, is_bad_start
+from fglang.runtime.values import check_values, explain_bad_start, is_bad_start, warn_saddle_start
 
 
 def fit(
@@ -70,6 +70,8 @@ def fit(
     if isinstance(init, ModeStart):
         init, init_file = mode_init(bm, init, seed=seed, prior=prior, device=device), "the MAP start"
     init_values = check_init(bm, init, init_file)
+    if getattr(impl, "linearizes_at_start", False) and not nothing_to_fit(bm):
+        warn_saddle_start(bm, init_values or {})
     if nothing_to_fit(bm):
         post = empty_posterior(bm, backend)
     else:

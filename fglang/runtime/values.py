@@ -328,3 +328,75 @@ def is_bad_start(err: BaseException) -> bool:
     text = str(err)
     return isinstance(err, ValueError | RuntimeError) and (
         "valid initial" in text or "got invalid" in text or "out of support" in text)
+
+
+def _affine(fam: BoundFamily, data, idx, slots, uses: list[str]) -> bool:
+    """Whether one member's outputs are affine in its slot values (a jaxpr walk, no compile)."""
+    from fglang.runtime.gbp.affine import is_affine
+
+    one_idx = {k: v[0] for k, v in idx.items()}
+
+    def one(consts, *xs):
+        out = fam.evaluate_one(consts, one_idx, xs)
+        parts = [jnp.ravel(jnp.asarray(out["args"][n], dtype=jnp.float32)) for n in uses]
+        if fam.ir.lhs_uses_vars:
+            parts.append(jnp.ravel(jnp.asarray(out["lhs"], dtype=jnp.float32)))
+        return jnp.concatenate(parts)
+
+    try:
+        return is_affine(one, data, [x[0] for x in slots])
+    except Exception:  # noqa: BLE001 - unknown: check it the slow way
+        return False
+
+
+def warn_saddle_start(bm: BoundModel, init: dict[str, Any]) -> None:
+    """Warn when a factor's mean has an all-zero Jacobian at the start for some
+    members (``y ~ normal(a * b, 0.1)`` from a = b = 0): a backend that
+    linearizes there (GBP, Gauss-Newton) sees no information and "converges"
+    at the saddle. One forward-mode product with a random tangent per family:
+    members are independent, so a zero product is a zero Jacobian (with
+    probability one) at the cost of two evaluations."""
+    import jax
+
+    from fglang.errors import format_diagnostic
+
+    values = {n: jnp.asarray(init[n] if n in init else _centre(v), dtype=jnp.float32)
+              for n, v in bm.variables.items()}
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    rng = np.random.default_rng(0)
+    for fam in bm.families.values():
+        f = fam.ir
+        if fam.n_members == 0 or f.kind != "sample" or not fam.slots:
+            continue
+        uses = [n for n, _ in f.args if f.arg_uses_vars(n)]
+        if not uses and not f.lhs_uses_vars:
+            continue
+        idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+        slots = tuple(bm.gather(s, values) for s in fam.slots)
+        if _affine(fam, data, idx, slots, uses):
+            continue  # a constant Jacobian: zero only for a factor that reads no var
+        tangents = tuple(jnp.asarray(rng.standard_normal(np.shape(x)), dtype=x.dtype) for x in slots)
+
+        def outputs(*xs, fam=fam, idx=idx, uses=uses):
+            out = fam.evaluate(data, idx, xs)
+            parts = [jnp.asarray(out["args"][n], dtype=jnp.float32) for n in uses]
+            if fam.ir.lhs_uses_vars:
+                parts.append(jnp.asarray(out["lhs"], dtype=jnp.float32))
+            m = fam.n_members
+            return jnp.concatenate([jnp.broadcast_to(p, (m,) + jnp.shape(p)[1:]).reshape(m, -1)
+                                    if jnp.ndim(p) and jnp.shape(p)[0] == m else jnp.broadcast_to(p, (m, 1))
+                                    for p in parts], axis=1)
+
+        try:
+            _, dots = jax.jvp(outputs, slots, tangents)
+        except Exception:  # noqa: BLE001 - a family that cannot be differentiated here is not this warning's
+            continue
+        flat = np.abs(np.asarray(dots)).reshape(fam.n_members, -1).max(axis=1)
+        if np.all(flat > 0):
+            continue
+        bad = _bad_members(fam, flat > 0, flat)
+        warnings.warn(format_diagnostic(Diagnostic(
+            f"factor '{f.name}' has an all-zero Jacobian at the start at {', '.join(b.split(' (')[0] for b in bad)}:"
+            " a fit that linearizes there sees no information and can stop at this saddle point", f.span,
+            "start elsewhere with --init (or --init map), or give the vars priors whose means are not zero",
+            "warning"), bm.ir.sources), stacklevel=3)

@@ -22,6 +22,7 @@ class GbpBackend:
     Options: ClassVar[type[GbpOptions]] = GbpOptions
     summary: ClassVar[str] = "Gaussian belief propagation (fglang's engine)"
     markov_chains: ClassVar[bool] = False
+    linearizes_at_start: ClassVar[bool] = True  # a zero-Jacobian start is warned of (values.warn_saddle_start)
     multi_device: ClassVar[bool] = True  # devices=N: families sharded along their members (engine.run_gbp)
 
     def validate(self, bm: BoundModel, options: GbpOptions, carried: set[str]) -> None:

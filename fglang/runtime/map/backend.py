@@ -23,6 +23,7 @@ class MapBackend(NumpyroBackend):
     Options: ClassVar[type[MapOptions]] = MapOptions
     summary: ClassVar[str] = "MAP by Levenberg-Marquardt, with its Laplace approximation"
     markov_chains: ClassVar[bool] = False
+    linearizes_at_start: ClassVar[bool] = True  # a zero-Jacobian start is warned of (values.warn_saddle_start)
 
     def validate(self, bm: BoundModel, options: MapOptions, carried: set[str]) -> None:
         errs = [
