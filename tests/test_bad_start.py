@@ -59,7 +59,7 @@ factor obs: y ~ normal(a * b, 0.1)
 
 def test_a_zero_jacobian_start_warns_for_backends_that_linearize():
     m = fglang.compile(SADDLE, "saddle.fg")
-    with pytest.warns(UserWarning, match=r"saddle.fg:6:1: warning: factor 'obs' has an all-zero Jacobian at the start"):
+    with pytest.warns(UserWarning, match=r"saddle.fg:6:1: factor 'obs' has an all-zero Jacobian at the start"):
         m.fit({"y": 1.0}, backend="gbp", iters=3)
     import warnings
 

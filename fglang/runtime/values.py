@@ -176,7 +176,7 @@ def _warn_tiny(bm: BoundModel, fam: BoundFamily, name: str, bad: list[str]) -> N
         f" at {', '.join(bad)}:"
         " its precision 1/sd^2 is past 1e20, which float32 cannot sum with the others (and past 1e38 is inf)",
         span, "check the data's units; a measurement that exact is better a constant or a fixed var",
-        "warning"), bm.ir.sources), stacklevel=3)
+        ), bm.ir.sources), stacklevel=3)  # the CLI prints "warning: " before it
 
 
 def _tiny_typed_scales(bm: BoundModel, fam: BoundFamily, evaluated: set[str]) -> None:
@@ -399,4 +399,4 @@ def warn_saddle_start(bm: BoundModel, init: dict[str, Any]) -> None:
             f"factor '{f.name}' has an all-zero Jacobian at the start at {', '.join(b.split(' (')[0] for b in bad)}:"
             " a fit that linearizes there sees no information and can stop at this saddle point", f.span,
             "start elsewhere with --init (or --init map), or give the vars priors whose means are not zero",
-            "warning"), bm.ir.sources), stacklevel=3)
+            ), bm.ir.sources), stacklevel=3)  # the CLI prints "warning: " before it
