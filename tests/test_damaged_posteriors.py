@@ -3,7 +3,7 @@
 A byte flip in HDF5 metadata can make the HDF5 C library loop for ever
 (``tests/damaged/hdf5_loops.nc``: one byte-flipped posterior from the fuzzer
 that hangs h5netcdf's dimension-scale lookup on main). ``fglang/io/sealed.py``
-seals each file with a SHA-256 in its HDF5 user block; a file whose seal
+seals each file with a SHA-256 in a trailer after HDF5's end; a file whose seal
 does not hold is read in a forked child with a time limit. Every case here
 is bounded in time.
 """
@@ -53,16 +53,19 @@ def _load(path: Path, **kw):
 
 def test_a_saved_file_is_sealed_and_reads_back_in_process(saved):
     post, path = saved
-    assert path.read_bytes().startswith(sealed.MAGIC)
+    assert path.read_bytes()[-sealed.TRAILER:].startswith(sealed.MAGIC)
     assert sealed.seal_state(path) == (True, None)
     back = fglang.load_posterior(path)
     np.testing.assert_array_equal(back.samples("mu"), post.samples("mu"))
     np.testing.assert_array_equal(back.cov("mu"), post.cov("mu"))
     with h5py.File(path, "r") as f:  # still an ordinary HDF5 / netCDF file to other readers
-        assert f.userblock_size == sealed.USERBLOCK and "posterior" in f
+        assert "posterior" in f
+    import arviz as az
+
+    assert az.from_netcdf(path).posterior["mu"].size == post.samples("mu").size  # no engine needed
 
 
-@pytest.mark.parametrize("keep", [0, 100, 511, 600, 0.5, -1])
+@pytest.mark.parametrize("keep", [0, 100, 511, 600, 0.5, -600])
 def test_truncated_files_are_errors_that_say_so(tmp_path, saved, keep):
     raw = saved[1].read_bytes()
     n = int(len(raw) * keep) if isinstance(keep, float) else (len(raw) + keep if keep < 0 else keep)
@@ -70,8 +73,8 @@ def test_truncated_files_are_errors_that_say_so(tmp_path, saved, keep):
     bad.write_bytes(raw[:n])
     post, _, err, secs = _load(bad)
     assert post is None and str(bad) in err and secs < BOUND_S, (err, secs)
-    if n >= 512:
-        assert f"it is truncated: it has {n:,} of the {len(raw):,} bytes" in err
+    if n > 4096:
+        assert "truncated" in err, err
 
 
 @pytest.mark.parametrize("where", [0.1, 0.3, 0.5, 0.7, 0.9])
@@ -93,7 +96,6 @@ def test_a_file_that_makes_hdf5_loop_is_an_error_within_the_time_limit(tmp_path)
     with pytest.raises(FgError, match="did not finish in 2 s") as e:
         sealed.read_guarded(HERE / "damaged" / "hdf5_loops.nc", _read, "fglang posterior file", timeout=2.0)
     assert "hdf5_loops.nc is a damaged fglang posterior file" in str(e.value)
-    assert "its bytes changed after fglang wrote it" in str(e.value)
     assert time.monotonic() - t0 < BOUND_S
 
 

@@ -1,20 +1,22 @@
-"""Sealed HDF5 files: a checksum in the user block, and a guarded read for any file it does not vouch for.
+"""Sealed HDF5 files: a checksum after the file's end, and a guarded read for any file it does not vouch for.
 
 Why: a byte flip in an HDF5 file's metadata can send the HDF5 C library into
 an endless loop (h5netcdf asking h5py for a dimension scale's length never
 returned on one fuzzed posterior file), and C code cannot be interrupted
 from Python. So a reader must know a file is intact before HDF5 sees it:
 
-* ``seal`` makes the file with a 512-byte HDF5 user block (bytes HDF5
-  itself skips; netCDF-C and h5py find the superblock after it) and, once
-  the file is complete, writes into it a magic line, the file's size and the
-  SHA-256 of everything after the block. Checking that costs one read of
-  the file (about 1 GB/s) and no HDF5 call.
+* ``seal`` appends a 512-byte trailer to the complete file: a magic line,
+  the size of the file before it and the SHA-256 of those bytes. HDF5 reads
+  only up to its own end-of-file address, so h5py, netCDF and ArviZ read the
+  file as before (a trailer, not an HDF5 user block: a user block would move
+  the HDF5 signature from byte 0, and xarray then no longer recognizes the
+  file without an explicit engine). Checking the seal costs one read of the
+  file (about 1 GB/s) and no HDF5 call.
 * ``read_guarded`` reads a file whose seal holds in this process. A file
-  without a seal (written by an older fglang or another program), or one
-  whose seal does not hold (truncated, bytes changed, a hand edit), is read
-  in a forked child with a time limit, whose result comes back pickled: a
-  damaged file can then only cost the time limit, never a hang, and its
+  without a seal (written by an older fglang or another program, truncated,
+  or grown), or one whose seal does not hold (bytes changed, a hand edit), is
+  read in a forked child with a time limit, whose result comes back pickled:
+  a damaged file can then only cost the time limit, never a hang, and its
   ``FgError`` still says what is damaged. Where ``fork`` does not exist the
   file is read in this process.
 """
@@ -36,65 +38,60 @@ from fglang.errors import Diagnostic, FgError
 
 T = TypeVar("T")
 
-USERBLOCK = 512  # bytes; HDF5's smallest user block
+TRAILER = 512  # bytes
 MAGIC = b"FGLANG SEALED HDF5 1\n"
 TIMEOUT_S = 30.0  # for reading an unsealed file, plus TIMEOUT_PER_GB_S per GB of it
 TIMEOUT_PER_GB_S = 60.0
 
 
-def create_with_userblock(path: str | Path) -> None:
-    """An empty HDF5 file with room for the seal; writers then append to it (mode "a")."""
-    import h5py
-
-    with h5py.File(path, "w", userblock_size=USERBLOCK):
-        pass
-
-
-def _digest(path: Path, start: int) -> str:
+def _digest(path: Path, length: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
-        fh.seek(start)
-        while chunk := fh.read(1 << 20):
+        left = length
+        while left > 0 and (chunk := fh.read(min(1 << 20, left))):
             h.update(chunk)
+            left -= len(chunk)
     return h.hexdigest()
 
 
 def seal(path: str | Path) -> None:
-    """Write the seal into the user block of a complete file made by ``create_with_userblock``."""
+    """Append the seal to a complete file."""
     path = Path(path)
     size = path.stat().st_size
-    text = MAGIC + f"size {size}\nsha256 {_digest(path, USERBLOCK)}\n".encode()
-    with open(path, "r+b") as fh:
-        fh.write(text.ljust(USERBLOCK, b"\0"))
+    text = MAGIC + f"size {size}\nsha256 {_digest(path, size)}\n".encode()
+    with open(path, "ab") as fh:
+        fh.write(text.ljust(TRAILER, b"\0"))
 
 
 def seal_state(path: Path) -> tuple[bool, str | None]:
     """(whether the seal holds, what is wrong with the file when a seal says so).
 
-    (False, None): no seal, or one that cannot be read (its own bytes damaged);
-    (False, why): sealed, but truncated, grown or changed since; (True, None): intact."""
+    (False, None): no seal (none written, or cut off, or bytes appended after
+    it), or one that cannot be read (its own bytes damaged); (False, why):
+    sealed, but changed since; (True, None): intact."""
     try:
         size = path.stat().st_size
+        if size < TRAILER:
+            return False, None
         with open(path, "rb") as fh:
-            head = fh.read(USERBLOCK)
+            fh.seek(size - TRAILER)
+            tail = fh.read(TRAILER)
     except OSError:
         return False, None
-    if not head.startswith(MAGIC):
+    if not tail.startswith(MAGIC):
         return False, None
     fields = dict(
-        line.split(" ", 1) for line in head[len(MAGIC):].split(b"\0", 1)[0].decode("ascii", "replace").splitlines()
+        line.split(" ", 1) for line in tail[len(MAGIC):].split(b"\0", 1)[0].decode("ascii", "replace").splitlines()
         if " " in line
     )
     try:
         want_size, want_sha = int(fields["size"]), fields["sha256"]
     except (KeyError, ValueError):
         return False, None
-    if size < want_size:
-        return False, f"it is truncated: it has {size:,} of the {want_size:,} bytes fglang wrote"
-    if size > want_size:
-        return False, f"{size - want_size:,} bytes were appended after the {want_size:,} bytes fglang wrote"
-    if _digest(path, USERBLOCK) != want_sha:
-        return False, "its bytes changed after fglang wrote it (the SHA-256 in its first 512 bytes does not match)"
+    if want_size != size - TRAILER:
+        return False, f"its seal says {want_size:,} bytes, but {size - TRAILER:,} precede it"
+    if _digest(path, want_size) != want_sha:
+        return False, "its bytes changed after fglang wrote it (the SHA-256 in its last 512 bytes does not match)"
     return True, None
 
 

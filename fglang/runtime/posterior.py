@@ -19,7 +19,7 @@ import numpy as np
 
 from fglang.errors import Diagnostic, FgError
 from fglang.io.atomic import write_atomic
-from fglang.io.sealed import create_with_userblock, read_guarded, seal
+from fglang.io.sealed import read_guarded, seal
 
 AUX_MARK = "__"  # auxiliary sites (sparsity-prior scales, ...) carry this in their name
 
@@ -210,11 +210,10 @@ class Posterior:
         idata = self.to_arviz()
 
         def write(tmp: str) -> None:
-            create_with_userblock(tmp)  # sealed (io/sealed.py): a damaged copy is known before HDF5 reads it
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                idata.to_netcdf(tmp, engine="h5netcdf", overwrite_existing=False)
-            seal(tmp)
+                idata.to_netcdf(tmp, engine="h5netcdf")
+            seal(tmp)  # io/sealed.py: a damaged copy is known before HDF5 reads it
 
         return write_atomic(path, write)
 
