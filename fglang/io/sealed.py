@@ -126,6 +126,10 @@ def _in_child(path: Path, read: Callable[[Path], T], timeout: float, what: str) 
         pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(r)
+        # the child ends itself even when the parent is killed first: SIGALRM's default action
+        # terminates a process stuck in C code, where no Python handler would run
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(int(timeout) + 2)
         try:
             try:
                 result = ("ok", read(path))
