@@ -61,3 +61,13 @@ def test_a_real_builtin_of_an_int():
     m = fglang.compile("model m\ndata k: int\nvar x: real ~ normal(inv_logit(k), 1)\n", "m.fg")
     post = m.fit({"k": 2}, backend="map", iters=5)
     assert np.isclose(post.mean("x"), 1 / (1 + np.exp(-2)), atol=1e-4)
+
+
+def test_map_with_a_zero_width_vector_var_in_a_live_factor():
+    """Found by the fits campaign (docs/cli.md's batched regression with D = 0): a ZeroDivisionError in
+    the Laplace draws of the empty var."""
+    src = ("model lr\ndata N: int\ndata D: int\ndata X[N, D]: real\ndata y[N]: real\nvar w: real[D] ~ normal(0, 10)\n"
+           "var b: real ~ normal(0, 10)\nfactor lik[n in 0:N]: y[n] ~ normal(dot(X[n], w) + b, 0.5)\n")
+    post = fglang.compile(src, "lr.fg").fit({"N": 3, "D": 0, "X": [[], [], []], "y": [1.0, 2.0, 3.0]},
+                                            backend="map", iters=5, draws=20)
+    assert abs(float(post.mean("b")) - 2.0) < 0.1

@@ -234,3 +234,16 @@ def test_a_prior_with_nan_marginals_is_refused():
     post.gaussian["mu"].mean[...] = np.nan
     with pytest.raises(FgError, match="holds NaN or inf"):
         m.fit({"y": 1.0}, backend="gbp", iters=3, prior=post)
+
+
+def test_an_include_path_with_a_nul_byte_is_located(tmp_path):
+    (tmp_path / "m.fg").write_text('model m\ninclude "lib\\0.fg"\nvar x: real ~ normal(0, 1)\n'.replace("\\0", "\0"))
+    with pytest.raises(FgError, match="an include path cannot contain a NUL character") as e:
+        fglang.load(tmp_path / "m.fg")
+    assert "m.fg:2:" in str(e.value)
+
+
+def test_a_bad_constant_type_bound_is_reported_once():
+    with pytest.raises(FgError) as e:
+        fglang.compile("model b\nvar x: real(lower=(-1)^0.5) ~ normal(0, 1)\n", "b.fg")
+    assert len(e.value.diagnostics) == 1 and "is not a real number" in str(e.value)

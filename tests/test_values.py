@@ -83,3 +83,35 @@ def test_declarations_that_settle_the_values_cost_no_evaluation(monkeypatch):
     monkeypatch.setattr(values, "_evaluate", refuse)
     m = fglang.load(Path(__file__).resolve().parents[1] / "examples" / "denoise_normal.fg")
     values.check_values(m.bind({"H": 8, "W": 8, "img": np.zeros((8, 8))}))
+
+
+TINY_SD = """
+model tiny_sd
+data N: int
+data y[N]: real
+data sd[N]: {kind}
+var mu: real ~ normal(0, 10)
+factor obs[n in 0:N]: y[n] ~ normal(mu, sd[n])
+"""
+
+
+@pytest.mark.parametrize("kind", ["real", "positive"])
+def test_a_degenerate_tiny_scale_from_data_warns_naming_the_member(kind):
+    import warnings as _w
+
+    from fglang.runtime.values import check_values
+
+    bm = fglang.compile(TINY_SD.format(kind=kind), "t.fg").bind({"N": 3, "y": [0.0, 1.0, 2.0],
+                                                                  "sd": [1.0, 1e-30, 1.0]})
+    with _w.catch_warnings(record=True) as seen:
+        _w.simplefilter("always")
+        check_values(bm)
+    text = "\n".join(str(w.message) for w in seen)
+    assert "'sd' of normal in factor 'obs' is degenerate (below 1e-10)" in text, text
+    assert ("obs[n=1] (value 1e-30)" if kind == "real" else "data 'sd' (value 1e-30)") in text
+    assert "t.fg:7:" in text
+    bm = fglang.compile(TINY_SD.format(kind=kind), "t.fg").bind({"N": 2, "y": [0.0, 1.0], "sd": [1.0, 1e-3]})
+    with _w.catch_warnings(record=True) as seen:
+        _w.simplefilter("always")
+        check_values(bm)
+    assert not seen

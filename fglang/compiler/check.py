@@ -156,7 +156,8 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, ExprTyping, DistArgs, Inlin
                 continue
             v = self.const_value(kw.value)
             if v is None:
-                self.err("a type bound must be a constant number", kw.value.span)
+                if not any(d.span == kw.value.span for d in self.sink.items):  # a bad constant is reported once
+                    self.err("a type bound must be a constant number", kw.value.span)
                 continue
             if kw.name == "lower":
                 lower = float(v)

@@ -44,6 +44,9 @@ def expand(text: str, file: str, base: Path | None, sources: dict[str, str], sin
         if base is None:
             sink.error("'include' needs a model loaded from a file (fglang.load), not a string", d.span)
             continue
+        if "\0" in d.path:
+            sink.error("an include path cannot contain a NUL character (\\0)", d.span, "write the file's name")
+            continue
         target = (base / d.path).resolve()
         key = str(base / d.path)
         if str(target) in stack or str(target) == str(Path(file).resolve()):

@@ -164,3 +164,27 @@ def too_many_dims(n: int, what: str, span: A.Span) -> list[Diagnostic]:
         return []
     return [Diagnostic(f"{what} has {n} dimensions; fglang allows at most {MAX_DIMS}", span,
                        "flatten some dimensions into one, indexing it with i * M + j")]
+
+
+def refuse_over_limit(charges: list[tuple[float, str, A.Span | None]], stage: str, sources: Mapping[str, str],
+                      hint: str, limit: tuple[float, str] | None = None) -> None:
+    """The one rule for memory a stage is about to allocate: the sum of
+    ``charges`` (bytes, what, where) within ``memory_limit``, else an
+    ``FgError`` at the largest charge's source position with the estimate,
+    the limit, what to make smaller (``hint``) and how to raise the limit."""
+    limit_bytes, source = limit if limit is not None else memory_limit()
+    total = sum(c[0] for c in charges)
+    if total <= limit_bytes:
+        return
+    nbytes, what, span = max(charges, key=lambda c: c[0])
+    raise FgError(
+        [
+            Diagnostic(
+                f"this {stage} would need about {show_bytes(total)}, over fglang's memory limit of"
+                f" {show_bytes(limit_bytes)} ({source}); the largest part: {what}, about {show_bytes(nbytes)}",
+                span,
+                f"{hint}; or, if the machine has the memory, raise the limit with {ENV}=<bytes>",
+            )
+        ],
+        sources,
+    )

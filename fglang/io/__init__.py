@@ -1,4 +1,5 @@
-"""Files in and out: atomic writes, and pose-graph readers (g2o, TORO).
+"""Files in and out: atomic writes, sealed HDF5 files read without hanging (sealed.py), and pose-graph
+readers (g2o, TORO).
 
 Below the runtime and the pictures, above only ``fglang.errors``: anything
 that writes a user's file goes through here, so no command can leave half a

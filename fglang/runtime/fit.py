@@ -33,11 +33,12 @@ from fglang.runtime.device import (
     mesh_context,
 )
 from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
+from fglang.runtime.fit_memory import check_fit_memory, check_predict_memory
 from fglang.runtime.inits import START_AT_MODE, ModeStart, check_init
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.predict import targets
 from fglang.runtime.timings import backend_run, phase
-from fglang.runtime.values import check_values
+from fglang.runtime.values import check_values, explain_bad_start, is_bad_start, warn_saddle_start
 
 
 def fit(
@@ -81,16 +82,24 @@ def fit(
         )
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
+    check_fit_memory(impl, bm, opts)
     check_values(bm)
     if isinstance(init, ModeStart):
         init, init_file = mode_init(bm, init, seed=seed, prior=prior, device=device), "the MAP start"
     init_values = check_init(bm, init, init_file)
+    if getattr(impl, "linearizes_at_start", False) and not nothing_to_fit(bm):
+        warn_saddle_start(bm, init_values or {})
     if nothing_to_fit(bm):
         post = empty_posterior(bm, backend)
     else:
         enable_compilation_cache()
         with device_context(device), mesh_context(mesh), backend_run():
-            post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
+            try:
+                post = impl.fit(bm, opts, seed=seed, init=init_values, carried=carried, progress=progress)
+            except (ValueError, RuntimeError) as err:
+                if not is_bad_start(err):
+                    raise
+                raise explain_bad_start(bm, init_values or {}, err) from None
     post.attrs.setdefault("devices", device_names(mesh))
     post.attrs.setdefault("processes", processes)
     group_marginals(bm, post)
@@ -167,6 +176,9 @@ def predict(
         )
     filled, _, fams = targets(ir, raw)
     bm = bind_model(ir, filled, file)
+    first = next(iter(post.draws.values()), None)
+    check_predict_memory(bm, int(first.shape[0] * first.shape[1]) if first is not None and first.ndim >= 2 else 1,
+                         list(fams))
     enable_compilation_cache()
     return backends.get(post.backend).predict(bm, post, fams, dict(options or {}), seed)
 

@@ -106,6 +106,9 @@ def node_draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str
     out = {}
     for name, g in marg.items():
         d = int(np.prod(g.value_shape, dtype=np.int64)) if g.value_shape else 1
+        if g.mean.size == 0 or d == 0:  # an empty quantity (a let or var of size 0): no values to draw
+            out[name] = np.zeros((1, n) + g.mean.shape)
+            continue
         nodes = g.mean.size // d
         if g.group is not None:
             d = GROUPS[g.group].tangent

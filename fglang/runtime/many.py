@@ -21,8 +21,8 @@ import numpy as np
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime import backend as backends
-from fglang.runtime.carry import carried_marginals
 from fglang.runtime.cache import enable_compilation_cache
+from fglang.runtime.carry import carried_marginals
 from fglang.runtime.device import device_context, device_mesh, device_names, mesh_context
 from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
 from fglang.runtime.fit import check_seed, observations

@@ -26,6 +26,7 @@ import numpy as np
 
 from fglang.errors import Diagnostic, FgError
 from fglang.io.atomic import write_atomic
+from fglang.io.sealed import read_guarded, seal
 
 AUX_MARK = "__"  # auxiliary sites (sparsity-prior scales, ...) carry this in their name
 
@@ -249,6 +250,7 @@ class Posterior:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 idata.to_netcdf(tmp, engine="h5netcdf")
+            seal(tmp)  # io/sealed.py: a damaged copy is known before HDF5 reads it
 
         return write_atomic(path, write)
 
@@ -430,14 +432,19 @@ def _gaussian(path: Path, idata) -> dict[str, GaussianMarginal]:
 def load_posterior(path: str | Path) -> Posterior:
     """Read a posterior file written by ``Posterior.save`` (or ``fglang fit -o``);
     a file that is not one, or a damaged one, is an ``FgError`` that says what
-    is missing."""
-    import arviz as az
-
+    is missing. Never hangs: a file whose seal does not vouch for it is read
+    in a child process with a time limit (``fglang/io/sealed.py``)."""
     path = Path(path)
     if not path.exists():
         raise FgError([Diagnostic(f"posterior file not found: {path}", None)])
     if not path.is_file():
         raise FgError([Diagnostic(f"{path} is not a file", None)])
+    return read_guarded(path, _read_posterior, "fglang posterior file")
+
+
+def _read_posterior(path: Path) -> Posterior:
+    import arviz as az
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -466,6 +473,9 @@ def load_posterior(path: str | Path) -> Posterior:
             {k: np.asarray(v.values, np.float64) for k, v in idata.constant_data.data_vars.items()}
             if "constant_data" in idata.groups() else {}
         )
+        gaussian = _gaussian(path, idata)
+    except FgError:
+        raise
     except Exception as err:  # noqa: BLE001 - a variable whose data cannot be read
         raise _damaged(path, f"a variable cannot be read ({err})") from None
     for k, d in stats.items():
@@ -474,7 +484,6 @@ def load_posterior(path: str | Path) -> Posterior:
     for k, d in draws.items():
         if d.ndim < 2 or d.shape[0] < 1 or d.shape[1] < 1 or not np.issubdtype(d.dtype, np.number):
             raise _damaged(path, f"the draws of '{k}' are not numbers shaped [chain, draw, ...]")
-    gaussian = _gaussian(path, idata)
     node_shapes = {
         k: _shape(path, v, f"the node shape of '{k}'")
         for k, v in _json_attr(path, post.attrs, "fglang_node_shapes", "{}", dict).items()

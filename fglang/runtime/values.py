@@ -14,6 +14,7 @@ var is the backend's business (and its divergence report's).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,8 @@ from fglang.compiler.dag import SharedMemo
 from fglang.errors import Diagnostic, FgError
 
 _MAX_REPORTED = 8
+SCALE_ARGS = ("sd", "scale", "slab_sd", "spike_sd", "slab_scale")  # a precision 1/scale^2 is computed from these
+TINY_SCALE = 1e-10  # below: 1/sd^2 > 1e20, float32 sums lose every other term and past 1e-19 it overflows
 
 _DOMAIN_RULE = {
     "positive": ("must be > 0", lambda a: a > 0),
@@ -138,6 +141,9 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
     domains = {p.name: p.domain for p in sig.params} | {a.name: a.domain for g in sig.alternatives for a in g}
     data_args = [name for name, _ in f.args if not f.arg_uses_vars(name)]
     data_args, lhs_is_data = _needed(bm, fam, data_args, domains)
+    evaluated = set(data_args)
+    if any(n in SCALE_ARGS and n not in evaluated for n, _ in f.args):
+        _tiny_typed_scales(bm, fam, evaluated)
     if not data_args and not lhs_is_data:
         return []
     out = _evaluate(bm, fam, data())
@@ -157,6 +163,8 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
             bad = _bad_members(fam, rule[1](a), a)
             errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' {rule[0]}, but is not at "
                                    f"{', '.join(bad)}", spans.get(name, f.span), "check the data it is computed from"))
+        elif name in SCALE_ARGS and np.any(np.abs(a) < TINY_SCALE):
+            _warn_tiny(bm, fam, name, _bad_members(fam, np.abs(a) >= TINY_SCALE, a))
     if lhs_is_data and "lhs" in out:
         y = np.asarray(out["lhs"], dtype=np.float64)
         if y.size and not np.all(np.isfinite(y)):
@@ -165,6 +173,30 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
         elif y.size:
             errs += _support(fam, sig, y, out["args"])
     return errs
+
+
+def _warn_tiny(bm: BoundModel, fam: BoundFamily, name: str, bad: list[str]) -> None:
+    from fglang.errors import format_diagnostic
+
+    span = dict(fam.ir.arg_spans).get(name, fam.ir.span)
+    warnings.warn(format_diagnostic(Diagnostic(
+        f"'{name}' of {fam.ir.dist.name} in factor '{fam.name}' is degenerate (below {TINY_SCALE:g})"
+        f" at {', '.join(bad)}:"
+        " its precision 1/sd^2 is past 1e20, which float32 cannot sum with the others (and past 1e38 is inf)",
+        span, "check the data's units; a measurement that exact is better a constant or a fixed var",
+        ), bm.ir.sources), stacklevel=3)  # the CLI prints "warning: " before it
+
+
+def _tiny_typed_scales(bm: BoundModel, fam: BoundFamily, evaluated: set[str]) -> None:
+    """Scales read straight from typed ``positive`` data are not evaluated (``_needed``); their
+    data arrays are cheap to look at."""
+    for name, e in fam.ir.args:
+        base = e.base if isinstance(e, A.Index) else e
+        if name in SCALE_ARGS and name not in evaluated and isinstance(base, A.Name) and base.id in bm.data:
+            arr = np.asarray(bm.data[base.id], dtype=np.float64)
+            small = np.abs(arr) < TINY_SCALE
+            if np.any(small):
+                _warn_tiny(bm, fam, name, [f"data '{base.id}' (value {arr[small].reshape(-1)[0]:g})"])
 
 
 def _support(fam: BoundFamily, sig, y: np.ndarray, args: dict[str, Any]) -> list[Diagnostic]:
@@ -207,3 +239,172 @@ def check_values(bm: BoundModel) -> None:
         errs += _check_family(bm, fam, data)
     if errs:
         raise FgError(errs, bm.ir.sources)
+
+
+# ------------------------------------------------------------------ the start point
+def _centre(v) -> np.ndarray:
+    """Where a var starts when nothing says otherwise: the centre of its support."""
+    d = v.domain
+    if d.kind in ("positive",):
+        x = 1.0
+    elif d.kind == "unit":
+        x = 0.5
+    elif d.kind == "interval" and d.lower is not None and d.upper is not None:
+        x = (d.lower + d.upper) / 2
+    elif d.kind == "interval" and d.lower is not None:
+        x = d.lower + 1.0
+    elif d.kind == "interval" and d.upper is not None:
+        x = d.upper - 1.0
+    else:
+        x = 0.0
+    out = np.full(v.shape, x)
+    if d.kind == "simplex" and v.value_shape:
+        out = np.full(v.shape, 1.0 / v.value_shape[-1])
+    elif d.kind == "ordered" and v.value_shape:
+        out = np.broadcast_to(np.arange(v.value_shape[-1], dtype=float), v.shape).copy()
+    return out
+
+
+def _start_problem(bm: BoundModel, fam: BoundFamily, data, values) -> tuple[str, A.Span] | None:
+    """What is wrong with ``fam``'s log density at ``values``: an invalid argument, or
+    a non-finite log density, with the first members it happens at."""
+    from fglang.runtime.numpyro_distributions import distribution
+    from fglang.runtime.numpyro_model import _align_members
+
+    idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+    out = fam.evaluate(data, idx, tuple(bm.gather(s, values) for s in fam.slots))
+    if fam.ir.kind == "potential":
+        lp = np.asarray(out["value"], dtype=np.float64)
+        if not np.all(np.isfinite(lp)):
+            return f"its potential is not finite at {', '.join(_bad_members(fam, np.isfinite(lp), lp))}", fam.ir.span
+        return None
+    sig = fam.ir.dist
+    if sig is None or sig.sparsity:
+        return None
+    domains = {p.name: p.domain for p in sig.params} | {a.name: a.domain for g in sig.alternatives for a in g}
+    for name, a in out["args"].items():
+        a = np.asarray(a, dtype=np.float64)
+        ok = np.isfinite(a)
+        rule = _DOMAIN_RULE.get(domains.get(name, "real"))
+        if rule is not None:
+            ok = ok & rule[1](a)
+        if a.size and not np.all(ok):
+            return (f"'{name}' of {sig.name} {rule[0] if rule else 'must be finite'}, but is not at "
+                    f"{', '.join(_bad_members(fam, ok, a))}", dict(fam.ir.arg_spans).get(name, fam.ir.span))
+    try:
+        lhs, args = _align_members(sig, out["lhs"], out["args"])
+        lp = np.asarray(distribution(sig.name, args).log_prob(lhs), dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
+    if lp.size and not np.all(np.isfinite(lp)):
+        y = np.broadcast_to(np.asarray(lhs, dtype=np.float64), lp.shape) if np.ndim(lhs) <= lp.ndim else lp
+        return (f"its log density is not finite at {', '.join(_bad_members(fam, np.isfinite(lp), y))}"
+                " (the value shown is the left side)", fam.ir.span)
+    return None
+
+
+def explain_bad_start(bm: BoundModel, init: dict[str, Any], err: BaseException) -> FgError:
+    """The located error for a sampler's "no valid initial point" (NumPyro's
+    ``Cannot find valid initial parameters`` or a distribution's invalid
+    argument while it traces the model): the factors whose log density is not
+    finite at the start (``init``, else each var at the centre of its support)."""
+    values = {n: jnp.asarray(init[n] if n in init else _centre(v)) for n, v in bm.variables.items()}
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    start = ", ".join(f"{n} = {np.asarray(values[n]).reshape(-1)[0]:g}" + ("..." if np.size(values[n]) > 1 else "")
+                      for n in list(bm.variables)[:6])
+    errs = []
+    for fam in bm.families.values():
+        if fam.n_members == 0:
+            continue
+        try:
+            found = _start_problem(bm, fam, data, values)
+        except Exception:  # noqa: BLE001 - a family that cannot be evaluated here is left to the sampler's message
+            found = None
+        if found is not None:
+            errs.append(Diagnostic(
+                f"no valid initial point: factor '{fam.name}': {found[0]}, at the start ({start})", found[1],
+                "a scale or rate computed from a var must be valid wherever the var starts: give the var a"
+                " support that keeps it valid, transform it (exp, softplus), or start elsewhere with --init"))
+    if not errs:
+        errs.append(Diagnostic(f"the sampler found no valid initial point ({str(err).splitlines()[0][:200]})", None,
+                               "start elsewhere with --init, or check the scales computed from vars"))
+    return FgError(errs, bm.ir.sources)
+
+
+def is_bad_start(err: BaseException) -> bool:
+    """Whether a backend's exception says its start point has no finite log density."""
+    text = str(err)
+    return isinstance(err, ValueError | RuntimeError) and (
+        "valid initial" in text or "got invalid" in text or "out of support" in text)
+
+
+def _affine(fam: BoundFamily, data, idx, slots, uses: list[str]) -> bool:
+    """Whether one member's outputs are affine in its slot values (a jaxpr walk, no compile)."""
+    from fglang.runtime.gbp.affine import is_affine
+
+    one_idx = {k: v[0] for k, v in idx.items()}
+
+    def one(consts, *xs):
+        out = fam.evaluate_one(consts, one_idx, xs)
+        parts = [jnp.ravel(jnp.asarray(out["args"][n], dtype=jnp.float32)) for n in uses]
+        if fam.ir.lhs_uses_vars:
+            parts.append(jnp.ravel(jnp.asarray(out["lhs"], dtype=jnp.float32)))
+        return jnp.concatenate(parts)
+
+    try:
+        return is_affine(one, data, [x[0] for x in slots])
+    except Exception:  # noqa: BLE001 - unknown: check it the slow way
+        return False
+
+
+def warn_saddle_start(bm: BoundModel, init: dict[str, Any]) -> None:
+    """Warn when a factor's mean has an all-zero Jacobian at the start for some
+    members (``y ~ normal(a * b, 0.1)`` from a = b = 0): a backend that
+    linearizes there (GBP, Gauss-Newton) sees no information and "converges"
+    at the saddle. One forward-mode product with a random tangent per family:
+    members are independent, so a zero product is a zero Jacobian (with
+    probability one) at the cost of two evaluations."""
+    import jax
+
+    from fglang.errors import format_diagnostic
+
+    values = {n: jnp.asarray(init[n] if n in init else _centre(v), dtype=jnp.float32)
+              for n, v in bm.variables.items()}
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    rng = np.random.default_rng(0)
+    for fam in bm.families.values():
+        f = fam.ir
+        if fam.n_members == 0 or f.kind != "sample" or not fam.slots:
+            continue
+        uses = [n for n, _ in f.args if f.arg_uses_vars(n)]
+        if not uses and not f.lhs_uses_vars:
+            continue
+        idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+        slots = tuple(bm.gather(s, values) for s in fam.slots)
+        if _affine(fam, data, idx, slots, uses):
+            continue  # a constant Jacobian: zero only for a factor that reads no var
+        tangents = tuple(jnp.asarray(rng.standard_normal(np.shape(x)), dtype=x.dtype) for x in slots)
+
+        def outputs(*xs, fam=fam, idx=idx, uses=uses):
+            out = fam.evaluate(data, idx, xs)
+            parts = [jnp.asarray(out["args"][n], dtype=jnp.float32) for n in uses]
+            if fam.ir.lhs_uses_vars:
+                parts.append(jnp.asarray(out["lhs"], dtype=jnp.float32))
+            m = fam.n_members
+            return jnp.concatenate([jnp.broadcast_to(p, (m,) + jnp.shape(p)[1:]).reshape(m, -1)
+                                    if jnp.ndim(p) and jnp.shape(p)[0] == m else jnp.broadcast_to(p, (m, 1))
+                                    for p in parts], axis=1)
+
+        try:
+            _, dots = jax.jvp(outputs, slots, tangents)
+        except Exception:  # noqa: BLE001 - a family that cannot be differentiated here is not this warning's
+            continue
+        flat = np.abs(np.asarray(dots)).reshape(fam.n_members, -1).max(axis=1)
+        if np.all(flat > 0):
+            continue
+        bad = _bad_members(fam, flat > 0, flat)
+        warnings.warn(format_diagnostic(Diagnostic(
+            f"factor '{f.name}' has an all-zero Jacobian at the start at {', '.join(b.split(' (')[0] for b in bad)}:"
+            " a fit that linearizes there sees no information and can stop at this saddle point", f.span,
+            "start elsewhere with --init (or --init map), or give the vars priors whose means are not zero",
+            ), bm.ir.sources), stacklevel=3)  # the CLI prints "warning: " before it

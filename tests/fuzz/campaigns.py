@@ -26,13 +26,15 @@ from tests.fuzz.mutate import mutate
 @dataclass
 class Case:
     campaign: str
-    op: str  # load_bind | cli
+    op: str  # load_bind | fit | cli
     files: dict[str, str | bytes] = field(default_factory=dict)
     data: str | None = None  # the data file's name, for load_bind
     synth: bool = False  # synthesize data for whatever the model declares
     argv: list[str] = field(default_factory=list)
     seed: int = 0
     origin: str = ""
+    backend: str = ""  # op "fit": the backend and its options
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         files = {
@@ -73,13 +75,22 @@ def execute(case: Case, where: Path) -> None:
     import fglang
 
     m = fglang.load("model.fg")
-    if case.data is not None:
-        m.bind(case.data)
-    elif case.synth:
+    data: Any = case.data
+    if case.data is None and case.synth:
         from tests.fuzz.synth import synth_data
 
         keep = json.loads(case.files["seed_data.json"]) if "seed_data.json" in case.files else None
-        m.bind(synth_data(m.ir, random.Random(case.seed), keep))
+        data = synth_data(m.ir, random.Random(case.seed), keep)
+    if data is None:
+        return
+    if case.op == "fit":
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit(data, backend=case.backend, seed=case.seed, **case.options)
+        return
+    m.bind(data)
 
 
 # ------------------------------------------------------------------ models
@@ -113,6 +124,29 @@ def make_model_case(rnd: random.Random, i: int) -> Case:
         files["data.json"] = json.dumps(s.data)
         return Case("models", "load_bind", files, data="data.json", seed=i, origin=s.name)
     return Case("models", "load_bind", files, synth=True, seed=i, origin=s.name)
+
+
+# ------------------------------------------------------------------ fits
+FIT_OPTIONS = {  # small budgets: the campaign looks for crashes, not for converged posteriors
+    "gbp": {"iters": 5, "draws": 20},
+    "vi": {"steps": 20, "draws": 20},
+    "mcmc": {"chains": 1, "warmup": 20, "samples": 20},
+    "map": {"iters": 5, "draws": 20},
+}
+
+
+def make_fit_case(rnd: random.Random, i: int) -> Case:
+    """A model case (a corpus seed, mutated half the time, or a generated model), fitted."""
+    case = make_model_case(rnd, i)
+    if rnd.random() < 0.5 and not case.origin.startswith("gen:"):
+        s = next((x for x in corpus.seeds() if x.name == case.origin), None)
+        if s is not None:
+            case.files = {**_seed_files(s), "model.fg": s.text,
+                          **({"seed_data.json": json.dumps(s.data)} if s.data is not None else {})}
+            case.data, case.synth = None, True
+    backend = rnd.choice(sorted(FIT_OPTIONS))
+    return Case("fits", "fit", case.files, data=case.data, synth=case.synth, seed=i, origin=case.origin,
+                backend=backend, options=dict(FIT_OPTIONS[backend]))
 
 
 # ------------------------------------------------------------------ data
@@ -279,6 +313,7 @@ def _edit_attrs(rnd: random.Random, raw: bytes, base: str) -> bytes:
 CAMPAIGNS: dict[str, tuple[Callable[..., Case], float]] = {
     # name: (case maker, seconds per case)
     "models": (make_model_case, 20.0),
+    "fits": (make_fit_case, 240.0),
     "data": (make_data_case, 20.0),
     "cli": (make_cli_case, 60.0),
     "posterior": (make_posterior_case, 60.0),

@@ -1,4 +1,4 @@
-"""``python -m tests.fuzz.run --cases N --campaign models|data|cli|posterior|all``
+"""``python -m tests.fuzz.run --cases N --campaign models|data|cli|posterior|fits|all``
 
 Runs N cases of each chosen campaign, each in a forked child with an
 address-space limit and a timeout, prints the counts per campaign and a
@@ -27,7 +27,7 @@ from tests.fuzz import campaigns as C
 from tests.fuzz.minimize import minimize
 from tests.fuzz.sandbox import OUTCOMES, Outcome, run_case
 
-ORDER = ("models", "data", "cli", "posterior")
+ORDER = ("models", "data", "cli", "posterior", "fits")
 
 
 def _warm() -> None:
@@ -109,8 +109,8 @@ def campaign(name: str, n: int, seed: int, mem: int, out: Path, do_min: bool, ve
                 if verbose:
                     print(f"  [{name} {i}] {o.kind}: {o.signature}  ({case.origin})", flush=True)
             findings[key]["count"] += 1
-        if verbose and (i + 1) % 500 == 0:
-            print(f"  {name}: {i + 1}/{n} cases, {time.monotonic() - t0:.0f} s", flush=True)
+        if verbose and (i + 1) % (10 if name == "fits" else 500) == 0:
+            print(f"  {name}: {i + 1}/{n} cases, {time.monotonic() - t0:.0f} s, {dict(counts)}", flush=True)
     return counts, findings, time.monotonic() - t0
 
 

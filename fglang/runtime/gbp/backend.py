@@ -22,6 +22,7 @@ class GbpBackend:
     Options: ClassVar[type[GbpOptions]] = GbpOptions
     summary: ClassVar[str] = "Gaussian belief propagation (fglang's engine)"
     markov_chains: ClassVar[bool] = False
+    linearizes_at_start: ClassVar[bool] = True  # a zero-Jacobian start is warned of (values.warn_saddle_start)
     multi_device: ClassVar[bool] = True  # devices=N: families sharded along their members (engine.run_gbp)
     multi_process: ClassVar[bool] = True  # --coordinator: the same sharded program over every process's devices
 
@@ -29,6 +30,14 @@ class GbpBackend:
         from fglang.runtime.gbp.lowering import validate
 
         validate(bm, carried)
+
+    def memory(self, bm: BoundModel, options: GbpOptions) -> list:
+        """Messages and beliefs (``fit_memory``); a batched fit holds one batch's, so it is not charged."""
+        from fglang.runtime.fit_memory import gaussian_message_charges
+
+        if options.batch_size is not None:
+            return []
+        return gaussian_message_charges(bm, 4 if options.dtype == "float32" else 8)
 
     def fit(
         self,

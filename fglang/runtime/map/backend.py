@@ -23,6 +23,7 @@ class MapBackend(NumpyroBackend):
     Options: ClassVar[type[MapOptions]] = MapOptions
     summary: ClassVar[str] = "MAP by Levenberg-Marquardt, with its Laplace approximation"
     markov_chains: ClassVar[bool] = False
+    linearizes_at_start: ClassVar[bool] = True  # a zero-Jacobian start is warned of (values.warn_saddle_start)
 
     def validate(self, bm: BoundModel, options: MapOptions, carried: set[str]) -> None:
         errs = [
@@ -35,6 +36,12 @@ class MapBackend(NumpyroBackend):
         from fglang.runtime.map.fit import choose_path
 
         choose_path(bm, options, carried)
+
+    def memory(self, bm: BoundModel, options: MapOptions) -> list:
+        """The sparse Hessian's blocks before fill-in (``fit_memory``)."""
+        from fglang.runtime.fit_memory import sparse_hessian_charges
+
+        return sparse_hessian_charges(bm, 4 if options.dtype == "float32" else 8)
 
     def fit(
         self,

@@ -1,0 +1,106 @@
+"""What a fit or a prediction will allocate, estimated before it starts.
+
+Binding's own arrays are charged while they are made (``compiler/limits.Budget``);
+this adds what a backend then holds: the draws it returns (chains x draws x
+values, every backend), and the state a backend declares through an optional
+``memory(bm, options)`` method (GBP's messages and beliefs, map's sparse
+Hessian). A model of 1e9 nodes then stops with a located error saying how
+many bytes and what to change, instead of a MemoryError, an XLA abort or a
+machine swapping for an hour. The rule itself (sum within the limit, refuse
+at the largest part's source) is ``limits.refuse_over_limit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fglang.compiler.bound import BoundModel
+from fglang.compiler.limits import refuse_over_limit, show_count
+from fglang.span import Span
+
+Charge = tuple[float, str, Span | None]  # (bytes, what they hold, the source position of their size)
+POSTERIOR_ITEMSIZE = 8  # draws are returned and saved as float64
+DRAW_COPIES = 2  # the backend's own draws, then the NumPy arrays of the Posterior
+
+
+def _values(bm: BoundModel, name: str) -> float:
+    v = bm.variables[name]
+    return float(v.n_nodes) * float(v.node_dim)
+
+
+def draw_charges(bm: BoundModel, chains: int, draws: int) -> list[Charge]:
+    """chains x draws x each var's values, as float64, twice."""
+    out = []
+    for name, v in bm.variables.items():
+        n = float(chains) * float(draws) * _values(bm, name)
+        out.append((n * POSTERIOR_ITEMSIZE * DRAW_COPIES,
+                    f"{show_count(chains * draws, 'draw')} of var '{name}' ({show_count(_values(bm, name), 'value')})",
+                    v.span))
+    return out
+
+
+def gaussian_message_charges(bm: BoundModel, itemsize: int) -> list[Charge]:
+    """Gaussian messages (both directions, mean + precision of each slot's
+    block), the family's joint linearization, and each var's belief and prior."""
+    out = []
+    for name, f in bm.families.items():
+        d_joint, per_member = 0.0, 0.0
+        for s in f.slots:
+            d = float(bm.variables[s.var].node_dim)
+            block = 1.0
+            for b in s.block_shape:
+                block *= float(b)
+            per_member += 2.0 * block * (d + d * d)
+            d_joint += block * d
+        per_member += d_joint + d_joint * d_joint
+        out.append((float(f.n_members) * per_member * itemsize,
+                    f"GBP's messages of factor '{name}' ({show_count(f.n_members, 'member')}, "
+                    f"{show_count(d_joint, 'value')} each)", f.ir.span))
+    for name, v in bm.variables.items():
+        d = float(v.node_dim)
+        out.append((2.0 * float(v.n_nodes) * (d + d * d) * itemsize,
+                    f"GBP's beliefs of var '{name}' ({show_count(v.n_nodes, 'node')})", v.span))
+    return out
+
+
+def sparse_hessian_charges(bm: BoundModel, itemsize: int) -> list[Charge]:
+    """The blocks each member adds to J^T W J (values and int32 indices); fill-in comes on top."""
+    out = []
+    for name, f in bm.families.items():
+        d = 0.0
+        for s in f.slots:
+            block = 1.0
+            for b in s.block_shape:
+                block *= float(b)
+            d += block * float(bm.variables[s.var].node_dim)
+        out.append((float(f.n_members) * d * d * (itemsize + 8),
+                    f"factor '{name}''s blocks of the sparse Hessian ({show_count(f.n_members, 'member')} x "
+                    f"{show_count(d * d, 'entry', 'entries')})", f.ir.span))
+    return out
+
+
+def check_fit_memory(impl: Any, bm: BoundModel, options: Any) -> None:
+    """Refuse a fit whose draws and backend state exceed the memory limit."""
+    draws = getattr(options, "samples", None) or getattr(options, "draws", None)
+    charges = draw_charges(bm, getattr(options, "chains", 1), draws) if draws else []
+    memory = getattr(impl, "memory", None)
+    if memory is not None:
+        charges += memory(bm, options)
+    if charges:
+        refuse_over_limit(charges, "fit", bm.ir.sources,
+                          "make the sizes smaller, or ask for fewer draws (draws=, samples=, chains=)")
+
+
+def check_predict_memory(bm: BoundModel, n_draws: int, families: list[str]) -> None:
+    """Refuse a prediction whose draws of the predicted families exceed the memory limit."""
+    charges: list[Charge] = []
+    for name in families:
+        f = bm.families.get(name)
+        if f is not None:
+            charges.append((float(n_draws) * float(f.n_members) * POSTERIOR_ITEMSIZE * DRAW_COPIES,
+                            f"{show_count(n_draws, 'draw')} of the {show_count(f.n_members, 'member')} of '{name}'",
+                            f.ir.span))
+    for name in bm.variables:
+        charges.append((float(n_draws) * _values(bm, name) * POSTERIOR_ITEMSIZE, f"the draws of var '{name}'",
+                        bm.variables[name].span))
+    refuse_over_limit(charges, "prediction", bm.ir.sources, "predict for fewer members, or from fewer draws")

@@ -1,0 +1,95 @@
+"""Fit memory is estimated before anything is allocated (issue 16, "Limits before work").
+
+Each case binds in well under the limit, then would allocate far past it in
+the fit (draws, GBP messages, map's Hessian, predicted draws): on main it
+ran out of memory (or for minutes); now it is a located FgError at the
+declaration whose size is at fault, with the estimate and how to raise the
+limit. ``FGLANG_MAX_BYTES`` is set small so every case is cheap.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import fglang
+from fglang.compiler.limits import ENV, refuse_over_limit
+from fglang.errors import FgError
+
+WIDE = """
+model wide
+data N: int
+var w[N]: real ~ normal(0, 1)
+factor f[i in 0:N]: w[i] ~ normal(0, 1)
+"""
+
+DENSE = """
+model dense
+data N: int
+data K: int
+var w[N]: real[K] ~ normal(0, 1)
+"""
+
+
+@pytest.fixture
+def small_limit(monkeypatch):
+    monkeypatch.setenv(ENV, "50e6")
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "part"),
+    [
+        ("mcmc", {}, "4,000 draws of var 'w' (100,000 values)"),
+        ("vi", {}, "1,000 draws of var 'w'"),
+        ("gbp", {}, "200 draws of var 'w'"),
+        ("map", {}, "200 draws of var 'w'"),
+    ],
+)
+def test_draws_past_the_limit_are_refused_at_the_var(small_limit, backend, options, part):
+    with pytest.raises(FgError) as e:
+        fglang.compile(WIDE, "wide.fg").fit({"N": 100_000}, backend=backend, **options)
+    text = str(e.value)
+    assert text.startswith("wide.fg:4:1: this fit would need about"), text
+    assert part in text and "over fglang's memory limit of 50 MB (FGLANG_MAX_BYTES=50e6)" in text
+    assert "var w[N]: real ~ normal(0, 1)" in text and f"raise the limit with {ENV}=<bytes>" in text
+
+
+def test_gbp_messages_past_the_limit_are_refused_at_the_factor(small_limit):
+    with pytest.raises(FgError, match="the largest part: GBP's messages of factor") as e:
+        fglang.compile(DENSE, "dense.fg").fit({"N": 40, "K": 300}, backend="gbp", draws=1)
+    assert "dense.fg:5:" in str(e.value)
+
+
+def test_map_hessian_past_the_limit_is_refused(small_limit):
+    with pytest.raises(FgError, match="blocks of the sparse Hessian"):
+        fglang.compile(DENSE, "dense.fg").fit({"N": 40, "K": 300}, backend="map", draws=1, marginals="none")
+
+
+def test_the_limit_can_be_raised_and_small_fits_are_not_charged(monkeypatch):
+    monkeypatch.setenv(ENV, "2e9")
+    post = fglang.compile(WIDE, "wide.fg").fit({"N": 10}, backend="gbp")
+    assert post.samples("w").shape[-1] == 10
+
+
+def test_one_rule_sums_the_parts_and_names_the_largest():
+    refuse_over_limit([(10.0, "a", None), (20.0, "b", None)], "fit", {}, "smaller", limit=(30.0, "test"))
+    with pytest.raises(FgError, match=r"about 31 bytes, over fglang's memory limit of 30 bytes \(test\); the "
+                                      r"largest part: b, about 20 bytes"):
+        refuse_over_limit([(11.0, "a", None), (20.0, "b", None)], "fit", {}, "smaller", limit=(30.0, "test"))
+
+
+REGRESSION = """
+model reg
+data N: int
+data x[N]: real
+data y[N]: real
+var a: real ~ normal(0, 10)
+factor obs[i in 0:N]: y[i] ~ normal(a * x[i], 1)
+"""
+
+
+def test_predicted_draws_past_the_limit_are_refused_at_the_family(monkeypatch):
+    m = fglang.compile(REGRESSION, "reg.fg")
+    post = m.fit({"N": 3, "x": [0.0, 1.0, 2.0], "y": [0.1, 1.1, 1.9]}, backend="vi", steps=20, draws=200)
+    monkeypatch.setenv(ENV, "50e6")
+    with pytest.raises(FgError, match="this prediction would need about .* 200 draws of the 100,000 members of 'obs'"):
+        m.predict(post, {"N": 100_000, "x": [0.5] * 100_000})
