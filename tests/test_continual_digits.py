@@ -12,7 +12,7 @@ from conftest import load_script
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_gbp_with_posterior_as_prior_forgets_less_than_naive_adam():
     load_script("digits", EXAMPLES / "digits.py")  # continual_digits imports it by name
     cd = load_script("continual_digits", EXAMPLES / "continual_digits.py")

@@ -11,7 +11,7 @@ from conftest import load_script
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_digits_mlp_learned_by_gbp_vi_and_adam():
     digits = load_script("digits", EXAMPLES / "digits.py")
     rows = digits.main(["--n-train", "150", "--hidden", "8", "--iters", "40", "--vi-steps", "50000",

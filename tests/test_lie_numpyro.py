@@ -114,7 +114,7 @@ def _pose_graph(seed: int = 1):
     return {"N": 3, "M": 3, "src": src, "dst": dst, "z": z, "info": info, "origin": truth[0]}, truth
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_nuts_on_a_pose_graph_agrees_with_map_laplace():
     """A concentrated 3-pose SE(3) graph: NUTS's intrinsic means are within
     0.25 posterior sd of map's mode and its tangent covariances within 20% of

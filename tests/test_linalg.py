@@ -116,7 +116,7 @@ def test_a_square_only_the_sizes_decide_is_checked_at_bind():
     assert err.diagnostics[0].span.line == 6
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_gp_pois_regr_matches_posteriordb():
     """posteriordb's gp_pois_regr (a latent GP through cholesky and
     gp_exp_quad_cov, Poisson counts): NUTS (2 x (300 + 600)) against the

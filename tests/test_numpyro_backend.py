@@ -258,7 +258,7 @@ def _separated(post) -> np.ndarray:
     return np.flatnonzero(np.abs(mean) > 3 * sd)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_sparse_regression_horseshoe_separates():
     post = fglang.compile(SPARSE_SRC).fit(
         _sparse_data(), backend="mcmc", seed=0, chains=2, warmup=300, samples=300, target_accept=0.9
@@ -300,7 +300,9 @@ SPARSITY_PRIORS = {
 }
 
 
-@pytest.mark.parametrize("prior", list(SPARSITY_PRIORS))
+# laplace in every run; the others (15-30 s each) with the heavy tests
+@pytest.mark.parametrize("prior", [p if p == "laplace" else pytest.param(p, marks=pytest.mark.heavy)
+                                   for p in SPARSITY_PRIORS])
 def test_sparse_regression_other_priors_vi(prior):
     src = SPARSE_SRC.replace("horseshoe(0.1)", SPARSITY_PRIORS[prior])
     assert SPARSITY_PRIORS[prior] in src
@@ -313,7 +315,7 @@ def test_sparse_regression_other_priors_vi(prior):
     assert not any("__" in r["name"] for r in post.summary())
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("prior", list(SPARSITY_PRIORS))
 def test_sparse_regression_other_priors_short_mcmc(prior):
     src = SPARSE_SRC.replace("horseshoe(0.1)", SPARSITY_PRIORS[prior])

@@ -80,7 +80,11 @@ def test_the_set():
         assert (OUTSIDE / f"{name}.data.json").stat().st_size < 50_000
 
 
-@pytest.mark.parametrize("name", MODELS)
+# four in every run (about 10 s each), all twelve with the heavy tests
+EVERY_RUN = {"eight_schools_noncentered", "blr", "arK", "kidscore_momiq"}
+
+
+@pytest.mark.parametrize("name", [n if n in EVERY_RUN else pytest.param(n, marks=pytest.mark.heavy) for n in MODELS])
 def test_vi_defaults(name):
     model, data, ref = load(name)
     post = model.fit(data, backend="vi", seed=0)
@@ -94,7 +98,8 @@ def test_vi_defaults(name):
 MCMC_SHORT = ["eight_schools_noncentered", "gp_regr", "low_dim_gauss_mix", "arK"]
 
 
-@pytest.mark.parametrize("name", MCMC_SHORT)
+@pytest.mark.parametrize("name", [n if n == "eight_schools_noncentered" else pytest.param(n, marks=pytest.mark.heavy)
+                                  for n in MCMC_SHORT])
 def test_mcmc_short(name):
     model, data, ref = load(name)
     post = model.fit(data, backend="mcmc", seed=0, chains=2, warmup=300, samples=500)
@@ -122,7 +127,7 @@ def test_x64_is_per_fit():
     assert bool(jax.config.jax_enable_x64) == was
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_true_defaults():
     """NUTS with every default (4 x (1000 + 1000), float64) on the whole set
     (``test_vi_defaults`` already runs vi's defaults on it), and vi's with

@@ -202,7 +202,7 @@ def test_vi_fits_through_the_scan():
         assert abs(post.mean(name) - ref[name]["mean"]) < 0.25 * ref[name]["sd"], name
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", ["hmm_example", "garch11", "arma11"])
 def test_fits_nuts(name):
     """NUTS (2 chains x (300 + 600)) on each recurrence against posteriordb's

@@ -61,7 +61,7 @@ def test_changepoint_density_is_the_sum():
         assert lp == pytest.approx(float(_changepoint_logp(np.array(e), np.array(l), data)), rel=1e-10)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_changepoint_posterior_is_the_grid():
     """NUTS (2 x (300 + 600)) against the posterior means on a 400 x 400 grid."""
     model = fglang.compile(_block("## Stan 7: change point"))
