@@ -194,7 +194,7 @@ def _xor(seed: int, n: int = 40):
     return {"N": n, "D": 2, "H": 8, "X": x.tolist(), "label": label.tolist()}, label
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("seed", range(5))
 def test_xor_is_learned_by_gbp(seed):
     """SPEC's mlp_classifier_gbp learns XOR (100% train accuracy) in a fixed budget."""

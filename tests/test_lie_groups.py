@@ -233,7 +233,7 @@ def test_pose2_model_reaches_the_real3_optimum_and_saves(tmp_path):
     assert "pose" in az.from_netcdf(path).posterior
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_small_3d_pose_graph_equals_scipy_least_squares():
     """The map fit and scipy's least_squares on the same tangent-space residuals
     (each pose parameterized as init compose exp(delta)) reach the same poses."""

@@ -80,8 +80,8 @@ def test_the_set():
         assert (OUTSIDE / f"{name}.data.json").stat().st_size < 50_000
 
 
-# four in every run (about 10 s each), all twelve with the heavy tests
-EVERY_RUN = {"eight_schools_noncentered", "blr", "arK", "kidscore_momiq"}
+# three in every run (about 10 s each), all twelve with the heavy tests
+EVERY_RUN = {"eight_schools_noncentered", "blr", "kidscore_momiq"}
 
 
 @pytest.mark.parametrize("name", [n if n in EVERY_RUN else pytest.param(n, marks=pytest.mark.heavy) for n in MODELS])
@@ -107,6 +107,7 @@ def test_mcmc_short(name):
     assert not disagreements(post, ref), disagreements(post, ref)
 
 
+@pytest.mark.heavy
 def test_x64_is_per_fit():
     """vi fits in float64 on a CPU without leaving x64 on: gbp's float32 and
     JAX's default dtype are unchanged after it in the same process."""
