@@ -145,6 +145,7 @@ def test_batch_options_without_a_batch_size_in_the_model():
         m.fit(_linreg_data(), backend="vi", batch_size=10)
 
 
+@pytest.mark.heavy
 def test_carried_prior_one_rule_for_every_backend(tmp_path):
     src = """
 model pe

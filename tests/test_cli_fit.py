@@ -84,6 +84,7 @@ def test_fit_mcmc_then_summary(data_file, tmp_path):
     assert r.exit_code == 0 and "r_hat" in r.output and "theta[0]" in r.output
 
 
+@pytest.mark.heavy
 def test_fit_console_script_subprocess(data_file, tmp_path):
     """The installed entry point, as a user runs it."""
     exe = shutil.which("fglang", path=str(Path(sys.executable).parent)) or shutil.which("fglang")
@@ -192,6 +193,7 @@ def test_out_unwritable(data_file, tmp_path):
     _no_traceback(r)
 
 
+@pytest.mark.heavy
 def test_prior_from_posterior_file(data_file, tmp_path):
     """``--prior post.nc``: the earlier fit's marginals become the priors (a sequential update)."""
     first = tmp_path / "first.nc"

@@ -5,6 +5,7 @@ test_gbp_models.py)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import fglang
 
@@ -19,6 +20,7 @@ factor lik[n in 0:N]: y[n] ~ normal(dot(X[n], w), 0.3)
 """
 
 
+@pytest.mark.heavy
 def test_vi_posterior_file_becomes_the_next_prior(tmp_path):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(60, 2))

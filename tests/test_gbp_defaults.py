@@ -61,6 +61,7 @@ def test_undamped_schedule_reaches_the_same_optimum():
     assert _cost(data, post.mean("pose")) == pytest.approx(best, rel=1e-5)
 
 
+@pytest.mark.heavy
 def test_quadrant_xor_is_learned_with_defaults():
     """SPEC's mlp_classifier_gbp on the XOR of the signs of two standard-normal inputs, no options given."""
     m = fglang.load(EXAMPLES / "mlp_classifier_gbp.fg")

@@ -62,6 +62,7 @@ def test_which_unindexed_factors_split(factor, split):
     assert (fam.members is not None) is split
 
 
+@pytest.mark.heavy
 def test_a_factor_over_too_many_nodes_is_an_error_that_says_what_to_write():
     src = """model chain
 data T: int

@@ -113,7 +113,8 @@ def _closed_form() -> tuple[np.ndarray, np.ndarray]:  # (mean, sd)
 
 @pytest.mark.parametrize(
     "backend, options",
-    [("gbp", {}), ("map", {}), ("mcmc", {"chains": 1, "warmup": 20, "samples": 20}),
+    [("gbp", {}), ("map", {}),
+     pytest.param("mcmc", {"chains": 1, "warmup": 20, "samples": 20}, marks=pytest.mark.heavy),
      ("vi", {"steps": 20, "draws": 10})],
 )
 def test_fits_equal_the_lets_written_out(backend, options):

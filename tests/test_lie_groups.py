@@ -216,7 +216,7 @@ def test_gbp_rejects_group_vars_naming_map():
     assert d.span is not None and d.span.line > 1
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_pose2_model_reaches_the_real3_optimum_and_saves(tmp_path):
     data, init = _pose2_graph()
     lie = fglang.load("examples/m3500_pose2.fg").fit(data, backend="map", init=init)

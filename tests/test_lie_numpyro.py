@@ -62,7 +62,7 @@ def test_chart_log_det_is_haar_measure_and_inverts(kind):
         assert float(jnp.max(jnp.abs(delta[G._rotation_part(kind)]))) < np.pi
 
 
-@pytest.mark.parametrize("backend", ["mcmc", "vi"])
+@pytest.mark.parametrize("backend", [pytest.param("mcmc", marks=pytest.mark.heavy), "vi"])
 def test_rot2_posterior_in_closed_form_across_the_cut(backend):
     """Two Gaussian factors in the tangent space of rot2: the posterior angle is
     N(precision-weighted mean, 1 / (p1 + p2)) even though the means lie on both
@@ -76,6 +76,7 @@ def test_rot2_posterior_in_closed_form_across_the_cut(backend):
     assert post.samples("r").min() >= -np.pi and post.samples("r").max() <= np.pi
 
 
+@pytest.mark.heavy
 def test_rot3_density_carries_the_haar_factor():
     """One isotropic Gaussian factor on log(mu^-1 R) (sd 0.8): against Haar
     measure the angle r has density 2 (1 - cos r) exp(-r^2 / 2 sd^2) on

@@ -233,6 +233,7 @@ def test_eight_schools_theta_is_derived(eight_schools_mcmc):
     assert any(r["name"] == "theta[0]" for r in post.summary())
 
 
+@pytest.mark.heavy
 def test_eight_schools_vi_runs():
     post = fglang.load(EXAMPLES / "eight_schools.fg").fit(EIGHT_SCHOOLS_DATA, backend="vi", seed=0, steps=1500)
     assert post.samples("theta").shape == (1000, 8)
@@ -572,7 +573,7 @@ def test_log_density_distribution_zoo(seed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["vi", "mcmc"])
+@pytest.mark.parametrize("backend", ["vi", pytest.param("mcmc", marks=pytest.mark.heavy)])
 def test_distribution_zoo_fits(backend):
     """Both backends run it (briefly) and keep every var on its support."""
     opts = {"steps": 50} if backend == "vi" else {"chains": 1, "warmup": 30, "samples": 20}

@@ -80,8 +80,8 @@ def test_the_set():
         assert (OUTSIDE / f"{name}.data.json").stat().st_size < 50_000
 
 
-# three in every run (about 10 s each), all twelve with the heavy tests
-EVERY_RUN = {"eight_schools_noncentered", "blr", "kidscore_momiq"}
+# two in every run (about 10 s each), all twelve with the heavy tests
+EVERY_RUN = {"eight_schools_noncentered", "blr"}
 
 
 @pytest.mark.parametrize("name", [n if n in EVERY_RUN else pytest.param(n, marks=pytest.mark.heavy) for n in MODELS])
@@ -98,8 +98,8 @@ def test_vi_defaults(name):
 MCMC_SHORT = ["eight_schools_noncentered", "gp_regr", "low_dim_gauss_mix", "arK"]
 
 
-@pytest.mark.parametrize("name", [n if n == "eight_schools_noncentered" else pytest.param(n, marks=pytest.mark.heavy)
-                                  for n in MCMC_SHORT])
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", MCMC_SHORT)
 def test_mcmc_short(name):
     model, data, ref = load(name)
     post = model.fit(data, backend="mcmc", seed=0, chains=2, warmup=300, samples=500)

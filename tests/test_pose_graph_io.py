@@ -109,6 +109,7 @@ def test_klaus3_quaternion_graph() -> None:
         np.testing.assert_array_equal(info[r, c], upper)
 
 
+@pytest.mark.heavy
 def test_3d_reader_output_fits_the_example_model_as_is() -> None:
     """The reader's 3-D data carry ``origin`` (the init's pose 0), so
     examples/pose_graph_3d.fg fits them without a hand-added key, anchored

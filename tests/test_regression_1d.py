@@ -41,6 +41,7 @@ def test_data_leave_the_gap_and_the_outside_empty() -> None:
     assert len(d["x_train"]) == 60 and len(d["x_test"]) == 40
 
 
+@pytest.mark.heavy
 def test_json_matches_the_returned_result(outputs) -> None:
     returned, _, js = outputs
     written = json.loads(js.read_text())

@@ -192,7 +192,7 @@ def test_gbp_refuses_a_scan_of_vars_and_names_the_backends():
     assert "recurrence" in text and "--backend mcmc" in text and "arma11.fg:" in text
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_vi_fits_through_the_scan():
     """VI's defaults on ARMA(1,1) (about 10 s): gradients flow through lax.scan."""
     model, data = _outside("arma11")

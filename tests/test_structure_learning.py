@@ -87,6 +87,7 @@ def test_scoring_can_fail(data, gbp_horseshoe) -> None:
     assert s["recall"] <= 0.3 and s["precision"] <= 0.3, s
 
 
+@pytest.mark.heavy
 def test_vi_laplace_recovers_the_edges(data) -> None:
     post = _fit("laplace(0, 0.2)", data, "vi", seed=0, steps=2000, lr=0.02)
     s = sl.score(post.mean("w"), post.sd("w"), data["w_true"])
