@@ -6,12 +6,15 @@ that touches no var. On 29fd021 each was a traceback in at least one backend.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fglang
 from fglang.runtime.posterior import load_posterior
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 OPTS = {
     "gbp": {"iters": 3},
@@ -71,3 +74,17 @@ def test_map_with_a_zero_width_vector_var_in_a_live_factor():
     post = fglang.compile(src, "lr.fg").fit({"N": 3, "D": 0, "X": [[], [], []], "y": [1.0, 2.0, 3.0]},
                                             backend="map", iters=5, draws=20)
     assert abs(float(post.mean("b")) - 2.0) < 0.1
+
+
+@pytest.mark.parametrize("backend, options", [("vi", {"steps": 300}), ("mcmc", {"chains": 1, "warmup": 50,
+                                                                             "samples": 50})])
+def test_numpyro_with_an_empty_sparsity_var_in_a_live_factor(backend, options):
+    """Found by the fits campaign: vi on the sparse regression with D = 0 was KeyError 'w__prior' (the
+    empty var's prior family is pruned, its sample site was still looked up). The posterior of b is
+    the regression without X: y ~ normal(b, sigma)."""
+    src = (EXAMPLES / "sparse_regression.fg").read_text()
+    y = np.random.default_rng(0).normal(3.0, 0.5, size=20)
+    post = fglang.compile(src, "sparse_regression.fg").fit(
+        {"N": 20, "D": 0, "X": np.zeros((20, 0)), "y": y}, backend=backend, seed=0, **options)
+    assert post.mean("w").shape == (0,)
+    assert abs(float(post.mean("b")) - y.mean()) < 0.3

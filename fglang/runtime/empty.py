@@ -63,8 +63,8 @@ def restore(post: Posterior, full: BoundModel, ran: BoundModel) -> Posterior:
     """Put the empty vars the backend never saw back into ``post`` (empty arrays of their shape)."""
     lead = next(iter(post.draws.values())).shape[:2] if post.draws else (1, 1)
     for name, v in full.variables.items():
-        if name in ran.variables or name in post.draws:
-            continue
+        if name in post.draws or name in post.gaussian or (name in ran.variables and _size(v) > 0):
+            continue  # an empty var a live factor reads has no sample site either (numpyro_model)
         post.draws[name] = np.zeros(lead + v.node_shape + v.value_shape)
         post.node_shapes[name] = v.node_shape
     return post

@@ -8,6 +8,7 @@ is data, ``numpyro.factor`` otherwise. Never a Python loop over members.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -179,6 +180,10 @@ class NumpyroModel:
 
     def _sample_var(self, v: BoundVariable, data, values) -> jnp.ndarray:
         shape = _event_shape(v)
+        if math.prod(shape) == 0:
+            # a var of size zero that a live factor reads (`X @ w` with D = 0): no sample
+            # site (there is nothing to infer; its prior family was pruned, runtime/empty.py)
+            return jnp.zeros(shape)
         if v.domain.kind in GROUPS:
             return self._sample_group(v, shape)
         if v.name in self.priors:
