@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 RESULTS = ROOT / "bench" / "results"
 
-HAND_MCMC = """
+# the hand-written eight schools both scripts share: cache settings, the model, the data
+HAND_MODEL = """
 import sys, json
 import jax
 jax.config.update("jax_enable_x64", True)
@@ -53,8 +54,6 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro.diagnostics import summary
-from numpyro.infer import MCMC, NUTS
 
 def model(y, sigma):
     mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
@@ -66,6 +65,11 @@ def model(y, sigma):
 
 d = json.load(open(sys.argv[2]))
 y, sigma = np.asarray(d["y"], float), np.asarray(d["sigma"], float)
+"""
+
+HAND_MCMC = HAND_MODEL + """
+from numpyro.diagnostics import summary
+from numpyro.infer import MCMC, NUTS
 mcmc = MCMC(NUTS(model), num_warmup=int(sys.argv[3]), num_samples=int(sys.argv[4]), num_chains=4,
             chain_method="vectorized", progress_bar=False)
 mcmc.run(jax.random.PRNGKey(0), y, sigma)
@@ -73,30 +77,10 @@ s = summary(mcmc.get_samples(group_by_chain=True))
 print({k: float(np.mean(v["mean"])) for k, v in s.items()})
 """
 
-HAND_VI = """
-import sys, json
-import jax
-jax.config.update("jax_enable_x64", True)
-jax.config.update("jax_compilation_cache_dir", sys.argv[1])
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-import numpy as np
-import numpyro
-import numpyro.distributions as dist
+HAND_VI = HAND_MODEL + """
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoMultivariateNormal
 from numpyro.optim import Adam
-
-def model(y, sigma):
-    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
-    theta_raw = numpyro.sample("theta_raw", dist.Normal(0.0, 1.0).expand([y.shape[0]]).to_event(1))
-    theta = mu + tau * theta_raw
-    with numpyro.plate("J", y.shape[0]):
-        numpyro.sample("obs", dist.Normal(theta, sigma), obs=y)
-
-d = json.load(open(sys.argv[2]))
-y, sigma = np.asarray(d["y"], float), np.asarray(d["sigma"], float)
 guide = AutoMultivariateNormal(model)
 svi = SVI(model, guide, Adam(0.02), Trace_ELBO(num_particles=4))
 res = svi.run(jax.random.PRNGKey(0), int(sys.argv[3]), y, sigma, progress_bar=False)

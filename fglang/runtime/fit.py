@@ -74,12 +74,7 @@ def fit(
     if processes > 1 and devices in (None, 1, "1"):
         devices = "all"
     mesh = device_mesh(devices, device)
-    if mesh is not None and not getattr(impl, "multi_device", False):
-        raise FgError(
-            [Diagnostic(f"backend '{backend}' runs on one device; devices={devices!r} is not supported for it yet",
-                        None, f"the {' and '.join(_multi_device())} backends take devices; "
-                        "leave devices at 1 for this one")]
-        )
+    refuse_devices(impl, backend, devices, mesh)
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
     check_fit_memory(impl, bm, opts)
@@ -140,8 +135,14 @@ def group_marginals(bm: BoundModel, post: Posterior) -> None:
         post.gaussian[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape, kind)
 
 
-def _multi_device() -> list[str]:
-    return [n for n in backends.names() if getattr(backends.get(n), "multi_device", False)]
+def refuse_devices(impl: Any, backend: str, devices: int | str | None, mesh: Any) -> None:
+    """A mesh of several devices for a backend that runs on one is an error naming those that take devices."""
+    if mesh is not None and not getattr(impl, "multi_device", False):
+        takes = [n for n in backends.names() if getattr(backends.get(n), "multi_device", False)]
+        raise FgError(
+            [Diagnostic(f"backend '{backend}' runs on one device; devices={devices!r} is not supported for it yet",
+                        None, f"the {' and '.join(takes)} backends take devices; leave devices at 1 for this one")]
+        )
 
 
 def mode_init(

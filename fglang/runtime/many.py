@@ -25,7 +25,7 @@ from fglang.runtime.cache import enable_compilation_cache
 from fglang.runtime.carry import carried_marginals
 from fglang.runtime.device import device_context, device_mesh, device_names, mesh_context
 from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
-from fglang.runtime.fit import check_seed, observations
+from fglang.runtime.fit import check_seed, observations, refuse_devices
 from fglang.runtime.inits import ModeStart, check_init
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.values import check_values
@@ -66,9 +66,7 @@ def fit_many(
     check_same_shape(bms)
     full, ran = list(bms), [prune(bm) for bm in bms]
     mesh = device_mesh(devices, device)
-    if mesh is not None and not getattr(impl, "multi_device", False):
-        raise FgError([Diagnostic(f"backend '{backend}' runs on one device; devices={devices!r} is not supported "
-                                  "for it yet", None, "leave devices at 1 for this one")])
+    refuse_devices(impl, backend, devices, mesh)
     carried = carried_marginals(ran[0], prior)
     impl.validate(ran[0], opts, set(carried))
     for bm in ran:
