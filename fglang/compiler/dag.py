@@ -51,7 +51,9 @@ def shared_map(e: Any, f: Callable[[Any], Any], memo: SharedMemo, context: Hasha
 
 
 def rename_shared(e: A.Expr, names: Mapping[str, str], memo: SharedMemo | None = None) -> A.Expr:
-    """``expr.rename`` that keeps a DAG a DAG (a shared node is renamed once)."""
+    """Rename free names, keeping each use's own span (errors point at it) and a
+    DAG a DAG (a shared node is renamed once); a reduction's or scan's own
+    index (and a scan's state) hides the outer name."""
     memo = memo if memo is not None else SharedMemo()
     key = tuple(sorted(names.items()))
 

@@ -84,22 +84,6 @@ def substitute(e: A.Expr, env: Mapping[str, A.Expr]) -> A.Expr:
     return map_children(e, lambda x: substitute(x, env))
 
 
-def rename(e: A.Expr, names: Mapping[str, str]) -> A.Expr:
-    """Rename free names, keeping each use's own span (errors point at it)."""
-    if isinstance(e, A.Name) and e.id in names:
-        return replace(e, id=names[e.id])
-    if isinstance(e, A.Reduce):
-        inner = {k: v for k, v in names.items() if k not in {r.name for r in e.ranges}}
-        ranges = tuple(A.IndexRange(r.name, rename(r.lo, names), rename(r.hi, names), r.span) for r in e.ranges)
-        return replace(e, ranges=ranges, body=rename(e.body, inner))
-    if isinstance(e, A.Scan):
-        inner = {k: v for k, v in names.items() if k not in (e.index.name, e.state)}
-        r = e.index
-        index = A.IndexRange(r.name, rename(r.lo, names), rename(r.hi, names), r.span)
-        return replace(e, index=index, init=rename(e.init, names), body=rename(e.body, inner))
-    return map_children(e, lambda c: rename(c, names))
-
-
 _FOLD: dict[str, Callable] = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
