@@ -32,6 +32,7 @@ from fglang.compiler.indices import (
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, Variable
 from fglang.compiler.limits import Budget, elements, show_count
 from fglang.compiler.sizes import Static, check_sizes, shape_value
+from fglang.compiler.var_bounds_data import check_bounds
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
 
 if TYPE_CHECKING:
@@ -116,8 +117,8 @@ def data_read(fam: FactorFamily) -> set[str]:
     return names
 
 
-def _bind_lets(lets: dict[str, Derived], variables, npi: NpIndex, lengths, log_density: LogDensity | None
-               ) -> dict[str, BoundDerived]:
+def _bind_lets(lets: dict[str, Derived], variables, npi: NpIndex, lengths, log_density: LogDensity | None,
+               what: str = "let") -> dict[str, BoundDerived]:
     """All lets at once: they share their slots and their expressions' nodes
     (compiler/dag.py), so each shared node is scanned, and evaluated, once."""
     if not lets:
@@ -145,7 +146,7 @@ def _bind_lets(lets: dict[str, Derived], variables, npi: NpIndex, lengths, log_d
         shape = shape_value(d.shape, npi.sizes)
         if shape is None:  # the checker gives every top-level let a shape of sizes
             raise AssertionError(f"let '{d.name}' has no concrete shape {d.shape}")
-        npi.charge(elements(shape) * 8, f"let '{d.name}' ({show_count(elements(shape), 'value')})", d.span)
+        npi.charge(elements(shape) * 8, f"{what} '{d.name}' ({show_count(elements(shape), 'value')})", d.span)
         value = None
         if d.reads == ():
             value = _data_only_value(evaluate, npi.data, shape, len(slots))
@@ -199,7 +200,7 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity |
         # a backend holds at least a value and a scale (or a mean and a precision) per node
         budget.charge(n_nodes * n_vals * 16, f"var '{name}' ({show_count(n_nodes, 'node')} of "
                       f"{show_count(n_vals, 'value')})", v.span)
-        variables[name] = BoundVariable(name, node, val, v.domain, v.prior, v.span)
+        variables[name] = BoundVariable(name, node, val, v.domain, v.prior, v.span, v.bounds)
     sink.raise_if_any(ir.sources)
     npi = NpIndex(data, sizes, budget)
     families: dict[str, BoundFamily] = {}
@@ -222,7 +223,14 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity |
     except RecursionError:
         sink.error(TOO_DEEP, next(iter(ir.derived.values())).span, TOO_DEEP_HINT)
     sink.raise_if_any(ir.sources)
-    return BoundModel(ir, data, sizes, variables, families, derived, file)
+    bounds: dict[str, BoundDerived] = {}
+    try:
+        bounds = _bind_lets(ir.bounds, variables, npi, lengths, log_density, "bound")
+    except BadIndex as err:
+        sink.error(err.message, err.span, err.hint)
+    sink.items.extend(check_bounds(variables, bounds, file))
+    sink.raise_if_any(ir.sources)
+    return BoundModel(ir, data, sizes, variables, families, derived, file, bounds)
 
 
 def _uses(name: str, v: Variable) -> bool:

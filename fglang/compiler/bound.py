@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from fglang.compiler import ast as A
-from fglang.compiler.ir import Derived, FactorFamily, ModelIR
+from fglang.compiler.ir import Derived, FactorFamily, ModelIR, bound_name
 from fglang.compiler.types import Domain
 
 
@@ -22,6 +22,7 @@ class BoundVariable:
     domain: Domain
     prior: str | None
     span: A.Span = field(repr=False)
+    bounds: tuple[str, ...] = ()  # keywords whose value is an expression: BoundModel.bounds (bound_values)
 
     @property
     def n_nodes(self) -> int:
@@ -111,6 +112,28 @@ def let_values(bm: BoundModel, data: dict[str, Any], values: dict[str, Any], nam
     return {d.ir.name: out[d.ir.name].reshape(d.shape) for d in lets}
 
 
+def bound_values(bm: BoundModel, var: BoundVariable, data: dict[str, Any], values: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """A var's non-constant bounds (keyword -> array broadcastable to the var's
+    shape), from the full arrays of the vars declared before it in ``values``;
+    a bound of data only is the value computed at bind."""
+    out: dict[str, Any] = {}
+    live = []
+    for kw in var.bounds:
+        d = bm.bounds[bound_name(var.name, kw)]
+        if d.data_only:
+            out[kw] = d.value
+        else:
+            live.append((kw, d))
+    if live:
+        need = set().union(*(d.reads for _, d in live))
+        first = live[0][1]
+        sv = tuple(bm.gather(s, values)[0] if i in need else None for i, s in enumerate(first.slots))
+        got = first.evaluate_all(data, sv, tuple(d.ir.name for _, d in live))
+        out.update({kw: got[d.ir.name].reshape(d.shape) for kw, d in live})
+    return out
+
+
 @dataclass(frozen=True)
 class BoundModel:
     ir: ModelIR
@@ -120,6 +143,8 @@ class BoundModel:
     families: dict[str, BoundFamily]
     derived: dict[str, BoundDerived]
     data_file: str = "<data>"
+    # the vars' non-constant bounds (ModelIR.bounds), bound as lets of one slot list
+    bounds: dict[str, BoundDerived] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

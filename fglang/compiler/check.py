@@ -32,10 +32,11 @@ from fglang.compiler.linalg import LinalgTyping
 from fglang.compiler.scan import ScanTyping
 from fglang.compiler.sizes import SizeCheck
 from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, make_domain, show_shape
+from fglang.compiler.var_bounds import AFFINE_KEYWORDS, BoundTyping
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
 
 
-class Checker(GroupTyping, ScanTyping, LinalgTyping, ExprTyping, DistArgs, Inlining):
+class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, DistArgs, Inlining):
     """Checks declarations in order; expression typing, recurrences, distribution
     arguments and fn inlining are its mixins (``infer``, ``scan``, ``dist_args``,
     ``inline``)."""
@@ -58,12 +59,15 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, ExprTyping, DistArgs, Inlin
         self._owner: str | None = None  # the let being checked, if any
         self._let_measure: dict[str, tuple[float, int]] = {}  # inlined size and reduction depth (limits.py)
         self._oversized: set[str] = set()  # lets refused as too large
+        self.later: dict[str, A.Decl] = {}  # every named declaration of the program (var_bounds.py)
+        self.dynamic_bounds: list[A.Kwarg] = []  # the type just checked: its non-constant bounds
 
     def err(self, msg: str, span: A.Span | None, hint: str | None = None) -> None:
         self.sink.error(msg, span, hint)
 
     # ----------------------------------------------------------- declarations
     def run(self, decls: list[A.Decl]) -> None:
+        self.later = {d.name: d for d in decls if isinstance(d, A.VarDecl | A.LetDecl | A.DataDecl)}
         with recursion_headroom():
             for d in decls:
                 try:
@@ -129,7 +133,11 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, ExprTyping, DistArgs, Inlin
             if sym is not None and sym.kind == "data" and sym.t.shape:
                 self.err(f"{what} must use int scalar data, and '{n.id}' is an array", n.span)
 
-    def type_expr(self, t: A.TypeExpr) -> tuple[Domain, str] | None:
+    def type_expr(self, t: A.TypeExpr, var: str | None = None) -> tuple[Domain, str] | None:
+        """A type's domain and dtype. ``var``: the var this is the type of, whose
+        bounds may be expressions of vars, data and lets (``var_bounds.py``); they
+        are left in ``self.dynamic_bounds`` for ``var_bounds`` to check."""
+        self.dynamic_bounds = []
         if t.base in GROUPS:
             if t.bounds:
                 self.err(f"'{t.base}' takes no bounds", t.span)
@@ -150,14 +158,21 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, ExprTyping, DistArgs, Inlin
             )
             return None
         lower = upper = None
+        keywords = ("lower", "upper") + (AFFINE_KEYWORDS if var is not None else ())
         for kw in t.bounds:
-            if kw.name not in ("lower", "upper"):
-                self.err(f"unknown type bound '{kw.name}'; expected 'lower' or 'upper'", kw.span)
+            if kw.name not in keywords:
+                expected = "'lower', 'upper', 'offset' or 'multiplier'" if var else "'lower' or 'upper'"
+                self.err(f"unknown type bound '{kw.name}'; expected {expected}", kw.span)
                 continue
             v = self.const_value(kw.value)
+            if var is not None and (v is None or kw.name in AFFINE_KEYWORDS):
+                if not any(d.span == kw.value.span for d in self.sink.items):  # a bad constant is reported once
+                    self.dynamic_bounds.append(kw)
+                continue
             if v is None:
                 if not any(d.span == kw.value.span for d in self.sink.items):  # a bad constant is reported once
-                    self.err("a type bound must be a constant number", kw.value.span)
+                    self.err("a type bound must be a constant number", kw.value.span,
+                             "only a var's bounds may read vars, data and lets" if names_in(kw.value) else None)
                 continue
             if kw.name == "lower":
                 lower = float(v)
@@ -167,10 +182,13 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, ExprTyping, DistArgs, Inlin
             self.err(f"empty bounds: lower={lower:g} is not below upper={upper:g}", t.span)
         if t.bounds and t.base not in ("real", "int", "positive"):
             self.err(f"'{t.base}' takes no bounds", t.span)
+            self.dynamic_bounds = []
         if t.base in ("simplex", "ordered", "positive_ordered") and len(t.shape) != 1:
             self.err(f"'{t.base}' needs one size, as in {t.base}[K]", t.span)
         self.size_exprs(t.shape, "type shape")
         dtype = {"int": "int", "bool": "bool"}.get(t.base, "real")
+        if self.dynamic_bounds:
+            return self.dynamic_domain(t, lower, upper), dtype
         return make_domain(t.base, lower, upper), dtype
 
     def limited(self, e: A.Expr | None, source: A.Expr, let: str | None = None) -> None:
@@ -227,9 +245,10 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, ExprTyping, DistArgs, Inlin
     def var_decl(self, d: A.VarDecl) -> None:
         self.sink.items.extend(too_many_dims(len(d.dims) + len(d.type.shape), f"var '{d.name}'", d.span))
         self.size_exprs(d.dims, "var size")
-        td = self.type_expr(d.type)
+        td = self.type_expr(d.type, var=d.name)
         domain = td[0] if td else Domain("real")
         shape = self.shape_of(d.dims) + self.shape_of(d.type.shape)
+        bounds = self.var_bounds(d, domain, shape) if td else ()
         prior = None
         value_shape = d.type.shape
         if domain.kind in GROUPS:
@@ -248,7 +267,7 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, ExprTyping, DistArgs, Inlin
         # an unknown type has no domain to check uses against (no cascade of errors)
         sym = Symbol("var", T(td[1] if td else "real", shape, True), d, domain if td else None)
         if self.declare(d.name, d.name_span, sym):
-            self.vars[d.name] = VarInfo(d.name, d.dims, value_shape, domain, prior, d.span)
+            self.vars[d.name] = VarInfo(d.name, d.dims, value_shape, domain, prior, d.span, bounds)
             self.order.append(d.name)
 
     def let_decl(self, d: A.LetDecl) -> None:

@@ -19,6 +19,19 @@ class VarInfo:
     domain: Domain
     prior: A.Call | None  # fns inlined
     span: A.Span
+    # bounds that are expressions of vars, data or lets (var_bounds.py), fns inlined
+    bounds: tuple[VarBound, ...] = ()
+
+
+@dataclass(frozen=True)
+class VarBound:
+    """One ``lower=``/``upper=``/``offset=``/``multiplier=`` of a var that is not a
+    constant: its expression and shape (broadcast to the var's when evaluated)."""
+
+    keyword: str
+    expr: A.Expr
+    shape: Shape
+    span: A.Span
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,10 @@ class DistArgs:
             self.err(f"the sparsity prior '{sig.name}' needs a var (or part of one) on the left of '~'", lhs_expr.span)
         if lhs_domain is not None and on_var is not None:
             allowed = SUPPORT_ALLOWS.get(sig.support, frozenset())
-            if lhs_domain.kind not in allowed and not sig.sparsity:
+            # a bound read from vars (real(lower=0, upper=tau)) stays inside a positive support when its
+            # constant lower bound does
+            nonneg = lhs_domain.kind == "bounded" and lhs_domain.lower is not None and lhs_domain.lower >= 0
+            if lhs_domain.kind not in allowed and not sig.sparsity and not (sig.support == "positive" and nonneg):
                 self.err(
                     f"'{sig.name}' has support {sig.support} but '{on_var}' is declared {lhs_domain.describe()}",
                     call.span,
@@ -177,7 +180,8 @@ class DistArgs:
                 if sym is not None and sym.kind == "var" and sym.domain is not None:
                     if e is n or isinstance(e, A.Index) and e.base is n:
                         if sym.domain.kind not in ("positive", "unit") and not (
-                            sym.domain.kind == "interval" and sym.domain.lower is not None and sym.domain.lower >= 0
+                            sym.domain.kind in ("interval", "bounded") and sym.domain.lower is not None
+                            and sym.domain.lower >= 0
                         ):
                             self.err(
                                 f"'{pname}' of {sig.name} must be positive, but var '{n.id}' is declared "

@@ -138,10 +138,10 @@ DISTRIBUTIONS: dict[str, DistSig] = {
 # leaving the var's support: a narrower var is fine (Stan's implicit truncation,
 # `var s: positive ~ normal(0, 1)`), a wider one is not.
 SUPPORT_ALLOWS: dict[str, frozenset[str]] = {
-    "real": frozenset({"real", "positive", "unit", "interval", "ordered", "positive_ordered"}),
+    "real": frozenset({"real", "positive", "unit", "interval", "ordered", "positive_ordered", "bounded", "affine"}),
     "positive": frozenset({"positive", "unit", "positive_ordered"}),
     "unit": frozenset({"unit"}),
-    "interval": frozenset({"real", "positive", "unit", "interval", "ordered", "positive_ordered"}),
+    "interval": frozenset({"real", "positive", "unit", "interval", "ordered", "positive_ordered", "bounded", "affine"}),
     "simplex": frozenset({"simplex"}),
     "int": frozenset({"int", "bool"}),
     "nonneg_int": frozenset({"int", "bool"}),

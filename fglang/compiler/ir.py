@@ -74,6 +74,9 @@ class Variable:
     domain: Domain
     prior: str | None  # name of the family that is its prior, if any
     span: A.Span = field(compare=False, repr=False)
+    # the keywords (lower, upper, offset, multiplier) whose value is an expression
+    # of vars, data or lets: ModelIR.bounds[bound_name(name, keyword)]
+    bounds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,4 +144,12 @@ class ModelIR:
     derived: dict[str, Derived]
     families: dict[str, FactorFamily]
     size_checks: tuple[SizeCheck, ...] = field(default=(), repr=False, compare=False)
+    # a var's bounds that are expressions (compiler/var_bounds.py), as lets of one
+    # shared slot list: evaluated per draw before the var is sampled
+    bounds: dict[str, Derived] = field(default_factory=dict)
+
+
+def bound_name(var: str, keyword: str) -> str:
+    """The key of a var's non-constant bound in ``ModelIR.bounds``."""
+    return f"{var}__{keyword}"
 

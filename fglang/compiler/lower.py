@@ -26,7 +26,7 @@ from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
-from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable
+from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable, bound_name
 from fglang.compiler.linalg import rank as linalg_rank
 from fglang.compiler.unparse import unparse
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
@@ -500,7 +500,8 @@ class Lowering:
                     continue
                 families[fam.name] = fam
                 prior = fam.name
-            variables[name] = Variable(name, v.node_dims, v.value_shape, v.domain, prior, v.span)
+            variables[name] = Variable(name, v.node_dims, v.value_shape, v.domain, prior, v.span,
+                                       tuple(b.keyword for b in v.bounds))
         for name, f in m.factors.items():
             try:
                 fam = self.family(f)
@@ -520,8 +521,23 @@ class Lowering:
             let = m.lets[name]
             used = tuple(sorted(_slots_read(expr, reads)))
             derived[name] = Derived(name, expr, tuple(let_slots), let.span, let.shape, used)
+        bounds = self.bounds(sink)
         sink.raise_if_any(m.sources)
-        return ModelIR(m.name, m.file, m.sources, m.data, variables, derived, families, m.size_checks)
+        return ModelIR(m.name, m.file, m.sources, m.data, variables, derived, families, m.size_checks, bounds)
+
+    def bounds(self, sink: DiagnosticSink) -> dict[str, Derived]:
+        """Every var's non-constant bounds as lets of one slot list (``_bind_lets`` binds them so)."""
+        slots: list[SlotPattern] = []
+        exprs = {}
+        for name, v in self.m.vars.items():
+            for b in v.bounds:
+                try:
+                    exprs[bound_name(name, b.keyword)] = (self.extract(self.expanded(b.expr), slots, ()), b)
+                except RecursionError:
+                    sink.error(TOO_DEEP, b.span, TOO_DEEP_HINT)
+        reads = SharedMemo()
+        return {key: Derived(key, e, tuple(slots), b.span, b.shape, tuple(sorted(_slots_read(e, reads))))
+                for key, (e, b) in exprs.items()}
 
 
 def _map_slice(a, f):

@@ -35,12 +35,20 @@ Shape = tuple[Dim, ...]
 class Domain:
     """The support of a var or the declared range of data.
 
-    kind is one of real, positive, unit, interval, int, bool, simplex, ordered.
+    kind is one of real, positive, unit, interval, int, bool, simplex, ordered,
+    bounded or affine. ``bounded`` is a real var with a ``lower=``/``upper=``
+    that is an expression of vars, data or lets (``real(lower=a)``): the
+    expression lives in the IR (``ModelIR.bounds``) and is evaluated per draw;
+    a constant side stays in ``lower``/``upper``. ``affine`` is Stan's
+    ``offset=``/``multiplier=`` (a real var sampled as ``offset + multiplier *
+    z``). ``written`` holds those keywords as the source wrote them, for
+    messages.
     """
 
     kind: str
     lower: float | None = None
     upper: float | None = None
+    written: tuple[tuple[str, str], ...] = ()
 
     @property
     def continuous(self) -> bool:
@@ -54,7 +62,19 @@ class Domain:
             if self.upper is not None:
                 parts.append(f"upper={self.upper:g}")
             return f"real({', '.join(parts)})"
+        if self.kind in ("bounded", "affine"):
+            texts = dict(self.written)
+            for side, value in (("lower", self.lower), ("upper", self.upper)):
+                if value is not None and side not in texts:
+                    texts[side] = f"{value:g}"
+            order = ("lower", "upper", "offset", "multiplier")
+            return "real(" + ", ".join(f"{k}={texts[k]}" for k in order if k in texts) + ")"
         return self.kind
+
+    @property
+    def dynamic(self) -> tuple[str, ...]:
+        """The keywords whose value is an expression evaluated per draw (``bounded``, ``affine``)."""
+        return tuple(k for k, _ in self.written)
 
 
 BASE_TYPES = ("real", "positive", "unit", "int", "bool", "simplex", "ordered", "positive_ordered")

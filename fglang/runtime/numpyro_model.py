@@ -24,6 +24,7 @@ from fglang.compiler.bound import let_values
 from fglang.compiler.groups import GROUPS
 from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError
+from fglang.runtime.numpyro_bounds import var_support
 from fglang.runtime.numpyro_distributions import distribution, sparsity_prior
 
 # A var whose domain equals its prior's support samples from the prior directly;
@@ -189,8 +190,9 @@ class NumpyroModel:
         if v.name in self.priors:
             mean, sd = self.priors[v.name]
             return numpyro.sample(v.name, dist.Normal(jnp.asarray(mean), jnp.asarray(sd)).to_event(len(shape)))
+        support = var_support(self.bm, v, data, values) if v.bounds else domain_constraint(v.domain)
         if v.prior is None:
-            return numpyro.sample(v.name, dist.ImproperUniform(domain_constraint(v.domain), (), shape))
+            return numpyro.sample(v.name, dist.ImproperUniform(support, (), shape))
         fam = self.bm.families[v.prior]
         sig = fam.ir.dist
         out = self._outputs(fam, data, values, own=v.name)
@@ -216,7 +218,7 @@ class NumpyroModel:
         ):
             return numpyro.sample(v.name, d)
         # narrower var than the prior's support: Stan's implicit truncation
-        x = numpyro.sample(v.name, dist.ImproperUniform(domain_constraint(v.domain), (), shape))
+        x = numpyro.sample(v.name, dist.ImproperUniform(support, (), shape))
         numpyro.factor(f"{v.name}__prior", d.log_prob(x))
         return x
 

@@ -54,7 +54,7 @@ def init_sites(nm: NumpyroModel, init: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def site_draws(samples: dict[str, Any], bm: BoundModel, grouped: bool) -> dict[str, np.ndarray]:
     """Drop observed sites; shape every draw array [chain, draw, *shape]."""
-    observed = {f.name for f in bm.families.values()}
+    observed = {f.name for f in bm.families.values()} | set(bm.bounds)  # bounds: sites only to replay the model
     out = {}
     for k, v in samples.items():
         if k in observed or k.endswith("__members"):

@@ -39,6 +39,16 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
                     "use --backend map, which linearizes in the tangent space and retracts (as GTSAM)",
                 )
             )
+        elif v.bounds:
+            kws = ", ".join(f"{k}={t}" for k, t in v.domain.written)
+            errs.append(
+                Diagnostic(
+                    f"gbp cannot run var '{v.name}': its bounds {kws} are expressions that it would have to "
+                    "evaluate per draw (gbp needs unconstrained real vars)",
+                    v.span,
+                    "use --backend vi, mcmc or map, which take bounds that read vars, data and lets",
+                )
+            )
         elif v.domain.kind != "real":
             errs.append(
                 Diagnostic(
