@@ -41,10 +41,11 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
             )
         elif v.bounds:
             kws = ", ".join(f"{k}={t}" for k, t in v.domain.written)
+            plural = "s" if len(v.domain.written) > 1 else ""
             errs.append(
                 Diagnostic(
-                    f"gbp cannot run var '{v.name}': its bounds {kws} are expressions that it would have to "
-                    "evaluate per draw (gbp needs unconstrained real vars)",
+                    f"gbp cannot run var '{v.name}': its bound{plural} {kws} read{'' if plural else 's'} vars, "
+                    "data or lets (gbp needs unconstrained real vars)",
                     v.span,
                     "use --backend vi, mcmc or map, which take bounds that read vars, data and lets",
                 )

@@ -1,0 +1,245 @@
+"""Bounds that read vars, data and lets (``real(lower=a)``, ``real(lower=L, upper=U)``
+with arrays, Stan's ``offset=``/``multiplier=``), issue 20.
+
+Oracles: for ``a ~ normal(0, 1); x: real(lower=a) ~ normal(0, 1)`` the joint
+density is ``phi(a) phi(x) 1{x > a}`` (as in Stan, the prior is not
+renormalized by the bound), so ``a``'s marginal is ``phi(a) (1 - Phi(a))`` and
+``x``'s ``phi(x) Phi(x)``, whose moments scipy's quadrature gives; NUTS and VI
+are compared with those, and ``map`` with scipy's optimum of the same
+unconstrained density (``a = za``, ``x = a + exp(zx)``, log Jacobian ``zx``).
+The unconstrained densities themselves are compared with closed forms through
+NumPyro's potential energy. Errors are compared as the CLI prints them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize as so
+from scipy.integrate import quad
+from scipy.stats import norm
+
+import fglang
+from fglang.errors import FgError
+
+OUTSIDE = Path(__file__).resolve().parent / "outside"
+
+TRUNC = """model trunc
+var a: real ~ normal(0, 1)
+var x: real(lower=a) ~ normal(0, 1)
+"""
+
+
+def _moments(density) -> tuple[float, float]:
+    z = quad(density, -np.inf, np.inf)[0]
+    m = quad(lambda t: t * density(t), -np.inf, np.inf)[0] / z
+    v = quad(lambda t: (t - m) ** 2 * density(t), -np.inf, np.inf)[0] / z
+    return m, float(np.sqrt(v))
+
+
+# the exact marginals of TRUNC by quadrature
+A_MOMENTS = _moments(lambda a: norm.pdf(a) * norm.sf(a))
+X_MOMENTS = _moments(lambda x: norm.pdf(x) * norm.cdf(x))
+
+
+def _potential(model: fglang.Model, z: dict[str, float], data: dict | None = None) -> float:
+    from numpyro.infer.util import potential_energy
+
+    fn, args = model.numpyro_model(data or {})
+    with jax.enable_x64(True):
+        return float(potential_energy(fn, (args,), {}, {k: jnp.asarray(v, jnp.float64) for k, v in z.items()}))
+
+
+def test_the_unconstrained_density_has_the_bound_and_its_jacobian():
+    model = fglang.compile(TRUNC)
+    for za, zx in [(0.0, 0.0), (1.3, -0.4), (-2.0, 1.1)]:
+        x = za + np.exp(zx)
+        want = -(norm.logpdf(za) + norm.logpdf(x) + zx)
+        assert _potential(model, {"a": za, "x": zx}) == pytest.approx(want, rel=1e-12)
+
+
+def test_both_bounds_and_offset_multiplier_densities():
+    src = ("model m\nvar tau: positive ~ exponential(1)\nvar lo: real ~ normal(0, 1)\n"
+           "var x: real(lower=lo, upper=lo + tau) ~ normal(0, 1)\n"
+           "var theta: real(offset=lo, multiplier=tau) ~ normal(lo, tau)\n")
+    model = fglang.compile(src)
+    zt, zl, zx, zth = 0.3, -0.5, 0.7, 1.2
+    tau = np.exp(zt)
+    s = 1 / (1 + np.exp(-zx))
+    x = zl + tau * s
+    theta = zl + tau * zth
+    want = (-tau + zt + norm.logpdf(zl) + norm.logpdf(x) + np.log(tau * s * (1 - s))
+            + norm.logpdf(theta, zl, tau) + np.log(tau))
+    assert _potential(model, {"tau": zt, "lo": zl, "x": zx, "theta": zth}) == pytest.approx(-want, rel=1e-12)
+
+
+def test_nuts_matches_the_exact_marginals():
+    post = fglang.compile(TRUNC).fit({}, backend="mcmc", seed=1, chains=1, warmup=300, samples=2000)
+    a, x = post.samples("a"), post.samples("x")
+    assert np.all(x > a)
+    for draws, (mean, sd) in ((a, A_MOMENTS), (x, X_MOMENTS)):
+        assert draws.mean() == pytest.approx(mean, abs=0.08)  # about 3 Monte Carlo errors
+        assert draws.std() == pytest.approx(sd, rel=0.08)
+
+
+def test_vi_matches_the_exact_marginals():
+    post = fglang.compile(TRUNC).fit({}, backend="vi", seed=0, steps=3000, draws=4000)
+    a, x = post.samples("a"), post.samples("x")
+    assert np.all(x > a)
+    for draws, (mean, sd) in ((a, A_MOMENTS), (x, X_MOMENTS)):
+        assert draws.mean() == pytest.approx(mean, abs=0.1)
+        assert draws.std() == pytest.approx(sd, rel=0.15)
+
+
+def test_map_is_the_mode_of_the_unconstrained_density():
+    post = fglang.compile(TRUNC).fit({}, backend="map", draws=4000)
+    assert post.attrs["path"] == "general" and post.attrs["converged"]
+
+    def f(z):
+        za, zx = z
+        return -(norm.logpdf(za) + norm.logpdf(za + np.exp(zx)) + zx)
+
+    ref = so.minimize(f, np.zeros(2), method="BFGS", options={"gtol": 1e-12})
+    assert ref.x == pytest.approx([-np.sqrt(0.5), np.log(np.sqrt(2))], abs=1e-6)  # x (x - a) = 1, x = -a
+    assert post.mean("a") == pytest.approx(ref.x[0], abs=1e-6)
+    a, x = post.samples("a"), post.samples("x")
+    assert np.all(x > a)
+    zx = np.log(x - a)  # the Laplace draws are Gaussian in (za, zx) around the mode
+    assert zx.mean() == pytest.approx(ref.x[1], abs=4 * zx.std() / np.sqrt(zx.size))
+
+
+ARRAY = """model box
+data N: int
+data L[N]: real
+data U[N]: real
+var x[N]: real(lower=L, upper=U)
+var y[N]: real(lower=L) ~ normal(U, 1)
+"""
+
+
+def test_elementwise_data_bounds():
+    """x is flat on (L, U), so the unconstrained mode is the middle; y's is
+    where its normal's gradient balances the log Jacobian: (y - L)(y - U) = 1."""
+    lo, hi = np.array([-1.0, 0.0, 2.0]), np.array([1.0, 5.0, 2.5])
+    post = fglang.compile(ARRAY).fit({"N": 3, "L": lo.tolist(), "U": hi.tolist()}, backend="map", draws=4000)
+    assert post.attrs["converged"]
+    x, y = post.samples("x"), post.samples("y")
+    assert np.all((x > lo) & (x < hi)) and np.all(y > lo)
+    # the Laplace draws are Gaussian in the unconstrained space, centred on its mode
+    zx = np.log((x - lo) / (hi - x))
+    zy = np.log(y - lo)
+    want = np.log((hi - lo + np.sqrt((hi - lo) ** 2 + 4)) / 2)  # y - L = d with d^2 - (U - L) d - 1 = 0
+    np.testing.assert_allclose(zx.mean(axis=0), 0.0, atol=4 * zx.std(axis=0).max() / np.sqrt(len(zx)))
+    np.testing.assert_allclose(zy.mean(axis=0), want, atol=4 * zy.std(axis=0).max() / np.sqrt(len(zy)))
+
+
+def _error(src: str, data: dict | None = None) -> str:
+    model = None
+    with pytest.raises(FgError) as info:
+        model = fglang.compile(src, "m.fg")
+        model.bind(data or {})
+    del model
+    return str(info.value)
+
+
+def test_a_bound_that_reads_a_later_var_is_the_cycle_error():
+    src = "model m\nvar x: real(lower=b) ~ normal(0, 1)\nvar b: real(upper=x) ~ normal(0, 1)\n"
+    assert _error(src) == (
+        "m.fg:2:19: the bounds of 'x' read var 'b', declared after 'x' (line 3): bounds are evaluated in "
+        "declaration order and cannot form a cycle\n"
+        "    var x: real(lower=b) ~ normal(0, 1)\n"
+        "                      ^\n"
+        "  hint: a var's bounds may read data, lets and the vars declared before it: declare 'b' first"
+    )
+
+
+def test_a_bound_that_reads_its_own_var():
+    err = _error("model m\nvar x: real(lower=2 * x)\n")
+    assert err.startswith("m.fg:2:23: the bounds of 'x' cannot read 'x' itself\n")
+
+
+def test_shape_mismatch_is_located_at_check_and_at_bind():
+    src = "model m\ndata L: real[3]\nvar y[4]: real(lower=L)\n"
+    assert _error(src) == (
+        "m.fg:3:22: the bound 'lower=' of 'y' has shape [3], which does not broadcast to the var's shape [4]\n"
+        "    var y[4]: real(lower=L)\n"
+        "                         ^\n"
+        "  hint: a bound is a scalar or an array of the var's shape (one bound per element)"
+    )
+    src = "model m\ndata N: int\ndata L[N]: real\nvar y[4]: real(lower=L)\n"
+    err = _error(src, {"N": 3, "L": [0.0, 1.0, 2.0]})
+    assert err.startswith("m.fg:4:22: the bound 'lower=' of 'y' has shape [3] with the data in <data>, which "
+                          "does not broadcast to the var's shape [4]\n")
+
+
+def test_empty_data_bounds_are_a_located_data_error():
+    err = _error(ARRAY, {"N": 2, "L": [0.0, 3.0], "U": [1.0, 2.0]})
+    assert err.startswith("m.fg:5:22: the bounds of 'x' are empty with the data in <data>: lower=3 is not below "
+                          "upper=2 at element [1]\n")
+
+
+@pytest.mark.parametrize("src, message", [
+    ("model m\ndata L: real\nvar k: int(lower=L)\n", "m.fg:3:8: an int var's bounds must be constant numbers"),
+    ("model m\nvar a: real\nvar x: unit(lower=a)\n", "m.fg:3:8: 'unit' takes no bounds"),
+    ("model m\nvar a: real\nvar x: real(lower=a > 0)\n",
+     "m.fg:3:19: the bound 'lower=' of 'x' is a comparison; a bound is a number"),
+    ("model m\ndata L: real\ndata y: real(lower=L)\n", "m.fg:3:20: a type bound must be a constant number"),
+    ("model m\nvar mu: real\nvar x: real(lower=0, offset=mu)\n",
+     "m.fg:3:8: offset= and multiplier= take a real var without lower= or upper= (as in Stan)"),
+    ("model m\nvar x: real(multiplier=-2)\n", "m.fg:2:24: multiplier= of 'x' must be positive, got -2"),
+    ("model m\nvar a: real\nvar x: positive(lower=a)\n", "m.fg:3:23: positive(lower=...) needs a constant lower"),
+])
+def test_bound_mistakes_are_located(src, message):
+    assert _error(src).startswith(message)
+
+
+def test_gbp_refuses_naming_the_bound_and_the_backends():
+    with pytest.raises(FgError) as info:
+        fglang.compile(TRUNC, "m.fg").fit({}, backend="gbp")
+    assert str(info.value).startswith("m.fg:3:1: gbp cannot run var 'x': its bound lower=a reads vars, data or lets")
+    assert "use --backend vi, mcmc or map" in str(info.value)
+
+
+def test_a_positive_prior_takes_a_bound_from_zero_to_a_var():
+    src = "model m\nvar tau: positive ~ exponential(1)\nvar x: real(lower=0, upper=tau) ~ exponential(1)\n"
+    model = fglang.compile(src)
+    assert model.ir.variables["x"].domain.describe() == "real(lower=0, upper=tau)"
+    zt, zx = 0.2, -0.3
+    tau, s = np.exp(zt), 1 / (1 + np.exp(0.3))
+    want = -tau + zt - tau * s + np.log(tau * s * (1 - s))
+    assert _potential(model, {"tau": zt, "x": zx}) == pytest.approx(-want, rel=1e-12)
+
+
+GARCH = (OUTSIDE / "recurrences" / "garch11.fg").read_text()
+GARCH_BOUNDED = GARCH.replace(
+    "var beta1_raw: unit\nlet beta1 = (1 - alpha1) * beta1_raw\nfactor beta1_jacobian: potential log1p(-alpha1)\n",
+    "var beta1: real(lower=0, upper=1 - alpha1)\n")
+
+
+def test_garch_with_a_bound_of_a_var_is_the_hand_written_transform():
+    """Stan's ``real<lower=0, upper=1-alpha1> beta1`` written as a bound has the
+    unconstrained density of the hand-written unit var plus log Jacobian."""
+    assert GARCH_BOUNDED != GARCH
+    data = json.loads((OUTSIDE / "recurrences" / "garch11.data.json").read_text())
+    z = {"mu": 4.9, "alpha0": 0.2, "alpha1": -0.3}
+    hand = _potential(fglang.compile(GARCH), {**z, "beta1_raw": 0.4}, data)
+    bounded = _potential(fglang.compile(GARCH_BOUNDED), {**z, "beta1": 0.4}, data)
+    assert bounded == pytest.approx(hand, rel=1e-12)
+
+
+@pytest.mark.heavy
+def test_garch_with_bounds_matches_posteriordb():
+    """NUTS on GARCH(1,1) with ``beta1: real(lower=0, upper=1 - alpha1)``
+    against posteriordb's reference draws (means within 0.1 sd, sds within 20%)."""
+    from test_outside_models import compare
+
+    data = json.loads((OUTSIDE / "recurrences" / "garch11.data.json").read_text())
+    ref = json.loads((OUTSIDE / "recurrences" / "garch11.reference.json").read_text())
+    post = fglang.compile(GARCH_BOUNDED).fit(data, backend="mcmc", seed=0, chains=2, warmup=300, samples=600)
+    for label, (err, ratio) in compare(post, ref).items():
+        assert err < 0.1 and 0.8 < ratio < 1.2, (label, err, ratio)
