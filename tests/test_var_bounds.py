@@ -243,3 +243,25 @@ def test_garch_with_bounds_matches_posteriordb():
     post = fglang.compile(GARCH_BOUNDED).fit(data, backend="mcmc", seed=0, chains=2, warmup=300, samples=600)
     for label, (err, ratio) in compare(post, ref).items():
         assert err < 0.1 and 0.8 < ratio < 1.2, (label, err, ratio)
+
+
+def test_fit_many_reads_each_data_sets_bounds():
+    """One VI program over two data sets: each fit's var lies in, and is
+    centred on, its own data set's bounds (x is flat on (L, U))."""
+    src = "model box\ndata N: int\ndata L[N]: real\ndata U[N]: real\nvar x[N]: real(lower=L, upper=U)\n"
+    sets = [{"N": 2, "L": [0.0, -3.0], "U": [1.0, -1.0]}, {"N": 2, "L": [10.0, 5.0], "U": [14.0, 5.5]}]
+    posts = fglang.compile(src).fit_many(sets, backend="vi", seed=0, steps=1000, draws=4000)
+    for data, post in zip(sets, posts):
+        lo, hi, x = np.array(data["L"]), np.array(data["U"]), post.samples("x")
+        assert np.all((x > lo) & (x < hi))
+        np.testing.assert_allclose(x.mean(axis=0), (lo + hi) / 2, atol=0.05 * np.max(hi - lo))
+
+
+def test_an_init_outside_a_bound_of_vars_is_refused_and_one_inside_starts():
+    model = fglang.compile(TRUNC)
+    with pytest.raises(FgError) as info:
+        model.fit({}, backend="map", init={"a": 1.0, "x": 0.5})
+    assert str(info.value) == ("<data>: init for 'x' is outside the var's support: it must be > lower=a = 1 "
+                               "(real(lower=a)), but holds 0.5")
+    post = model.fit({}, backend="map", init={"a": 1.0, "x": 1.5})
+    assert post.mean("a") == pytest.approx(-np.sqrt(0.5), abs=1e-6)

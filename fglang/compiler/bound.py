@@ -115,23 +115,18 @@ def let_values(bm: BoundModel, data: dict[str, Any], values: dict[str, Any], nam
 def bound_values(bm: BoundModel, var: BoundVariable, data: dict[str, Any], values: dict[str, Any]
                  ) -> dict[str, Any]:
     """A var's non-constant bounds (keyword -> array broadcastable to the var's
-    shape), from the full arrays of the vars declared before it in ``values``;
-    a bound of data only is the value computed at bind."""
-    out: dict[str, Any] = {}
-    live = []
-    for kw in var.bounds:
-        d = bm.bounds[bound_name(var.name, kw)]
-        if d.data_only:
-            out[kw] = d.value
-        else:
-            live.append((kw, d))
-    if live:
-        need = set().union(*(d.reads for _, d in live))
-        first = live[0][1]
-        sv = tuple(bm.gather(s, values)[0] if i in need else None for i, s in enumerate(first.slots))
-        got = first.evaluate_all(data, sv, tuple(d.ir.name for _, d in live))
-        out.update({kw: got[d.ir.name].reshape(d.shape) for kw, d in live})
-    return out
+    shape), from ``data`` and the full arrays of the vars declared before it in
+    ``values``. A bound of data only is evaluated from ``data`` too, not taken
+    from ``BoundDerived.value``: a batch over data sets (``fit_many``) passes
+    each set's data to one program."""
+    if not var.bounds:
+        return {}
+    ds = [(kw, bm.bounds[bound_name(var.name, kw)]) for kw in var.bounds]
+    need = set().union(*(d.reads for _, d in ds))
+    first = ds[0][1]
+    sv = tuple(bm.gather(s, values)[0] if i in need else None for i, s in enumerate(first.slots))
+    got = first.evaluate_all(data, sv, tuple(d.ir.name for _, d in ds))
+    return {kw: got[d.ir.name].reshape(d.shape) for kw, d in ds}
 
 
 @dataclass(frozen=True)

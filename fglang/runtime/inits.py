@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
+from fglang.compiler.bound import bound_values
+from fglang.compiler.ir import bound_name
 from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError, did_you_mean
 
@@ -71,9 +73,46 @@ def check_init(bm: BoundModel, init: dict[str, Any] | None, file: str = "init") 
             errs.append(Diagnostic(f"{file}: init for '{name}' is outside the var's support: {why}", None))
             continue
         out[name] = np.array(arr)
+    errs += _outside_bounds(bm, out, file) if not errs else []
     if errs:
         raise FgError(errs)
     return out
+
+
+def _outside_bounds(bm: BoundModel, init: dict[str, np.ndarray], file: str) -> list[Diagnostic]:
+    """Init values outside bounds that read vars or data (``real(lower=a)``),
+    with the bounds evaluated at the init values of the vars they read (a var
+    whose bounds read a var without an init value is left to the sampler)."""
+    import jax
+
+    errs = []
+    for name, v in bm.variables.items():
+        if not v.bounds or v.domain.kind != "bounded" or name not in init:
+            continue
+        reads = set()
+        for kw in v.bounds:
+            d = bm.bounds[bound_name(name, kw)]
+            reads |= {d.slots[i].var for i in d.reads}
+        if not reads <= init.keys():
+            continue
+        with jax.enable_x64(True):
+            got = {k: np.broadcast_to(np.asarray(b, np.float64), v.shape)
+                   for k, b in bound_values(bm, v, dict(bm.data), init).items()}
+        x = init[name]
+        for side in ("lower", "upper"):
+            if side not in got:
+                continue
+            bad = x <= got[side] if side == "lower" else x >= got[side]
+            if np.any(bad):
+                k = tuple(int(i) for i in np.argwhere(bad)[0])
+                at = f" at [{', '.join(map(str, k))}]" if k else ""
+                op = ">" if side == "lower" else "<"
+                errs.append(Diagnostic(
+                    f"{file}: init for '{name}' is outside the var's support: it must be {op} {side}="
+                    f"{dict(v.domain.written)[side]} = {float(got[side][k]):g}{at} ({v.domain.describe()}), "
+                    f"but holds {float(x[k]):g}", None))
+                break
+    return errs
 
 
 def aux_sites(bm: BoundModel) -> dict[str, tuple[tuple[int, ...], Domain]]:
