@@ -265,3 +265,39 @@ def test_an_init_outside_a_bound_of_vars_is_refused_and_one_inside_starts():
                                "(real(lower=a)), but holds 0.5")
     post = model.fit({}, backend="map", init={"a": 1.0, "x": 1.5})
     assert post.mean("a") == pytest.approx(-np.sqrt(0.5), abs=1e-6)
+
+
+EIGHT = (OUTSIDE / "eight_schools_noncentered.fg").read_text()
+EIGHT_AFFINE = """model eight_schools_affine
+data J: int
+data y[J]: real
+data sigma[J]: positive
+var mu: real ~ normal(0, 5)
+var tau: positive ~ cauchy(0, 5)
+var theta[J]: real(offset=mu, multiplier=tau) ~ normal(mu, tau)
+factor obs[j in 0:J]: y[j] ~ normal(theta[j], sigma[j])
+"""
+
+
+def test_offset_multiplier_is_the_non_centered_parameterization():
+    """Stan's ``offset=mu, multiplier=tau`` on the centered eight schools has,
+    in its unconstrained space, the density of posteriordb's non-centered one."""
+    data = json.loads((OUTSIDE / "eight_schools_noncentered.data.json").read_text())
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        z = {"mu": float(rng.normal()), "tau": float(rng.normal())}
+        raw = rng.normal(size=8)
+        affine = _potential(fglang.compile(EIGHT_AFFINE), {**z, "theta": raw}, data)
+        hand = _potential(fglang.compile(EIGHT), {**z, "theta_trans": raw}, data)
+        assert affine == pytest.approx(hand, rel=1e-12)
+
+
+@pytest.mark.heavy
+def test_offset_multiplier_matches_posteriordb():
+    from test_outside_models import compare
+
+    data = json.loads((OUTSIDE / "eight_schools_noncentered.data.json").read_text())
+    ref = json.loads((OUTSIDE / "eight_schools_noncentered.reference.json").read_text())
+    post = fglang.compile(EIGHT_AFFINE).fit(data, backend="mcmc", seed=0, chains=2, warmup=500, samples=1000)
+    for label, (err, ratio) in compare(post, ref).items():
+        assert err < 0.1 and 0.8 < ratio < 1.2, (label, err, ratio)
