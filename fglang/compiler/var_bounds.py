@@ -15,6 +15,8 @@ cycle), is a located error here.
 
 from __future__ import annotations
 
+import math
+
 from fglang.compiler import ast as A
 from fglang.compiler.checked import VarBound
 from fglang.compiler.expr import names_in
@@ -32,7 +34,10 @@ class BoundTyping:
     ``dynamic_bounds`` (the non-constant keywords ``type_expr`` just found)."""
 
     def dynamic_domain(self, t: A.TypeExpr, lower: float | None, upper: float | None) -> Domain:
-        """The domain of a var type with a bound that is not a constant."""
+        """The domain of a var type with a bound that is not a constant (an
+        infinite constant side is no bound, as in Stan)."""
+        lower = None if lower == -math.inf else lower
+        upper = None if upper == math.inf else upper
         kws = {kw.name for kw in self.dynamic_bounds}
         written = tuple((kw.name, unparse(kw.value)) for kw in self.dynamic_bounds)
         if kws & set(AFFINE_KEYWORDS):
