@@ -77,7 +77,9 @@ def var_support(bm: BoundModel, v: BoundVariable, data: dict[str, Any], values: 
     hi = got.get("upper", d.upper)
     if lo is not None and hi is not None:
         if any(not bm.bounds[bound_name(v.name, k)].data_only for k in got):  # data-only: checked at bind
-            numpyro.factor(f"{v.name}__bounds", jnp.where(jnp.all(jnp.asarray(lo) < jnp.asarray(hi)), 0.0, -jnp.inf))
+            ok = jnp.asarray(lo) < jnp.asarray(hi)
+            numpyro.factor(f"{v.name}__bounds", jnp.where(jnp.all(ok), 0.0, -jnp.inf))
+            hi = jnp.where(ok, hi, jnp.asarray(lo) + 1.0)  # a rejected draw still has a valid transform
         return constraints.interval(lo, hi)
     if lo is not None:
         return constraints.greater_than(lo)
