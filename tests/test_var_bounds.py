@@ -192,7 +192,7 @@ def test_bound_mistakes_are_located(src, message):
 def test_gbp_refuses_naming_the_bound_and_the_backends():
     with pytest.raises(FgError) as info:
         fglang.compile(TRUNC, "m.fg").fit({}, backend="gbp")
-    assert str(info.value).startswith("m.fg:3:1: gbp cannot run var 'x': its bound lower=a reads vars, data or lets")
+    assert str(info.value).startswith("m.fg:3:19: gbp cannot run var 'x': its bound lower=a reads vars, data or lets")
     assert "use --backend vi, mcmc or map" in str(info.value)
 
 

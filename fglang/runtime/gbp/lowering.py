@@ -46,7 +46,7 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
                 Diagnostic(
                     f"gbp cannot run var '{v.name}': its bound{plural} {kws} read{'' if plural else 's'} vars, "
                     "data or lets (gbp needs unconstrained real vars)",
-                    v.span,
+                    bm.bounds[f"{v.name}__{v.bounds[0]}"].ir.span,  # the key is ir.bound_name's
                     "use --backend vi, mcmc or map, which take bounds that read vars, data and lets",
                 )
             )
