@@ -59,7 +59,7 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
         self._owner: str | None = None  # the let being checked, if any
         self._let_measure: dict[str, tuple[float, int]] = {}  # inlined size and reduction depth (limits.py)
         self._oversized: set[str] = set()  # lets refused as too large
-        self.later: dict[str, A.Decl] = {}  # every named declaration of the program (var_bounds.py)
+        self.all_decls: dict[str, A.Decl] = {}  # every named declaration of the program (var_bounds.py)
         self.dynamic_bounds: list[A.Kwarg] = []  # the type just checked: its non-constant bounds
 
     def err(self, msg: str, span: A.Span | None, hint: str | None = None) -> None:
@@ -67,7 +67,7 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
 
     # ----------------------------------------------------------- declarations
     def run(self, decls: list[A.Decl]) -> None:
-        self.later = {d.name: d for d in decls if isinstance(d, A.VarDecl | A.LetDecl | A.DataDecl)}
+        self.all_decls = {d.name: d for d in decls if isinstance(d, A.VarDecl | A.LetDecl | A.DataDecl)}
         with recursion_headroom():
             for d in decls:
                 try:

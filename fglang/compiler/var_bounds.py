@@ -30,7 +30,7 @@ _ORDER_HINT = "a var's bounds may read data, lets and the vars declared before i
 
 class BoundTyping:
     """Needs from its host: ``err``, ``infer``, ``inline``, ``limited``,
-    ``const_value``, ``scope``, ``later`` (every named declaration) and
+    ``const_value``, ``scope``, ``all_decls`` (every named declaration) and
     ``dynamic_bounds`` (the non-constant keywords ``type_expr`` just found)."""
 
     def dynamic_domain(self, t: A.TypeExpr, lower: float | None, upper: float | None) -> Domain:
@@ -94,12 +94,14 @@ class BoundTyping:
                 self.err(f"the bounds of '{var}' cannot read '{var}' itself", n.span,
                          "a bound is evaluated before its var is; write the constraint with other vars or data")
                 ok = False
-            elif n.id not in self.scope and n.id in self.later:
-                later = self.later[n.id]
+            elif n.id not in self.scope and n.id in self.all_decls:
+                later = self.all_decls[n.id]
                 kind = type(later).__name__.removesuffix("Decl").lower()
+                where = f"line {later.span.line}" if later.span.file == n.span.file else \
+                    f"{later.span.file}:{later.span.line}"
                 self.err(
                     f"the bounds of '{var}' read {kind} '{n.id}', declared after '{var}' "
-                    f"(line {later.span.line}): bounds are evaluated in declaration order and cannot form a cycle",
+                    f"({where}): bounds are evaluated in declaration order and cannot form a cycle",
                     n.span,
                     _ORDER_HINT.format(n.id),
                 )
