@@ -179,7 +179,8 @@ def test_empty_data_bounds_are_a_located_data_error():
     ("model m\nvar a: real\nvar x: unit(lower=a)\n", "m.fg:3:8: 'unit' takes no bounds"),
     ("model m\nvar a: real\nvar x: real(lower=a > 0)\n",
      "m.fg:3:19: the bound 'lower=' of 'x' is a comparison; a bound is a number"),
-    ("model m\ndata L: real\ndata y: real(lower=L)\n", "m.fg:3:20: a type bound must be a constant number"),
+    ("model m\ndata L[2]: real\ndata y: real(lower=L)\n", "m.fg:3:20: a type bound must be a constant number"),
+    ("model m\ndata y: int(upper=K)\ndata K: int\n", "m.fg:2:19: a type bound must be a constant number"),
     ("model m\nvar mu: real\nvar x: real(lower=0, offset=mu)\n",
      "m.fg:3:8: offset= and multiplier= take a real var without lower= or upper= (as in Stan)"),
     ("model m\nvar x: real(multiplier=-2)\n", "m.fg:2:24: multiplier= of 'x' must be positive, got -2"),
@@ -312,3 +313,18 @@ def test_crossed_bounds_of_vars_reject_the_draw():
     s = 1 / (1 + np.exp(-0.3))
     want = norm.logpdf(-1.0) + norm.logpdf(0.5) + np.log(1.5 * s * (1 - s))
     assert _potential(model, {"a": -1.0, "b": 0.5, "x": 0.3}) == pytest.approx(-want, rel=1e-12)
+
+
+def test_data_bounds_read_earlier_scalar_data():
+    """Stan's ``int<lower=1, upper=K> z[N]``: checked against the data's K."""
+    src = "model m\ndata N: int\ndata K: int\ndata T: real\ndata z[N]: int(lower=1, upper=K)\n" \
+          "data t[N]: positive(upper=T / 2)\n"
+    model = fglang.compile(src, "m.fg")
+    good = {"N": 3, "K": 2, "T": 4.0, "z": [1, 2, 2], "t": [0.5, 1.0, 2.0]}
+    model.bind(good)
+    for bad, message in [({"z": [1, 3, 2]}, "m.fg:5:1: data 'z' in <data> must be <= 2, but holds 3"),
+                         ({"t": [0.5, 2.5, 1.0]}, "m.fg:6:1: data 't' in <data> must be <= 2, but holds 2.5"),
+                         ({"t": [0.0, 1.0, 1.0]}, "m.fg:6:1: data 't' in <data> must be positive, but holds 0")]:
+        with pytest.raises(FgError) as info:
+            model.bind({**good, **bad})
+        assert str(info.value).startswith(message + "\n")

@@ -32,7 +32,7 @@ from fglang.compiler.linalg import LinalgTyping
 from fglang.compiler.scan import ScanTyping
 from fglang.compiler.sizes import SizeCheck
 from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, make_domain, show_shape
-from fglang.compiler.var_bounds import AFFINE_KEYWORDS, BoundTyping
+from fglang.compiler.var_bounds import AFFINE_KEYWORDS, DATA_BOUND_HINT, BoundTyping, scalar_data_arithmetic
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
 
 
@@ -61,6 +61,7 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
         self._oversized: set[str] = set()  # lets refused as too large
         self.all_decls: dict[str, A.Decl] = {}  # every named declaration of the program (var_bounds.py)
         self.dynamic_bounds: list[A.Kwarg] = []  # the type just checked: its non-constant bounds
+        self.data_bounds: list[tuple[str, A.Expr]] = []  # ... and for data, those read from scalar data
 
     def err(self, msg: str, span: A.Span | None, hint: str | None = None) -> None:
         self.sink.error(msg, span, hint)
@@ -133,11 +134,14 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
             if sym is not None and sym.kind == "data" and sym.t.shape:
                 self.err(f"{what} must use int scalar data, and '{n.id}' is an array", n.span)
 
-    def type_expr(self, t: A.TypeExpr, var: str | None = None) -> tuple[Domain, str] | None:
+    def type_expr(self, t: A.TypeExpr, var: str | None = None, data: bool = False) -> tuple[Domain, str] | None:
         """A type's domain and dtype. ``var``: the var this is the type of, whose
         bounds may be expressions of vars, data and lets (``var_bounds.py``); they
-        are left in ``self.dynamic_bounds`` for ``var_bounds`` to check."""
+        are left in ``self.dynamic_bounds`` for ``var_bounds`` to check. ``data``:
+        the type of a data declaration, whose bounds may be arithmetic on scalar
+        data declared before it (``self.data_bounds``, checked at bind)."""
         self.dynamic_bounds = []
+        self.data_bounds = []
         if t.base in GROUPS:
             if t.bounds:
                 self.err(f"'{t.base}' takes no bounds", t.span)
@@ -169,9 +173,13 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
                 if not any(d.span == kw.value.span for d in self.sink.items):  # a bad constant is reported once
                     self.dynamic_bounds.append(kw)
                 continue
+            if v is None and data and scalar_data_arithmetic(kw.value, self.scope):
+                self.data_bounds.append((kw.name, kw.value))
+                continue
             if v is None:
                 if not any(d.span == kw.value.span for d in self.sink.items):  # a bad constant is reported once
                     self.err("a type bound must be a constant number", kw.value.span,
+                             DATA_BOUND_HINT if data else
                              "only a var's bounds may read vars, data and lets" if names_in(kw.value) else None)
                 continue
             if kw.name == "lower":
@@ -208,7 +216,8 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
     def data_decl(self, d: A.DataDecl) -> None:
         self.sink.items.extend(too_many_dims(len(d.dims) + len(d.type.shape), f"data '{d.name}'", d.span))
         self.size_exprs(d.dims, "data size")
-        td = self.type_expr(d.type)
+        td = self.type_expr(d.type, data=True)
+        data_bounds = tuple(self.data_bounds)
         if td is None:
             self.declare(d.name, d.name_span, Symbol("data", ERROR))
             return
@@ -239,7 +248,8 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
                     self.err("only an int scalar size can be marked 'batch'", d.span, "e.g. data N: int batch")
                 elif any(x.batch for x in self.data.values()):
                     self.err("a model has at most one 'batch' size", d.span)
-            self.data[d.name] = DataInfo(d.name, d.dims, value_shape, dtype, domain, d.default, d.span, d.batch)
+            self.data[d.name] = DataInfo(d.name, d.dims, value_shape, dtype, domain, d.default, d.span, d.batch,
+                                         data_bounds)
             self.order.append(d.name)
 
     def var_decl(self, d: A.VarDecl) -> None:

@@ -16,7 +16,7 @@ from fglang.compiler.datafile import to_array
 from fglang.compiler.expr import names_in, static_value
 from fglang.compiler.ir import DataInfo, ModelIR
 from fglang.compiler.limits import Budget, elements, show_count
-from fglang.compiler.types import Domain
+from fglang.compiler.types import Domain, make_domain
 from fglang.errors import DiagnosticSink, FgError
 
 _FLOAT = np.float64
@@ -37,6 +37,7 @@ def validate_data(
 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     data: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
+    scalars: dict[str, int | float] = {}  # the scalar data validated so far: what data bounds read
     extra = sorted(set(raw) - set(ir.data))
     if extra:
         warnings.warn(f"{file}: ignoring keys the model does not declare: {', '.join(extra)}", stacklevel=3)
@@ -111,14 +112,34 @@ def validate_data(
                     "fglang needs finite data; drop or impute missing values first",
                 )
                 continue
-        msg = _domain_violation(arr, info.domain)
+        folded = _with_data_bounds(info, scalars)
+        msg = _domain_violation(arr, info.domain) or (
+            _domain_violation(arr, folded) if folded is not None and info.bounds else None)
         if msg:
             sink.error(f"data '{name}' in {file} {msg}", info.span)
             continue
         data[name] = arr
+        if arr.shape == () and info.dtype in ("int", "real"):
+            scalars[name] = arr.item()
         if info.dtype == "int" and arr.shape == ():
             sizes[name] = int(arr)
     return data, sizes
+
+
+def _with_data_bounds(info: DataInfo, scalars: dict[str, int | float]) -> Domain | None:
+    """The declared domain with its bounds read from scalar data folded in
+    (None: a bound reads data that failed, already reported)."""
+    if not info.bounds:
+        return info.domain
+    side = {"lower": info.domain.lower, "upper": info.domain.upper}
+    for kw, e in info.bounds:
+        v = static_value(e, scalars)
+        if v is None:
+            return None
+        side[kw] = float(v)
+    if info.dtype == "int":
+        return Domain("int", side["lower"], side["upper"])
+    return make_domain("real", side["lower"], side["upper"])
 
 
 def _domain_violation(arr: np.ndarray, d: Domain) -> str | None:

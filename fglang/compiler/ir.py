@@ -34,6 +34,9 @@ class DataInfo:
     default: A.Expr | None
     span: A.Span
     batch: bool = False  # the size `fit --batch-size` splits along
+    # bounds that are arithmetic on scalar data declared before (int(upper=K)):
+    # keyword -> expression, evaluated when the data are validated
+    bounds: tuple[tuple[str, A.Expr], ...] = ()
 
     @property
     def shape_exprs(self) -> tuple[A.Expr, ...]:

@@ -25,6 +25,23 @@ from fglang.compiler.types import Domain, Shape, dims_differ, show_shape
 from fglang.compiler.unparse import unparse
 
 AFFINE_KEYWORDS = ("offset", "multiplier")
+DATA_BOUND_HINT = "a data declaration's bounds are constants or arithmetic on scalar data declared before it"
+
+
+def scalar_data_arithmetic(e: A.Expr, scope: dict) -> bool:
+    """Whether ``e`` is arithmetic (``+ - * / ^``) on numbers and scalar data
+    declared before: a data declaration's bound that binding can fold
+    (``data y[N]: int(lower=1, upper=K)``, Stan's ``int<lower=1, upper=K>``)."""
+    if isinstance(e, A.Num):
+        return True
+    if isinstance(e, A.Name):
+        sym = scope.get(e.id)
+        return sym is not None and sym.kind == "data" and sym.t.shape == () and sym.t.dtype in ("int", "real")
+    if isinstance(e, A.Neg):
+        return scalar_data_arithmetic(e.operand, scope)
+    if isinstance(e, A.BinOp) and e.op in ("+", "-", "*", "/", "^"):
+        return scalar_data_arithmetic(e.left, scope) and scalar_data_arithmetic(e.right, scope)
+    return False
 _ORDER_HINT = "a var's bounds may read data, lets and the vars declared before it: declare '{0}' first"
 
 
