@@ -183,6 +183,7 @@ def test_empty_data_bounds_are_a_located_data_error():
     ("model m\ndata y: int(upper=K)\ndata K: int\n", "m.fg:2:19: a type bound must be a constant number"),
     ("model m\nvar mu: real\nvar x: real(lower=0, offset=mu)\n",
      "m.fg:3:8: offset= and multiplier= take a real var without lower= or upper= (as in Stan)"),
+    ("model m\nvar a: real\nvar x: real(lower=a, upper=a)\n", "m.fg:3:8: empty bounds: lower=a is not below upper=a"),
     ("model m\nvar x: real(multiplier=-2)\n", "m.fg:2:24: multiplier= of 'x' must be positive, got -2"),
     ("model m\nvar a: real\nvar x: positive(lower=a)\n", "m.fg:3:23: positive(lower=...) needs a constant lower"),
 ])

@@ -65,6 +65,9 @@ class BoundTyping:
                     "write real(offset=MU, multiplier=SIGMA), or bounds without offset/multiplier",
                 )
             return Domain("affine", None, None, written)
+        texts = dict(written)
+        if texts.get("lower") is not None and texts.get("lower") == texts.get("upper"):
+            self.err(f"empty bounds: lower={texts['lower']} is not below upper={texts['upper']}", t.span)
         if t.base == "int":
             self.err("an int var's bounds must be constant numbers", t.span,
                      "only a real var's bounds may read vars, data and lets")
