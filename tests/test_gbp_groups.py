@@ -8,8 +8,11 @@ fixed point is the same point: both linearize the same factors in
 linearized system, so its sds equal map's Laplace sds there; the real[3]
 pose graph of SPEC (examples/m3500.fg) and its pose2 rewrite
 (examples/m3500_pose2.fg) have the same optimum, so GBP gives both the same
-answer. Graphs are tiny (a dozen nodes) so each fit is a compile and a few
-hundred cheap iterations; fits shared by several tests are module fixtures.
+answer. Graphs are tiny (a dozen nodes), so a fit is mostly its compile
+(5-15 s for a pose2 model on the 2-core CI machine, more for rot3 and pose3,
+whose jaxlie Jacobians compile slowly); the pose2 loop graph's fits are one
+module fixture shared by three tests, and the tests that need a compile of
+their own (the tree, pose3, rot2/rot3) are ``heavy``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def test_pose2_and_real3_models_give_the_same_gbp_answer(loop_graph):
     _same_pose2(gbp.mean("pose"), vec.mean("pose"), 1e-6)
 
 
+@pytest.mark.heavy
 def test_pose2_tree_means_and_sds_equal_maps_laplace():
     """On a chain (a tree) GBP's marginals of the linearized factors are exact: its sds are the
     Laplace sds of map at the same optimum."""
@@ -99,6 +103,7 @@ factor odo[k in 0:M]: log(between(z[k], between(pose[src[k]], pose[dst[k]]))) ~ 
 """
 
 
+@pytest.mark.heavy
 def test_pose3_graph_reaches_maps_optimum():
     rng = np.random.default_rng(3)
     n = 6
@@ -137,6 +142,7 @@ factor ss[k in 0:M]: log(between(q[k], between(s[src[k]], s[dst[k]]))) ~ normal(
 """
 
 
+@pytest.mark.heavy
 def test_rot2_and_rot3_averaging_reach_maps_optimum():
     rng = np.random.default_rng(5)
     n = 6
@@ -169,3 +175,29 @@ def test_a_carried_pose_prior_is_a_tangent_factor(loop_graph):
     post = model.fit(prior_only, backend="gbp", prior=mode, init=init, **TIGHT)
     _same_pose2(post.mean("pose")[1:], mode.mean("pose")[1:], 1e-6)
     np.testing.assert_allclose(post.cov("pose")[1:], mode.cov("pose")[1:], rtol=1e-5)
+
+
+ROT2_CHAIN = """model chain
+data N: int
+data M: int
+data a[M]: rot2
+var r[N]: rot2
+factor r0: log(r[0]) ~ normal(0, 0.1)
+factor step[k in 0:M]: log(between(a[k], between(r[k], r[k + 1]))) ~ normal(0, 0.2)
+"""
+
+
+def test_rot2_chain_across_pi_has_the_closed_form_posterior():
+    """A chain of headings from the identity: the residual is linear in the tangent angle, so the
+    posterior is exact: node k at the sum of the first k steps (wrapped past pi, which a real
+    angle's linearization could not cross) with variance 0.1^2 + k 0.2^2. Its slots are strided
+    slices (r[k], r[k + 1]): the charts' origins are read by the engine's grid gathers."""
+    n = 7
+    steps = np.full(n - 1, 1.1)
+    post = fglang.compile(ROT2_CHAIN).fit({"N": n, "M": n - 1, "a": steps}, backend="gbp", schedule="flooding",
+                                          **TIGHT)
+    assert post.attrs["converged"]
+    want = _wrap(np.r_[0.0, np.cumsum(steps)])
+    np.testing.assert_allclose(_wrap(post.mean("r") - want), 0.0, atol=1e-8)
+    assert np.all(np.abs(post.mean("r")) <= np.pi)
+    np.testing.assert_allclose(post.cov("r")[:, 0, 0], 0.01 + 0.04 * np.arange(n), rtol=1e-6)

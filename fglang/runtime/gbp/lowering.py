@@ -262,7 +262,9 @@ def to_graph(
     ``skip_priors_of``: vars whose written prior is replaced by a carried one;
     ``skip_families``: families left out (the targets of a prediction)."""
     validate(bm, set(skip_priors_of), set(skip_families))
-    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    # NumPy, not jnp: the engine converts the data to the run's dtype (`plan._as_inputs`); a jnp array
+    # made here, outside a float64 run's enable_x64, would already be rounded to float32.
+    data = {k: np.asarray(v) for k, v in bm.data.items()}
     blocks = tuple(
         VariableBlock(v.name, v.n_nodes, GROUPS[v.domain.kind].tangent, v.node_shape, group=v.domain.kind)
         if v.domain.kind in GROUPS else VariableBlock(v.name, v.n_nodes, v.node_dim, v.node_shape)
