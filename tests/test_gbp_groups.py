@@ -11,8 +11,9 @@ pose graph of SPEC (examples/m3500.fg) and its pose2 rewrite
 answer. Graphs are tiny (a dozen nodes), so a fit is mostly its compile
 (5-15 s for a pose2 model on the 2-core CI machine, more for rot3 and pose3,
 whose jaxlie Jacobians compile slowly); the pose2 loop graph's fits are one
-module fixture shared by three tests, and the tests that need a compile of
-their own (the tree, pose3, rot2/rot3) are ``heavy``.
+module fixture, and the tests that need a compile of their own (the tree,
+pose3, rot2/rot3, the carried prior) are ``heavy``, but for the rot2 chain
+(SO(2) compiles fast).
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ def test_rot2_and_rot3_averaging_reach_maps_optimum():
     np.testing.assert_allclose(err, 0.0, atol=1e-6)
 
 
+@pytest.mark.heavy
 def test_a_carried_pose_prior_is_a_tangent_factor(loop_graph):
     """A pose2 posterior carried as --prior into a fit with no odometry keeps its means and
     tangent covariances (the prior family is log(mean^-1 x) with the carried precision)."""

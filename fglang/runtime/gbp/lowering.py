@@ -4,8 +4,10 @@ Every family becomes one ``GaussianFamily`` whose residual is the family's
 own one-member JAX function (``BoundFamily.evaluate_one``): ``lhs - mu``,
 flattened. A slot that reads a block of nodes (``h[n]`` over ``H`` scalar
 nodes) becomes one GBP slot per node of the block, since GBP messages are
-per node. What GBP cannot run (SPEC section 7) is rejected here, before any
-compilation, naming the factor and its line.
+per node. A group var (``pose3``, ...) becomes a block of its tangent
+dimension whose residuals read stored values (`charts.py`). What GBP cannot
+run (SPEC section 7) is rejected here, before any compilation, naming the
+factor and its line.
 """
 
 from __future__ import annotations
