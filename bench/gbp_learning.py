@@ -29,7 +29,7 @@ def main():
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--damping", type=float, default=0.5)
     ap.add_argument("--adam-epochs", type=int, default=50)
-    ap.add_argument("--vi-steps", type=int, default=5000)
+    ap.add_argument("--vi-steps", type=int, default=None, help="cap on VI's steps (default: VI's own)")
     ap.add_argument("--no-gbp", action="store_true")
     ap.add_argument("--no-vi", action="store_true")
     ap.add_argument("--cpu-note", default="", help="what else the machine was doing")
@@ -40,7 +40,7 @@ def main():
     t0 = time.time()
     rows = digits.main([f"--n-train={a.n_train}", f"--hidden={a.hidden}", f"--batch-size={a.batch_size}",
                         f"--iters={a.iters}", f"--damping={a.damping}", f"--adam-epochs={a.adam_epochs}",
-                        f"--vi-steps={a.vi_steps}"]
+                        ] + ([f"--vi-steps={a.vi_steps}"] if a.vi_steps else [])
                        + (["--no-gbp"] if a.no_gbp else []) + (["--no-vi"] if a.no_vi else []))
     out = {"benchmark": "gbp_learning (digits MLP)", "device": str(jax.devices()[0]),
            "platform": platform.platform(), "cpu_count": os.cpu_count(), "cpu_note": a.cpu_note,

@@ -5,12 +5,15 @@ Side by side in one run: GTSAM's Levenberg-Marquardt (if `gtsam` is
 installed), a sparse Levenberg-Marquardt in examples/g2o.py, and fglang's GBP
 from the file's odometry guess: its defaults (``schedule=auto``, which is the
 two-level ``multigrid`` schedule on a pose graph), plain flooding, and the
-multigrid schedule's aggregate sizes (``--sweep``). Reports wall time (the
+multigrid schedule's aggregate sizes (``--sweep``); with ``--pose2`` also
+examples/m3500_pose2.fg (``pose2`` vars: GBP's messages on the tangent
+space, `fglang/runtime/gbp/charts.py`) with its defaults, next to the
+``real[3]`` model. Reports wall time (the
 first fit includes compiling) and final cost, GTSAM's `0.5 * sum of squared
 whitened residuals`, and the default run's cost against wall time at every
 coarse correction. The file is read by `fglang.io.read_pose_graph`.
 
-    python bench/gbp_pose_graph.py [--iters 1000] [--device cpu|gpu] [--sweep] [--manhattan 20000]
+    python bench/gbp_pose_graph.py [--iters 1000] [--device cpu|gpu] [--sweep] [--pose2] [--manhattan 20000]
 
 Prints a table and writes bench/results/gbp_pose_graph.json.
 """
@@ -64,9 +67,14 @@ def gbp_row(model, data: dict, init: dict, label: str, device: str, **options) -
     step = coarse.CoarseCorrector.step
     t0 = time.perf_counter()
 
-    def traced(self, d, x):  # the cost of the means each correction starts from, with its time
-        trace.append((time.perf_counter() - t0, pose_graph_cost(data, np.asarray(x[0], np.float64))))
-        return step(self, d, x)
+    def traced(self, d, x, origins=None):  # the cost of the means each correction starts from, with its time
+        poses = np.asarray(x[0], np.float64)
+        if origins is not None and np.size(origins[0]):  # a pose2 var: x is the tangent step from its chart
+            from fglang.compiler.lie_jax import retract
+
+            poses = np.asarray(retract("pose2", np.asarray(origins[0], np.float64), poses))
+        trace.append((time.perf_counter() - t0, pose_graph_cost(data, poses)))
+        return step(self, d, x, origins)
 
     coarse.CoarseCorrector.step = traced
     try:
@@ -93,6 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--sweep", action="store_true", help="also the multigrid schedule's aggregate sizes 2, 8, 16")
+    ap.add_argument("--pose2", action="store_true", help="also examples/m3500_pose2.fg (pose2 vars) by GBP")
     ap.add_argument("--manhattan", type=int, default=20000, help="poses of the synthetic graph (0: none)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "gbp_pose_graph.json"))
@@ -114,6 +123,11 @@ def main() -> None:
     if g:
         t = within(rows[-1]["trace"], 1.01 * g["cost"])
         print(f"second default fit within 1% of GTSAM's cost after {t} s" if t is not None else "not within 1%")
+    if args.pose2:
+        lie = fglang.load(ROOT / "examples" / "m3500_pose2.fg")
+        for label in ("first fit", "second fit (compiled)"):
+            rows.append(gbp_row(lie, data, init, f"fglang GBP m3500_pose2.fg defaults, {label}", args.device,
+                                iters=args.iters))
     rows.append(gbp_row(model, data, init, "fglang GBP flooding", args.device, iters=args.iters,
                         schedule="flooding"))
     if args.sweep:

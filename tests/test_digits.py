@@ -14,8 +14,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @pytest.mark.heavy
 def test_digits_mlp_learned_by_gbp_vi_and_adam():
     digits = load_script("digits", EXAMPLES / "digits.py")
-    rows = digits.main(["--n-train", "150", "--hidden", "8", "--iters", "40", "--vi-steps", "50000",
-                        "--vi-lr", "0.02", "--adam-epochs", "200"])  # vi: its defaults, to convergence
+    rows = digits.main(["--n-train", "150", "--hidden", "8", "--iters", "40",
+                        "--adam-epochs", "200"])  # vi: its defaults, to convergence
     acc = {r["method"].split(" ")[0]: r["test_acc"] for r in rows if "1 epochs" not in r["method"]}
     assert set(acc) == {"gbp", "vi", "adam"}
     # 10 classes (chance 0.1), 150 training digits, 397 test digits

@@ -1,7 +1,7 @@
 """Lie-group types (issue 15): the algebra (group laws, tangent Jacobians
 against finite differences), the checker's typing and its located errors,
-and the backends' handling (map retracts; gbp rejects, naming map; vi and
-mcmc: tests/test_lie_numpyro.py)."""
+and the backends' handling (map retracts; gbp: tests/test_gbp_groups.py; vi
+and mcmc: tests/test_lie_numpyro.py)."""
 
 from __future__ import annotations
 
@@ -203,17 +203,6 @@ def _pose2_graph(n: int = 6, seed: int = 0):
     rel = np.asarray(L.between("pose2", truth[src], truth[dst])) + rng.normal(0, 0.02, (src.size, 3))
     data = {"N": n, "M": src.size, "src": src, "dst": dst, "z": rel, "sd": np.full((src.size, 3), 0.05)}
     return data, {"pose": truth + rng.normal(0, 0.05, truth.shape)}
-
-
-def test_gbp_rejects_group_vars_naming_map():
-    """(vi and mcmc sample group vars in a chart: tests/test_lie_numpyro.py.)"""
-    data, init = _pose2_graph()
-    model = fglang.load("examples/m3500_pose2.fg")
-    with pytest.raises(FgError) as info:
-        model.fit(data, backend="gbp", init=init)
-    d = info.value.diagnostics[0]
-    assert "pose2 var 'pose'" in d.message and "map" in d.hint
-    assert d.span is not None and d.span.line > 1
 
 
 @pytest.mark.heavy

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -55,6 +55,17 @@ class BoundSlot:
     span: A.Span = field(repr=False)
 
 
+class SharedSlot(NamedTuple):
+    """A slot value every member of a family reads whole (a var outside the
+    family's index: ``W1`` in ``factor out[n in 0:N]: Y[n] ~ normal(W1 @ X[n], s)``),
+    handed to ``BoundFamily.evaluate`` as one member's block instead of
+    broadcast over the members. Broadcast, ``W1 @ X[n]`` becomes M products
+    of a matrix with a vector, and its gradient M outer products summed (an
+    ``[M, H, D]`` array); shared, it is one matrix product and its transpose."""
+
+    value: Any
+
+
 @dataclass(frozen=True)
 class BoundFamily:
     ir: FactorFamily
@@ -62,7 +73,8 @@ class BoundFamily:
     idx: dict[str, np.ndarray]  # family index arrays [M], plus "__m"
     member_grid: tuple[int, ...] | None  # rectangular families: the member grid (C order)
     slots: tuple[BoundSlot, ...]
-    evaluate: Callable = field(repr=False)  # evaluate(data, idx, slot_values) -> dict of [M, ...] arrays
+    # evaluate(data, idx, slot_values) -> dict of [M, ...] arrays; a slot value is [M, ...] or a SharedSlot
+    evaluate: Callable = field(repr=False)
     evaluate_one: Callable = field(repr=False)  # the same for one member (scalar indices, one slot block each)
     members: BoundFamily | None = field(default=None, repr=False)  # the IR's split into members (GBP runs it)
 

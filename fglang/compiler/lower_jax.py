@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from fglang.compiler import ast as A
+from fglang.compiler.bound import SharedSlot
 from fglang.compiler.builtins import CONSTANTS
 from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import static_value
@@ -301,7 +302,9 @@ def member_function(
             return outputs(ev)
 
     def all_members(data, idx, slots):
-        return jax.vmap(one, in_axes=(None, 0, 0))(data, idx, slots)
+        axes = tuple(None if isinstance(s, SharedSlot) else 0 for s in slots)
+        blocks = tuple(s.value if isinstance(s, SharedSlot) else s for s in slots)
+        return jax.vmap(one, in_axes=(None, 0, axes))(data, idx, blocks)
 
     return one, all_members
 

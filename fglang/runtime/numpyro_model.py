@@ -20,7 +20,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from fglang.compiler.bind import BoundFamily, BoundModel, BoundSlot, BoundVariable
-from fglang.compiler.bound import let_values
+from fglang.compiler.bound import SharedSlot, let_values
 from fglang.compiler.groups import GROUPS
 from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError
@@ -145,9 +145,9 @@ class NumpyroModel:
             if s.var == own and own not in values:
                 out.append(jnp.zeros(s.node_ids.shape + v.value_shape))
             elif self._one_node.get((fam.name, i)) is not None:
-                # a broadcast, not a gather: its gradient is a sum, not a scatter-add
+                # shared by the members, not gathered: its gradient is one product, not a scatter-add
                 node = jnp.reshape(values[s.var], (v.n_nodes,) + v.value_shape)[self._one_node[(fam.name, i)]]
-                out.append(jnp.broadcast_to(node, s.node_ids.shape + v.value_shape))
+                out.append(SharedSlot(jnp.broadcast_to(node, s.node_ids.shape[1:] + v.value_shape)))
             else:
                 out.append(self.bm.gather(s, values))
         return tuple(out)

@@ -98,16 +98,17 @@ def wants_coarse(plan: Plan, dropout: float) -> bool:
 # The energy and its Gauss-Newton terms (jitted once per plan)
 
 
-def _terms(plan: Plan, data: EngineData, x: tuple[Array, ...]) -> tuple[Any, Any]:
+def _terms(plan: Plan, data: EngineData, x: tuple[Array, ...], origins: Any = None) -> tuple[Any, Any]:
     """Per family (not folded): Jacobians per slot, residuals, noise precision at ``x``;
-    per var: the prior's information form (folded unary families included)."""
+    per var: the prior's information form (folded unary families included).
+    A group var's ``x`` is its tangent step from ``origins`` (`charts.py`)."""
     data = fold_unary(plan, _with_affine(plan, data, x))
     fams = []
     for fp, fd in zip(plan.families, data.families, strict=True):
         if fp.folded:
             fams.append(None)
             continue
-        _, r0, jacs = linearize_family(fp, plan, fd, list(x))
+        _, r0, jacs = linearize_family(fp, plan, fd, list(x), origins)
         fams.append((jacs, r0, per_member(fd.precision, fp.n_members)))
     return tuple(fams), tuple((vd.prior_eta, vd.prior_lam) for vd in data.variables)
 
@@ -136,9 +137,9 @@ def energy64(fams: Any, priors: Any, x: Any) -> float:
     return total
 
 
-def _energy(plan: Plan, data: EngineData, x: tuple[Array, ...]) -> Array:
+def _energy(plan: Plan, data: EngineData, x: tuple[Array, ...], origins: Any = None) -> Array:
     """``0.5 sum r^T Lambda r`` over the factors plus the priors' ``0.5 x^T L x - eta^T x``."""
-    fams, priors = _terms(plan, data, x)
+    fams, priors = _terms(plan, data, x, origins)
     total = jnp.zeros((), x[0].dtype)
     for t in fams:
         if t is None:
@@ -390,10 +391,14 @@ class CoarseCorrector:
             return False
         return all(abs(e[-k - 1] - e[-k]) <= rtol * abs(e[-k]) for k in range(1, STALL_CYCLES + 1))
 
-    def step(self, data: EngineData, x: list[np.ndarray]) -> list[np.ndarray] | None:
-        """The line-searched coarse correction per var at the points ``x`` (None: no descent found)."""
+    def step(self, data: EngineData, x: list[np.ndarray], origins: Any = None) -> list[np.ndarray] | None:
+        """The line-searched coarse correction per var at the points ``x`` (None: no descent found).
+
+        A group var's ``x`` and correction are tangent steps in the chart at
+        ``origins`` (`charts.py`): the energy is evaluated at ``origin compose
+        exp(x)``, and the prolongation is built from its tangent Jacobians."""
         xs = tuple(jnp.asarray(v) for v in x)
-        fams, priors = terms_jit(self.plan, data, xs)
+        fams, priors = terms_jit(self.plan, data, xs, origins)
         x64 = [np.asarray(v, np.float64) for v in x]
         hess, g = gauss_newton(self.lay, fams, priors, x64)
         p = prolongation(self.lay, self.ag, fams)
@@ -420,7 +425,7 @@ class CoarseCorrector:
         alpha = 1.0
         for _ in range(6):
             moved = self._split(x64, alpha * delta)
-            e1 = energy64(*terms_jit(self.plan, data, tuple(jnp.asarray(v, x[0].dtype) for v in moved)), moved)
+            e1 = energy64(*terms_jit(self.plan, data, tuple(jnp.asarray(v, x[0].dtype) for v in moved), origins), moved)
             if np.isfinite(e1) and e1 < e0:
                 self.corrections += 1
                 return [np.asarray(m - x0, x[0].dtype) for m, x0 in zip(moved, x64, strict=True)]

@@ -48,10 +48,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .charts import stored_means
 from .coarse import SMOOTHING_SWEEPS, STALL_RTOL, CoarseCorrector, shift_state, supports_coarse, wants_coarse
 from .graph import GaussianGraph
 from .iteration import run_chunk, run_chunk_jit
-from .plan import Plan, build_plan, family_floors, stored_shape, variable_data
+from .plan import Plan, build_plan, chart_origins, family_floors, stored_shape, variable_data
 from .state import (
     STATUS_CONVERGED,
     STATUS_GROWING,
@@ -128,7 +129,10 @@ class GbpResult:
     ``means[name]``: ``[n_nodes, dim]``; ``covs[name]``: ``[n_nodes, dim, dim]``
     (inverse of the belief precision); ``beliefs[name]``: the belief's
     information form ``(eta [n, dim], lam [n, dim, dim])``. ``history[t]`` is
-    ``max |mean_t - mean_{t-1}|`` over all nodes (``inf`` at t = 0).
+    ``max |mean_t - mean_{t-1}|`` over all nodes (``inf`` at t = 0). A group
+    var's (`graph.VariableBlock.group`) mean is its stored value ``[n_nodes,
+    *storage]``, its covariance and belief over the tangent ``delta`` at the
+    final chart's origin, which is within ``tol`` of the mean (`charts.py`).
     """
 
     means: dict[str, Array]
@@ -285,6 +289,7 @@ def run_gbp(
         if name not in known:
             raise KeyError(f"no variable {name!r}; known: {sorted(known)}")
     lin0, variables, floors = variable_data(plan, init, prior, scales, flat_reg, dt)
+    origins = chart_origins(plan, init, dt)
     settings = Settings(
         damping=np.asarray(damping, dt),
         undamped_iters=np.asarray(undamped_iters, np.int32),
@@ -298,7 +303,7 @@ def run_gbp(
         seed=np.asarray(seed % 2**31, np.int32),
     )
     data = EngineData(family_floors(plan, families, floors, dt), variables, settings)
-    state = _initial_state(plan, lin0, dt)
+    state = _initial_state(plan, lin0, origins, dt)
     if mesh is None:
         from fglang.runtime.device import current_mesh
 
@@ -314,6 +319,7 @@ def run_gbp(
     status = int(last.state.status)
     it = int(last.state.iteration)
     means, covs, beliefs = _marginals(plan, last.beliefs)
+    means = stored_means(plan, [vs.origin for vs in last.state.variables], means)
     diverged = None
     if status in (STATUS_NONFINITE_MESSAGES, STATUS_NONFINITE_BELIEFS, STATUS_GROWING):
         diverged = _divergence_info(plan, last.state, status)
@@ -431,7 +437,7 @@ def _run_chunk_sharded(plan: Plan, constraint: Any, data: EngineData, state: Eng
     return run_chunk(plan, data, state)
 
 
-def _initial_state(plan: Plan, lin0: list[np.ndarray], dt: np.dtype) -> EngineState:
+def _initial_state(plan: Plan, lin0: list[np.ndarray], origins: list[np.ndarray], dt: np.dtype) -> EngineState:
     """Empty messages, beliefs at the first linearization point, nothing counted yet."""
     return EngineState(
         # Folded families (`plan.FamilyPlan.folded`) send no messages: empty
@@ -453,8 +459,9 @@ def _initial_state(plan: Plan, lin0: list[np.ndarray], dt: np.dtype) -> EngineSt
             for fp in plan.families
         ),
         variables=tuple(
-            VarState(lin=x, mean=x, lam_diag=np.ones((vp.n, vp.dim), dt), since=np.zeros((vp.n,), np.int32))
-            for x, vp in zip(lin0, plan.variables, strict=True)
+            VarState(lin=x, mean=x, lam_diag=np.ones((vp.n, vp.dim), dt), since=np.zeros((vp.n,), np.int32),
+                     origin=o)
+            for x, o, vp in zip(lin0, origins, plan.variables, strict=True)
         ),
         iteration=np.zeros((), np.int32),
         min_delta=np.asarray(np.inf, dt),
@@ -511,7 +518,7 @@ def _run_chunks(
         if (corrector is not None and not corrector.disabled and status in (STATUS_RUNNING, STATUS_CONVERGED)
                 and it < iters and n_i):
             x = [np.asarray(vs.mean) for vs in state.variables]
-            delta = corrector.step(data, x)
+            delta = corrector.step(data, x, [vs.origin for vs in state.variables])
             if not corrector.disabled and corrector.stalled(STALL_RTOL * float(data.settings.tol)):
                 done = out.state._replace(status=np.int32(STATUS_CONVERGED))
                 return out._replace(state=done), history

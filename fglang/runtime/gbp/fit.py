@@ -17,8 +17,9 @@ from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
 from fglang.runtime.gbp.engine import resolve_schedule, run_gbp
 from fglang.runtime.gbp.graph import GaussianGraph
-from fglang.runtime.gbp.lowering import to_graph
+from fglang.runtime.gbp.lowering import carried_group_family, to_graph
 from fglang.runtime.gbp.options import GbpOptions
+from fglang.runtime.manifold import is_group, normalized, tangent_dim
 from fglang.runtime.posterior import GaussianMarginal, Posterior
 from fglang.runtime.progress import progress_bar
 
@@ -48,8 +49,12 @@ def fit_gbp(
 ) -> Posterior:
     """One GBP fit; ``carried`` marginals replace the written priors of their vars."""
     carried = carried or {}
-    prior = {k: c.information(o.temper) for k, c in carried.items()}
+    prior = {k: c.information(o.temper) for k, c in carried.items() if not is_group(bm.variables[k])}
     graph = to_graph(bm, set(carried), set(skip_families))
+    groups = [carried_group_family(k, bm.variables[k].domain.kind, c.mean, c.information(o.temper)[1])
+              for k, c in carried.items() if is_group(bm.variables[k])]
+    if groups:  # a group var's carried marginal is a factor on its tangent space (carried_group_family)
+        graph = GaussianGraph(graph.variables, graph.families + tuple(groups))
     if o.schedule == "multigrid":
         _check_multigrid(bm, graph)
     schedule = resolve_schedule(graph, o.schedule, o.dropout)
@@ -57,7 +62,10 @@ def fit_gbp(
     # next to edges of 1e2, condition numbers ~1e8): a 20,000-pose graph's
     # first float32 messages were already non-finite (issue 14).
     dtype = jnp.float64 if o.dtype == "float64" or (o.dtype == "auto" and schedule == "multigrid") else jnp.float32
+    # A group var starts at its init's stored values (else the identity): the
+    # engine's first chart origins (charts.py).
     start = {**default_start(bm, seed, set(carried)), **(init or {})}
+    start = {k: normalized(bm.variables[k], v) for k, v in start.items()}
     init_nodes = {k: np.asarray(v).reshape(bm.variables[k].n_nodes, bm.variables[k].node_dim) for k, v in
                   start.items()}
     bar = progress_bar(progress, "gbp", o.iters, "iter", {"belief change": (".2e", float("inf"))})
@@ -99,9 +107,11 @@ def fit_gbp(
     marg: dict[str, GaussianMarginal] = {}
     means, covs = {}, {}
     for name, v in bm.variables.items():
+        # a group var: mean in stored form, cov in the tangent space at it (as map's)
+        d = tangent_dim(v)
         mean = np.asarray(result.means[name], dtype=np.float64).reshape(v.shape)
-        cov = np.asarray(result.covs[name], dtype=np.float64).reshape(v.node_shape + (v.node_dim, v.node_dim))
-        marg[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape)
+        cov = np.asarray(result.covs[name], dtype=np.float64).reshape(v.node_shape + (d, d))
+        marg[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape, v.domain.kind if is_group(v) else None)
         means[name], covs[name] = mean, cov
     marg.update(derived_marginals(bm, means, covs))
     draws = node_draws(marg, o.draws, seed)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from fglang.compiler.distributions import SPARSITY
+from fglang.compiler.groups import GROUPS
 
 ROBUST_KINDS: tuple[str, ...] = ("huber", "student_t")
 """Robust losses the engine can reweight (IRLS weights, see `robust.py`)."""
@@ -75,12 +76,24 @@ class VariableBlock:
     for a single node); its product must be ``n_nodes``. Node ``k`` is the C-order
     flat index into that shape. The grid shape only matters for slots that give a
     ``grid_slice`` (fast shifted-slice message passing on lattices).
+
+    ``group``: a Lie group of `fglang.compiler.groups` (``"pose3"``, ...) for a
+    group-valued var, None for a real one. Then ``dim`` is the group's tangent
+    dimension (what the engine's messages are over, `charts.py`) and the
+    residuals receive each node's stored value (``storage``, 7 numbers for a
+    pose3); ``init`` gives stored values too.
     """
 
     name: str
     n_nodes: int
     dim: int
     grid_shape: tuple[int, ...] = ()
+    group: str | None = None
+
+    @property
+    def storage(self) -> tuple[int, ...]:
+        """Shape of one node's value as the residuals read it (``(dim,)`` for a real var)."""
+        return GROUPS[self.group].storage if self.group is not None else (self.dim,)
 
     def __post_init__(self) -> None:
         if self.n_nodes < 1 or self.dim < 1:
@@ -94,6 +107,8 @@ class VariableBlock:
                 f"{self.n_nodes} nodes"
             )
         object.__setattr__(self, "grid_shape", gs)
+        if self.group is not None and (self.group not in GROUPS or GROUPS[self.group].tangent != self.dim):
+            raise ValueError(f"var {self.name!r}: group {self.group!r} needs dim = its tangent dimension")
 
 
 @dataclass(frozen=True, eq=False)

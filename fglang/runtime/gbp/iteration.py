@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from . import algebra
 from .beliefs import accumulate, beliefs, centers, gather, materialize
+from .charts import recenter
 from .messages import affine_terms, family_messages, fold_unary
 from .plan import FamilyPlan, Plan, by_member
 from .state import (
@@ -195,7 +196,8 @@ def _checked(new: FamilyState, old: FamilyState) -> tuple[Array, Array]:
 
 
 def _update_messages(
-    plan: Plan, data: EngineData, st: EngineState, b: Beliefs, lin: list[Array], since: list[Array]
+    plan: Plan, data: EngineData, st: EngineState, b: Beliefs, lin: list[Array], since: list[Array],
+    origins: list[Array],
 ) -> _MessageUpdate:
     """Every family's new messages: computed, damped, dropped out and (if checked) checked.
 
@@ -226,7 +228,7 @@ def _update_messages(
             tuple(by_member(x, fp.n_members, 2) for x in stored.lam),
         )
         beta_f = beta if fp.affine else _member_damping(fp, plan, data, since, beta)
-        upd = _damped(family_messages(fp, plan, f, data, current, lin, old), old, beta_f)
+        upd = _damped(family_messages(fp, plan, f, data, current, lin, old, origins), old, beta_f)
         if plan.use_dropout:
             upd = _dropped_out(fp, data, it, fam_keys[f], upd, old)
         if plan.checked:
@@ -310,6 +312,8 @@ def _commit(
     since: list[Array],
     upd: _MessageUpdate,
     prog: _Progress,
+    mean: list[Array],
+    origins: list[Array],
 ) -> EngineState:
     """The next state: the new messages, points and beliefs if they are all finite
     (checked; unchecked they are always taken), and who is to blame if not."""
@@ -331,7 +335,7 @@ def _commit(
     return EngineState(
         families=pick(upd.families, st.families),
         variables=pick(
-            tuple(VarState(*v) for v in zip(lin_out, bc.mean, bc.lam_diag, since, strict=True)), st.variables
+            tuple(VarState(*v) for v in zip(lin_out, mean, bc.lam_diag, since, origins, strict=True)), st.variables
         ),
         iteration=jnp.where(commit, it + 1, it),
         min_delta=prog.min_delta,
@@ -350,9 +354,18 @@ def iteration(plan: Plan, data: EngineData, st: EngineState) -> tuple[EngineStat
     bc = _belief_change(plan, data, st, b)
     settled = (bc.delta < data.settings.tol) & (bc.lam_change < data.settings.precision_rtol)
     lin, lin_out, stale, since = _relinearize(plan, data, st, bc.mean, settled)
-    upd = _update_messages(plan, data, st, b, lin, since)
+    mean, origins = bc.mean, [vs.origin for vs in st.variables]
+    moved = st
+    if any(vp.group is not None for vp in plan.variables):
+        # Group nodes move their charts to their new points (`charts.py`):
+        # messages, beliefs and means are carried along, the points become 0.
+        # (A checked iteration that is not committed keeps `st`: the old charts.)
+        families, b, mean, lin, origins = recenter(plan, data, st.families, b, mean, lin, origins)
+        lin_out = [x if vp.group is None else lx for x, lx, vp in zip(lin_out, lin, plan.variables, strict=True)]
+        moved = st._replace(families=families)
+    upd = _update_messages(plan, data, moved, b, lin, since, origins)
     prog = _progress(plan, data, st, bc, settled, stale, upd.ok)
-    return _commit(plan, st, bc, lin_out, since, upd, prog), bc.delta
+    return _commit(plan, st, bc, lin_out, since, upd, prog, mean, origins), bc.delta
 
 
 def _with_chunk_constants(plan: Plan, data: EngineData, state: EngineState) -> EngineData:

@@ -4,8 +4,10 @@ Every family becomes one ``GaussianFamily`` whose residual is the family's
 own one-member JAX function (``BoundFamily.evaluate_one``): ``lhs - mu``,
 flattened. A slot that reads a block of nodes (``h[n]`` over ``H`` scalar
 nodes) becomes one GBP slot per node of the block, since GBP messages are
-per node. What GBP cannot run (SPEC section 7) is rejected here, before any
-compilation, naming the factor and its line.
+per node. A group var (``pose3``, ...) becomes a block of its tangent
+dimension whose residuals read stored values (`charts.py`). What GBP cannot
+run (SPEC section 7) is rejected here, before any compilation, naming the
+factor and its line.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundFamily, BoundModel, data_read
 from fglang.compiler.distributions import SPARSITY
 from fglang.compiler.expr import walk
+from fglang.compiler.groups import GROUPS
 from fglang.compiler.ir import SlotRef
 from fglang.compiler.unparse import unparse
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.gbp.graph import GaussianFamily, GaussianGraph, Slot, VariableBlock
+from fglang.runtime.manifold import identity
 
 _SUGGEST = "use --backend vi or --backend mcmc, which run any model"
 
@@ -30,16 +34,9 @@ _SUGGEST = "use --backend vi or --backend mcmc, which run any model"
 def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] = frozenset()) -> None:
     errs: list[Diagnostic] = []
     for v in bm.variables.values():
-        if v.domain.kind in ("rot2", "rot3", "pose2", "pose3"):  # fglang.compiler.groups
-            errs.append(
-                Diagnostic(
-                    f"gbp cannot run the {v.domain.kind} var '{v.name}' yet (it needs messages on the group's "
-                    "tangent space)",
-                    v.span,
-                    "use --backend map, which linearizes in the tangent space and retracts (as GTSAM)",
-                )
-            )
-        elif v.bounds:
+        if v.domain.kind in GROUPS:
+            continue  # messages on its tangent space (gbp/charts.py)
+        if v.bounds:
             kws = ", ".join(f"{k}={t}" for k, t in v.domain.written)
             plural = "s" if len(v.domain.written) > 1 else ""
             errs.append(
@@ -136,7 +133,9 @@ def _expand_slots(fam: BoundFamily) -> tuple[list[Slot], list[tuple[int, tuple[i
 
 def _args_at_zero(bm: BoundModel, fam: BoundFamily, data) -> dict[str, np.ndarray]:
     """Arguments that do not depend on vars (scales) for every member."""
-    zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
+    # (a group var at its identity: a zero quaternion is no rotation)
+    zeros = {v.name: jnp.asarray(identity(v)) if v.domain.kind in GROUPS else jnp.zeros(v.shape)
+             for v in bm.variables.values()}
     idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
     out = fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
     return {k: np.asarray(v) for k, v in out["args"].items()}, np.asarray(out["lhs"])
@@ -276,8 +275,14 @@ def to_graph(
     ``skip_priors_of``: vars whose written prior is replaced by a carried one;
     ``skip_families``: families left out (the targets of a prediction)."""
     validate(bm, set(skip_priors_of), set(skip_families))
-    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
-    blocks = tuple(VariableBlock(v.name, v.n_nodes, v.node_dim, v.node_shape) for v in bm.variables.values())
+    # NumPy, not jnp: the engine converts the data to the run's dtype (`plan._as_inputs`); a jnp array
+    # made here, outside a float64 run's enable_x64, would already be rounded to float32.
+    data = {k: np.asarray(v) for k, v in bm.data.items()}
+    blocks = tuple(
+        VariableBlock(v.name, v.n_nodes, GROUPS[v.domain.kind].tangent, v.node_shape, group=v.domain.kind)
+        if v.domain.kind in GROUPS else VariableBlock(v.name, v.n_nodes, v.node_dim, v.node_shape)
+        for v in bm.variables.values()
+    )
     fams = []
     for fam in bm.families.values():
         if fam.name in skip_families:
@@ -288,3 +293,33 @@ def to_graph(
             fam = fam.members
         fams.append(_family(bm, fam, {k: v for k, v in data.items() if k in data_read(fam.ir)}))
     return GaussianGraph(blocks, tuple(fams))
+
+
+def _carried_group_residual(kind: str):
+    """``log(mean^-1 x)``: a node's tangent offset from a carried mean (one function per group, so the
+    engine's compile cache sees the same residual across fits)."""
+    if kind not in _CARRIED_GROUP:
+        from fglang.compiler.lie_jax import local
+
+        def residual(mean, x):
+            return local(kind, x, mean)
+
+        _CARRIED_GROUP[kind] = residual
+    return _CARRIED_GROUP[kind]
+
+
+_CARRIED_GROUP: dict[str, object] = {}
+
+
+def carried_group_family(name: str, kind: str, mean: np.ndarray, lam: np.ndarray) -> GaussianFamily:
+    """A carried ``--prior`` of a group var as a unary family ``log(mean^-1 x) ~ N(0, lam^-1)`` per node.
+
+    Why a family and not an engine prior: the engine's priors are Gaussians
+    over a node's vector in information form, but a group node's Gaussian is
+    over the tangent space at its own mean (how map, and this backend,
+    report it), and the engine's chart moves (`charts.py`). As a factor its
+    residual is re-linearized in the current chart like any other (as map's
+    carried block ``L^T log(m^-1 x)``)."""
+    n = mean.shape[0]
+    return GaussianFamily(f"{name}__prior", n, (Slot(name, np.arange(n)),), _carried_group_residual(kind),
+                          np.asarray(mean, np.float64), np.asarray(lam, np.float64))

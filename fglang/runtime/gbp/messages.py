@@ -10,6 +10,7 @@ is folded into the node priors (`fold_unary`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 
 from . import algebra
 from .beliefs import accumulate, gather
+from .charts import charted, has_group_slot, slot_kinds, slot_origins
 from .plan import FamilyPlan, Plan, reading_shared
 from .robust import robust_weight
 from .sparsity import sparsity_precision
@@ -26,11 +28,22 @@ Array = jax.Array
 
 
 def linearize_family(
-    fp: FamilyPlan, plan: Plan, fd: FamilyData, lin: Any
+    fp: FamilyPlan, plan: Plan, fd: FamilyData, lin: Any, origins: Sequence[Array] | None = None
 ) -> tuple[list[Array], Array, tuple[Array, ...]]:
-    """The family's slot points ``x0`` (gathered from ``lin``), residuals and Jacobians there."""
+    """The family's slot points ``x0`` (gathered from ``lin``), residuals and Jacobians there.
+
+    A slot on a group var reads ``origin compose exp(delta)`` and is
+    linearized in ``delta`` (`charts.charted`; ``origins``: every var's
+    `state.VarState.origin`, needed when the family has such a slot)."""
     x0 = [gather(lin[sp.var], fd.ids[s], sp, plan.variables[sp.var]) for s, sp in enumerate(fp.slots)]
     residual = reading_shared(fp.residual, fd.shared)
+    if has_group_slot(fp, plan):
+        if origins is None:
+            raise ValueError(f"family {fp.name!r} reads a group var: linearizing it needs the chart origins")
+        residual = charted(residual, slot_kinds(fp, plan))
+        inputs = (fd.inputs, slot_origins(fp, plan, fd.ids, origins))
+        r0, jacs = algebra.linearize(residual, inputs, x0, batched_inputs=True)
+        return x0, r0, tuple(jacs)
     r0, jacs = algebra.linearize(residual, fd.inputs, x0, batched_inputs=fp.batched_inputs)
     return x0, r0, tuple(jacs)
 
@@ -87,7 +100,7 @@ def _incoming(
 
 
 def _residual_terms(
-    fp: FamilyPlan, plan: Plan, fd: FamilyData, lin: list[Array]
+    fp: FamilyPlan, plan: Plan, fd: FamilyData, lin: list[Array], origins: Sequence[Array] | None
 ) -> tuple[Any, Any, Any, tuple[Array, ...], Array]:
     """``(x0, r0, target, J per slot, J)`` of the family at the points ``lin``.
 
@@ -104,7 +117,7 @@ def _residual_terms(
             x0 = [gather(lin[sp.var], fd.ids[s], sp, plan.variables[sp.var]) for s, sp in enumerate(fp.slots)]
             r0 = jnp.einsum("mrd,md->mr", jac, jnp.concatenate(x0, axis=-1)) - target
     else:
-        x0, r0, jacs = linearize_family(fp, plan, fd, lin)
+        x0, r0, jacs = linearize_family(fp, plan, fd, lin, origins)
         jac = jnp.concatenate(jacs, axis=-1)
     return x0, r0, target, jacs, jac
 
@@ -143,15 +156,16 @@ def family_messages(
     b: Beliefs,
     lin: list[Array],
     old: FamilyState,
+    origins: Sequence[Array] | None = None,
 ) -> FamilyState:
     """New (undamped) messages from every member of family ``f`` to its slots.
 
     ``old`` is the family's current messages as ``[M, ...]`` (`plan.by_member`);
-    so are the new ones.
+    so are the new ones. ``origins``: the vars' chart origins (`charts.py`).
     """
     fd = data.families[f]
     in_eta, in_lam = _incoming(fp, plan, fd, b, old)
-    x0, r0, target, jacs, jac = _residual_terms(fp, plan, fd, lin)
+    x0, r0, target, jacs, jac = _residual_terms(fp, plan, fd, lin, origins)
     prec = reweighted_precision(fp, plan, data, f, b, x0, r0, jac)
     msgs = algebra.factor_messages(jacs, prec, r0, x0, in_eta, in_lam, fd.floor, c=target)
     return FamilyState(tuple(m[0] for m in msgs), tuple(m[1] for m in msgs))

@@ -96,6 +96,11 @@ class VarPlan:
     affine_only: bool = False
     """Every family touching it is affine: where it is linearized does not
     matter, so the engine keeps no re-linearization bookkeeping for it."""
+    group: str | None = None
+    """A group var's Lie group (`graph.VariableBlock.group`): ``dim`` is its
+    tangent dimension and the engine moves its chart (`charts.py`)."""
+    storage: tuple[int, ...] = ()
+    """A group var's stored value shape per node (``(7,)`` for a pose3)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ def _residual_dim(
     """R of a family, whether its residual is affine and whether it is affine
     and the same for every member (`FamilyPlan.uniform`), from one member's shapes
     (remembered per residual function and shapes, `_TRACED`)."""
-    xs = [jax.ShapeDtypeStruct((graph.var(s.var).dim,), dtype) for s in fam.slots]
+    xs = [jax.ShapeDtypeStruct(graph.var(s.var).storage, dtype) for s in fam.slots]
     one = (
         jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), inputs)
         if batched
@@ -278,7 +283,8 @@ def build_plan(
     """
     if schedule not in ("flooding", "sequential"):
         raise ValueError(f"schedule must be 'flooding' or 'sequential', got {schedule!r}")
-    vplans = tuple(VarPlan(v.name, v.n_nodes, v.dim, v.grid_shape) for v in graph.variables)
+    vplans = tuple(VarPlan(v.name, v.n_nodes, v.dim, v.grid_shape, group=v.group,
+                           storage=v.storage if v.group is not None else ()) for v in graph.variables)
     scale_sum = np.zeros(len(vplans))
     scale_cnt = np.zeros(len(vplans))
     fplans = []
@@ -307,6 +313,9 @@ def build_plan(
                     f"{fam.n_members} (one row per member); got shape {leaf.shape}"
                 )
         r, affine, uniform = _residual_dim(fam, graph, inputs, batched, dtype)
+        if any(vplans[sp.var].group is not None for sp in slots):
+            # Its residual reads `origin compose exp(delta)`, and the origins move (`charts.py`).
+            affine = uniform = False
         full = False
         prec = None
         if fam.sparsity is None:
@@ -354,6 +363,7 @@ def build_plan(
             )
         )
     nonaffine = {sp.var for fp in fplans if not fp.affine for sp in fp.slots}
+    nonaffine |= {v for v, vp in enumerate(vplans) if vp.group is not None}
     vplans = tuple(dataclasses.replace(vp, affine_only=v not in nonaffine) for v, vp in enumerate(vplans))
     plan = Plan(
         vplans,
@@ -390,6 +400,9 @@ def variable_data(
     dt = dtype
     lin0, variables, floors = [], [], []
     for v, vp in enumerate(plan.variables):
+        if vp.group is not None and vp.name in prior:
+            raise ValueError(f"prior of {vp.name!r}: a {vp.group} var takes no prior in information form "
+                             "(a Gaussian over stored values is not one over the group); write it as a factor")
         if vp.name in prior:
             pe = node_array(prior[vp.name][0], vp.n, vp.dim, f"prior eta of {vp.name!r}", dt)
             pl = prior_lam_array(prior[vp.name][1], vp.n, vp.dim, f"prior lam of {vp.name!r}", dt)
@@ -400,7 +413,9 @@ def variable_data(
             reg = floor = flat_reg * scales[v]
             pe = np.zeros((vp.n, vp.dim), dt)
             pl = np.broadcast_to(reg * np.eye(vp.dim, dtype=dt), (vp.n, vp.dim, vp.dim))
-        if vp.name in init:
+        if vp.group is not None:  # its init is the chart origin (`chart_origins`): delta = 0
+            x = np.zeros((vp.n, vp.dim), dt)
+        elif vp.name in init:
             x = node_array(init[vp.name], vp.n, vp.dim, f"init of {vp.name!r}", dt)
         elif vp.name in prior:
             x = np.linalg.solve(pl + floor * np.eye(vp.dim), pe[..., None])[..., 0].astype(dt)
@@ -412,6 +427,33 @@ def variable_data(
         variables.append(VarData(pe, pl, np.asarray(floor, dt), np.asarray(reg, dt)))
         floors.append(floor)
     return lin0, tuple(variables), floors
+
+
+def chart_origins(plan: Plan, init: Mapping[str, Any], dtype: Any) -> list[np.ndarray]:
+    """Every var's first chart origins (`state.VarState.origin`): a group var's
+    ``init`` as stored values ``[n, *storage]`` (quaternions normalized), else
+    the group's identity; ``[0]`` for a real var."""
+    out = []
+    for vp in plan.variables:
+        if vp.group is None:
+            out.append(np.zeros((0,), dtype))
+            continue
+        size = int(np.prod(vp.storage, dtype=np.int64))
+        if vp.name in init:
+            x = node_array(init[vp.name], vp.n, size, f"init of {vp.name!r}", np.float64).copy()
+        else:
+            x = np.zeros((vp.n, size))
+            if vp.group in ("rot3", "pose3"):
+                x[:, -1] = 1.0  # qw of the identity
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"init of {vp.name!r} is not finite")
+        if vp.group in ("rot3", "pose3"):
+            norm = np.linalg.norm(x[:, -4:], axis=-1, keepdims=True)
+            if np.any(norm == 0):
+                raise ValueError(f"init of {vp.name!r}: a quaternion [qx, qy, qz, qw] is zero")
+            x[:, -4:] /= norm
+        out.append(np.ascontiguousarray(x.reshape((vp.n,) + vp.storage).astype(dtype)))
+    return out
 
 
 def family_floors(

@@ -115,6 +115,10 @@ class VarState(NamedTuple):
     """Iterations since the node was last re-linearized ``[n]`` (int32): a
     nonlinear factor is not damped while one of its nodes is fresher than
     ``Settings.undamped_iters``."""
+    origin: Array
+    """A group var's chart origins ``[n, *storage]``: node ``k`` is ``origin[k]
+    compose exp(delta)``, and ``lin``, ``mean`` and the messages are over
+    ``delta`` (`charts.py`). Empty (``[0]``) for a real var."""
 
 
 class EngineState(NamedTuple):

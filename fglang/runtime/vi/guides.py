@@ -40,5 +40,24 @@ def guide_dist(guide: str, p: dict, scale0: float):
         tril = scale0 * jnp.tril(p["lower"], -1) + jnp.diag(jax.nn.softplus(p["diag"]))
         return dist.MultivariateNormal(p["loc"], scale_tril=tril)
     if guide == "lowrank":
-        return dist.LowRankMultivariateNormal(p["loc"], scale0 * p["factor"], jax.nn.softplus(p["scale"]) ** 2)
+        return LowRankNormal(p["loc"], scale0 * p["factor"], jax.nn.softplus(p["scale"]) ** 2)
     raise AssertionError(guide)
+
+
+class LowRankNormal(dist.LowRankMultivariateNormal):
+    """NumPyro's low-rank plus diagonal normal, with the entropy's log
+    determinant (of the r x r capacitance ``I + W^T D^-1 W``) from its
+    eigenvalues instead of its Cholesky factor. Same value; but the gradient
+    of a Cholesky factorization runs two triangular solves that XLA's CPU
+    backend executes slowly inside a compiled loop (17 ms a step at r = 32,
+    D = 1210, against 0.5 ms for the eigenvalues: the step itself costs ~5),
+    and VI takes that gradient at every step. The eigenvalues' gradient is
+    exact for repeated eigenvalues too (the factor starts near 0, where all
+    are 1): only the eigenvectors' derivative divides by their gaps."""
+
+    def entropy(self):
+        w, d = self.cov_factor, self.cov_diag
+        capacitance = jnp.eye(w.shape[-1], dtype=w.dtype) + (jnp.swapaxes(w, -1, -2) / d[..., None, :]) @ w
+        log_det = jnp.sum(jnp.log(jnp.linalg.eigvalsh(capacitance)), -1) + jnp.sum(jnp.log(d), -1)
+        h = 0.5 * (self.loc.shape[-1] * (1.0 + jnp.log(2 * jnp.pi)) + log_det)
+        return jnp.broadcast_to(h, self.batch_shape)
