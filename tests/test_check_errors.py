@@ -85,6 +85,12 @@ CASES = [
         [(6, 43, "unknown name 'sigm'; did you mean 'sigma'?")],
     ),
     Case(
+        "integer_literal_past_32_bits",
+        RW + "factor obs[t in 0:T]: y[t] ~ normal(x[t] + 9223372036854775807, sigma)\n",
+        [(6, 44, "integer literal 9223372036854775807 is outside the 32-bit integer range (+-2147483647)")],
+        hints={0: "write it as a real, e.g. 9.22337e+18"},
+    ),
+    Case(
         "unknown_name_no_guess",
         RW + "factor obs[t in 0:T]: y[t] ~ normal(x[t], qqqq)\n",
         [(6, 43, "unknown name 'qqqq'")],
