@@ -90,6 +90,10 @@ def fit_gbp(
             bar.close()
     if result.diverged is not None:
         info = result.diverged
+        if info.iteration <= 1:  # non-finite from the start: the factor at fault, as vi, mcmc and map name it
+            located = _bad_start(bm, start, info.message)
+            if located is not None:
+                raise located
         fam = bm.families.get(info.family) if info.family else None
         raise FgError(
             [
@@ -137,3 +141,12 @@ def fit_gbp(
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
 
+
+def _bad_start(bm: BoundModel, start: dict[str, np.ndarray], why: str) -> FgError | None:
+    """The located "no valid initial point" (``values.explain_bad_start``) where
+    a factor's log density is not finite at GBP's start; else None (then the
+    divergence is the messages', not the start's)."""
+    from fglang.runtime.values import explain_bad_start
+
+    located = explain_bad_start(bm, start, ValueError(why))
+    return located if any(d.span is not None for d in located.diagnostics) else None
