@@ -93,6 +93,7 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
         from fglang.runtime.map.density import Density
 
         problem = Density(bm, carried, init, seed, dtype)
+        start = init
         if problem.n > o.max_dense:
             raise FgError([Diagnostic(
                 f"map's general path needs a dense Hessian and this model has {problem.n} unknowns "
@@ -108,6 +109,10 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
         res = optimize(problem, solver, x0, method=o.method, iters=o.iters, tol=o.tol, lambda_init=o.lambda_init,
                        eps=float(np.finfo(dtype).eps), callback=show)
     except Failure as err:
+        if err.iteration == 0:  # no valid initial point: the factor at fault, as vi and mcmc name it
+            located = _bad_start(bm, start, err)
+            if located is not None:
+                raise located from None
         raise FgError([Diagnostic(f"MAP ({o.method}) diverged at iteration {err.iteration}: {err.reason}", None,
                                   _HINT)], bm.ir.sources) from None
     finally:
@@ -171,6 +176,15 @@ def _least_squares(bm: BoundModel, carried: dict, dtype):
         _SHAPES[key] = (pattern, scatter, SparseLDL(pattern))
     pattern, scatter, solver = _SHAPES[key]
     return LeastSquares(blks, lay, pattern, scatter, dtype, bm), solver
+
+
+def _bad_start(bm: BoundModel, start: dict, err: Failure) -> FgError | None:
+    """The located "no valid initial point" (``values.explain_bad_start``) where
+    it finds the factor whose log density is not finite at the start; else None."""
+    from fglang.runtime.values import explain_bad_start
+
+    located = explain_bad_start(bm, start, ValueError(err.reason))
+    return located if any(d.span is not None for d in located.diagnostics) else None
 
 
 def _singular(bm: BoundModel) -> FgError:
