@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
+from fglang.compiler.limits import memory_limit, refuse_over_limit
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
@@ -187,6 +188,17 @@ def _bad_start(bm: BoundModel, start: dict, err: Failure) -> FgError | None:
     return located if any(d.span is not None for d in located.diagnostics) else None
 
 
+def _check_plan_memory(bm: BoundModel, lower) -> None:
+    """Refuse Laplace marginals whose selected inversion exceeds the memory limit:
+    its size follows from the fill of L (known once LM has factored), not from
+    the model's sizes, so ``fit_memory`` cannot see it before the fit."""
+    refuse_over_limit(
+        [(laplace.plan_bytes(lower), f"the selected inversion for the Laplace marginals ({laplace.work(lower):,} "
+          f"pair updates on the {lower.nnz:,} entries of the sparse factor L, its fill included)", None)],
+        "fit", bm.ir.sources, "pass marginals=auto (skips them when costly) or marginals=none: the mode does not "
+        "need them")
+
+
 def _singular(bm: BoundModel) -> FgError:
     return FgError([Diagnostic(
         "the Hessian at the mode is singular or not positive definite, so the Laplace approximation "
@@ -211,10 +223,12 @@ def _lsq_posterior(bm, problem, solver: SparseLDL, res: LMResult, o: MapOptions,
         except SingularError:
             raise _singular(bm) from None
         lower, d, perm = solver.factors()
-        skip = o.marginals == "auto" and laplace.work(lower) > laplace.AUTO_WORK
+        skip = o.marginals == "auto" and (laplace.work(lower) > laplace.AUTO_WORK
+                                          or laplace.plan_bytes(lower) > memory_limit()[0])
     if not skip:
         plan = getattr(solver, "plan", None)
         if plan is None or plan.nnz != lower.nnz:
+            _check_plan_memory(bm, lower)
             plan = solver.plan = laplace.plan(lower)
         z = laplace.selected_inverse(plan, lower, d)
     marg, means, covs = {}, {}, {}
