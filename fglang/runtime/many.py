@@ -73,7 +73,7 @@ def fit_many(
     check_fit_many_memory(impl, ran, opts)
     for bm in ran:
         check_values(bm)
-    init_values = check_init(ran[0], init, init_file)
+    init_values = check_init(ran[0], init, init_file, getattr(opts, "dtype", None))
     if nothing_to_fit(ran[0]):
         posts = [empty_posterior(bm, backend) for bm in ran]
     else:

@@ -368,7 +368,9 @@ def warn_saddle_start(bm: BoundModel, init: dict[str, Any]) -> None:
 
     from fglang.errors import format_diagnostic
 
-    values = {n: jnp.asarray(init[n] if n in init else _centre(v), dtype=jnp.float32)
+    big = float(np.finfo(np.float32).max)  # a float64 fit's init past float32 is clipped here, not cast to inf
+    values = {n: jnp.asarray(np.clip(np.asarray(init[n] if n in init else _centre(v), np.float64), -big, big),
+                             dtype=jnp.float32)
               for n, v in bm.variables.items()}
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     rng = np.random.default_rng(0)
