@@ -9,6 +9,7 @@ selected inversion's, by tracemalloc, here.
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 
 import numpy as np
@@ -135,3 +136,15 @@ def test_the_selected_inversion_estimate_holds_against_tracemalloc():
             tracemalloc.stop()
         estimate = laplace.plan_bytes(lower)
         assert 0.8 * estimate < peak <= 1.05 * estimate, (k, peak, estimate)
+
+
+@pytest.mark.parametrize(("options", "part"), [
+    ({"particles": 1_000_000_000}, "the ELBO's 1,000,000,000 particles (particles=)"),
+    ({"guide": "lowrank", "rank": 1_000_000_000}, "VI's lowrank guide of 4 unconstrained parameters "
+                                                  "(rank=1,000,000,000)"),
+])
+def test_vi_options_that_multiply_memory_are_charged(monkeypatch, options, part):
+    """On main ``--particles 1e9`` or ``--rank 1e9`` started the fit (and ran out of memory in it)."""
+    monkeypatch.setenv(ENV, "1e9")
+    with pytest.raises(FgError, match=re.escape(part)):
+        fglang.compile(BATCHED.replace(" batch", ""), "b.fg").fit(_rows(3), backend="vi", steps=5, **options)

@@ -85,7 +85,8 @@ def vi_charges(bm: BoundModel, options: Any) -> list[Charge]:
     else:
         rank = options.rank or max(1, min(32, int(round(d**0.5))))
         width = {"lowrank": rank + 2.0, "normal": 2.0}.get(guide, 1.0)
-        out.append((VECTOR_COPIES * d * width * itemsize, f"VI's {guide} guide of {shown}", span))
+        rank_note = f" (rank={show_count(rank)})" if guide == "lowrank" else ""
+        out.append((VECTOR_COPIES * d * width * itemsize, f"VI's {guide} guide of {shown}{rank_note}", span))
     evaluation, fam_span = _evaluation(bm, itemsize)
     if guide != "delta" and d <= DENSE_MAX:
         out.append((HESSIAN_COPIES * d * d * 8.0,
@@ -96,7 +97,8 @@ def vi_charges(bm: BoundModel, options: Any) -> list[Charge]:
                         span))
         out.append((min(float(HESSIAN_BATCH), d) * evaluation,
                     f"the Hessian's batches of {HESSIAN_BATCH} gradients of the model", fam_span))
-    out.append((float(options.particles) * evaluation, f"the ELBO's {options.particles} particles", fam_span))
+    out.append((float(options.particles) * evaluation,
+                f"the ELBO's {show_count(options.particles)} particles (particles=)", fam_span))
     n_draw = max(float(options.draws), float(PSIS_DRAWS))
     out.append((DRAW_COPIES * n_draw * d * itemsize, f"{show_count(n_draw, 'guide draw')} of {shown} for PSIS",
                 span))
