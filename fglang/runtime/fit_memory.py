@@ -3,11 +3,15 @@
 Binding's own arrays are charged while they are made (``compiler/limits.Budget``);
 this adds what a backend then holds: the draws it returns (chains x draws x
 values, every backend), and the state a backend declares through an optional
-``memory(bm, options)`` method (GBP's messages and beliefs, map's sparse
-Hessian). A model of 1e9 nodes then stops with a located error saying how
-many bytes and what to change, instead of a MemoryError, an XLA abort or a
-machine swapping for an hour. The rule itself (sum within the limit, refuse
-at the largest part's source) is ``limits.refuse_over_limit``.
+``memory(bm, options)`` method (GBP's messages and beliefs, one batch's for
+a batched fit; map's sparse Hessian; VI's guide and Laplace Hessian,
+runtime/vi/memory.py), and for ``fit_many`` all of it once per data set. A
+model of 1e9 nodes then stops with a located error saying how many bytes and
+what to change, instead of a MemoryError, an XLA abort or a machine swapping
+for an hour. The rule itself (sum within the limit, refuse at the largest
+part's source) is ``limits.refuse_over_limit``. What depends on a fit's own
+results (map's Laplace marginals on the fill of its factor) is checked where
+that is known (runtime/map/fit.py).
 """
 
 from __future__ import annotations
