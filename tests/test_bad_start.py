@@ -125,3 +125,23 @@ def test_a_valid_init_still_fits_and_fit_many_names_the_factor():
     assert float(post.mean("s")) > 5
     with pytest.raises(FgError, match=r"^r.fg:7:41: no valid initial point: factor 'obs'"):
         m.fit_many([DATA, DATA], backend="vi", init={"s": 1.0, "mu": 0.0}, steps=20, draws=10)
+
+
+UNIFORM = """
+model u
+data y: real
+var a: real ~ normal(0, 1)
+factor obs: y ~ uniform(a - 1, a + 1)
+"""
+
+
+@pytest.mark.parametrize("backend", ["vi", "mcmc", "map"])
+def test_an_init_that_puts_an_observation_outside_the_support_is_the_same_error(backend):
+    """Not an invalid argument but a log density of -inf (0.5 outside (4, 6)); main's VI started elsewhere."""
+    import warnings
+
+    with pytest.raises(FgError) as e, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NumPyro's "Out-of-support values"
+        fglang.compile(UNIFORM, "u.fg").fit({"y": 0.5}, backend=backend, init={"a": 5.0}, **FAST[backend])
+    assert str(e.value).startswith("u.fg:5:1: no valid initial point: factor 'obs': its log density is not finite "
+                                   "at obs (value 0.5)"), str(e.value)
