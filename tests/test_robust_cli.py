@@ -47,3 +47,12 @@ def test_the_same_init_in_float64_is_a_start_like_any_other():
 
     bm = fglang.compile(REAL, "r.fg").bind({"N": 2, "y": [0.0, 1.0]})
     assert float(check_init(bm, {"mu": 1e39}, "i.json", "float64")["mu"]) == 1e39
+
+
+def test_a_float64_start_is_shown_as_given_in_the_bad_start_error():
+    """main evaluated the explanation in float32: an init of 1e308 was reported as 'mu = inf'."""
+    import fglang
+    from fglang.errors import FgError
+
+    with pytest.raises(FgError, match=r"at the start \(mu = 1e\+308\)"):
+        fglang.compile(REAL, "r.fg").fit({"N": 2, "y": [0.0, 1.0]}, backend="map", init={"mu": 1e308})

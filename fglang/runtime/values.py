@@ -307,7 +307,15 @@ def explain_bad_start(bm: BoundModel, init: dict[str, Any], err: BaseException) 
     """The located error for a sampler's "no valid initial point" (NumPyro's
     ``Cannot find valid initial parameters`` or a distribution's invalid
     argument while it traces the model): the factors whose log density is not
-    finite at the start (``init``, else each var at the centre of its support)."""
+    finite at the start (``init``, else each var at the centre of its support).
+    Evaluated in float64, so that a float64 fit's start (1e308) is shown as it is."""
+    import jax
+
+    with jax.enable_x64(True):
+        return _explain_bad_start(bm, init, err)
+
+
+def _explain_bad_start(bm: BoundModel, init: dict[str, Any], err: BaseException) -> FgError:
     values = {n: jnp.asarray(init[n] if n in init else _centre(v)) for n, v in bm.variables.items()}
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     start = ", ".join(f"{n} = {np.asarray(values[n]).reshape(-1)[0]:g}" + ("..." if np.size(values[n]) > 1 else "")
