@@ -304,6 +304,14 @@ def member_function(
     def all_members(data, idx, slots):
         axes = tuple(None if isinstance(s, SharedSlot) else 0 for s in slots)
         blocks = tuple(s.value if isinstance(s, SharedSlot) else s for s in slots)
+        if "__m" in idx and idx["__m"].shape[0] == 1:
+            # one member (an unindexed factor, `y ~ normal(X @ w, s)`): evaluated
+            # without a member axis, which under a vmap over chains would put a
+            # size-1 axis between the chains and the rows (copies and transposes
+            # of every [chains, 1, N] array: 1.9x the hand-written gradient)
+            first = {k: v[0] for k, v in idx.items()}
+            one_blocks = tuple(b if ax is None else b[0] for b, ax in zip(blocks, axes, strict=True))
+            return jax.tree.map(lambda x: jnp.expand_dims(x, 0), one(data, first, one_blocks))
         return jax.vmap(one, in_axes=(None, 0, axes))(data, idx, blocks)
 
     return one, all_members
