@@ -311,6 +311,11 @@ def plot(
     from fglang.viz.plot import PLOT_FORMATS
 
     if out_path is None:
+        if not posterior.name:  # "" or ".": no name to put .png after; load_posterior says what is wrong
+            try:
+                load_posterior(posterior)
+            except FgError as e:
+                _fail(e)
         out_path = posterior.with_suffix(".png")
     if out_path.suffix.lower() not in PLOT_FORMATS:
         err.print(f"--out must end in {', '.join(PLOT_FORMATS)}, got {out_path.name!r}", markup=False)

@@ -39,7 +39,7 @@ def small_limit(monkeypatch):
     ("backend", "options", "part"),
     [
         ("mcmc", {}, "4,000 draws of var 'w' (100,000 values)"),
-        ("vi", {}, "1,000 draws of var 'w'"),
+        ("vi", {}, "1,000 guide draws of 100,000 unconstrained parameters for PSIS"),
         ("gbp", {}, "200 draws of var 'w'"),
         ("map", {}, "200 draws of var 'w'"),
     ],
@@ -93,3 +93,22 @@ def test_predicted_draws_past_the_limit_are_refused_at_the_family(monkeypatch):
     monkeypatch.setenv(ENV, "50e6")
     with pytest.raises(FgError, match="this prediction would need about .* 200 draws of the 100,000 members of 'obs'"):
         m.predict(post, {"N": 100_000, "x": [0.5] * 100_000})
+
+
+def test_fit_many_charges_every_data_set_of_the_batch(monkeypatch):
+    """One fit of N = 500 (mean-field guide) holds about 35 MB, within 50 MB; 16 data sets of it as one batch
+    hold 16 times that, which main did not count (each bind was charged alone)."""
+    monkeypatch.setenv(ENV, "50e6")
+    m = fglang.compile(WIDE, "wide.fg")
+    from fglang.compiler.bind import bind
+    from fglang.runtime import backend as backends
+    from fglang.runtime.fit_memory import check_fit_memory
+
+    vi = backends.get("vi")
+    check_fit_memory(vi, bind(m.ir, {"N": 500}, "<data>"), vi.Options.parse({"draws": 500, "guide": "normal"}))
+    with pytest.raises(FgError) as e:
+        m.fit_many([{"N": 500}] * 16, backend="vi", draws=500, guide="normal")
+    text = str(e.value)
+    assert text.startswith("wide.fg:4:1: this fit_many would need about"), text
+    assert "for each of the 16 data sets" in text and "fit fewer data sets per call" in text
+    assert f"raise the limit with {ENV}=<bytes>" in text

@@ -104,7 +104,7 @@ def test_resample_by_importance_weights():
 
 def test_cannot_start_is_an_error():
     src = "model z\nvar x: real ~ normal(0, 1)\nfactor f: potential log(0 * x)\n"
-    with pytest.raises(FgError, match="VI cannot start"):
+    with pytest.raises(FgError, match="no valid initial point: factor .f.: its potential is not finite"):
         fglang.compile(src).fit({}, backend="vi")
 
 

@@ -81,7 +81,7 @@ def fit(
     check_values(bm)
     if isinstance(init, ModeStart):
         init, init_file = mode_init(bm, init, seed=seed, prior=prior, device=device), "the MAP start"
-    init_values = check_init(bm, init, init_file)
+    init_values = check_init(bm, init, init_file, getattr(opts, "dtype", None))
     if getattr(impl, "linearizes_at_start", False) and not nothing_to_fit(bm):
         warn_saddle_start(bm, init_values or {})
     if nothing_to_fit(bm):

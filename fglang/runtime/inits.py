@@ -30,7 +30,17 @@ class ModeStart(NamedTuple):
     start: dict[str, Any] | None
 
 
-def check_init(bm: BoundModel, init: dict[str, Any] | None, file: str = "init") -> dict[str, np.ndarray]:
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_init(bm: BoundModel, init: dict[str, Any] | None, file: str = "init",
+               dtype: str | None = None) -> dict[str, np.ndarray]:
+    """The init values as float64 arrays of each var's shape, or one FgError
+    listing every mistake. ``dtype``: the fit's option; unless it is float64,
+    the fit may compute in float32 (``auto`` does on GPUs, and GBP's flooding
+    on any device), where a value past float32's range becomes inf: GBP raised
+    a traceback, VI silently replaced it by a random start, NUTS and map said
+    the start was inf."""
     if not init:
         return {}
     out: dict[str, np.ndarray] = {}
@@ -67,6 +77,12 @@ def check_init(bm: BoundModel, init: dict[str, Any] | None, file: str = "init") 
                 continue
         if not np.all(np.isfinite(arr)):
             errs.append(Diagnostic(f"{file}: init for '{name}' has NaN or inf", None))
+            continue
+        if dtype is not None and dtype != "float64" and arr.size and np.max(np.abs(arr)) > FLOAT32_MAX:
+            errs.append(Diagnostic(
+                f"{file}: init for '{name}' holds {np.max(np.abs(arr)):g}, past float32's range (+-{FLOAT32_MAX:.3g})"
+                f" that this fit may compute in (dtype={dtype})", None,
+                "give a smaller value, or fit in float64 (--dtype float64)"))
             continue
         why = _outside(arr, domain)
         if why:

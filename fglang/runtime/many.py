@@ -26,9 +26,10 @@ from fglang.runtime.carry import carried_marginals
 from fglang.runtime.device import device_context, device_mesh, device_names, mesh_context
 from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
 from fglang.runtime.fit import check_seed, observations, refuse_devices
+from fglang.runtime.fit_memory import check_fit_many_memory
 from fglang.runtime.inits import ModeStart, check_init
 from fglang.runtime.posterior import Posterior
-from fglang.runtime.values import check_values
+from fglang.runtime.values import check_values, explain_bad_start, is_bad_start
 
 SAME_SHAPE_HINT = ("fit_many fits data sets that differ in their values only; fit data sets of other sizes "
                    "in a fit_many call of their own (one call per shape), or with fit")
@@ -69,15 +70,21 @@ def fit_many(
     refuse_devices(impl, backend, devices, mesh)
     carried = carried_marginals(ran[0], prior)
     impl.validate(ran[0], opts, set(carried))
+    check_fit_many_memory(impl, ran, opts)
     for bm in ran:
         check_values(bm)
-    init_values = check_init(ran[0], init, init_file)
+    init_values = check_init(ran[0], init, init_file, getattr(opts, "dtype", None))
     if nothing_to_fit(ran[0]):
         posts = [empty_posterior(bm, backend) for bm in ran]
     else:
         enable_compilation_cache()
         with device_context(device), mesh_context(mesh):
-            posts = impl.fit_many(ran, opts, seed=seed, init=init_values, carried=carried, progress=progress)
+            try:
+                posts = impl.fit_many(ran, opts, seed=seed, init=init_values, carried=carried, progress=progress)
+            except (ValueError, RuntimeError) as err:
+                if not is_bad_start(err):
+                    raise
+                raise _explain_bad_start(ran, init_values or {}, err) from None
     out = []
     for k, (post, f, r) in enumerate(zip(posts, full, ran, strict=True)):
         post.attrs.setdefault("devices", device_names(mesh))
@@ -87,6 +94,16 @@ def fit_many(
         post.attrs.setdefault("observations", observations(r.ir))
         out.append(post)
     return out
+
+
+def _explain_bad_start(bms: Sequence[BoundModel], init: dict[str, Any], err: BaseException) -> FgError:
+    """As `fit.fit`'s "no valid initial point", for the first data set where a
+    factor is found at fault (the start is the same for all; the data differ)."""
+    errors = (explain_bad_start(bm, init, err) for bm in bms)
+    first = next(errors)
+    if any(d.span is not None for d in first.diagnostics):
+        return first
+    return next((e for e in errors if any(d.span is not None for d in e.diagnostics)), first)
 
 
 def check_same_shape(bms: Sequence[BoundModel]) -> None:

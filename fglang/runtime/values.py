@@ -307,7 +307,15 @@ def explain_bad_start(bm: BoundModel, init: dict[str, Any], err: BaseException) 
     """The located error for a sampler's "no valid initial point" (NumPyro's
     ``Cannot find valid initial parameters`` or a distribution's invalid
     argument while it traces the model): the factors whose log density is not
-    finite at the start (``init``, else each var at the centre of its support)."""
+    finite at the start (``init``, else each var at the centre of its support).
+    Evaluated in float64, so that a float64 fit's start (1e308) is shown as it is."""
+    import jax
+
+    with jax.enable_x64(True):
+        return _explain_bad_start(bm, init, err)
+
+
+def _explain_bad_start(bm: BoundModel, init: dict[str, Any], err: BaseException) -> FgError:
     values = {n: jnp.asarray(init[n] if n in init else _centre(v)) for n, v in bm.variables.items()}
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     start = ", ".join(f"{n} = {np.asarray(values[n]).reshape(-1)[0]:g}" + ("..." if np.size(values[n]) > 1 else "")
@@ -368,7 +376,9 @@ def warn_saddle_start(bm: BoundModel, init: dict[str, Any]) -> None:
 
     from fglang.errors import format_diagnostic
 
-    values = {n: jnp.asarray(init[n] if n in init else _centre(v), dtype=jnp.float32)
+    big = float(np.finfo(np.float32).max)  # a float64 fit's init past float32 is clipped here, not cast to inf
+    values = {n: jnp.asarray(np.clip(np.asarray(init[n] if n in init else _centre(v), np.float64), -big, big),
+                             dtype=jnp.float32)
               for n, v in bm.variables.items()}
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     rng = np.random.default_rng(0)

@@ -32,12 +32,13 @@ class GbpBackend:
         validate(bm, carried)
 
     def memory(self, bm: BoundModel, options: GbpOptions) -> list:
-        """Messages and beliefs (``fit_memory``); a batched fit holds one batch's, so it is not charged."""
-        from fglang.runtime.fit_memory import gaussian_message_charges
+        """Messages and beliefs (``fit_memory``); a batched fit's of one batch."""
+        from fglang.runtime.fit_memory import batched_message_charges, gaussian_message_charges
 
+        itemsize = 4 if options.dtype == "float32" else 8
         if options.batch_size is not None:
-            return []
-        return gaussian_message_charges(bm, 4 if options.dtype == "float32" else 8)
+            return batched_message_charges(bm, itemsize, options.batch_size)
+        return gaussian_message_charges(bm, itemsize)
 
     def fit(
         self,

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
+from fglang.compiler.limits import memory_limit, refuse_over_limit
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
@@ -93,6 +94,7 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
         from fglang.runtime.map.density import Density
 
         problem = Density(bm, carried, init, seed, dtype)
+        start = init
         if problem.n > o.max_dense:
             raise FgError([Diagnostic(
                 f"map's general path needs a dense Hessian and this model has {problem.n} unknowns "
@@ -108,6 +110,10 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
         res = optimize(problem, solver, x0, method=o.method, iters=o.iters, tol=o.tol, lambda_init=o.lambda_init,
                        eps=float(np.finfo(dtype).eps), callback=show)
     except Failure as err:
+        if err.iteration == 0:  # no valid initial point: the factor at fault, as vi and mcmc name it
+            located = _bad_start(bm, start, err)
+            if located is not None:
+                raise located from None
         raise FgError([Diagnostic(f"MAP ({o.method}) diverged at iteration {err.iteration}: {err.reason}", None,
                                   _HINT)], bm.ir.sources) from None
     finally:
@@ -173,6 +179,26 @@ def _least_squares(bm: BoundModel, carried: dict, dtype):
     return LeastSquares(blks, lay, pattern, scatter, dtype, bm), solver
 
 
+def _bad_start(bm: BoundModel, start: dict, err: Failure) -> FgError | None:
+    """The located "no valid initial point" (``values.explain_bad_start``) where
+    it finds the factor whose log density is not finite at the start; else None."""
+    from fglang.runtime.values import explain_bad_start
+
+    located = explain_bad_start(bm, start, ValueError(err.reason))
+    return located if any(d.span is not None for d in located.diagnostics) else None
+
+
+def _check_plan_memory(bm: BoundModel, lower) -> None:
+    """Refuse Laplace marginals whose selected inversion exceeds the memory limit:
+    its size follows from the fill of L (known once LM has factored), not from
+    the model's sizes, so ``fit_memory`` cannot see it before the fit."""
+    refuse_over_limit(
+        [(laplace.plan_bytes(lower), f"the selected inversion for the Laplace marginals ({laplace.work(lower):,} "
+          f"pair updates on the {lower.nnz:,} entries of the sparse factor L, its fill included)", None)],
+        "fit", bm.ir.sources, "pass marginals=auto (skips them when costly) or marginals=none: the mode does not "
+        "need them")
+
+
 def _singular(bm: BoundModel) -> FgError:
     return FgError([Diagnostic(
         "the Hessian at the mode is singular or not positive definite, so the Laplace approximation "
@@ -197,10 +223,12 @@ def _lsq_posterior(bm, problem, solver: SparseLDL, res: LMResult, o: MapOptions,
         except SingularError:
             raise _singular(bm) from None
         lower, d, perm = solver.factors()
-        skip = o.marginals == "auto" and laplace.work(lower) > laplace.AUTO_WORK
+        skip = o.marginals == "auto" and (laplace.work(lower) > laplace.AUTO_WORK
+                                          or laplace.plan_bytes(lower) > memory_limit()[0])
     if not skip:
         plan = getattr(solver, "plan", None)
         if plan is None or plan.nnz != lower.nnz:
+            _check_plan_memory(bm, lower)
             plan = solver.plan = laplace.plan(lower)
         z = laplace.selected_inverse(plan, lower, d)
     marg, means, covs = {}, {}, {}

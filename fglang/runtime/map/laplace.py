@@ -63,14 +63,26 @@ def _position(keys: np.ndarray, row: np.ndarray, col: np.ndarray, n: int) -> np.
 
 AUTO_WORK = 5e7
 """Most pair updates ``sum_j |S_j|^2`` that ``marginals=auto`` spends (the plan
-holds two int32 per pair: 400 MB here). M3500 needs ~2e6; sphere2500's fill
-~4e8, which would take GBs: its marginals are skipped unless asked for."""
+keeps two int32 per pair, but building it peaks near ``PLAN_BYTES_PER_PAIR``:
+4.8 GB here). M3500 needs ~2e6; sphere2500's fill ~4e8, which would take tens
+of GB: its marginals are skipped unless asked for."""
+
+PLAN_BYTES_PER_PAIR = 96.0
+"""Peak bytes per pair update while `plan` runs (its int64 index temporaries):
+95 measured by tracemalloc on 2-D grid Laplacians of 900 to 8,100 unknowns
+(tests/test_fit_memory.py checks it); about 9 are kept."""
 
 
 def work(lower: sp.csc_matrix) -> int:
     """The pair updates (and plan entries) selected inversion needs for ``lower``."""
     counts = np.diff(lower.tocsc().indptr).astype(np.int64)
     return int(np.sum(counts * counts))
+
+
+def plan_bytes(lower: sp.csc_matrix) -> float:
+    """What `plan` and `selected_inverse` allocate at their peak for ``lower``,
+    known from the factor's pattern (its fill) before either runs."""
+    return PLAN_BYTES_PER_PAIR * float(work(lower)) + 8.0 * float(lower.nnz + lower.shape[0])
 
 
 def plan(lower: sp.csc_matrix) -> Plan:

@@ -283,11 +283,24 @@ class _Starter:
                 z, ok = init_z(jax.random.fold_in(key, attempt), data)
                 if bool(ok):
                     return z
-        raise FgError(
-            [Diagnostic("VI cannot start: the model's density or its gradient is not finite at any of 20 initial "
-                        "points", None, "give --init values where the model's density is finite, or check its data "
-                        "and scales")]
-        )
+            if init_fn is first:
+                self._refuse_bad_start(z, data, given=bool(sites))
+        # a ValueError that `fit.fit` (via values.is_bad_start) turns into the located
+        # "no valid initial point" naming the factor, as it does for NUTS and map
+        raise ValueError("VI cannot start: cannot find valid initial parameters (the model's density or its "
+                         "gradient is not finite at any of 20 initial points)")
+
+    def _refuse_bad_start(self, z, data, given: bool) -> None:
+        """The first start is not valid. Evaluated once eagerly, NumPyro raises its
+        ValueError for a distribution argument outside its domain (``sd = s - 5``
+        at s = 1), as it does in NUTS's and map's eager traces: a mistake in the
+        model that a uniform start would only hide (the fit would run on where the
+        density happens to be defined). A given init is the start, or an error:
+        it is never replaced."""
+        self.potential_z(z, data)
+        if given:
+            raise ValueError("VI cannot start at the given init: cannot find valid initial parameters (the model's "
+                             "density or its gradient is not finite there)")
 
 
 def _whiten(guide, dim, flat0, data, given_init: bool, k_init, pot, vg, hess) -> _Item:
