@@ -90,7 +90,8 @@ data y: real
 var a: real ~ normal(2, 1)
 factor obs: y ~ normal(log(a), 0.1)
 """
-FAST = {"vi": {"steps": 20, "draws": 10}, "mcmc": {"chains": 1, "warmup": 5, "samples": 5}, "map": {}}
+FAST = {"vi": {"steps": 20, "draws": 10}, "mcmc": {"chains": 1, "warmup": 5, "samples": 5}, "map": {},
+        "gbp": {"iters": 20}}
 
 
 @pytest.mark.parametrize("backend", ["vi", "mcmc", "map"])
@@ -102,7 +103,7 @@ def test_an_init_with_an_invalid_scale_is_the_same_located_error_on_every_backen
     assert "obs[n=0] (value -4)" in text and "at the start (s = 1, mu = 0)" in text
 
 
-@pytest.mark.parametrize("backend", ["vi", "mcmc", "map"])
+@pytest.mark.parametrize("backend", ["vi", "mcmc", "map", "gbp"])
 def test_an_init_where_a_mean_is_nan_is_the_same_located_error_on_every_backend(backend):
     with pytest.raises(FgError) as e:
         fglang.compile(LOG_MEAN, "lg.fg").fit({"y": 0.5}, backend=backend, init={"a": -1.0}, **FAST[backend])
