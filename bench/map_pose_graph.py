@@ -15,6 +15,11 @@ unless ``--no-synthetic``.
     python bench/map_pose_graph.py [--repeat 5]
 
 Prints a table and writes bench/results/map_pose_graph.json.
+
+    python bench/map_pose_graph.py --memory [--no-synthetic]
+
+instead runs each solver's first solve of each graph in a fresh process and
+reports its peak RSS (bench/results/map_pose_graph_memory.json).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import argparse
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -163,6 +170,56 @@ def synthetic_graph(side: int, seed: int = 0) -> tuple[str, dict, dict]:
     return "\n".join(lines) + "\n", data, init_d
 
 
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child_peak(solver: str, graph: str, side: int) -> dict:
+    """One solve in this (fresh) process: its peak RSS, and the RSS with the
+    graph read and the solver's library imported, before the solve."""
+    from g2o import read_g2o
+
+    if solver == "gtsam":
+        import gtsam  # noqa: F401
+    else:
+        import fglang  # noqa: F401
+    if graph == "m3500":
+        path, (data, init) = G2O, read_g2o(G2O)
+    else:
+        text, data, init = synthetic_graph(side)
+        with tempfile.NamedTemporaryFile("w", suffix=".g2o", delete=False) as f:
+            f.write(text)
+        path = Path(f.name)
+    base = peak_rss_mb()
+    if solver == "gtsam":
+        cost = gtsam_rows(path, 1)[0]["cost"]
+    else:
+        import fglang
+
+        cost = float(fglang.load(ROOT / "examples" / "m3500.fg").fit(data, backend="map", init=init).attrs["cost"])
+    if graph != "m3500":
+        os.unlink(path)
+    return {"solver": solver, "graph": graph, "before_solve_mb": round(base, 1), "peak_mb": round(peak_rss_mb(), 1),
+            "cost": cost}
+
+
+def memory_rows(graphs: list[str], side: int) -> list[dict]:
+    """Peak RSS of GTSAM's and fglang's first solve of each graph, each in a fresh process."""
+    rows = []
+    for graph in graphs:
+        for solver in ("gtsam", "fglang"):
+            run = subprocess.run([sys.executable, __file__, "--peak-of", solver, "--graph", graph, "--side", str(side)],
+                                 capture_output=True, text=True)
+            if run.returncode != 0:
+                print(f"{solver} on {graph}: the child failed:\n{run.stderr[-2000:]}")
+                continue
+            r = json.loads(run.stdout.strip().splitlines()[-1])
+            rows.append(r)
+            print(f"peak RSS {solver:7s} {graph:10s} {r['peak_mb']:8.1f} MB "
+                  f"(before the solve {r['before_solve_mb']:.1f})  cost {r['cost']:.6f}")
+    return rows
+
+
 def main() -> None:
     from g2o import pose_graph_cost, read_g2o
 
@@ -173,7 +230,21 @@ def main() -> None:
     ap.add_argument("--gbp-iters", type=int, default=1500)
     ap.add_argument("--side", type=int, default=100, help="synthetic grid side (side^2 poses)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "map_pose_graph.json"))
+    ap.add_argument("--memory", action="store_true", help="only peak RSS of each first solve (fresh processes)")
+    ap.add_argument("--peak-of", choices=("gtsam", "fglang"), help=argparse.SUPPRESS)
+    ap.add_argument("--graph", default="m3500", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.peak_of:
+        print(json.dumps(child_peak(args.peak_of, args.graph, args.side)))
+        return
+    if args.memory:
+        graphs = ["m3500"] + ([] if args.no_synthetic else ["synthetic"])
+        out = {"machine": platform.machine(), "cpus": os.cpu_count(), "side": args.side,
+               "rows": memory_rows(graphs, args.side)}
+        path = Path(args.out).with_name("map_pose_graph_memory.json")
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {path}")
+        return
     model_path = ROOT / "examples" / "m3500.fg"
     data, init = read_g2o(G2O)
     rows = [{"method": "M3500 odometry guess", "wall_s": 0.0, "cpu_s": 0.0,

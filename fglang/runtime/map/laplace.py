@@ -63,14 +63,18 @@ def _position(keys: np.ndarray, row: np.ndarray, col: np.ndarray, n: int) -> np.
 
 AUTO_WORK = 5e7
 """Most pair updates ``sum_j |S_j|^2`` that ``marginals=auto`` spends (the plan
-keeps two int32 per pair, but building it peaks near ``PLAN_BYTES_PER_PAIR``:
-4.8 GB here). M3500 needs ~2e6; sphere2500's fill ~4e8, which would take tens
-of GB: its marginals are skipped unless asked for."""
+keeps two int32 per pair, 0.4 GB here, and builds one tree level at a time).
+M3500 needs ~2e6; sphere2500's fill ~4e8, which would take several GB and
+minutes: its marginals are skipped unless asked for."""
 
 PLAN_BYTES_PER_PAIR = 96.0
-"""Peak bytes per pair update while `plan` runs (its int64 index temporaries):
-95 measured by tracemalloc on 2-D grid Laplacians of 900 to 8,100 unknowns
-(tests/test_fit_memory.py checks it); about 9 are kept."""
+"""Peak bytes per pair update of one level while `plan` builds it (its int64
+index temporaries): 95 measured by tracemalloc on 2-D grid Laplacians of 900
+to 8,100 unknowns when the plan was built all at once
+(tests/test_fit_memory_backends.py checks the estimate)."""
+
+PLAN_KEPT_PER_PAIR = 8.0
+"""Bytes kept per pair update in the plan (two int32 indices)."""
 
 
 def work(lower: sp.csc_matrix) -> int:
@@ -81,8 +85,18 @@ def work(lower: sp.csc_matrix) -> int:
 
 def plan_bytes(lower: sp.csc_matrix) -> float:
     """What `plan` and `selected_inverse` allocate at their peak for ``lower``,
-    known from the factor's pattern (its fill) before either runs."""
-    return PLAN_BYTES_PER_PAIR * float(work(lower)) + 8.0 * float(lower.nnz + lower.shape[0])
+    known from the factor's pattern (its fill) before either runs: the kept
+    index arrays (``PLAN_KEPT_PER_PAIR``) of every pair, and the temporaries
+    (``PLAN_BYTES_PER_PAIR``) of the largest level's pairs, built one level at
+    a time."""
+    lower = lower.tocsc()
+    lp, li = lower.indptr.astype(np.int64), lower.indices.astype(np.int64)
+    counts = np.diff(lp)
+    sq = (counts * counts).astype(np.float64)
+    depth = _column_depths(lp, li, counts)
+    per_level = np.bincount(depth, weights=sq) if depth.size else np.zeros(1)
+    return (PLAN_KEPT_PER_PAIR * float(sq.sum()) + PLAN_BYTES_PER_PAIR * float(per_level.max(initial=0.0))
+            + 40.0 * float(lower.nnz + lower.shape[0]))
 
 
 def plan(lower: sp.csc_matrix) -> Plan:
@@ -90,7 +104,11 @@ def plan(lower: sp.csc_matrix) -> Plan:
 
     Columns are taken in order of depth, and each column's pairs ``(a, b)``
     of sub-diagonal entries ``a``-major, so the pairs arrive grouped by level
-    and, within it, by target entry: no sort of the ``sum_j |S_j|^2`` pairs."""
+    and, within it, by target entry: no sort of the ``sum_j |S_j|^2`` pairs.
+    Built one level at a time, so that the int64 temporaries of the index
+    arithmetic (~96 bytes a pair) exist for one level's pairs only, and what
+    is kept is 8 bytes a pair (on a 10,000-pose graph: 40M pairs, a peak of
+    ~4 GB when all levels were built at once)."""
     lower = lower.tocsc()
     lower.sort_indices()
     n, lp, li = lower.shape[0], lower.indptr.astype(np.int64), lower.indices.astype(np.int64)
@@ -98,23 +116,35 @@ def plan(lower: sp.csc_matrix) -> Plan:
     counts = np.diff(lp)
     colof = np.repeat(np.arange(n), counts)
     keys = colof * n + li
-    if nnz == 0:  # a diagonal Hessian (one scalar unknown, or independent ones): no column has a parent
-        parent = np.full(n, -1, np.int64)
-    else:
-        parent = np.where(counts > 0, li[np.minimum(lp[:-1], nnz - 1)], -1)
-    depth = _depths(parent)
+    depth = _column_depths(lp, li, counts)
     corder = np.argsort(depth, kind="stable")
     cdepth = depth[corder]
-    cc = counts[corder]
+    levels = []
+    for lev in range(1, int(depth.max(initial=0)) + 1):
+        clo, chi = np.searchsorted(cdepth, [lev, lev + 1])
+        levels.append(_level(corder[clo:chi], lp, li, keys, n))
+    return Plan(n, nnz, keys, tuple(levels))
+
+
+def _column_depths(lp: np.ndarray, li: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each column's depth in the elimination tree (its parent: its first sub-diagonal row)."""
+    nnz = li.size
+    if nnz == 0:  # a diagonal Hessian (one scalar unknown, or independent ones): no column has a parent
+        return np.zeros(counts.size, np.int64)
+    return _depths(np.where(counts > 0, li[np.minimum(lp[:-1], nnz - 1)], -1))
+
+
+def _level(cols: np.ndarray, lp: np.ndarray, li: np.ndarray, keys: np.ndarray, n: int) -> _Level:
+    """The pairs of the columns ``cols`` (one depth of the tree)."""
+    nnz = li.size
+    cc = lp[cols + 1] - lp[cols]
     sq = cc * cc
     pstart = np.concatenate([[0], np.cumsum(sq)])
-    pcol = np.repeat(corder, sq)
     c = np.repeat(cc, sq)
     t = np.arange(pstart[-1]) - np.repeat(pstart[:-1], sq)
     a, b = t // np.maximum(c, 1), t % np.maximum(c, 1)
     del t, c
-    base = lp[pcol]
-    del pcol
+    base = np.repeat(lp[cols], sq)
     tgt, lpos = base + a, base + b
     del base, a, b
     i, k = li[tgt], li[lpos]
@@ -122,25 +152,13 @@ def plan(lower: sp.csc_matrix) -> Plan:
     off = np.flatnonzero(i != k)
     src[off] = _position(keys, np.maximum(i[off], k[off]), np.minimum(i[off], k[off]), n)
     del i, k, off
-    src, lpos = src.astype(np.int32), lpos.astype(np.int32)
     # one segment per (column, a): cc[j] segments of cc[j] pairs for column j
     seg_len = np.repeat(cc, cc)
-    seg_start = np.concatenate([[0], np.cumsum(seg_len)[:-1]]) if seg_len.size else np.zeros(0, np.int64)
-    seg_tgt = tgt[seg_start] if seg_start.size else np.zeros(0, np.int64)
-    del tgt
-    seg_of_col = np.concatenate([[0], np.cumsum(cc)])  # segments before column (in depth order)
-    levels = []
-    for lev in range(1, int(depth.max(initial=0)) + 1):
-        clo, chi = np.searchsorted(cdepth, [lev, lev + 1])
-        lo, hi = pstart[clo], pstart[chi]
-        slo, shi = seg_of_col[clo], seg_of_col[chi]
-        cols = corder[clo:chi]
-        c_counts = cc[clo:chi]
-        cpos = np.repeat(lp[cols], c_counts) + (np.arange(int(c_counts.sum())) - np.repeat(
-            np.cumsum(c_counts) - c_counts, c_counts))
-        cseg = np.cumsum(c_counts) - c_counts
-        levels.append(_Level(src[lo:hi], lpos[lo:hi], seg_start[slo:shi] - lo, seg_tgt[slo:shi], cols, cpos, cseg))
-    return Plan(n, nnz, keys, tuple(levels))
+    seg = np.concatenate([[0], np.cumsum(seg_len)[:-1]]) if seg_len.size else np.zeros(0, np.int64)
+    seg_tgt = tgt[seg] if seg.size else np.zeros(0, np.int64)
+    cpos = np.repeat(lp[cols], cc) + (np.arange(int(cc.sum())) - np.repeat(np.cumsum(cc) - cc, cc))
+    cseg = np.cumsum(cc) - cc
+    return _Level(src.astype(np.int32), lpos.astype(np.int32), seg, seg_tgt, cols, cpos, cseg)
 
 
 def selected_inverse(p: Plan, lower: sp.csc_matrix, d: np.ndarray) -> np.ndarray:
