@@ -85,12 +85,6 @@ CASES = [
         [(6, 43, "unknown name 'sigm'; did you mean 'sigma'?")],
     ),
     Case(
-        "integer_literal_past_32_bits",
-        RW + "factor obs[t in 0:T]: y[t] ~ normal(x[t] + 9223372036854775807, sigma)\n",
-        [(6, 44, "integer literal 9223372036854775807 is outside the 32-bit integer range (+-2147483647)")],
-        hints={0: "write it as a real, e.g. 9.22337e+18"},
-    ),
-    Case(
         "unknown_name_no_guess",
         RW + "factor obs[t in 0:T]: y[t] ~ normal(x[t], qqqq)\n",
         [(6, 43, "unknown name 'qqqq'")],
@@ -563,3 +557,14 @@ def test_too_deeply_nested_expression_is_an_fg_error():
     assert d.message == "this expression is nested too deeply for fglang (thousands of levels)"
     assert d.hint.startswith("split a long chain")
     assert "Traceback" not in str(err)
+
+
+def test_positive_ordered_and_simplex_elements_are_positive_parameters():
+    """``exponential(phi[0])`` with ``phi: positive_ordered[2]`` and ``normal(0, s[0])``
+    with ``s: simplex[2]`` were refused as "can be negative" (posteriordb's hmm_drive)."""
+    src = ("model r\ndata y: real\nvar phi: positive_ordered[2]\nvar s: simplex[2]\n"
+           "factor f: y ~ exponential(phi[0])\nfactor g: y ~ normal(0, s[0])\n")
+    fglang.compile(src, "r.fg")
+    with pytest.raises(FgError, match="var 'o' is declared ordered and can be negative"):
+        fglang.compile(src.replace("var phi: positive_ordered[2]", "var o: ordered[2]\nvar phi: positive_ordered[2]")
+                       .replace("exponential(phi[0])", "exponential(o[0])"), "r.fg")

@@ -179,7 +179,10 @@ class DistArgs:
                 sym = self.scope.get(n.id)
                 if sym is not None and sym.kind == "var" and sym.domain is not None:
                     if e is n or isinstance(e, A.Index) and e.base is n:
-                        if sym.domain.kind not in ("positive", "unit") and not (
+                        # the kinds whose every element is > 0 (a positive parameter) or in [0, 1] (unit;
+                        # a positive var there was always let through, as before)
+                        within = ("positive", "unit", "simplex") + (("positive_ordered",) if dom == "positive" else ())
+                        if sym.domain.kind not in within and not (
                             sym.domain.kind in ("interval", "bounded") and sym.domain.lower is not None
                             and sym.domain.lower >= 0
                         ):

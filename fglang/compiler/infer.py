@@ -43,9 +43,6 @@ class Symbol:
     domain: Domain | None = None
 
 
-INT32_MAX = 2**31 - 1
-
-
 class ExprTyping:
     """Needs from its host: ``scope``, ``fns``, ``_current_fn``, ``err``, and the
     distribution-argument rules (``bind_args``, ``check_param_domain``, ``_unknown_dist``)."""
@@ -109,10 +106,6 @@ class ExprTyping:
         return method(e)
 
     def infer_Num(self, e: A.Num) -> T:
-        if e.is_int and abs(e.value) > INT32_MAX:
-            # JAX computes integers in 32 bits unless a fit runs in float64
-            self.err(f"integer literal {e.value} is outside the 32-bit integer range (+-{INT32_MAX})", e.span,
-                     f"write it as a real, e.g. {float(e.value):.6g}")
         return T("int" if e.is_int else "real")
 
     def infer_Bool(self, e: A.Bool) -> T:

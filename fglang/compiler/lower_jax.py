@@ -108,6 +108,9 @@ BINARY_OPS: dict[str, Callable] = {
 }
 
 
+INT32_MAX = 2**31 - 1
+
+
 class Evaluator:
     """Evaluates one member's expression; everything is traced by JAX.
 
@@ -155,6 +158,10 @@ class Evaluator:
 
     def _ev(self, e: A.Expr):
         if isinstance(e, A.Num):
+            if e.is_int and abs(e.value) > INT32_MAX and not jax.config.jax_enable_x64:
+                # past JAX's 32-bit integers (a float32 fit): as a real, which is
+                # what arithmetic with a real var wants (an overflow traceback before)
+                return float(e.value)
             return e.value
         if isinstance(e, A.Bool):
             return e.value
@@ -309,8 +316,10 @@ def member_function(
             # without a member axis, which under a vmap over chains would put a
             # size-1 axis between the chains and the rows (copies and transposes
             # of every [chains, 1, N] array: 1.9x the hand-written gradient)
-            first = {k: v[0] for k, v in idx.items()}
-            one_blocks = tuple(b if ax is None else b[0] for b, ax in zip(blocks, axes, strict=True))
+            # as jax.vmap would hand them: JAX arrays (a NumPy block indexed by a traced position fails)
+            first = {k: jnp.asarray(v)[0] for k, v in idx.items()}
+            one_blocks = tuple(jax.tree.map(jnp.asarray, b if ax is None else jax.tree.map(lambda x: x[0], b))
+                               for b, ax in zip(blocks, axes, strict=True))
             return jax.tree.map(lambda x: jnp.expand_dims(x, 0), one(data, first, one_blocks))
         return jax.vmap(one, in_axes=(None, 0, axes))(data, idx, blocks)
 
