@@ -155,7 +155,8 @@ def test_the_set():
         assert ref["posteriordb"] and ref["draws"] == 10000 and ref["params"]
 
 
-@pytest.mark.parametrize("name", MODELS)
+# diamonds' density (5000 x 24 design) takes ~10 s, most of it compiling: heavy
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.heavy) if n == "diamonds" else n for n in MODELS])
 def test_log_density_at_reference_means(name):
     """Parses, checks, binds, and gives the Stan program's log density (an
     independent SciPy evaluation) at the reference posterior means."""
