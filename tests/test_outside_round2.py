@@ -179,8 +179,11 @@ def test_vi_defaults(name):
     check_vi(post, ref)
 
 
+# NUTS's defaults on diamonds (tree depth 10 on a badly conditioned 26-d
+# posterior, 5000 rows) took 1209 s on the 2-core machine (it agrees): left to
+# ``python bench/outside_models.py --round2 --models diamonds --backends mcmc``
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "diamonds"])
 def test_mcmc_defaults(name):
     model, data, ref = load(name)
     post = model.fit(data, backend="mcmc", seed=0)
