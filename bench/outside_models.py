@@ -1,7 +1,11 @@
 """The outside models (tests/outside/: 12 posteriordb posteriors) fitted with each
 NumPyro backend's defaults, against posteriordb's reference posteriors.
 
-    python bench/outside_models.py [--backends vi mcmc] [--models NAME ...] [--seed 0]
+    python bench/outside_models.py [--backends vi mcmc] [--models NAME ...] [--seed 0] [--round2]
+
+``--round2`` fits the second set instead (tests/outside/round2/: 10 more
+posteriordb posteriors, see tests/test_outside_round2.py) and writes
+bench/results/outside_models_round2.json.
 
 For each model and backend: the worst parameter's |mean - reference mean| in
 reference sds, the sd ratio furthest from 1, whether every parameter agrees
@@ -33,12 +37,16 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", action="store_true", help="keep JAX's persistent compilation cache on")
+    ap.add_argument("--round2", action="store_true", help="the second set, tests/outside/round2/")
     args = ap.parse_args()
     if not args.cache:
         os.environ["FGLANG_NO_CACHE"] = "1"
 
     import jax
     from test_outside_models import KHAT_BAD, MEAN_TOL, MODELS, SD_RATIO, compare, load
+
+    if args.round2:
+        from test_outside_round2 import MODELS, load
 
     rows = []
     for name in args.models or MODELS:
@@ -70,8 +78,10 @@ def main() -> None:
                 row.update(khat=round(a["khat"], 3), guide=a["guide"], steps=a["steps"], stop=a["stop"],
                            warned=any("k-hat" in w for w in row["warnings"]))
                 row["ok"] = agrees if a["khat"] < KHAT_BAD else row["warned"]
-            else:
+            elif backend == "mcmc":
                 row["divergences"] = int(post.sample_stats["diverging"].sum())
+                row["ok"] = agrees
+            else:  # map: the mode and its Laplace sd, against the posterior's mean and sd
                 row["ok"] = agrees
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "warnings"}), file=sys.stderr, flush=True)
@@ -79,7 +89,8 @@ def main() -> None:
     print("| model | params | backend | max mean error (sd) | worst sd ratio | k-hat / divergences | agrees | wall |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        diag = f"k-hat {r['khat']:.2f}" if r["backend"] == "vi" else f"{r['divergences']} div."
+        diag = (f"k-hat {r['khat']:.2f}" if r["backend"] == "vi"
+                else f"{r['divergences']} div." if r["backend"] == "mcmc" else "-")
         verdict = "yes" if r["agrees"] else ("no, warned (k-hat)" if r.get("warned") else "no")
         err = f"{r['max_mean_err_sd']:.2f} ({r['max_mean_err_param']})"
         ratio = f"{r['worst_sd_ratio']:.2f} ({r['worst_sd_param']})"
@@ -87,7 +98,7 @@ def main() -> None:
               f"| {r['wall_s']:.1f} s |")
     ok = sum(r["ok"] for r in rows)
     print(f"\n{ok} of {len(rows)} fits agree with the reference or (vi) warn by k-hat")
-    out = HERE / "results" / "outside_models.json"
+    out = HERE / "results" / ("outside_models_round2.json" if args.round2 else "outside_models.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,

@@ -8,7 +8,8 @@ reference draws (``posterior_database/reference_posteriors/draws/draws/
 *.json.zip``: 10 chains x 1000 thinned Stan draws) from the repository with
 ``git show``, and writes next to this file
 
-* ``NAME.data.json``: the posterior's data, only the keys the model declares;
+* ``NAME.data.json``: the posterior's data, only the keys the model declares
+  (``NAME.data.json.gz`` for the large ones of ``GZIP``);
 * ``NAME.reference.json``: per scalar parameter the mean and sd of the
   reference draws (0-based names: Stan's ``beta[1]`` is ``beta[0]``), the
   draw count, and where they came from. The raw draws are not stored.
@@ -16,6 +17,7 @@ reference draws (``posterior_database/reference_posteriors/draws/draws/
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import re
@@ -49,11 +51,28 @@ MODELS = {
     "hmm_example": "hmm_example-hmm_example",
     # written with the linear-algebra built-ins; in linalg/ (fitted in test_linalg.py)
     "gp_pois_regr": "gp_pois_regr-gp_pois_regr",
+    # round 2 (round2/, fitted in test_outside_round2.py): more of posteriordb's
+    # posteriors with reference draws, translated without tuning anything
+    "diamonds": "diamonds-diamonds",
+    "earn_height": "earnings-earn_height",
+    "log10earn_height": "earnings-log10earn_height",
+    "logearn_logheight_male": "earnings-logearn_logheight_male",
+    "kidscore_mom_work": "kidiq_with_mom_work-kidscore_mom_work",
+    "kidscore_interaction_c2": "kidiq_with_mom_work-kidscore_interaction_c2",
+    "mesquite": "mesquite-mesquite",
+    "logmesquite_logvash": "mesquite-logmesquite_logvash",
+    "hmm_drive_0": "bball_drive_event_0-hmm_drive_0",
+    "hmm_drive_1": "bball_drive_event_1-hmm_drive_1",
 }
 
 
 # models kept in a folder below this one
 FOLDER = {"garch11": "recurrences", "arma11": "recurrences", "hmm_example": "recurrences", "gp_pois_regr": "linalg"}
+FOLDER.update({name: "round2" for name in list(MODELS)[list(MODELS).index("diamonds"):]})
+
+# data too large to keep as plain JSON (diamonds: 5000 x 25, 2.3 MB): written
+# gzipped as NAME.data.json.gz
+GZIP = {"diamonds"}
 
 
 def _show(repo: Path, path: str) -> bytes:
@@ -87,7 +106,11 @@ def main(repo: Path, only: list[str] | None = None) -> None:
         here = HERE / FOLDER.get(name, "")
         declared = fglang.load(here / f"{name}.fg").ir.data
         data = {k: v for k, v in data.items() if k in declared}
-        (here / f"{name}.data.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")
+        text = json.dumps(data, separators=(",", ":")) + "\n"
+        if name in GZIP:
+            (here / f"{name}.data.json.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+        else:
+            (here / f"{name}.data.json").write_text(text)
         params = {}
         for p in chains[0]:
             x = np.concatenate([np.asarray(c[p], dtype=float) for c in chains])
