@@ -136,6 +136,7 @@ def test_nuts_on_a_pose_graph_agrees_with_map_laplace():
     assert post.cov("pose").shape == (3, 6, 6) and post.mean("pose").shape == (3, 7)
 
 
+@pytest.mark.heavy  # 13 CPU-s (the CI budget)
 def test_carried_group_prior_is_the_next_fit_s_prior(tmp_path):
     """Factor a's posterior (map, a rot2 tangent Gaussian), saved and carried as
     the prior of a model with factor b only, gives the two-factor posterior

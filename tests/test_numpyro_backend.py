@@ -573,7 +573,9 @@ def test_log_density_distribution_zoo(seed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["vi", pytest.param("mcmc", marks=pytest.mark.heavy)])
+# both heavy (vi 41 CPU-s): the CI budget; the outside models fit vi by default
+@pytest.mark.parametrize("backend", [pytest.param("vi", marks=pytest.mark.heavy),
+                                     pytest.param("mcmc", marks=pytest.mark.heavy)])
 def test_distribution_zoo_fits(backend):
     """Both backends run it (briefly) and keep every var on its support."""
     opts = {"steps": 50} if backend == "vi" else {"chains": 1, "warmup": 30, "samples": 20}

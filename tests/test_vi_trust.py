@@ -87,6 +87,7 @@ def test_step_cap_warns_and_lr_overrides():
     assert "the step cap was reached" in post.report()[0]
 
 
+@pytest.mark.heavy  # 15 CPU-s; the low-rank guide's entropy is checked cheaply in test_vi_step_cost
 def test_lowrank_above_500_parameters():
     src = "model big\ndata D: int\nvar w: real[D] ~ normal(0, 2)\n"
     post = fglang.compile(src).fit({"D": 520}, backend="vi", seed=0, steps=200, draws=300)
