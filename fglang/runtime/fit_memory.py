@@ -101,16 +101,22 @@ def batched_message_charges(bm: BoundModel, itemsize: int, batch_size: int) -> l
                                     f"; a batch of {show_count(min(batch_size, n))} of its {show_count(n)} examples")
 
 
+def member_values(bm: BoundModel, f) -> float:
+    """The var values one member of family ``f`` reads (its slots' blocks times their node sizes)."""
+    d = 0.0
+    for s in f.slots:
+        block = 1.0
+        for b in s.block_shape:
+            block *= float(b)
+        d += block * float(bm.variables[s.var].node_dim)
+    return d
+
+
 def sparse_hessian_charges(bm: BoundModel, itemsize: int) -> list[Charge]:
     """The blocks each member adds to J^T W J (values and int32 indices); fill-in comes on top."""
     out = []
     for name, f in bm.families.items():
-        d = 0.0
-        for s in f.slots:
-            block = 1.0
-            for b in s.block_shape:
-                block *= float(b)
-            d += block * float(bm.variables[s.var].node_dim)
+        d = member_values(bm, f)
         out.append((float(f.n_members) * d * d * (itemsize + 8),
                     f"factor '{name}''s blocks of the sparse Hessian ({show_count(f.n_members, 'member')} x "
                     f"{show_count(d * d, 'entry', 'entries')})", f.ir.span))

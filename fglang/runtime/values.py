@@ -303,6 +303,14 @@ def _start_problem(bm: BoundModel, fam: BoundFamily, data, values) -> tuple[str,
     return None
 
 
+def located_bad_start(bm: BoundModel, start: dict[str, Any], why: str) -> FgError | None:
+    """`explain_bad_start` for a backend that detects the bad start itself (map's
+    cost, GBP's messages not finite at iteration 0): the located error where it
+    finds the factor at fault, else None (the backend keeps its own message)."""
+    located = explain_bad_start(bm, start, ValueError(why))
+    return located if any(d.span is not None for d in located.diagnostics) else None
+
+
 def explain_bad_start(bm: BoundModel, init: dict[str, Any], err: BaseException) -> FgError:
     """The located error for a sampler's "no valid initial point" (NumPyro's
     ``Cannot find valid initial parameters`` or a distribution's invalid

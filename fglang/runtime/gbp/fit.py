@@ -22,6 +22,7 @@ from fglang.runtime.gbp.options import GbpOptions
 from fglang.runtime.manifold import is_group, normalized, tangent_dim
 from fglang.runtime.posterior import GaussianMarginal, Posterior
 from fglang.runtime.progress import progress_bar
+from fglang.runtime.values import located_bad_start
 
 
 def _check_multigrid(bm: BoundModel, graph: GaussianGraph) -> None:
@@ -91,7 +92,7 @@ def fit_gbp(
     if result.diverged is not None:
         info = result.diverged
         if info.iteration <= 1:  # non-finite from the start: the factor at fault, as vi, mcmc and map name it
-            located = _bad_start(bm, start, info.message)
+            located = located_bad_start(bm, start, info.message)
             if located is not None:
                 raise located
         fam = bm.families.get(info.family) if info.family else None
@@ -140,13 +141,3 @@ def fit_gbp(
         },
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
-
-
-def _bad_start(bm: BoundModel, start: dict[str, np.ndarray], why: str) -> FgError | None:
-    """The located "no valid initial point" (``values.explain_bad_start``) where
-    a factor's log density is not finite at GBP's start; else None (then the
-    divergence is the messages', not the start's)."""
-    from fglang.runtime.values import explain_bad_start
-
-    located = explain_bad_start(bm, start, ValueError(why))
-    return located if any(d.span is not None for d in located.diagnostics) else None

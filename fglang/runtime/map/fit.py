@@ -41,6 +41,7 @@ from fglang.runtime.map.residuals import blocks, lsq_reason
 from fglang.runtime.map.solve import DenseCholesky, SingularError, SparseLDL
 from fglang.runtime.posterior import GaussianMarginal, Posterior
 from fglang.runtime.progress import progress_bar
+from fglang.runtime.values import located_bad_start
 
 _HINT = ("give --init closer to the mode (a pose graph needs its odometry guess), keep --dtype float64, "
          "check the factors' scales (a sd far from the data's units), or use --method lm")
@@ -111,7 +112,7 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
                        eps=float(np.finfo(dtype).eps), callback=show)
     except Failure as err:
         if err.iteration == 0:  # no valid initial point: the factor at fault, as vi and mcmc name it
-            located = _bad_start(bm, start, err)
+            located = located_bad_start(bm, start, err.reason)
             if located is not None:
                 raise located from None
         raise FgError([Diagnostic(f"MAP ({o.method}) diverged at iteration {err.iteration}: {err.reason}", None,
@@ -177,15 +178,6 @@ def _least_squares(bm: BoundModel, carried: dict, dtype):
         _SHAPES[key] = (pattern, scatter, SparseLDL(pattern))
     pattern, scatter, solver = _SHAPES[key]
     return LeastSquares(blks, lay, pattern, scatter, dtype, bm), solver
-
-
-def _bad_start(bm: BoundModel, start: dict, err: Failure) -> FgError | None:
-    """The located "no valid initial point" (``values.explain_bad_start``) where
-    it finds the factor whose log density is not finite at the start; else None."""
-    from fglang.runtime.values import explain_bad_start
-
-    located = explain_bad_start(bm, start, ValueError(err.reason))
-    return located if any(d.span is not None for d in located.diagnostics) else None
 
 
 def _check_plan_memory(bm: BoundModel, lower) -> None:

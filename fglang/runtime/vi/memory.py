@@ -21,6 +21,7 @@ from typing import Any
 
 from fglang.compiler.bound import BoundModel
 from fglang.compiler.limits import show_count
+from fglang.runtime.fit_memory import member_values
 from fglang.span import Span
 
 Charge = tuple[float, str, Span | None]
@@ -53,12 +54,7 @@ def _evaluation(bm: BoundModel, itemsize: int) -> tuple[float, Span | None]:
     values they read, a few copies; at the largest family."""
     total, best, span = 0.0, -1.0, None
     for f in bm.families.values():
-        values = 1.0
-        for s in f.slots:
-            block = 1.0
-            for b in s.block_shape:
-                block *= float(b)
-            values += block * float(bm.variables[s.var].node_dim)
+        values = 1.0 + member_values(bm, f)
         n = float(f.n_members) * values * itemsize * EVAL_COPIES
         total += n
         if n > best:
