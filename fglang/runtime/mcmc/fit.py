@@ -50,7 +50,7 @@ def _fit(bm: BoundModel, o: McmcOptions, seed: int, init: dict, carried: dict[st
         "mcmc",
         draws,
         sample_stats={"diverging": diverging},
-        observed=dict(bm.data),
+        observed=bm.observed,
         attrs={"options": o.as_dict(), "seed": seed, "chain_method": chain_method,
                "chain_method_note": note, "horseshoe_vars": _horseshoe_vars(bm),
                "devices": [str(d) for d in jax.local_devices()[:o.chains]] if chain_method == "parallel"
