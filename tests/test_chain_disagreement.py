@@ -142,7 +142,7 @@ def test_arma_default_chains_name_the_frozen_chain_and_init_map_fixes_it():
     post = model.fit(data, backend="mcmc", seed=0)
     text = post.warnings()[-1]
     assert text.startswith("chain 3 disagrees with chains 0, 1, 2") and "chain 3 did not move" in text
-    assert float(np.std(post.draws["theta"][3])) == 0.0 and abs(post.draws["theta"][3].mean()) > 1
+    assert np.ptp(post.draws["theta"][3]) < 1e-12 and abs(post.draws["theta"][3].mean()) > 1
     good = post.drop_chains([3])
     for name in ("mu", "phi", "theta", "sigma"):
         assert abs(good.mean(name) - ref[name]["mean"]) < 0.2 * ref[name]["sd"], name
