@@ -48,14 +48,15 @@ def test_a_shifted_chain_is_named_with_its_means_and_the_better_log_density():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4, 800, 6))
     x[2, :, 4] += 12.0  # chain 2 sits 12 sd away on element 4 only
-    lp = np.array([-10.0, -10.2, -31.0, -9.9])
+    lp = np.array([-10.0, -10.2, -31.0, -9.9])[:, None] + rng.normal(size=(4, 800))
     found = chain_groups(*chain_moments(x), lp)
     assert found is not None
     assert found.groups == [[0, 1, 3], [2]] and found.frozen == []
     assert int(np.argmax(found.separation)) == 4 and found.separation[4] > 10
     np.testing.assert_allclose(found.means[1, 4], x[2, :, 4].mean())
     np.testing.assert_allclose(found.means[0, 4], x[[0, 1, 3], :, 4].mean())
-    np.testing.assert_allclose(found.lp, [np.mean(lp[[0, 1, 3]]), -31.0])
+    np.testing.assert_allclose(found.lp, [np.mean(lp[[0, 1, 3]]), np.mean(lp[2])])
+    assert found.lp_sd == pytest.approx(1.0, abs=0.05)
     text = disagreement_warning(found, _label)
     first, table = text.splitlines()[0], text.splitlines()[1:4]
     assert first.startswith("chain 2 disagrees with chains 0, 1, 3")
@@ -71,7 +72,8 @@ def test_a_frozen_chain_is_called_frozen_with_its_step_size():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(4, 500, 3))
     x[3] = np.array([1.3, -1.1, -1.2])  # every draw the same point, as ARMA's stuck chain
-    found = chain_groups(*chain_moments(x), np.array([65.7, 65.6, 65.7, -3.1e5]))
+    lp = np.array([65.7, 65.6, 65.7, -3.1e5])[:, None] + rng.normal(size=(4, 500)) * (np.arange(4) < 3)[:, None]
+    found = chain_groups(*chain_moments(x), lp)
     assert found is not None and found.groups == [[0, 1, 2], [3]] and found.frozen == [3]
     text = disagreement_warning(found, _label, step_size=[0.30, 0.31, 0.29, 4.6e-7])
     assert "chain 3 did not move" in text and "step size of 4.6e-07 (the others 0.29 to 0.31)" in text
@@ -82,7 +84,7 @@ def test_a_two_two_split_is_reported_as_such_and_the_log_density_picks_the_refer
     rng = np.random.default_rng(3)
     x = rng.normal(size=(4, 400, 2))
     x[[0, 2], :, 0] += 8.0
-    found = chain_groups(*chain_moments(x), np.array([-50.0, -40.0, -50.0, -40.0]))
+    found = chain_groups(*chain_moments(x), np.array([-50.0, -40.0, -50.0, -40.0])[:, None] + rng.normal(size=(4, 400)))
     assert found.groups == [[1, 3], [0, 2]]
     text = disagreement_warning(found, _label)
     assert text.startswith("the chains disagree: chains 1, 3 | chains 0, 2 settled in different places")
@@ -128,6 +130,27 @@ def test_agreeing_chains_keep_the_run_more_draws_advice():
     post = _posterior({"a": x}, rng.normal(size=(4, 60)))
     out = post.warnings()
     assert out and out[-1].endswith("run more draws") and len(out) == 1
+
+
+def test_nuts_chains_in_the_two_modes_of_a_symmetric_posterior_are_grouped_by_mode():
+    """y ~ normal(mu^2, 0.1) with y = 4: modes at mu = -2 and 2, equally high,
+    with no path between them NUTS takes; seed 0 starts two chains on each
+    side. The warning groups the chains by the sign of their start, shows
+    both means, and says the log densities are alike (a symmetry)."""
+    model = fglang.compile("model twomodes\ndata y: real\nvar mu: real ~ normal(0, 3)\n"
+                           "factor f: y ~ normal(mu * mu, 0.1)\n")
+    post = model.fit({"y": 4.0}, backend="mcmc", seed=0, warmup=200, samples=200)
+    side = np.sign(post.draws["mu"].mean(axis=1))
+    np.testing.assert_allclose(np.abs(post.draws["mu"].mean(axis=1)), 2.0, atol=0.01)
+    assert sorted(side) == [-1, -1, 1, 1]
+    text = post.warnings()[-1]
+    groups = [[int(c) for c in np.flatnonzero(side == s)] for s in (-1, 1)]
+    head = text.splitlines()[0]
+    assert head.startswith("the chains disagree: chains ") and all(
+        f"chains {a}, {b}" in head for a, b in groups)
+    row = next(line for line in text.splitlines() if line.strip().startswith("mu "))
+    assert sorted(float(x) for x in row.split()[1:]) == pytest.approx([-2.0, 2.0], abs=0.01)
+    assert "the mean log densities are about the same" in text and "symmetry" in text
 
 
 @pytest.mark.heavy

@@ -118,7 +118,7 @@ def _disagreeing_chains(post: Posterior) -> str:
     m = np.concatenate([a for a, _ in moments], axis=1)
     v = np.concatenate([b for _, b in moments], axis=1)
     lp = post.sample_stats.get("lp")
-    found = chain_groups(m, v, None if lp is None else np.asarray(lp, np.float64).mean(axis=1))
+    found = chain_groups(m, v, None if lp is None or np.shape(lp)[0] != m.shape[0] else np.asarray(lp, np.float64))
     if found is None:
         return ""
     starts = np.cumsum([0] + [a.shape[1] for a, _ in moments])

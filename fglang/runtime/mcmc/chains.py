@@ -48,14 +48,16 @@ class ChainGroups:
     ``means[g, k]``: the mean of element k over the draws of group g;
     ``separation[k]``: the largest gap between a named group and the
     reference on element k, in pooled within-chain sds; ``lp[g]``: the mean
-    log density of group g (None without one); ``frozen``: the chains whose
-    draws do not move."""
+    log density of group g (None without one) and ``lp_sd`` its pooled
+    within-chain sd (how far apart two means must be to mean anything);
+    ``frozen``: the chains whose draws do not move."""
 
     groups: list[list[int]]
     means: np.ndarray
     separation: np.ndarray
     lp: np.ndarray | None
     frozen: list[int]
+    lp_sd: float = 0.0
 
 
 def chain_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +73,8 @@ def chain_groups(m: np.ndarray, v: np.ndarray, lp: np.ndarray | None = None,
     (``chain_moments``; every chain the same number of draws); None when
     every chain agrees with the others (or there is one chain).
 
-    ``lp`` [chain]: each chain's mean log density, to tell which group sits
-    where the posterior is higher."""
+    ``lp`` [chain, draw]: the log density of each draw, to tell which group
+    sits where the posterior is higher."""
     m, v = np.asarray(m, np.float64), np.asarray(v, np.float64)
     if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] == 0:
         return None
@@ -89,8 +91,12 @@ def chain_groups(m: np.ndarray, v: np.ndarray, lp: np.ndarray | None = None,
     groups = _components(agree)
     if len(groups) == 1:
         return None
-    lp = None if lp is None else np.asarray(lp, np.float64)
-    lp_group = None if lp is None else np.array([lp[g].mean() for g in groups])
+    lp_chain = lp_sd = None
+    if lp is not None:
+        lp = np.asarray(lp, np.float64)
+        lp_chain = lp.mean(axis=1)
+        lp_sd = float(np.sqrt(np.mean(lp.var(axis=1, ddof=1)))) if lp.shape[1] > 1 else 0.0
+    lp_group = None if lp_chain is None else np.array([lp_chain[g].mean() for g in groups])
 
     def rank(i: int) -> tuple:
         return (-len(groups[i]), -(lp_group[i] if lp_group is not None else 0.0), groups[i][0])
@@ -101,7 +107,7 @@ def chain_groups(m: np.ndarray, v: np.ndarray, lp: np.ndarray | None = None,
     means = np.stack([m[g].mean(axis=0) for g in groups])
     ref = groups[0]
     sep = np.max(np.stack([z[np.ix_(ref, g)].min(axis=(0, 1)) for g in groups[1:]]), axis=0)
-    return ChainGroups(groups, means, sep, lp_group, [int(c) for c in np.flatnonzero(frozen)])
+    return ChainGroups(groups, means, sep, lp_group, [int(c) for c in np.flatnonzero(frozen)], lp_sd or 0.0)
 
 
 def _components(agree: np.ndarray) -> list[list[int]]:
@@ -158,9 +164,14 @@ def disagreement_warning(found: ChainGroups, label: Callable[[int], str],
         best = int(np.argmax(found.lp))
         gap = float(found.lp[best] - np.delete(found.lp, best).max())
         g = found.groups[best]
-        drop = [c for i, h in enumerate(found.groups) if i != best for c in h]
-        lines.append(f"  {_chains(g)} sit{'s' if len(g) == 1 else ''} where the mean log density is higher "
-                     f"(by {gap:.3g}, Jacobian included)")
+        if gap > SEPARATION * found.lp_sd:
+            drop = [c for i, h in enumerate(found.groups) if i != best for c in h]
+            lines.append(f"  {_chains(g)} sit{'s' if len(g) == 1 else ''} where the mean log density is higher "
+                         f"(by {gap:.3g}, Jacobian included; its sd within a chain is {found.lp_sd:.2g})")
+        else:
+            lines.append(f"  the mean log densities are about the same (within {gap:.2g}; their sd within a chain "
+                         f"is {found.lp_sd:.2g}): modes the posterior supports alike, as a symmetry of the model "
+                         "(a sign, the labels of a mixture) makes them")
     if found.frozen:
         f = found.frozen
         why = ""
