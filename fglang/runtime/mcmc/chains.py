@@ -23,8 +23,9 @@ over many elements, while a second mode or a frozen chain is usually tens of
 sds away. Chains that agree (directly or through others) form a group; the
 largest group is the reference, the others are named. A chain is *frozen*
 when no element varies (sd below ``FROZEN`` times the largest other chain's,
-or exactly 0): it is a group of its own wherever it stopped. Only NumPy over [chain, element] arrays: no loop over draws
-or elements.
+or exactly 0): it is a group of its own wherever it stopped. Only NumPy over
+[chain, element] arrays and a loop over pairs of chains: none over draws or
+elements.
 """
 
 from __future__ import annotations
@@ -78,16 +79,25 @@ def chain_groups(m: np.ndarray, v: np.ndarray, lp: np.ndarray | None = None,
     m, v = np.asarray(m, np.float64), np.asarray(v, np.float64)
     if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] == 0:
         return None
-    gap = np.abs(m[:, None] - m[None, :])  # [chain, chain, k]
-    pooled = np.sqrt((v[:, None] + v[None, :]) / 2)
-    tiny = 1e-12 * (1.0 + np.abs(m[:, None]) + np.abs(m[None, :]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(pooled > tiny, gap / pooled, np.where(gap > tiny, np.inf, 0.0))
-    z = np.where(np.isfinite(gap) & np.isfinite(pooled), z, 0.0)  # a NaN or inf draw is not a mode
+    c = m.shape[0]
+
+    def z(a: int, b: int) -> np.ndarray:
+        """The gap between chains a and b per element, in their pooled sd
+        (one pair at a time: memory of one element vector, chains are few)."""
+        gap = np.abs(m[a] - m[b])
+        pooled = np.sqrt((v[a] + v[b]) / 2)
+        tiny = 1e-12 * (1.0 + np.abs(m[a]) + np.abs(m[b]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(pooled > tiny, gap / pooled, np.where(gap > tiny, np.inf, 0.0))
+        return np.where(np.isfinite(gap) & np.isfinite(pooled), out, 0.0)  # a NaN or inf draw is not a mode
+
     sd = np.sqrt(np.maximum(v, 0.0))
-    others = np.stack([np.max(np.delete(sd, c, axis=0), axis=0) for c in range(sd.shape[0])])
+    others = np.stack([np.max(np.delete(sd, i, axis=0), axis=0) for i in range(c)])
     frozen = np.all((sd <= FROZEN * others) | (sd == 0), axis=1)
-    agree = np.all(z <= separation, axis=2) & ~(frozen[:, None] | frozen[None, :])  # a frozen chain: alone
+    agree = np.eye(c, dtype=bool)
+    for a in range(c):
+        for b in range(a + 1, c):
+            agree[a, b] = agree[b, a] = not (frozen[a] or frozen[b]) and bool(np.all(z(a, b) <= separation))
     groups = _components(agree)
     if len(groups) == 1:
         return None
@@ -106,7 +116,8 @@ def chain_groups(m: np.ndarray, v: np.ndarray, lp: np.ndarray | None = None,
     lp_group = None if lp_group is None else lp_group[order]
     means = np.stack([m[g].mean(axis=0) for g in groups])
     ref = groups[0]
-    sep = np.max(np.stack([z[np.ix_(ref, g)].min(axis=(0, 1)) for g in groups[1:]]), axis=0)
+    sep = np.max(np.stack([np.min(np.stack([z(a, b) for a in ref for b in g]), axis=0) for g in groups[1:]]),
+                 axis=0)
     return ChainGroups(groups, means, sep, lp_group, [int(c) for c in np.flatnonzero(frozen)], lp_sd or 0.0)
 
 
