@@ -105,7 +105,8 @@ def chain_groups(m: np.ndarray, v: np.ndarray, lp: np.ndarray | None = None,
     if lp is not None:
         lp = np.asarray(lp, np.float64)
         lp_chain = lp.mean(axis=1)
-        lp_sd = float(np.sqrt(np.mean(lp.var(axis=1, ddof=1)))) if lp.shape[1] > 1 else 0.0
+        moving = ~frozen if not np.all(frozen) else np.ones(c, bool)  # a frozen chain's spread is no spread
+        lp_sd = float(np.sqrt(np.mean(lp[moving].var(axis=1, ddof=1)))) if lp.shape[1] > 1 else 0.0
     lp_group = None if lp_chain is None else np.array([lp_chain[g].mean() for g in groups])
 
     def rank(i: int) -> tuple:
