@@ -267,6 +267,24 @@ def test_a_var_bounded_by_a_positive_var_has_the_prior_and_jacobian_density():
     assert _potential(fglang.compile(src), {"tau": zt, "x": zx}) == pytest.approx(-(-tau + zt - x + zx), rel=1e-12)
 
 
+def test_constant_bounds_inside_the_support_have_the_prior_and_jacobian_density():
+    """real(lower=1) ~ exponential(2) and real(lower=0.2, upper=0.7) ~ beta(2, 3):
+    x = 1 + exp(z) and x = 0.2 + 0.5 sigmoid(z), the density as written plus the
+    log Jacobian (scipy's beta for the second)."""
+    from scipy.stats import beta
+
+    z = 0.3
+    x = 1 + np.exp(z)
+    model = fglang.compile("model m\nvar x: real(lower=1) ~ exponential(2)\n")
+    assert _potential(model, {"x": z}) == pytest.approx(-(np.log(2) - 2 * x + z), rel=1e-12)
+    z = -0.4
+    s = 1 / (1 + np.exp(-z))
+    x = 0.2 + 0.5 * s
+    model = fglang.compile("model m\nvar x: real(lower=0.2, upper=0.7) ~ beta(2, 3)\n")
+    want = beta.logpdf(x, 2, 3) + np.log(0.5 * s * (1 - s))
+    assert _potential(model, {"x": z}) == pytest.approx(-want, rel=1e-12)
+
+
 GARCH = (OUTSIDE / "recurrences" / "garch11.fg").read_text()
 GARCH_BOUNDED = GARCH.replace(
     "var beta1_raw: unit\nlet beta1 = (1 - alpha1) * beta1_raw\nfactor beta1_jacobian: potential log1p(-alpha1)\n",
