@@ -41,18 +41,24 @@ def _fit(bm: BoundModel, o: McmcOptions, seed: int, init: dict, carried: dict[st
         chain_method=chain_method,
         progress_bar=progress,
     )
-    mcmc.run(jax.random.PRNGKey(seed), nm.data, extra_fields=("diverging",))
+    mcmc.run(jax.random.PRNGKey(seed), nm.data, extra_fields=("diverging", "potential_energy"))
     samples = mcmc.get_samples(group_by_chain=True)
     draws = site_draws(samples, bm, grouped=True)
-    diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    diverging = np.asarray(extra["diverging"])
+    # lp: the log density NUTS moved on (unconstrained, Jacobian included, as
+    # Stan's lp__): which of two modes chains disagree on is better supported
+    lp = -np.asarray(extra["potential_energy"], np.float64)
+    step = np.ravel(np.asarray(mcmc.last_state.adapt_state.step_size, np.float64))  # per chain: a frozen one's is tiny
     return Posterior(
         bm.name,
         "mcmc",
         draws,
-        sample_stats={"diverging": diverging},
+        sample_stats={"diverging": diverging, "lp": lp},
         observed=bm.observed,
         attrs={"options": o.as_dict(), "seed": seed, "chain_method": chain_method,
                "chain_method_note": note, "horseshoe_vars": _horseshoe_vars(bm),
+               "step_size": step.tolist() if step.size == o.chains else None,
                "devices": [str(d) for d in jax.local_devices()[:o.chains]] if chain_method == "parallel"
                else device_names(None)},
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
