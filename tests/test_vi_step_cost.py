@@ -202,3 +202,16 @@ def test_an_output_the_same_for_every_member_keeps_a_member_axis_of_one():
     # the dependence analysis: through a nested jit and a literal
     f = jax.jit(lambda x, c: (x * 2.0, c + 1.0, jnp.sin(c) * x.sum(), 3.0))
     assert member_dependent(lambda x, c: f(x, c), (jnp.ones(3),), (jnp.ones(()),)) == [True, False, True, False]
+
+
+@pytest.mark.parametrize("factor", ["potential -0.5 * (mu - 1) ^ 2", "0 ~ normal(mu - 1, 1)"])
+def test_a_member_invariant_density_counts_once_per_member(factor):
+    """Lean evaluation keeps an argument the same for every member at one
+    member, but a potential or left-hand side the same for every member is
+    N terms: the density of ``f[n in 0:N]`` is N times one member's."""
+    from scipy.stats import norm
+
+    m = fglang.compile(f"model inv\ndata N: int\nvar mu: real\nfactor f[n in 0:N]: {factor}\n")
+    one = -0.5 * (0.3 - 1) ** 2 if factor.startswith("potential") else norm.logpdf(0, 0.3 - 1, 1)
+    for n in (1, 2, 7):
+        assert m.log_density({"mu": 0.3}, {"N": n}) == pytest.approx(n * one, rel=1e-12)

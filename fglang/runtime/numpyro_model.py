@@ -168,7 +168,13 @@ class NumpyroModel:
                 self._batches[key] = jax.jit(self._batch(key))
             needed = set().union(*(self._inputs[n] for n in key)) & values.keys()
             self._done.update(self._batches[key](data, {n: self.idx[n] for n in key}, {k: values[k] for k in needed}))
-        return self._done.pop(fam.name)
+        out = self._done.pop(fam.name)
+        # lean outputs: an argument the same for every member keeps a member axis of 1 (it
+        # broadcasts), but a value or left-hand side the same for every member is still M
+        # terms of the density (`f[n in 0:N]: potential c` adds N * c)
+        m = fam.n_members
+        return {k: jnp.broadcast_to(v, (m,) + v.shape[1:]) if k in ("lhs", "value") and v.shape[:1] == (1,) != (m,)
+                else v for k, v in out.items()}
 
     def _batch(self, names: tuple[str, ...]) -> Callable:
         families = [self.bm.families[n] for n in names]
