@@ -20,4 +20,6 @@ REDUCING = frozenset("sum mean log_sum_exp norm".split())
 # linear algebra (shape rules in fglang.compiler.linalg)
 LINALG = frozenset("eye diag diagonal cholesky solve log_determinant gp_exp_quad_cov".split())
 # everything the checker knows by name (plus user fns and distributions)
-ALL = ELEMENTWISE | REDUCING | LINALG | frozenset("leaky_relu atan2 dot transpose min max where logp softmax".split())
+ALL = ELEMENTWISE | REDUCING | LINALG | frozenset(
+    "leaky_relu atan2 log_diff_exp dot transpose min max where logp lcdf lccdf softmax".split()
+)

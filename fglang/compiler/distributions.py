@@ -195,3 +195,16 @@ assert set(SPARSITY) == {n for n, d in DISTRIBUTIONS.items() if d.gbp == "sparsi
 
 #: Every suffix an auxiliary site can have, so that summaries can hide them.
 AUX_SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(s for p in SPARSITY.values() for s in p.aux))
+
+
+# Distributions whose CDF lcdf()/lccdf() take (NumPyro's ``cdf``), and the
+# parameters that must read no var there: JAX has no derivative of the
+# incomplete beta function in its shape arguments, so a gradient through
+# student_t's df, beta's a and b or neg_binomial's phi would fail mid-fit.
+CDF: frozenset[str] = frozenset(
+    "normal student_t cauchy laplace half_normal half_cauchy exponential gamma inv_gamma lognormal beta uniform "
+    "poisson neg_binomial".split()
+)
+CDF_CONSTANT_PARAMS: dict[str, tuple[str, ...]] = {
+    "student_t": ("df",), "beta": ("a", "b"), "neg_binomial": ("phi",),
+}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
-from fglang.compiler.distributions import DISTRIBUTIONS
+from fglang.compiler.distributions import CDF, CDF_CONSTANT_PARAMS, DISTRIBUTIONS
 from fglang.compiler.expr import names_in, static_value
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
 from fglang.compiler.groups import GROUPS
@@ -325,7 +325,7 @@ class ExprTyping:
             for a in e.args:
                 self.infer(a)
             return ERROR
-        if f == "logp":
+        if f in ("logp", "lcdf", "lccdf"):
             return self.logp_call(e)
         if e.kwargs and f != "leaky_relu":
             self.err(f"'{f}' takes no keyword arguments", e.kwargs[0].span)
@@ -361,7 +361,7 @@ class ExprTyping:
                     self.err("leaky_relu takes one keyword, slope=", e.kwargs[0].span)
                     return ERROR
                 return T("real", ts[0].shape, var) if arity(1, 2) else ERROR
-            if f == "atan2":
+            if f in ("atan2", "log_diff_exp"):
                 if not arity(2):
                     return ERROR
                 return T("real", self.broadcast(ts[0].shape, ts[1].shape, mismatch, e), var)
@@ -406,19 +406,27 @@ class ExprTyping:
         raise AssertionError(f"builtin {f} has no shape rule")  # pragma: no cover
 
     def logp_call(self, e: A.Call) -> T:
+        """``logp(D(args), x)``, and the log CDF ``lcdf(D(args), x)`` = log P(X <= x)
+        and its complement ``lccdf(D(args), x)`` = log P(X > x) (Stan's
+        ``normal_lcdf(x | mu, s)``, ``normal_lccdf``): a truncation's normalizer."""
+        f = e.func
         if len(e.args) != 2 or e.kwargs or not isinstance(e.args[0], A.Call):
-            self.err("logp takes a distribution and a value: logp(normal(mu, sd), x)", e.span)
+            self.err(f"{f} takes a distribution and a value: {f}(normal(mu, sd), x)", e.span)
             return ERROR
         d, value = e.args
         vt = self.infer(value)
-        if not vt.ok or self.no_group(vt, value, "logp's value"):
+        if not vt.ok or self.no_group(vt, value, f"{f}'s value"):
             return ERROR
         sig = DISTRIBUTIONS.get(d.func)
         if sig is None:
             self._unknown_dist(d)
             return ERROR
         if sig.sparsity:
-            self.err(f"logp of the sparsity prior '{d.func}' has no closed form", d.span, "use it after '~'")
+            self.err(f"{f} of the sparsity prior '{d.func}' has no closed form", d.span, "use it after '~'")
+            return ERROR
+        if f != "logp" and d.func not in CDF:
+            self.err(f"{f} of '{d.func}': fglang has no CDF for it", d.span,
+                     f"{f} takes one of: {', '.join(sorted(CDF))}")
             return ERROR
         bound = self.bind_args(sig, d)
         if bound is None:
@@ -431,12 +439,16 @@ class ExprTyping:
                 return ERROR
             var = var or t.var
             self.check_param_domain(sig, pname, a, t)
+            if f != "logp" and t.var and pname in CDF_CONSTANT_PARAMS.get(d.func, ()):
+                self.err(f"{f} of '{d.func}' needs a '{pname}' that reads no var", a.span,
+                         f"JAX has no gradient of {d.func}'s CDF in '{pname}': give it data or a constant")
+                return ERROR
             if pname not in ("cutpoints", "cov", "prec"):
                 s = t.shape[: len(t.shape) - sig.event_ndim] if pname in ("mu", "alpha") else t.shape
                 try:
-                    shape = self.broadcast(shape, s, "shape mismatch in logp: {err}", a)
+                    shape = self.broadcast(shape, s, f"shape mismatch in {f}: {{err}}", a)
                 except ShapeError as err:
-                    self.err(f"shape mismatch in logp: {err}", a.span)
+                    self.err(f"shape mismatch in {f}: {err}", a.span)
                     return ERROR
         return T("real", shape, var)
 

@@ -90,7 +90,7 @@ class _Ranks:
                 return 2
             if f in B.LINALG:
                 return linalg_rank(f, [self.of(a) for a in e.args])
-            if f == "logp":
+            if f in ("logp", "lcdf", "lccdf"):
                 sig = DISTRIBUTIONS[e.args[0].func]
                 ranks = [self.of(e.args[1]) - sig.event_ndim]
                 for a in e.args[0].args:
@@ -174,7 +174,7 @@ def _is_group_call(e: A.Call, ranks: _Ranks) -> bool:
     return e.func == "log" and len(e.args) == 1 and ranks.kind(e.args[0]) is not None
 
 
-_ELEMENTWISE_CALLS = B.ELEMENTWISE | {"atan2", "where", "leaky_relu"}
+_ELEMENTWISE_CALLS = B.ELEMENTWISE | {"atan2", "log_diff_exp", "where", "leaky_relu"}
 _SPLITTABLE = {"normal", "huber", "student_t"}  # a vector's density is the product of its elements'
 
 

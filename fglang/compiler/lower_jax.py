@@ -28,7 +28,8 @@ from fglang.compiler.scan_jax import evaluate_scan
 from fglang.compiler.sizes import Static
 from fglang.errors import recursion_headroom
 
-# (distribution name, canonical arguments, value) -> log density. The backend
+# (distribution name, canonical arguments, value[, "lcdf" | "lccdf"]) -> log density
+# (or log CDF, log complementary CDF). The backend
 # supplies it (the NumPyro table), so `logp` and `~` agree under every backend
 # and the compiler imports no backend.
 LogDensity = Callable[[str, dict, Any], Any]
@@ -249,8 +250,8 @@ class Evaluator:
 
     def call(self, e: A.Call):
         f = e.func
-        if f == "logp":
-            return self.logp(e.args[0], e.args[1])
+        if f in ("logp", "lcdf", "lccdf"):
+            return self.logp(e.args[0], e.args[1], f)
         if f == "eye":
             return jnp.eye(self.static_int(e.args[0]))
         args = [jnp.asarray(self.ev(a)) for a in e.args]
@@ -268,6 +269,9 @@ class Evaluator:
             return jnp.where(args[0] >= 0, args[0], slope * args[0])
         if f == "atan2":
             return jnp.arctan2(args[0], args[1])
+        if f == "log_diff_exp":  # log(exp(a) - exp(b)), stable for b well below a (a truncation's log(F(U) - F(L)))
+            a, b = (x.astype(float) if not jnp.issubdtype(x.dtype, jnp.floating) else x for x in args)
+            return a + jnp.log1p(-jnp.exp(b - a))
         if f == "dot":
             return jnp.dot(args[0], args[1])
         if f in ("min", "max"):
@@ -278,9 +282,9 @@ class Evaluator:
             return jnp.where(args[0], args[1], args[2])
         raise AssertionError(f"no JAX rule for {f}")
 
-    def logp(self, d: A.Call, value: A.Expr):
+    def logp(self, d: A.Call, value: A.Expr, kind: str = "logp"):
         if self.log_density is None:
-            raise TypeError("this model calls logp(); bind it with a log_density (fglang.Model.bind does)")
+            raise TypeError(f"this model calls {kind}(); bind it with a log_density (fglang.Model.bind does)")
         sig = DISTRIBUTIONS[d.func]
         names = [p.name for p in sig.params] + [g[0].name for g in sig.alternatives]
         args = {}
@@ -291,7 +295,10 @@ class Evaluator:
         for p in sig.params:
             if p.name not in args and p.default is not None:
                 args[p.name] = jnp.asarray(p.default)
-        return self.log_density(d.func, args, jnp.asarray(self.ev(value)))
+        value = jnp.asarray(self.ev(value))
+        if kind == "logp":
+            return self.log_density(d.func, args, value)
+        return self.log_density(d.func, args, value, kind)
 
 
 def _row_key(e: A.Index) -> str | None:

@@ -14,10 +14,10 @@ from fglang.compiler.bind import BoundModel, bind
 from fglang.compiler.ir import ModelIR
 
 
-def _log_density(name: str, args: dict, value: Any) -> Any:
+def _log_density(name: str, args: dict, value: Any, kind: str = "logp") -> Any:
     from fglang.runtime.numpyro_distributions import log_density  # NumPyro only when a model uses logp
 
-    return log_density(name, args, value)
+    return log_density(name, args, value, kind)
 
 
 def bind_model(ir: ModelIR, raw: dict[str, Any], file: str = "<data>") -> BoundModel:

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
-from jax.scipy.special import erf, ndtr, ndtri
+from jax.scipy.special import erf, log_ndtr, ndtr, ndtri
 from numpyro.distributions import constraints
 from numpyro.distributions.util import promote_shapes, validate_sample
 
@@ -307,10 +307,19 @@ def distribution(name: str, args: Mapping[str, Array | float]) -> dist.Distribut
     raise ValueError(f"distribution '{name}' got parameters ({', '.join(sorted(given))}); expected {expected}")
 
 
-def log_density(name: str, args: Mapping[str, Array | float], value: Array) -> Array:
-    """``logp(name(args), value)`` of a ``.fg`` model: the density ``~`` uses too.
+def log_density(name: str, args: Mapping[str, Array | float], value: Array, kind: str = "logp") -> Array:
+    """``logp(name(args), value)`` of a ``.fg`` model: the density ``~`` uses too;
+    ``kind`` "lcdf" / "lccdf": log P(X <= value) / log P(X > value).
     The backends hand this to the compiler's JAX lowering (``bind(log_density=...)``)."""
-    return distribution(name, args).log_prob(value)
+    if kind == "logp":
+        return distribution(name, args).log_prob(value)
+    if name == "normal":  # in log space (log_ndtr): a far tail is a finite log, not log 0
+        z = (value - args["mu"]) / args["sd"]
+        return log_ndtr(z if kind == "lcdf" else -z)
+    cdf = distribution(name, args).cdf(value)
+    # clipped into [0, 1]: a CDF rounded a hair past 1 would give a NaN log1p
+    cdf = jnp.clip(cdf, 0.0, 1.0)
+    return jnp.log(cdf) if kind == "lcdf" else jnp.log1p(-cdf)
 
 
 # ---------------------------------------------------------------------------
