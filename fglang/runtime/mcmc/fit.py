@@ -1,16 +1,26 @@
-"""The ``mcmc`` backend's work: NumPyro NUTS on the lowered model."""
+"""The ``mcmc`` backend's work: NumPyro NUTS on the lowered model.
+
+Two paths. Vectorized chains on one device (the default there) and a single
+chain run the whole fit as one exported program (`mcmc.program`, stored by
+`program_cache`): a warm fit loads it and runs it without importing NumPyro
+or tracing the model, and without a per-iteration progress bar. Chains one
+per device (``parallel``, a ``pmap``), ``sequential`` chains and a mesh of
+several devices run NumPyro's ``MCMC`` as before (its pmap and its Python
+map over chains have no one function to export).
+
+NumPyro is imported only where a path needs it (cold, or ``MCMC``).
+"""
 
 from __future__ import annotations
 
 import jax
 import numpy as np
-from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.device import current_mesh, device_names
+from fglang.runtime.dtypes import precision, resolve_dtype
 from fglang.runtime.mcmc.options import McmcOptions
-from fglang.runtime.numpyro_sites import init_sites, numpyro_model, precision, resolve_dtype, site_draws
 from fglang.runtime.posterior import Posterior
 
 
@@ -20,32 +30,15 @@ def fit_mcmc(
 ) -> Posterior:
     dtype = resolve_dtype(o.dtype)
     with precision(dtype):  # float64 on CPU by default, as Stan; only for this fit
-        post = _fit(bm, o, seed, init, carried, progress)
-    post.attrs["dtype"] = dtype
-    return post
+        chain_method, note = _chain_method(o)
+        if exported_path(o, chain_method):
+            from fglang.runtime.mcmc.exported import run_nuts_program
 
-
-def _fit(bm: BoundModel, o: McmcOptions, seed: int, init: dict, carried: dict[str, CarriedMarginal],
-         progress: bool) -> Posterior:
-    nm = numpyro_model(bm, carried)
-    model = nm.model_fn()
-    sites = init_sites(nm, init)
-    init_fn = init_to_value(values=sites) if sites else init_to_uniform
-    kernel = NUTS(model, target_accept_prob=o.target_accept, init_strategy=init_fn)
-    chain_method, note = _chain_method(o)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=o.warmup,
-        num_samples=o.samples,
-        num_chains=o.chains,
-        chain_method=chain_method,
-        progress_bar=progress,
-    )
-    mcmc.run(jax.random.PRNGKey(seed), nm.data, extra_fields=("diverging",))
-    samples = mcmc.get_samples(group_by_chain=True)
-    draws = site_draws(samples, bm, grouped=True)
-    diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-    return Posterior(
+            draws, diverging = run_nuts_program(bm, o, dtype, seed=seed, init=init, carried=carried,
+                                                progress=progress)
+        else:
+            draws, diverging = _run_mcmc(bm, o, chain_method, seed, init, carried, progress)
+    post = Posterior(
         bm.name,
         "mcmc",
         draws,
@@ -57,6 +50,41 @@ def _fit(bm: BoundModel, o: McmcOptions, seed: int, init: dict, carried: dict[st
                else device_names(None)},
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
+    post.attrs["dtype"] = dtype
+    return post
+
+
+def exported_path(o: McmcOptions, chain_method: str) -> bool:
+    """Whether the fit runs as one exported program: vectorized chains (or one
+    chain) on one device; ``parallel``, ``sequential`` and meshes run ``MCMC``."""
+    return current_mesh() is None and (chain_method == "vectorized" or o.chains == 1)
+
+
+def _run_mcmc(bm: BoundModel, o: McmcOptions, chain_method: str, seed: int, init: dict,
+              carried: dict[str, CarriedMarginal], progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """NumPyro's ``MCMC.run`` (its progress bar, its pmap or map over chains)."""
+    from fglang.runtime.timings import phase
+
+    with phase("import"):
+        from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
+
+        from fglang.runtime.numpyro_sites import init_sites, numpyro_model, site_draws
+    nm = numpyro_model(bm, carried)
+    model = nm.model_fn()
+    sites = init_sites(nm, init)
+    init_fn = init_to_value(values=sites) if sites else init_to_uniform
+    kernel = NUTS(model, target_accept_prob=o.target_accept, init_strategy=init_fn)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=o.warmup,
+        num_samples=o.samples,
+        num_chains=o.chains,
+        chain_method=chain_method,
+        progress_bar=progress,
+    )
+    mcmc.run(jax.random.PRNGKey(seed), nm.data, extra_fields=("diverging",))
+    draws = site_draws(mcmc.get_samples(group_by_chain=True), bm, grouped=True)
+    return draws, np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
 
 
 def _chain_method(o: McmcOptions) -> tuple[str, str]:
