@@ -41,7 +41,7 @@ import numpy as np
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.cache import PROGRAM_SUFFIX, AtomicFileStore, cache_enabled, programs_dir
 
-FORMAT = 1
+FORMAT = 2
 """Bump when what an entry holds changes (the exported function's arguments or outputs)."""
 
 
@@ -116,9 +116,13 @@ class Key:
             h.update(f"<{type(p).__name__} {p!r}>".encode())
 
     @property
+    def digest(self) -> str:
+        return self._h.hexdigest()
+
+    @property
     def name(self) -> str:
         """The entry's file stem: ``<kind>-<hex digest>``."""
-        return f"{self.kind}-{self._h.hexdigest()}"
+        return f"{self.kind}-{self.digest}"
 
 
 def add_model(key: Key, bm: BoundModel) -> Key:

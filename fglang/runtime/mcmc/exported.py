@@ -31,9 +31,10 @@ from fglang.runtime.mcmc.options import McmcOptions
 from fglang.runtime.progress import progress_bar
 from fglang.runtime.timings import phase
 
-_LOADED: OrderedDict[str, Callable] = OrderedDict()
-"""Programs already loaded or built in this process (key -> jitted call), the
-last few: a second fit of one shape in a process skips even the file read."""
+_LOADED: OrderedDict[str, tuple[Callable, Callable]] = OrderedDict()
+"""Programs already loaded or built in this process (key -> jitted init and
+sample calls), the last few: a second fit of one shape in a process skips
+even the file reads."""
 _KEEP = 8
 
 
@@ -42,34 +43,44 @@ def run_nuts_program(
     carried: dict[str, CarriedMarginal], progress: bool = False,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(draws ``{site: [chain, draw, ...]}``, diverging ``[chain, draw]``) of the
-    whole NUTS fit, from the stored program where there is one."""
+    whole NUTS fit, from the stored programs where they are (two:
+    `program.NutsPrograms`, the start and then the sampler)."""
     fixed, args = program_args(bm, seed, init)
     platform = default_platform()
-    name = program_key(bm, o, dtype, carried, fixed, args, platform)
-    fn = _LOADED.get(name)
-    if fn is None:
+    key = program_key(bm, o, dtype, carried, fixed, args, platform)
+    names = (f"nuts-init-{key}", f"nuts-sample-{key}")
+    programs = _LOADED.get(key)
+    build = None
+    if programs is None:
         with phase("cache load"):
-            call = program_cache.load(name)
-        if call is None:
-            call = _build(bm, o, carried, fixed, name, args, platform)
-        fn = jax.jit(call)
-        _LOADED[name] = fn
-        while len(_LOADED) > _KEEP:
-            _LOADED.popitem(last=False)
+            init_call, sample_call = (program_cache.load(n) for n in names)
+        if init_call is None or sample_call is None:  # both built anew: sample needs init traced first
+            with phase("import"):
+                from fglang.runtime.mcmc.program import NutsPrograms
+            build = NutsPrograms(bm, o, carried, fixed)
+            init_call, sample_call = _exported(build.init, names[0], args, platform), None
+        programs = (jax.jit(init_call), None if sample_call is None else jax.jit(sample_call))
     else:
-        _LOADED.move_to_end(name)
+        _LOADED.move_to_end(key)
     bar = progress_bar(progress, f"mcmc: {o.chains} chains x {o.warmup + o.samples} iterations in one program",
                        1, "run", {})
     try:
-        draws, diverging, (arguments_ok, start_ok) = jax.block_until_ready(fn(*args))
+        state, (arguments_ok, start_ok) = programs[0](*args)
+        # NumPyro's own words (see mcmc.program), so that fit.py's explain_bad_start locates the factor at fault
+        if not bool(arguments_ok):
+            raise ValueError("a distribution got invalid arguments at the sampler's first initial values")
+        if not bool(start_ok):
+            raise RuntimeError("Cannot find valid initial parameters. Please check your model again.")
+        if programs[1] is None:
+            assert build is not None
+            programs = (programs[0], jax.jit(_exported(build.sample, names[1], (state, args[1]), platform)))
+        _LOADED[key] = programs
+        while len(_LOADED) > _KEEP:
+            _LOADED.popitem(last=False)
+        draws, diverging = jax.block_until_ready(programs[1](state, args[1]))
     finally:
         if bar is not None:
             bar.close()
-    # NumPyro's own words (see mcmc.program), so that fit.py's explain_bad_start locates the factor at fault
-    if not bool(arguments_ok):
-        raise ValueError("a distribution got invalid arguments at the sampler's first initial values")
-    if not bool(start_ok):
-        raise RuntimeError("Cannot find valid initial parameters. Please check your model again.")
     return {k: np.asarray(v) for k, v in draws.items()}, np.asarray(diverging)
 
 
@@ -82,19 +93,16 @@ def program_args(bm: BoundModel, seed: int, init: dict[str, Any]) -> tuple[dict[
     return fixed, (jax.random.PRNGKey(seed), data, start)
 
 
-def _build(bm: BoundModel, o: McmcOptions, carried: dict[str, CarriedMarginal], fixed: dict[str, np.ndarray],
-           name: str, args: tuple, platform: str) -> Callable:
-    """The cold path: the program built with NumPyro, exported and stored."""
-    with phase("import"):
-        from fglang.runtime.mcmc.program import nuts_program
-    run = nuts_program(bm, o, carried, fixed)
-    exported = program_cache.export_and_save(name, run, args, platform)
-    return run if exported is None else exported
+def _exported(fn: Callable, name: str, args: tuple, platform: str) -> Callable:
+    """The cold path: ``fn`` exported and stored, as the module a warm fit
+    will load (``fn`` itself where it cannot be exported)."""
+    call = program_cache.export_and_save(name, fn, args, platform)
+    return fn if call is None else call
 
 
 def program_key(bm: BoundModel, o: McmcOptions, dtype: str, carried: dict[str, CarriedMarginal],
                 fixed: dict[str, np.ndarray], args: tuple, platform: str) -> str:
-    """The program's file stem: fglang's code, the library versions, the model
+    """The programs' key (a hex digest): fglang's code, the library versions, the model
     and its bound structure, the options (not the seed: an argument), the
     carried priors and fixed starts (constants of the program), the arguments'
     shapes and dtypes, the platform."""
@@ -105,4 +113,4 @@ def program_key(bm: BoundModel, o: McmcOptions, dtype: str, carried: dict[str, C
     priors, group_priors = carried_priors(bm, carried)
     key.add("carried", priors, group_priors, "fixed", fixed)
     key.add("args", program_cache.spec_signature(args))
-    return key.name
+    return key.digest

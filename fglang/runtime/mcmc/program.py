@@ -1,11 +1,12 @@
-"""A whole NUTS run as one jittable function of (rng key, data, init values).
+"""A whole NUTS run as jittable functions of (rng key, data, init values).
 
-Why one function: ``jax.export`` can store it as one StableHLO module
-(`program_cache`), which a warm fit runs without importing NumPyro, tracing
-the model or lowering anything. Why not ``MCMC.run`` itself: it orchestrates
-in Python (eager initialization, several jitted pieces), so there is no one
-function to export; this is its vectorized path rebuilt from the same
-parts, in the same order, so that a seed draws the same chains:
+Why: ``jax.export`` can store them as StableHLO modules (`program_cache`),
+which a warm fit runs without importing NumPyro, tracing the model or
+lowering anything (two: the start, then warm-up and sampling; `NutsPrograms`).
+Why not ``MCMC.run`` itself: it orchestrates in Python (eager
+initialization, several jitted pieces), so there is nothing to export; this
+is its vectorized path rebuilt from the same parts, in the same order, so
+that a seed draws the same chains:
 
 * the per-chain keys: ``random.split(key, chains)`` (one chain: the key);
 * ``NUTS.init`` (NumPyro's ``initialize_model`` with the init strategy, then
@@ -21,8 +22,8 @@ Under a trace NumPyro refuses nothing (its checks need concrete values):
 eagerly, its first trace of the model (the "prototype", at the first
 chain's initial values) raises where a distribution's argument is invalid
 (a scale computed from a var, negative there), and its search for a start
-raises where no chain finds a finite log density. So the program returns
-both verdicts, computed from the same values (`_recording_arguments` records
+raises where no chain finds a finite log density. So the first program
+returns both verdicts, computed from the same values (`_recording_arguments` records
 the argument checks NumPyro skips under the trace), and the caller raises
 NumPyro's own errors for `values.explain_bad_start`.
 """
@@ -49,50 +50,74 @@ from fglang.runtime.mcmc.options import McmcOptions
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model
 
 
-def nuts_program(bm: BoundModel, o: McmcOptions, carried: dict[str, CarriedMarginal],
-                 fixed_init: dict[str, Any]) -> Callable:
-    """``run(rng_key, data, init) -> (draws, diverging, (arguments_ok, start_ok))``:
-    the whole vectorized NUTS fit (see the module docstring). ``init`` holds
-    the initial values that are arguments; ``fixed_init`` those that are
-    constants of the program (a group var's start is its chart's base)."""
-    nm = numpyro_model(bm, carried)
-    model = nm.model_fn()
-    dropped = {f.name for f in bm.families.values()} | set(bm.bounds)  # as site_draws drops them
-    chains, warmup, samples = o.chains, o.warmup, o.samples
+class NutsPrograms:
+    """The fit as two jittable functions, traced in this order:
 
-    def run(rng_key, data: dict[str, Any], init: dict[str, Any]):
-        sites = init_sites(nm, {**init, **fixed_init}, data)
+    * ``init(rng_key, data, init) -> (state, (arguments_ok, start_ok))``: the
+      chains' initial NUTS states (``state``: the leaves of NumPyro's
+      ``HMCState``) and the two verdicts on the start (see the module
+      docstring). ``init`` holds the initial values that are arguments;
+      ``fixed_init`` those that are constants of the program (a group var's
+      start is its chart's base).
+    * ``sample(state, data) -> (draws, diverging)``: warm-up and sampling.
+
+    Why two: a bad start is refused after the small first program, before the
+    sampler is traced or compiled. ``sample`` uses the kernel that tracing
+    ``init`` set up (as ``MCMC`` runs its jitted loop with the kernel its
+    ``init`` set up), so ``init`` must have been traced first."""
+
+    def __init__(self, bm: BoundModel, o: McmcOptions, carried: dict[str, CarriedMarginal],
+                 fixed_init: dict[str, Any]) -> None:
+        self.nm = numpyro_model(bm, carried)
+        self.model = self.nm.model_fn()
+        self.o = o
+        self.fixed_init = fixed_init
+        self.dropped = {f.name for f in bm.families.values()} | set(bm.bounds)  # as site_draws drops them
+        self._kernel: NUTS | None = None
+        self._tree: Any = None
+
+    def init(self, rng_key, data: dict[str, Any], init: dict[str, Any]):
+        o, chains = self.o, self.o.chains
+        sites = init_sites(self.nm, {**init, **self.fixed_init}, data)
         strategy = init_to_value(values=sites) if sites else init_to_uniform
-        kernel = NUTS(model, target_accept_prob=o.target_accept, init_strategy=strategy)
+        kernel = NUTS(self.model, target_accept_prob=o.target_accept, init_strategy=strategy)
         keys = random.split(rng_key, chains) if chains > 1 else rng_key
         args: tuple = (data,)
-        arguments_ok = _prototype_arguments_ok(model, keys, chains, strategy, args)
-        state = kernel.init(keys, warmup, None, model_args=args, model_kwargs={})
+        arguments_ok = _prototype_arguments_ok(self.model, keys, chains, strategy, args)
+        state = kernel.init(keys, o.warmup, None, model_args=args, model_kwargs={})
         start_ok = jnp.all(jnp.isfinite(state.potential_energy))
         for g in jax.tree.leaves(state.z_grad):
             start_ok = start_ok & jnp.all(jnp.isfinite(g))
+        leaves, self._tree = jax.tree.flatten(state)
+        self._kernel = kernel
+        return leaves, (arguments_ok, start_ok)
+
+    def sample(self, leaves: list, data: dict[str, Any]):
+        kernel, o, chains = self._kernel, self.o, self.o.chains
+        if kernel is None:
+            raise AssertionError("NutsPrograms.init must be traced before sample")
+        state = jax.tree.unflatten(self._tree, leaves)
+        args: tuple = (data,)
         constrain = kernel.postprocess_fn(args, {})
         if chains > 1:
             constrain = _vmap_chains(constrain, chains)
 
-        def sample(val):
+        def step(val):
             return (kernel.sample(val[0], args, {}),)
 
         def collect(val):
             return [constrain(val[0].z), val[0].diverging]
 
         (z, diverging), _ = fori_collect(
-            warmup, warmup + samples, sample, (state,), transform=collect, progbar=False, return_last_val=True,
-            collection_size=samples,
+            o.warmup, o.warmup + o.samples, step, (state,), transform=collect, progbar=False,
+            return_last_val=True, collection_size=o.samples,
         )
         if chains > 1:  # [draw, chain] -> [chain, draw]
             z, diverging = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (z, diverging))
         else:
             z, diverging = jax.tree.map(lambda x: x[None], (z, diverging))
-        draws = {k: v for k, v in z.items() if k not in dropped and not k.endswith("__members")}
-        return draws, diverging, (arguments_ok, start_ok)
-
-    return run
+        draws = {k: v for k, v in z.items() if k not in self.dropped and not k.endswith("__members")}
+        return draws, diverging
 
 
 def _prototype_arguments_ok(model: Callable, keys, chains: int, strategy: Callable, args: tuple):
