@@ -163,3 +163,35 @@ def test_summary_all_and_the_file_on_request(fitted):
     assert "xc[0]" not in runner.invoke(app, ["summary", str(full)]).output
     missing = runner.invoke(app, ["summary", "--all", str(plain)])
     assert missing.exit_code == 0 and "--save-data-lets" in missing.output
+
+
+def test_a_factor_reads_a_data_only_let_as_data_computed_once():
+    """``xc = x - mean(x)`` in ``obs[i]``: the factor reads ``xc[i]`` (bind
+    added its value to the data), so no evaluation of the density sums ``x``
+    again; a let that reads a var is still inlined. The posterior's data are
+    the user's."""
+    import jax
+    from numpyro.infer.util import log_density
+
+    from fglang.runtime.numpyro_sites import numpyro_model
+
+    model = fglang.compile(LETS, "l.fg")
+    fam = model.ir.families["obs"]
+    read = {x.id for e in [fam.lhs] + [e for _, e in fam.args] for x in walk(e) if hasattr(x, "id")}
+    assert "xc" in read and "m" not in read and "x" not in read
+    bm = model.bind(DATA)
+    assert bm.let_data == ("xc",) and "xc" not in bm.observed
+    np.testing.assert_allclose(bm.data["xc"], _X - _X.mean(), rtol=1e-12)
+    def reductions(src, data):
+        nm = numpyro_model(fglang.compile(src, "g.fg").bind(data), {})
+        grad = jax.jit(jax.grad(lambda a, b: log_density(nm.model_fn(), (nm.data,), {}, {"a": a, "b": b})[0],
+                                (0, 1)))
+        return grad.lower(0.3, -1.2).compile().as_text().count(" reduce(")  # after XLA's dead-code removal
+
+    given = LETS.replace("let xc = x - sum[i in 0:N](x[i]) / N", "data xc[N]: real")
+    with jax.enable_x64(True):
+        # as many sums as the model given xc as data: none of them sums x (the var-reading lets, still
+    # inlined, are dead code in the gradient)
+        assert reductions(LETS, DATA) == reductions(given, {**DATA, "xc": (_X - _X.mean()).tolist()})
+    post = model.fit(DATA, "map")
+    assert "xc" not in post.observed

@@ -640,8 +640,23 @@ def test_posterior_round_trip(small_mcmc, eight_schools_mcmc, tmp_path):
             np.testing.assert_allclose(back.mean(name), post.mean(name), rtol=1e-6)
             np.testing.assert_allclose(back.sd(name), post.sd(name), rtol=1e-6)
         np.testing.assert_array_equal(back.sample_stats["diverging"], post.sample_stats["diverging"])
+        np.testing.assert_array_equal(back.sample_stats["lp"], post.sample_stats["lp"])
         assert back.attrs["options"] == post.attrs["options"]
         assert back.summary() == post.summary()
+
+
+def test_mcmc_lp_is_the_log_density_of_each_draw(small_mcmc):
+    """sample_stats['lp'] (what the chain-disagreement warning compares) is the
+    model's log density at the draw (mu is unconstrained: no Jacobian)."""
+    data, _, _ = _normal_normal()
+    model = fglang.compile(NORMAL_NORMAL)
+    lp = small_mcmc.sample_stats["lp"]
+    assert lp.shape == (2, 150)
+    for c, i in [(0, 0), (1, 77), (1, 149)]:
+        mu = small_mcmc.draws["mu"][c, i]
+        assert lp[c, i] == pytest.approx(model.log_density({"mu": mu}, data), rel=1e-10, abs=1e-10)
+    step = small_mcmc.attrs["step_size"]
+    assert len(step) == 2 and all(0 < s < 10 for s in step)
 
 
 def test_posterior_file_opens_in_arviz(small_mcmc, tmp_path):

@@ -208,6 +208,83 @@ def test_a_positive_prior_takes_a_bound_from_zero_to_a_var():
     assert _potential(model, {"tau": zt, "x": zx}) == pytest.approx(-want, rel=1e-12)
 
 
+@pytest.mark.parametrize("decls", [
+    "var tau: positive ~ exponential(1)\nvar x: real(lower=tau) ~ exponential(1)",
+    "data L: real(lower=0)\nvar x: real(lower=L) ~ exponential(1)",
+    "data L: positive\nvar x: real(lower=2 * L + 1) ~ gamma(2, 1)",
+    "var a: real ~ normal(0, 1)\nvar x: real(lower=exp(a)) ~ exponential(1)",
+    "var a: real ~ normal(0, 1)\nvar x: real(lower=a^2) ~ half_normal(1)",
+    "var a: real ~ normal(0, 1)\nlet s = softplus(a) + 1\nvar x: real(lower=s) ~ exponential(1)",
+    "var tau: positive ~ exponential(1)\nvar y: real(lower=tau) ~ normal(0, 1)\nvar x: real(lower=y) ~ exponential(1)",
+    "var p: unit ~ beta(2, 2)\nvar x: real(lower=0, upper=p) ~ beta(2, 2)",
+    "var x: real(lower=1) ~ exponential(1)",
+    "var x: real(lower=pi) ~ exponential(1)",
+    "var x: real(lower=0.2, upper=0.7) ~ beta(2, 2)",
+])
+def test_a_bound_the_types_prove_inside_the_support_is_accepted(decls):
+    """A prior's support [0, inf) (or [0, 1]) holds a var whose bounds the
+    types they read keep inside it: a positive var, data with lower=0, a
+    constant >= 0, exp, softplus, squares, sums and products of those."""
+    fglang.compile(f"model m\n{decls}\n", "m.fg")
+
+
+@pytest.mark.parametrize("decls, message", [
+    ("var a: real ~ normal(0, 1)\nvar x: real(lower=a) ~ exponential(1)",
+     "m.fg:3:24: 'exponential' has support positive but 'x' is declared real(lower=a): its bound lower=a is not "
+     "provably >= 0 ('a' is declared real)"),
+    ("data L: real\nvar x: real(lower=L) ~ exponential(1)",
+     "m.fg:3:24: 'exponential' has support positive but 'x' is declared real(lower=L): its bound lower=L is not "
+     "provably >= 0 ('L' is declared real)"),
+    ("var a: real ~ normal(0, 1)\nlet s = a + 1\nvar x: real(lower=s) ~ exponential(1)",
+     "m.fg:4:24: 'exponential' has support positive but 'x' is declared real(lower=s): its bound lower=s is not "
+     "provably >= 0 ('a' is declared real)"),
+    ("var t: positive ~ exponential(1)\nvar b: positive ~ exponential(1)\nvar x: real(lower=t - b) ~ exponential(1)",
+     "m.fg:4:28: 'exponential' has support positive but 'x' is declared real(lower=t - b): its bound lower=t - b "
+     "is not provably >= 0\n"),
+    ("var q: positive ~ exponential(1)\nvar x: real(lower=0, upper=q) ~ beta(2, 2)",
+     "m.fg:3:33: 'beta' has support unit but 'x' is declared real(lower=0, upper=q): its bound upper=q is not "
+     "provably <= 1 ('q' is declared positive)"),
+    ("var a: real ~ normal(0, 1)\nvar x: real(lower=-1, upper=exp(a)) ~ exponential(1)",
+     "m.fg:3:39: 'exponential' has support positive but 'x' is declared real(lower=-1, upper=exp(a)): its lower "
+     "bound -1 is below 0"),
+    ("var x: real(lower=0.2, upper=1.5) ~ beta(2, 2)",
+     "m.fg:2:37: 'beta' has support unit but 'x' is declared real(lower=0.2, upper=1.5): its upper bound 1.5 is "
+     "above 1"),
+])
+def test_a_bound_that_may_leave_the_support_is_a_located_error_with_a_hint(decls, message):
+    text = _error(f"model m\n{decls}\n")
+    assert text.startswith(message)
+    assert "hint: declare 'x' with a type inside the distribution's support (a bound is inside when" in text
+
+
+def test_a_var_bounded_by_a_positive_var_has_the_prior_and_jacobian_density():
+    """x in [tau, inf) ~ exponential(1): x = tau + exp(zx), the density as
+    written (not renormalized, as Stan's) plus both Jacobians."""
+    src = "model m\nvar tau: positive ~ exponential(1)\nvar x: real(lower=tau) ~ exponential(1)\n"
+    zt, zx = 0.3, -0.4
+    tau = np.exp(zt)
+    x = tau + np.exp(zx)
+    assert _potential(fglang.compile(src), {"tau": zt, "x": zx}) == pytest.approx(-(-tau + zt - x + zx), rel=1e-12)
+
+
+def test_constant_bounds_inside_the_support_have_the_prior_and_jacobian_density():
+    """real(lower=1) ~ exponential(2) and real(lower=0.2, upper=0.7) ~ beta(2, 3):
+    x = 1 + exp(z) and x = 0.2 + 0.5 sigmoid(z), the density as written plus the
+    log Jacobian (scipy's beta for the second)."""
+    from scipy.stats import beta
+
+    z = 0.3
+    x = 1 + np.exp(z)
+    model = fglang.compile("model m\nvar x: real(lower=1) ~ exponential(2)\n")
+    assert _potential(model, {"x": z}) == pytest.approx(-(np.log(2) - 2 * x + z), rel=1e-12)
+    z = -0.4
+    s = 1 / (1 + np.exp(-z))
+    x = 0.2 + 0.5 * s
+    model = fglang.compile("model m\nvar x: real(lower=0.2, upper=0.7) ~ beta(2, 3)\n")
+    want = beta.logpdf(x, 2, 3) + np.log(0.5 * s * (1 - s))
+    assert _potential(model, {"x": z}) == pytest.approx(-want, rel=1e-12)
+
+
 GARCH = (OUTSIDE / "recurrences" / "garch11.fg").read_text()
 GARCH_BOUNDED = GARCH.replace(
     "var beta1_raw: unit\nlet beta1 = (1 - alpha1) * beta1_raw\nfactor beta1_jacobian: potential log1p(-alpha1)\n",

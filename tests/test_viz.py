@@ -152,6 +152,50 @@ def test_eight_schools_instance_view_reads_scalars_and_let():
     assert "shape=diamond" in g.source
 
 
+BOUNDS_MODEL = """
+model bounded
+data N: int
+data lo: real
+data y[N]: real
+var a: positive ~ exponential(1)
+var b: real ~ normal(0, 1)
+let s = a * 2 + b
+var x: real(lower=a) ~ normal(0, 1)
+var z: real(lower=s, upper=lo + sum[i in 0:N](y[i])) ~ normal(0, 1)
+var w[N]: real(offset=b, multiplier=a) ~ normal(0, 1)
+var q: real(lower=-1, upper=1) ~ normal(0, 1)
+factor f[i in 0:N]: y[i] ~ normal(x + z + w[i] + q, 1)
+"""
+
+
+def _arrows(source: str) -> set[tuple[str, str, str]]:
+    """(from, to, label) of every edge drawn as an arrow (dir=forward)."""
+    found = re.findall(r'^\s*"([^"]+)" -- "([^"]+)" \[label=(\w+)[^\]]*dir=forward', source, re.M)
+    return set(found)
+
+
+def test_bounds_that_read_vars_lets_and_data_are_arrows_to_the_var():
+    """A bound is a dependency: an arrow from each var, let and data it reads
+    (as written: the let 's', not the vars it inlines to) to the var, labeled
+    with the keyword; a constant bound draws none; data only a bound reads is
+    drawn too."""
+    g = fglang.compile(BOUNDS_MODEL).graph()
+    assert _arrows(g.source) == {
+        ("var.a", "var.x", "lower"), ("let.s", "var.z", "lower"), ("data.lo", "var.z", "upper"),
+        ("data.y", "var.z", "upper"), ("var.b", "var.w", "offset"), ("var.a", "var.w", "multiplier"),
+    }
+    assert re.search(r'^\s*"data\.lo" \[', g.source, re.M)  # read by a bound only, still a node
+    assert not any(kw == "upper" and to == "var.q" for _, to, kw in _arrows(g.source))
+    assert _arrows(fglang.load(EXAMPLES / "eight_schools.fg").graph().source) == set()
+
+
+@needs_dot
+def test_bound_arrows_render(tmp_path):
+    text = svg_texts(render(fglang.compile(BOUNDS_MODEL).graph(), tmp_path / "b.svg"))
+    for kw in ("lower", "upper", "offset", "multiplier"):
+        assert kw in text
+
+
 def test_missing_dot_writes_source_and_says_how_to_install(tmp_path, monkeypatch):
     g = fglang.load(EXAMPLES / "random_walk.fg").graph()
     empty = tmp_path / "empty-bin"

@@ -67,18 +67,48 @@ def _bind_family(
     check_static_slices(exprs, npi.sizes)
     slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, rect) for p in fam.slots)
     static = Static(dict(npi.sizes), lengths)
-    one, fn = _member_functions(fam, static, _slot_reds(slots), log_density)
+    one, fn = _member_functions(fam, static, _slot_reds(slots), log_density, aligned_rows(fam, idx, npi.sizes))
     return BoundFamily(fam, len(idx["__m"]), dict(idx), rect, slots, fn, one)
 
 
-# (family, sizes, reduction lengths, slot reductions, log density) -> (one, all_members).
+def aligned_rows(fam: FactorFamily, idx: dict[str, np.ndarray], sizes: dict) -> tuple[tuple[str, str], ...]:
+    """The ``(data, index)`` pairs of a family that reads data row by row in
+    member order (``X[n]`` in ``factor lik[n in 0:N]``: the index is
+    ``0, 1, ..., M-1``). The sampling backends hand such data to the members'
+    vmap as a batched argument, so each member's row is a slice of ``X``,
+    not a gather from it on every call (the gather, and its copy of ``X``, was
+    half of a per-member family's gradient at N = 1e4..1e5). Whether the
+    data's first axis has M rows is checked when the function is traced."""
+    m = len(idx["__m"])
+    if m < 2:
+        return ()
+    rebound = {r.name for x in walk_all(fam) if isinstance(x, A.Reduce | A.Scan) for r in _ranges_of(x)}
+    rebound |= {x.state for x in walk_all(fam) if isinstance(x, A.Scan)}
+    names = {r.name for r in fam.ranges if r.name not in rebound and r.name in idx
+             and np.array_equal(idx[r.name], np.arange(m))}
+    if not names:
+        return ()
+    pairs = {
+        (x.base.id, x.args[0].id) for x in walk_all(fam)
+        if isinstance(x, A.Index) and isinstance(x.base, A.Name) and x.args and isinstance(x.args[0], A.Name)
+        and x.args[0].id in names and x.base.id not in sizes
+    }
+    return tuple(sorted(pairs))
+
+
+def _ranges_of(x: A.Reduce | A.Scan) -> tuple[A.IndexRange, ...]:
+    return tuple(x.ranges) if isinstance(x, A.Reduce) else ((x.index,) if x.index is not None else ())
+
+
+# (family, sizes, reduction lengths, slot reductions, log density, aligned rows) -> (one, all_members).
 # Binding new data of the same shape returns the *same* function objects, so
 # every jit downstream (GBP's plan, NumPyro's kernels) is reused, not retraced.
 _FUNCTION_CACHE: dict[tuple, tuple[FactorFamily, Callable, Callable, Any]] = {}
 
 
 def _member_functions(
-    fam: FactorFamily, static: Static, slot_reds: dict[int, tuple[str, ...]], log_density: LogDensity | None
+    fam: FactorFamily, static: Static, slot_reds: dict[int, tuple[str, ...]], log_density: LogDensity | None,
+    aligned: tuple[tuple[str, str], ...] = (),
 ):
     red_ids = {id(r) for x in walk_all(fam) if isinstance(x, A.Reduce) for r in x.ranges}
     key = (
@@ -87,13 +117,14 @@ def _member_functions(
         tuple(sorted((k, v) for k, v in static.reduction_len.items() if k in red_ids)),
         tuple(sorted(slot_reds.items())),
         id(log_density),
+        aligned,
     )
     hit = _FUNCTION_CACHE.get(key)
     if hit is not None and hit[0] is fam and hit[3] is log_density:
         return hit[1], hit[2]
     from fglang.compiler.lower_jax import member_function  # JAX: imported when a model is bound
 
-    one, fn = member_function(_family_outputs(fam), static, slot_reds, log_density)
+    one, fn = member_function(_family_outputs(fam), static, slot_reds, log_density, aligned)
     if len(_FUNCTION_CACHE) > 4096:
         _FUNCTION_CACHE.clear()
     _FUNCTION_CACHE[key] = (fam, one, fn, log_density)
@@ -206,6 +237,18 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity |
     families: dict[str, BoundFamily] = {}
     derived: dict[str, BoundDerived] = {}
     lengths: dict[int, int] = {}
+    try:
+        derived = _bind_lets(ir.derived, variables, npi, lengths, log_density)
+    except BadIndex as err:
+        sink.error(err.message, err.span, err.hint)
+    except RecursionError:
+        sink.error(TOO_DEEP, next(iter(ir.derived.values())).span, TOO_DEEP_HINT)
+    sink.raise_if_any(ir.sources)
+    # the data-only lets a factor reads by name (lower.data_let): computed once, read as data
+    let_data = tuple(sorted({x.id for fam in ir.families.values() for x in walk_all(fam)
+                             if isinstance(x, A.Name) and x.id in derived and derived[x.id].data_only}))
+    for name in let_data:
+        data[name] = derived[name].value
     for name, fam in ir.families.items():
         try:
             families[name] = _bind_family(fam, variables, npi, lengths, log_density)
@@ -216,12 +259,6 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity |
             sink.error(err.message, err.span, err.hint)
         except RecursionError:
             sink.error(TOO_DEEP, fam.span, TOO_DEEP_HINT)
-    try:
-        derived = _bind_lets(ir.derived, variables, npi, lengths, log_density)
-    except BadIndex as err:
-        sink.error(err.message, err.span, err.hint)
-    except RecursionError:
-        sink.error(TOO_DEEP, next(iter(ir.derived.values())).span, TOO_DEEP_HINT)
     sink.raise_if_any(ir.sources)
     bounds: dict[str, BoundDerived] = {}
     try:
@@ -230,7 +267,7 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity |
         sink.error(err.message, err.span, err.hint)
     sink.items.extend(check_bounds(variables, bounds, file))
     sink.raise_if_any(ir.sources)
-    return BoundModel(ir, data, sizes, variables, families, derived, file, bounds)
+    return BoundModel(ir, data, sizes, variables, families, derived, file, bounds, let_data)
 
 
 def _uses(name: str, v: Variable) -> bool:

@@ -152,10 +152,17 @@ class BoundModel:
     data_file: str = "<data>"
     # the vars' non-constant bounds (ModelIR.bounds), bound as lets of one slot list
     bounds: dict[str, BoundDerived] = field(default_factory=dict)
+    # data-only lets a factor reads by name, their values in ``data`` (bind computes them once)
+    let_data: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return self.ir.name
+
+    @property
+    def observed(self) -> dict[str, np.ndarray]:
+        """The data as the user gave them (``data`` less the lets bind added)."""
+        return {k: v for k, v in self.data.items() if k not in self.let_data}
 
     def gather(self, slot: BoundSlot, values: dict[str, Any]):
         """Slot values [M, *block, *value] from full var arrays (NumPy or JAX).

@@ -272,7 +272,8 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
                 )
         elif td is not None and d.prior is not None:
             # the var itself is visible in its prior's arguments only as an error
-            prior = self.dist_call(d.prior, T("real", shape, True), lhs_domain=domain, on_var=d.name)
+            prior = self.dist_call(d.prior, T("real", shape, True), lhs_domain=domain, on_var=d.name,
+                                   lhs_bounds=bounds)
             self.limited(prior, d.prior)
         # an unknown type has no domain to check uses against (no cascade of errors)
         sym = Symbol("var", T(td[1] if td else "real", shape, True), d, domain if td else None)

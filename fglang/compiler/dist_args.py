@@ -11,10 +11,13 @@ import math
 from dataclasses import replace
 
 from fglang.compiler import ast as A
+from fglang.compiler.checked import VarBound
 from fglang.compiler.distributions import DISTRIBUTIONS, PARAM_DOMAINS, SUPPORT_ALLOWS, DistSig, outside
 from fglang.compiler.expr import names_in
 from fglang.compiler.infer import Symbol
 from fglang.compiler.types import ERROR, Domain, ShapeError, T, show_shape
+from fglang.compiler.unparse import unparse
+from fglang.compiler.value_range import EVERYTHING, Interval, domain_range, value_range
 from fglang.errors import did_you_mean
 
 
@@ -30,6 +33,7 @@ class DistArgs:
         lhs_domain: Domain | None = None,
         on_var: str | None = None,
         lhs_expr: A.Expr | None = None,
+        lhs_bounds: tuple[VarBound, ...] = (),
     ) -> A.Call | None:
         sig = DISTRIBUTIONS.get(call.func)
         if sig is None:
@@ -80,14 +84,20 @@ class DistArgs:
             self.err(f"the sparsity prior '{sig.name}' needs a var (or part of one) on the left of '~'", lhs_expr.span)
         if lhs_domain is not None and on_var is not None:
             allowed = SUPPORT_ALLOWS.get(sig.support, frozenset())
-            # a bound read from vars (real(lower=0, upper=tau)) stays inside a positive support when its
-            # constant lower bound does
-            nonneg = lhs_domain.kind == "bounded" and lhs_domain.lower is not None and lhs_domain.lower >= 0
-            if lhs_domain.kind not in allowed and not sig.sparsity and not (sig.support == "positive" and nonneg):
+            # a bound that reads vars (real(lower=tau)) stays inside a positive or unit support when
+            # the types it reads prove it (value_range.py)
+            inside = lhs_domain.kind in ("bounded", "interval") and sig.support in ("positive", "unit") and \
+                self.bounded_inside(lhs_domain, lhs_bounds, sig.support)
+            if lhs_domain.kind not in allowed and not sig.sparsity and not inside:
                 self.err(
-                    f"'{sig.name}' has support {sig.support} but '{on_var}' is declared {lhs_domain.describe()}",
+                    f"'{sig.name}' has support {sig.support} but '{on_var}' is declared {lhs_domain.describe()}"
+                    + self.bounds_outside(lhs_domain, lhs_bounds, sig.support),
                     call.span,
-                    f"declare '{on_var}' with a type inside the distribution's support",
+                    f"declare '{on_var}' with a type inside the distribution's support"
+                    + (" (a bound is inside when the types it reads prove it: a positive var, data declared "
+                       "with lower=0, a constant >= 0, exp(...), sums and products of those)"
+                       if lhs_domain.kind in ("bounded", "interval") and sig.support in ("positive", "unit")
+                       else ""),
                 )
             elif sig.sparsity and lhs_domain.kind != "real":
                 self.err(f"a sparsity prior needs a real var; '{on_var}' is {lhs_domain.describe()}", call.span)
@@ -95,6 +105,96 @@ class DistArgs:
         # normalize argument order to the signature's names
         kwargs = tuple(A.Kwarg(k, self.inline(v), v.span) for k, v in bound.items())
         return replace(inlined, args=(), kwargs=kwargs)
+
+    # ----------------------------------------------------------- a bounded var inside a support
+    def name_range(self, name: str) -> Interval:
+        """Where every element of a var, data or constant lies, from its type
+        (a var's bounds that read vars: from theirs, in declaration order)."""
+        memo = self.__dict__.setdefault("_name_ranges", {})  # lets share subexpressions: each name once
+        if name not in memo:
+            memo[name] = self._name_range(name)
+        return memo[name]
+
+    def _name_range(self, name: str) -> Interval:
+        sym = self.scope.get(name)
+        if sym is None or sym.kind == "const":
+            v = self.const_value(A.Name(None, name))
+            return EVERYTHING if v is None else (float(v), float(v))
+        if sym.kind == "let":
+            let = self.lets.get(name)
+            return EVERYTHING if let is None else value_range(let.expr, self.name_range)
+        if sym.kind not in ("var", "data") or sym.domain is None:
+            return EVERYTHING
+        lo, hi = domain_range(sym.domain)
+        info = self.vars.get(name) if sym.kind == "var" and sym.domain.kind == "bounded" else None
+        for b in info.bounds if info is not None else ():
+            blo, bhi = value_range(b.expr, self.name_range)
+            if b.keyword == "lower":
+                lo = max(lo, blo)
+            elif b.keyword == "upper":
+                hi = min(hi, bhi)
+        return (lo, hi)
+
+    def _bounded_range(self, domain: Domain, bounds: tuple[VarBound, ...]) -> tuple[Interval, dict[str, Interval]]:
+        """A bounded var's interval and, per keyword that reads vars, its bound's."""
+        lo, hi = domain_range(domain)
+        each = {b.keyword: value_range(b.expr, self.name_range) for b in bounds if b.keyword in ("lower", "upper")}
+        if "lower" in each:
+            lo = max(lo, each["lower"][0])
+        if "upper" in each:
+            hi = min(hi, each["upper"][1])
+        return (lo, hi), each
+
+    def bounded_inside(self, domain: Domain, bounds: tuple[VarBound, ...], support: str) -> bool:
+        """Whether a var of ``domain`` (kind bounded or interval) provably lies
+        in a positive ([0, inf)) or unit ([0, 1]) support."""
+        (lo, hi), _ = self._bounded_range(domain, bounds)
+        return lo >= 0 and (support == "positive" or hi <= 1)
+
+    def bounds_outside(self, domain: Domain, bounds: tuple[VarBound, ...], support: str) -> str:
+        """Why a bounded var is not provably inside the support: the side
+        that may leave it, and the names it reads whose types allow that."""
+        if domain.kind not in ("bounded", "interval") or support not in ("positive", "unit"):
+            return ""
+        (lo, hi), each = self._bounded_range(domain, bounds)
+        reasons = []
+        for kw, bad in (("lower", lo < 0), ("upper", support == "unit" and hi > 1)):
+            if not bad:
+                continue
+            b = next((x for x in bounds if x.keyword == kw), None)
+            if b is None:
+                side = domain.lower if kw == "lower" else domain.upper
+                reasons.append(f"it has no {kw} bound" if side is None else
+                               f"its {kw} bound {side:g} is {'below 0' if kw == 'lower' else 'above 1'}")
+                continue
+            loose = self._loose(b.expr, kw, set())
+            shown = ", ".join(f"'{n}' is {self._declared(n)}" for n in loose[:3])
+            text = dict(domain.written).get(kw) or unparse(b.expr)
+            need = ">= 0" if kw == "lower" else "<= 1"
+            reasons.append(f"its bound {kw}={text} is not provably {need}" + (f" ({shown})" if shown else ""))
+        return (": " + "; ".join(reasons)) if reasons else ""
+
+    def _loose(self, e: A.Expr, kw: str, seen: set[str]) -> list[str]:
+        """The vars and data (through lets) of ``e`` whose types let a lower
+        bound go below 0 (an upper one above 1)."""
+        out: list[str] = []
+        for n in dict.fromkeys(x.id for x in names_in(e)):
+            if n in seen:
+                continue
+            seen.add(n)
+            sym = self.scope.get(n)
+            if sym is not None and sym.kind == "let" and n in self.lets:
+                out += self._loose(self.lets[n].expr, kw, seen)
+            elif sym is not None and sym.kind in ("var", "data") and (
+                    self.name_range(n)[0] < 0 if kw == "lower" else self.name_range(n)[1] > 1):
+                out.append(n)
+        return out
+
+    def _declared(self, name: str) -> str:
+        sym = self.scope.get(name)
+        if sym is None or sym.domain is None:
+            return "of unknown range"
+        return f"declared {sym.domain.describe()}"
 
     def _check_callnames_in(self, call: A.Call) -> None:
         """Name and argument errors of a distribution call whose left side is broken."""

@@ -211,24 +211,45 @@ class Lowering:
         self._fresh = itertools.count()
         self._memo = SharedMemo()
         self._keep: list = []  # contexts keyed by id() stay alive as long as the memo
-        self._let_expansion: dict[str, A.Expr] = {}
+        self._let_expansion: dict[tuple[str, bool], A.Expr] = {}
+        self._data_lets: dict[str, bool] = {}
+        self._keep_data_lets = False  # set while a factor's expressions are lowered (`family`)
 
     # ----------------------------------------------------------- let push-down
+    def data_let(self, name: str) -> bool:
+        """A real-valued let of data and constants only (``let Xc = X - mean(X)``).
+        A factor reads it by name, as data: bind computes it once and adds it to
+        the data, so no gradient recomputes it (inlined, ``Xc[n]`` became
+        ``X[n] - mean(X)``, a pass over ``X`` in every evaluation). Lets,
+        bounds, index ranges and GBP's member split still inline it."""
+        hit = self._data_lets.get(name)
+        if hit is None:
+            let = self.m.lets[name]
+            hit = let.dtype == "real" and all(
+                n.id not in self.m.vars and (n.id not in self.m.lets or self.data_let(n.id))
+                for n in names_in(let.expr))
+            self._data_lets[name] = hit
+        return hit
+
     def expand_lets(self, e: A.Expr) -> A.Expr:
         """Inline lets, pushing indices into them where broadcasting allows;
         each let is expanded once and shared by its uses."""
+        keep = self._keep_data_lets
         if isinstance(e, A.Name) and e.id in self.m.lets:
-            if e.id not in self._let_expansion:
-                self._let_expansion[e.id] = self.expand_lets(self.m.lets[e.id].expr)
-            return self._let_expansion[e.id]
-        return self._memo(self._expand, e, "expand")
+            if keep and self.data_let(e.id):
+                return e
+            if (e.id, keep) not in self._let_expansion:
+                self._let_expansion[e.id, keep] = self.expand_lets(self.m.lets[e.id].expr)
+            return self._let_expansion[e.id, keep]
+        return self._memo(self._expand, e, ("expand", keep))
 
     def _expand(self, e: A.Expr) -> A.Expr:
         if isinstance(e, A.Index):
             base = e.base
             args = tuple(self.expand_lets(a) if a is not None else None for a in e.args)
             args = tuple(_map_slice(a, self.expand_lets) for a in args)
-            if isinstance(base, A.Name) and base.id in self.m.lets:
+            if isinstance(base, A.Name) and base.id in self.m.lets and not (
+                    self._keep_data_lets and self.data_let(base.id)):
                 return self.push_index(self.expand_lets(base), args, e.span)
             return replace(e, base=self.expand_lets(base), args=args)
         return map_children(e, self.expand_lets)
@@ -372,6 +393,13 @@ class Lowering:
 
     # ----------------------------------------------------------- families
     def family(self, f: FactorInfo) -> FactorFamily:
+        self._keep_data_lets = True
+        try:
+            return self._family(f)
+        finally:
+            self._keep_data_lets = False
+
+    def _family(self, f: FactorInfo) -> FactorFamily:
         slots: list[SlotPattern] = []
         if f.potential is not None:
             pot = self.extract(self.expanded(f.potential), slots, ())
@@ -379,6 +407,7 @@ class Lowering:
         sig = DISTRIBUTIONS[f.dist.func]
         lhs = self.extract(self.expanded(f.lhs), slots, ())
         args = tuple((k.name, self.extract(self.expanded(k.value), slots, ())) for k in f.dist.kwargs)
+        self._keep_data_lets = False  # ranges are evaluated at bind, before any let
         ranges = tuple(
             A.IndexRange(r.name, self.expand_lets(r.lo), self.expand_lets(r.hi), r.span) for r in f.ranges
         )

@@ -23,6 +23,7 @@ from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import static_value
 from fglang.compiler.groups import untag
 from fglang.compiler.ir import SlotRef
+from fglang.compiler.member_axis import member_dependent
 from fglang.compiler.scan_jax import evaluate_scan
 from fglang.compiler.sizes import Static
 from fglang.errors import recursion_headroom
@@ -186,16 +187,22 @@ class Evaluator:
                 return {"+": a + b, "-": a - b, "*": a * b}[e.op]
             return BINARY_OPS[e.op](jnp.asarray(a), jnp.asarray(b))
         if isinstance(e, A.Index):
-            base = jnp.asarray(self.ev(e.base))
+            args = e.args
+            row = _row_key(e)
+            if row is not None and row in self.data:  # X[n] of a row-aligned family: the member's own row
+                base, args = jnp.asarray(self.data[row]), args[1:]
+            else:
+                base = jnp.asarray(self.ev(e.base))
             key = []
-            for a in e.args:
+            for a in args:
                 if isinstance(a, A.Slice):
                     lo = 0 if a.lo is None else self.static_int(a.lo)
                     hi = None if a.hi is None else self.static_int(a.hi)
                     key.append(slice(lo, hi))
-                else:
-                    key.append(jnp.asarray(self.ev(a)))
-            return base[tuple(key)]
+                else:  # a literal int is a static index: a slice, not a gather
+                    v = self.ev(a)
+                    key.append(v if type(v) is int else jnp.asarray(v))
+            return base[tuple(key)] if key else base
         if isinstance(e, A.Vector):
             items = [jnp.asarray(self.ev(x)) for x in e.items]
             items = jnp.broadcast_arrays(*items)
@@ -287,6 +294,14 @@ class Evaluator:
         return self.log_density(d.func, args, jnp.asarray(self.ev(value)))
 
 
+def _row_key(e: A.Index) -> str | None:
+    """The name a row-aligned ``X[n, ...]`` is handed to the members under
+    (``X@n``: no fglang name has an ``@``), see ``bind.aligned_rows``."""
+    if isinstance(e.base, A.Name) and e.args and isinstance(e.args[0], A.Name):
+        return f"{e.base.id}@{e.args[0].id}"
+    return None
+
+
 class _StaticError(Exception):
     def __init__(self, expr: A.Expr):
         self.expr = expr
@@ -297,10 +312,13 @@ def member_function(
     static: Static,
     slot_reds: dict[int, tuple[str, ...]],
     log_density: LogDensity | None = None,
+    aligned: tuple[tuple[str, str], ...] = (),
 ) -> tuple[Callable, Callable]:
     """A one-member evaluation ``one(data, idx_m, slots_m)`` and its lift to all
     members ``all_members(data, idx[M], slots[M, ...])``. GBP linearizes ``one``
-    (vmapped Jacobians); the sampling backends call ``all_members``."""
+    (vmapped Jacobians); the sampling backends call ``all_members``.
+    ``aligned`` (``bind.aligned_rows``): data read row by row in member order,
+    handed to the vmap batched (``X@n``) so a member's row is a slice."""
 
     def one(data, idx, slots):
         ev = Evaluator(static, data, idx, slots, log_density=log_density)
@@ -308,7 +326,10 @@ def member_function(
         with recursion_headroom():  # one level of Python per level of the expression
             return outputs(ev)
 
-    def all_members(data, idx, slots):
+    def all_members(data, idx, slots, *, lean: bool = False):
+        """``lean``: an output the same for every member comes with a member
+        axis of 1, not broadcast to M (compiler/member_axis.py); only for
+        consumers that broadcast (the NumPyro model)."""
         axes = tuple(None if isinstance(s, SharedSlot) else 0 for s in slots)
         blocks = tuple(s.value if isinstance(s, SharedSlot) else s for s in slots)
         if "__m" in idx and idx["__m"].shape[0] == 1:
@@ -321,7 +342,33 @@ def member_function(
             one_blocks = tuple(jax.tree.map(jnp.asarray, b if ax is None else jax.tree.map(lambda x: x[0], b))
                                for b, ax in zip(blocks, axes, strict=True))
             return jax.tree.map(lambda x: jnp.expand_dims(x, 0), one(data, first, one_blocks))
-        return jax.vmap(one, in_axes=(None, 0, axes))(data, idx, blocks)
+        m = jnp.shape(idx["__m"])[0]
+        rows = {f"{d}@{n}": data[d] for d, n in aligned
+                if d in data and jnp.ndim(data[d]) >= 1 and jnp.shape(data[d])[0] == m}
+        batched = tuple(b for b, ax in zip(blocks, axes, strict=True) if ax == 0)
+        shared = tuple(b for b, ax in zip(blocks, axes, strict=True) if ax is None)
+
+        def member(r, i, bb, sb):
+            it_b, it_s = iter(bb), iter(sb)
+            return one({**data, **r}, i, tuple(next(it_b) if ax == 0 else next(it_s) for ax in axes))
+
+        if not lean:
+            return jax.vmap(member, in_axes=(0, 0, 0, None))(rows, idx, batched, shared)
+        at = (rows, idx, batched)
+        one_struct = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:], jnp.result_type(x)), at)
+        out_tree = jax.tree.structure(jax.eval_shape(member, *one_struct, shared))
+        dep = member_dependent(member, one_struct, (shared,))
+
+        def dependent(r, i, bb, sb):
+            return [x for x, d in zip(jax.tree.leaves(member(r, i, bb, sb)), dep, strict=True) if d]
+
+        varying = iter(jax.vmap(dependent, in_axes=(0, 0, 0, None))(rows, idx, batched, shared))
+        if all(dep):
+            return jax.tree.unflatten(out_tree, list(varying))
+        first = jax.tree.map(lambda x: jnp.asarray(x)[0], at)
+        fixed = iter(jnp.expand_dims(jnp.asarray(x), 0)
+                     for x, d in zip(jax.tree.leaves(member(*first, shared)), dep, strict=True) if not d)
+        return jax.tree.unflatten(out_tree, [next(varying) if d else next(fixed) for d in dep])
 
     return one, all_members
 

@@ -63,12 +63,14 @@ def _event_shape(v: BoundVariable) -> tuple[int, ...]:
 
 
 def _per_node(arg, v: BoundVariable, event_ndim: int):
-    """Family-member-major arguments [M, *rest] -> node grid + value axes."""
+    """Family-member-major arguments [M, *rest] (or [1, *rest]) -> node grid + value axes."""
     a = jnp.asarray(arg)
     rest = a.shape[1:]
     value_axes = len(v.value_shape) - event_ndim
     pad = max(value_axes - len(rest), 0)
-    return a.reshape(v.node_shape + (1,) * pad + rest)
+    # a member axis of 1: the same argument for every node (`lean` evaluation), broadcast where used
+    nodes = v.node_shape if a.shape[0] != 1 else (1,) * len(v.node_shape)
+    return a.reshape(nodes + (1,) * pad + rest)
 
 
 class NumpyroModel:
@@ -155,7 +157,7 @@ class NumpyroModel:
 
         def evaluate(data, idx, values):
             return {
-                fam.name: fam.evaluate(data, idx[fam.name], self._slot_values(fam, values, fam.ir.prior_of))
+                fam.name: fam.evaluate(data, idx[fam.name], self._slot_values(fam, values, fam.ir.prior_of), lean=True)
                 for fam in families
             }
 

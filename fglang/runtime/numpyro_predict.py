@@ -59,7 +59,7 @@ def _predict(bm: BoundModel, posterior: Posterior, fams: set[str], seed: int) ->
         bm.name,
         posterior.backend,
         draws,
-        observed=dict(bm.data),
+        observed=bm.observed,
         attrs={"predicted": sorted(fams)},
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )

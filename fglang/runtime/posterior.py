@@ -145,6 +145,24 @@ class Posterior:
         cov = np.einsum("snd,sne->nde", centered, centered) / max(s.shape[0] - 1, 1)
         return cov.reshape(node_shape + cov.shape[-2:])
 
+    def drop_chains(self, chains: list[int]) -> Posterior:
+        """The same posterior without the given chains (draws and sample
+        statistics): what the warning about chains that disagree offers when
+        one chain sits in a mode the others do not visit."""
+        n = next(iter(self.draws.values())).shape[0] if self.draws else 0
+        bad = [c for c in chains if not isinstance(c, int | np.integer) or not 0 <= c < n]
+        if bad or len(set(chains)) >= n:
+            what = f"chain(s) {bad} are not among 0..{n - 1}" if bad else "that would drop every chain"
+            raise FgError([Diagnostic(f"drop_chains: {what}", None, f"pass some of the chains 0..{n - 1}")])
+        keep = np.setdiff1d(np.arange(n), np.asarray(chains, np.int64))
+
+        def take(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {k: np.asarray(a)[keep] for k, a in d.items()}
+
+        attrs = dict(self.attrs, dropped_chains=sorted(int(c) for c in chains))
+        return Posterior(self.model, self.backend, take(self.draws), dict(self.gaussian), take(self.sample_stats),
+                         dict(self.observed), attrs, dict(self.node_shapes), dict(self.constants))
+
     # -------------------------------------------------------------- tables
     def summary(
         self, names: list[str] | None = None, max_rows: int = 40, data_lets: bool = False

@@ -41,7 +41,7 @@ import numpy as np
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.cache import PROGRAM_SUFFIX, AtomicFileStore, cache_enabled, programs_dir
 
-FORMAT = 2
+FORMAT = 3
 """Bump when what an entry holds changes (the exported function's arguments or outputs)."""
 
 

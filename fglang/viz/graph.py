@@ -8,7 +8,9 @@ Two views, in one picture:
   circles where a factor observes or reads them, and plates (clusters)
   grouping what shares an index range, labeled with the range (and its size
   once data are bound). Edges join each family to the vars its slots read
-  (labeled with the slot patterns) and, dashed, to the data it uses.
+  (labeled with the slot patterns) and, dashed, to the data it uses. A
+  var's bound that reads vars, lets or data (``real(lower=a)``) is a dashed
+  arrow from each of them to the var, labeled with the keyword.
 * the **instance view**, when data are bound and the graph is small
   (nodes + factors <= ``INSTANCE_LIMIT``) or when asked for: one circle per
   node (``x[3]``), one small square per factor, one edge per node a factor
@@ -29,7 +31,7 @@ import numpy as np
 from fglang.compiler import ast as A
 from fglang.compiler.dag import PRINTABLE_NODES, tree_size, written
 from fglang.compiler.expr import map_children, names_in, static_value, walk
-from fglang.compiler.ir import FactorFamily, ModelIR, SlotPattern, SlotRef
+from fglang.compiler.ir import FactorFamily, ModelIR, SlotPattern, SlotRef, bound_name
 from fglang.compiler.unparse import unparse
 from fglang.errors import Diagnostic, FgError
 from fglang.io.atomic import write_atomic
@@ -125,9 +127,9 @@ def _short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
-def _data_used(fam: FactorFamily, data: set[str]) -> list[str]:
-    """Data a family observes or reads as values: the left side and the
-    arguments, not index arithmetic (``src[k]`` picking a node, a loop bound)."""
+def _value_names(exprs) -> list[str]:
+    """The names ``exprs`` read as values, in order: not index arithmetic
+    (``src[k]`` picking a node) nor a reduction's range (a size)."""
     found: list[str] = []
     seen: dict[int, object] = {}  # a node shared in a DAG (compiler/dag.py) is visited once
 
@@ -136,7 +138,7 @@ def _data_used(fam: FactorFamily, data: set[str]) -> list[str]:
             return
         seen[id(e)] = e
         if isinstance(e, A.Name):
-            if e.id in data and e.id not in found:
+            if e.id not in found:
                 found.append(e.id)
             return
         if isinstance(e, A.Index):
@@ -147,9 +149,44 @@ def _data_used(fam: FactorFamily, data: set[str]) -> list[str]:
             return
         map_children(e, lambda c: (visit(c), c)[1])
 
-    for e in (fam.lhs, fam.potential, *(x for _, x in fam.args)):
+    for e in exprs:
         visit(e)
     return found
+
+
+def _data_used(fam: FactorFamily, data: set[str]) -> list[str]:
+    """Data a family observes or reads as values: the left side and the
+    arguments, not index arithmetic (``src[k]`` picking a node, a loop bound)."""
+    return [n for n in _value_names((fam.lhs, fam.potential, *(x for _, x in fam.args))) if n in data]
+
+
+def _bound_reads(ir: ModelIR) -> list[tuple[str, str, str, str]]:
+    """(var, keyword, kind, name) for each var, data and let a var's bound
+    reads (``var x: real(lower=a)``: x, lower, var, a). A bound reaches the
+    IR with its lets inlined, so the names come from the bound as written
+    (``Domain.written``), parsed again; the IR's slots are the fallback."""
+    from fglang.compiler.parse import parse
+
+    kinds = {**{d: "data" for d in ir.data}, **{n: "let" for n in ir.derived}, **{n: "var" for n in ir.variables}}
+    out: list[tuple[str, str, str, str]] = []
+    for v in ir.variables.values():
+        for kw, text in v.domain.written:
+            try:
+                decl = parse(f"model bound\nlet bound__ = {text}\n").decls[-1]
+                expr = decl.expr
+            except (FgError, AttributeError, IndexError):
+                expr = None
+            if expr is None:
+                derived = ir.bounds.get(bound_name(v.name, kw))
+                names = [] if derived is None else [p.var for p in derived.read_slots]
+            else:
+                local = {r.name for x in walk(expr) if isinstance(x, A.Reduce) for r in x.ranges}
+                local |= {n for x in walk(expr) if isinstance(x, A.Scan) for n in (x.index.name, x.state)}
+                names = [n for n in _value_names([expr]) if n not in local]
+            for name in dict.fromkeys(names):
+                if name in kinds and name != v.name:
+                    out.append((v.name, kw, kinds[name], name))
+    return out
 
 
 # ---------------------------------------------------------------- the picture
@@ -211,7 +248,9 @@ def _family_view(g, ir: ModelIR, bound: BoundModel | None) -> None:
     data_names = set(ir.data)
     # which data each family uses (observed on the left, or read by the arguments)
     used: dict[str, list[str]] = {f.name: _data_used(f, data_names) for f in ir.families.values()}
-    shown_data = [d for d in ir.data if any(d in u for u in used.values())]
+    bound_reads = _bound_reads(ir)
+    shown_data = [d for d in ir.data if any(d in u for u in used.values())
+                  or any(kind == "data" and name == d for _, _, kind, name in bound_reads)]
 
     # plates: whatever shares one index range (vars by their node dims, data by
     # their dims, families by their ranges) goes in one cluster
@@ -292,6 +331,12 @@ def _family_view(g, ir: ModelIR, bound: BoundModel | None) -> None:
     for let in ir.derived.values():
         for var in dict.fromkeys(p.var for p in let.read_slots):  # slots: all lets' (ir.Derived)
             g.edge(f"let.{let.name}", f"var.{var}", style="dotted", color="#8a6d00")
+    # a bound that reads a var, a let or data is a dependency: an arrow from what
+    # it reads to the var it bounds, labeled with the keyword
+    color = {"var": _VAR_STYLE["color"], "let": _LET_STYLE["color"], "data": "#777777"}
+    for var, kw, kind, name in bound_reads:
+        g.edge(f"{kind}.{name}", f"var.{var}", label=kw, style="dashed", dir="forward", arrowsize="0.7",
+               color=color[kind], fontcolor=color[kind])
 
 
 def _dims_sizes(key: tuple, sizes: dict[str, int]) -> str:

@@ -126,7 +126,7 @@ def fit_gbp(
         "gbp",
         draws,
         gaussian=marg,
-        observed=dict(bm.data),
+        observed=bm.observed,
         attrs={
             "options": o.as_dict(),
             "seed": seed,

@@ -70,7 +70,7 @@ def fit_batched(
         raise FgError([Diagnostic("every var is per-batch: nothing would be learned across batches", None)])
     batch_size, epochs = int(o.batch_size), o.epochs
     one = o.replace(batch_size=None, epochs=1, shuffle=False)
-    raw: dict[str, Any] = {k: v for k, v in bm.data.items()}
+    raw: dict[str, Any] = dict(bm.observed)
     arrays = {k: np.asarray(raw[k]) for k in rows if k in raw}
     rng = np.random.default_rng(seed)
     init_persistent = {k: v for k, v in (init or {}).items() if k in persistent}

@@ -129,7 +129,7 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
         "map",
         draws,
         gaussian=marg,
-        observed=dict(bm.data),
+        observed=bm.observed,
         attrs={
             "options": o.as_dict(),
             "seed": seed,

@@ -44,7 +44,8 @@ class McmcBackend(NumpyroBackend):
     def advice(self, post: Posterior) -> list[str]:
         """Divergences (with the next target_accept to try, or the regularized
         horseshoe when a plain horseshoe's funnel is the likely cause) and
-        R-hat above 1.01."""
+        R-hat above 1.01, and chains that settled in different places
+        (``chains.py``: which ones, where, and what to change)."""
         from fglang.runtime.posterior import element_label, rank_diagnostics
 
         out = []
@@ -79,8 +80,12 @@ class McmcBackend(NumpyroBackend):
                 shape = d.shape[2:]
                 high = np.flatnonzero(rhat > 1.01)
                 bad += [name if not shape else f"{name}[{element_label(shape, k)}]" for k in high]
+        apart = _disagreeing_chains(post)
         if bad:
-            out.append(f"r_hat > 1.01 for {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}: run more draws")
+            todo = "see which chains disagree below" if apart else "run more draws"
+            out.append(f"r_hat > 1.01 for {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}: {todo}")
+        if apart:
+            out.append(apart)
         return out
 
     def report(self, post: Posterior) -> list[str]:
@@ -97,6 +102,36 @@ class McmcBackend(NumpyroBackend):
         if div is not None:
             out.append(f"{int(np.sum(div))} divergent")
         return out
+
+
+def _disagreeing_chains(post: Posterior) -> str:
+    """The warning about chains that disagree on the vars (lets follow from
+    them), or "" when they agree."""
+    from fglang.runtime.mcmc.chains import chain_groups, chain_moments, disagreement_warning
+    from fglang.runtime.posterior import element_label
+
+    names = [n for n in post.names if n in post.node_shapes] or post.names
+    names = [n for n in names if post.draws[n].size and post.draws[n].shape[1] >= 2]
+    if not names or post.draws[names[0]].shape[0] < 2:
+        return ""
+    moments = [chain_moments(post.draws[n]) for n in names]
+    m = np.concatenate([a for a, _ in moments], axis=1)
+    v = np.concatenate([b for _, b in moments], axis=1)
+    lp = post.sample_stats.get("lp")
+    found = chain_groups(m, v, None if lp is None or np.shape(lp)[0] != m.shape[0] else np.asarray(lp, np.float64))
+    if found is None:
+        return ""
+    starts = np.cumsum([0] + [a.shape[1] for a, _ in moments])
+
+    def label(k: int) -> str:
+        i = int(np.searchsorted(starts, k, side="right")) - 1
+        shape = post.draws[names[i]].shape[2:]
+        return names[i] if not shape else f"{names[i]}[{element_label(shape, k - int(starts[i]))}]"
+
+    step = post.attrs.get("step_size")
+    step = [float(a) for a in step] if isinstance(step, list) and all(isinstance(a, int | float) for a in step) \
+        else None
+    return disagreement_warning(found, label, step)
 
 
 BACKEND = McmcBackend()

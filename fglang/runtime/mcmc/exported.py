@@ -41,8 +41,9 @@ _KEEP = 8
 def run_nuts_program(
     bm: BoundModel, o: McmcOptions, dtype: str, *, seed: int, init: dict[str, Any],
     carried: dict[str, CarriedMarginal], progress: bool = False,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(draws ``{site: [chain, draw, ...]}``, diverging ``[chain, draw]``) of the
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(draws ``{site: [chain, draw, ...]}``, stats: ``diverging`` and
+    ``potential_energy`` ``[chain, draw]``, the adapted ``step_size``) of the
     whole NUTS fit, from the stored programs where they are (two:
     `program.NutsPrograms`, the start and then the sampler)."""
     fixed, args = program_args(bm, seed, init)
@@ -77,11 +78,11 @@ def run_nuts_program(
         _LOADED[key] = programs
         while len(_LOADED) > _KEEP:
             _LOADED.popitem(last=False)
-        draws, diverging = jax.block_until_ready(programs[1](state, args[1]))
+        draws, stats = jax.block_until_ready(programs[1](state, args[1]))
     finally:
         if bar is not None:
             bar.close()
-    return {k: np.asarray(v) for k, v in draws.items()}, np.asarray(diverging)
+    return {k: np.asarray(v) for k, v in draws.items()}, {k: np.asarray(v) for k, v in stats.items()}
 
 
 def program_args(bm: BoundModel, seed: int, init: dict[str, Any]) -> tuple[dict[str, np.ndarray], tuple]:

@@ -34,18 +34,22 @@ def fit_mcmc(
         if exported_path(o, chain_method):
             from fglang.runtime.mcmc.exported import run_nuts_program
 
-            draws, diverging = run_nuts_program(bm, o, dtype, seed=seed, init=init, carried=carried,
-                                                progress=progress)
+            draws, stats = run_nuts_program(bm, o, dtype, seed=seed, init=init, carried=carried, progress=progress)
         else:
-            draws, diverging = _run_mcmc(bm, o, chain_method, seed, init, carried, progress)
+            draws, stats = _run_mcmc(bm, o, chain_method, seed, init, carried, progress)
+    # lp: the log density NUTS moved on (unconstrained, Jacobian included, as
+    # Stan's lp__): which of two modes chains disagree on is better supported
+    lp = -np.asarray(stats["potential_energy"], np.float64)
+    step = np.ravel(np.asarray(stats["step_size"], np.float64))  # per chain: a frozen one's is tiny
     post = Posterior(
         bm.name,
         "mcmc",
         draws,
-        sample_stats={"diverging": diverging},
-        observed=dict(bm.data),
+        sample_stats={"diverging": np.asarray(stats["diverging"]), "lp": lp},
+        observed=bm.observed,
         attrs={"options": o.as_dict(), "seed": seed, "chain_method": chain_method,
                "chain_method_note": note, "horseshoe_vars": _horseshoe_vars(bm),
+               "step_size": step.tolist() if step.size == o.chains else None,
                "devices": [str(d) for d in jax.local_devices()[:o.chains]] if chain_method == "parallel"
                else device_names(None)},
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
@@ -61,8 +65,9 @@ def exported_path(o: McmcOptions, chain_method: str) -> bool:
 
 
 def _run_mcmc(bm: BoundModel, o: McmcOptions, chain_method: str, seed: int, init: dict,
-              carried: dict[str, CarriedMarginal], progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """NumPyro's ``MCMC.run`` (its progress bar, its pmap or map over chains)."""
+              carried: dict[str, CarriedMarginal], progress: bool) -> tuple[dict[str, np.ndarray], dict]:
+    """NumPyro's ``MCMC.run`` (its progress bar, its pmap or map over chains):
+    (draws, {diverging, potential_energy: [chain, draw]; step_size: the last state's})."""
     from fglang.runtime.timings import phase
 
     with phase("import"):
@@ -82,9 +87,12 @@ def _run_mcmc(bm: BoundModel, o: McmcOptions, chain_method: str, seed: int, init
         chain_method=chain_method,
         progress_bar=progress,
     )
-    mcmc.run(jax.random.PRNGKey(seed), nm.data, extra_fields=("diverging",))
+    mcmc.run(jax.random.PRNGKey(seed), nm.data, extra_fields=("diverging", "potential_energy"))
     draws = site_draws(mcmc.get_samples(group_by_chain=True), bm, grouped=True)
-    return draws, np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    return draws, {"diverging": np.asarray(extra["diverging"]),
+                   "potential_energy": np.asarray(extra["potential_energy"]),
+                   "step_size": np.asarray(mcmc.last_state.adapt_state.step_size)}
 
 
 def _chain_method(o: McmcOptions) -> tuple[str, str]:

@@ -59,7 +59,9 @@ class NutsPrograms:
       docstring). ``init`` holds the initial values that are arguments;
       ``fixed_init`` those that are constants of the program (a group var's
       start is its chart's base).
-    * ``sample(state, data) -> (draws, diverging)``: warm-up and sampling.
+    * ``sample(state, data) -> (draws, stats)``: warm-up and sampling; ``stats``
+      as ``MCMC``'s extra fields ``diverging`` and ``potential_energy``
+      (``[chain, draw]``) and the last state's adapted ``step_size``.
 
     Why two: a bad start is refused after the small first program, before the
     sampler is traced or compiled. ``sample`` uses the kernel that tracing
@@ -106,18 +108,18 @@ class NutsPrograms:
             return (kernel.sample(val[0], args, {}),)
 
         def collect(val):
-            return [constrain(val[0].z), val[0].diverging]
+            return [constrain(val[0].z), val[0].diverging, val[0].potential_energy]
 
-        (z, diverging), _ = fori_collect(
+        (z, diverging, energy), (last,) = fori_collect(
             o.warmup, o.warmup + o.samples, step, (state,), transform=collect, progbar=False,
             return_last_val=True, collection_size=o.samples,
         )
         if chains > 1:  # [draw, chain] -> [chain, draw]
-            z, diverging = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (z, diverging))
+            z, diverging, energy = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (z, diverging, energy))
         else:
-            z, diverging = jax.tree.map(lambda x: x[None], (z, diverging))
+            z, diverging, energy = jax.tree.map(lambda x: x[None], (z, diverging, energy))
         draws = {k: v for k, v in z.items() if k not in self.dropped and not k.endswith("__members")}
-        return draws, diverging
+        return draws, {"diverging": diverging, "potential_energy": energy, "step_size": last.adapt_state.step_size}
 
 
 def _prototype_arguments_ok(model: Callable, keys, chains: int, strategy: Callable, args: tuple):

@@ -514,7 +514,7 @@ def _posterior(bm, o: ViOptions, dtype, seed, guide, dim, start, runs: _Runs, b:
         bm.name,
         "vi",
         draws,
-        observed=dict(bm.data),
+        observed=bm.observed,
         attrs=attrs,
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
