@@ -219,7 +219,9 @@ def test_the_program_draws_what_numpyro_mcmc_run_draws(store, model):
     bm = model.bind({"N": 5, "y": Y1})
     o = McmcOptions.parse(OPTS)
     with precision("float64"):
-        ref, ref_div = _run_mcmc(bm, o, "vectorized", 3, {}, {}, False)
+        ref, stats = _run_mcmc(bm, o, "vectorized", 3, {}, {}, False)
     post = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
     np.testing.assert_allclose(post.draws["mu"], ref["mu"], rtol=0, atol=1e-8)
-    np.testing.assert_array_equal(post.sample_stats["diverging"], ref_div)
+    np.testing.assert_array_equal(post.sample_stats["diverging"], stats["diverging"])
+    np.testing.assert_allclose(post.sample_stats["lp"], -stats["potential_energy"], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(post.attrs["step_size"], stats["step_size"], rtol=1e-10)
