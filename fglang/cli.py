@@ -382,16 +382,20 @@ def cache_info() -> None:
     i = info()
     state = "" if i.enabled else " (off: FGLANG_NO_CACHE is set)"
     out.print(f"{i.path}: {i.entries} compiled programs, {_size(i.bytes)}{state}", markup=False)
+    out.print(f"{i.programs_path}: {i.programs} exported programs (whole samplers, loaded without tracing), "
+              f"{_size(i.programs_bytes)}{state}", markup=False)
     out.print("move it with FGLANG_CACHE_DIR=DIR; empty it with: fglang cache clear", markup=False)
 
 
 @cache_app.command("clear")
 def cache_clear() -> None:
-    """Remove every compiled program from the cache (the next fit compiles again)."""
-    from fglang.runtime.cache import clear_cache, jax_cache_dir
+    """Remove every compiled and exported program from the cache (the next fit compiles again)."""
+    from fglang.runtime.cache import clear_cache, clear_programs, jax_cache_dir, programs_dir
 
     removed, freed = clear_cache()
     out.print(f"{jax_cache_dir()}: removed {removed} compiled programs, {_size(freed)}", markup=False)
+    removed, freed = clear_programs()
+    out.print(f"{programs_dir()}: removed {removed} exported programs, {_size(freed)}", markup=False)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

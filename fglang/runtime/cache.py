@@ -11,8 +11,10 @@ written to a private temporary file and renamed into place (readers see the
 whole entry or none), and a vanished entry is a miss, never an error.
 
 Where: ``$FGLANG_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fglang`` (default
-``~/.cache/fglang``); JAX's programs in its ``jax/`` folder.
-``FGLANG_NO_CACHE=1`` turns the compilation cache off. Nothing here
+``~/.cache/fglang``); JAX's programs in its ``jax/`` folder, and whole
+exported programs (a NUTS run as one StableHLO module, `program_cache`, so
+that a warm fit skips tracing and lowering too) in its ``programs/`` folder.
+``FGLANG_NO_CACHE=1`` turns both off. Nothing here
 imports JAX until a fit turns the cache on (`enable_compilation_cache`), so
 ``fglang cache info`` is instant.
 """
@@ -27,6 +29,8 @@ from pathlib import Path
 
 ENTRY_SUFFIX = "-cache"
 """JAX names every compiled program's file ``<module>-<key>-cache``."""
+PROGRAM_SUFFIX = ".jaxexport"
+"""An exported program's file: ``<kind>-<key>.jaxexport`` (`program_cache`)."""
 TEMP_PREFIX = ".fglang-tmp-"
 
 
@@ -43,48 +47,77 @@ def jax_cache_dir() -> Path:
     return cache_root() / "jax"
 
 
+def programs_dir() -> Path:
+    """Where whole exported programs live: ``cache_root()/programs`` (`program_cache`)."""
+    return cache_root() / "programs"
+
+
+def cache_enabled() -> bool:
+    """Whether fits use the cache at all (``FGLANG_NO_CACHE`` unset)."""
+    return not os.environ.get("FGLANG_NO_CACHE")
+
+
 @dataclass(frozen=True)
 class CacheInfo:
     path: Path
     entries: int
     bytes: int
     enabled: bool
+    programs_path: Path | None = None
+    programs: int = 0  # whole exported programs (a NUTS run each)
+    programs_bytes: int = 0
 
 
 def cache_info() -> CacheInfo:
-    """How many compiled programs the cache holds and their size on disk."""
-    path = jax_cache_dir()
+    """How many compiled programs (and exported programs) the cache holds and their size on disk."""
+    entries, size = _count(jax_cache_dir(), ENTRY_SUFFIX)
+    programs, programs_size = _count(programs_dir(), PROGRAM_SUFFIX)
+    return CacheInfo(jax_cache_dir(), entries, size, cache_enabled(), programs_dir(), programs, programs_size)
+
+
+def _count(path: Path, suffix: str) -> tuple[int, int]:
     entries = size = 0
     for f in _entry_files(path):
         try:
             size += f.stat().st_size
         except OSError:
             continue  # removed meanwhile by another process
-        entries += f.name.endswith(ENTRY_SUFFIX)
-    return CacheInfo(path, entries, size, not os.environ.get("FGLANG_NO_CACHE"))
+        entries += f.name.endswith(suffix)
+    return entries, size
 
 
 def clear_cache() -> tuple[int, int]:
     """Remove every compiled program (and leftover temporary file) from the
     cache; (programs removed, bytes freed). Safe while a fit runs: the fit
     finds the entries gone and compiles again."""
+    return _clear(jax_cache_dir(), ENTRY_SUFFIX)
+
+
+def clear_programs() -> tuple[int, int]:
+    """Remove every exported program (`program_cache`); (programs removed, bytes
+    freed). Safe while a fit runs, as `clear_cache`."""
+    return _clear(programs_dir(), PROGRAM_SUFFIX)
+
+
+def _clear(path: Path, suffix: str) -> tuple[int, int]:
     removed = freed = 0
-    for f in _entry_files(jax_cache_dir()):
+    for f in _entry_files(path):
         try:
             n = f.stat().st_size
             f.unlink()
         except OSError:
             continue
-        removed += f.name.endswith(ENTRY_SUFFIX)
+        removed += f.name.endswith(suffix)
         freed += n
     return removed, freed
 
 
 def _entry_files(path: Path) -> list[Path]:
-    """The cache's own files: JAX's entries and access-time stamps, and our temporaries."""
+    """The cache's own files: JAX's entries and access-time stamps, exported
+    programs, and our temporaries."""
     try:
         return [f for f in path.iterdir() if f.is_file() and (
-            f.name.endswith((ENTRY_SUFFIX, "-atime")) or f.name.startswith(TEMP_PREFIX))]
+            f.name.endswith((ENTRY_SUFFIX, "-atime", PROGRAM_SUFFIX)) or f.name.startswith(TEMP_PREFIX))]
     except OSError:
         return []
 
@@ -97,15 +130,20 @@ class AtomicFileStore:
         self._path = path
         path.mkdir(parents=True, exist_ok=True)
 
+    suffix = ENTRY_SUFFIX
+
     def get(self, key: str) -> bytes | None:
         try:
-            return (self._path / f"{key}{ENTRY_SUFFIX}").read_bytes()
+            return (self._path / f"{key}{self.suffix}").read_bytes()
         except OSError:
             return None
 
-    def put(self, key: str, value: bytes) -> None:
-        target = self._path / f"{key}{ENTRY_SUFFIX}"
-        if target.exists():
+    def put(self, key: str, value: bytes, *, replace: bool = False) -> None:
+        """Write ``value`` whole under ``key``; an entry already there is kept
+        (another process wrote the same program) unless ``replace`` (it was
+        found corrupt)."""
+        target = self._path / f"{key}{self.suffix}"
+        if target.exists() and not replace:
             return
         try:
             fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self._path)
@@ -129,7 +167,7 @@ def enable_compilation_cache() -> None:
     `AtomicFileStore` as its store where this JAX lets us choose it. A folder
     that cannot be made (a read-only home) runs without the cache."""
     global _cache_ready
-    if _cache_ready or os.environ.get("FGLANG_NO_CACHE"):
+    if _cache_ready or not cache_enabled():
         return
     import jax
 

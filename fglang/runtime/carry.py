@@ -132,3 +132,14 @@ def carried_marginals(bm: BoundModel, prior: Posterior | str | Path | None) -> d
             )
         out[name] = CarriedMarginal(mean.reshape(v.n_nodes, v.node_dim), cov)
     return out
+
+
+def carried_priors(bm: BoundModel, carried: dict[str, CarriedMarginal]
+                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The carried marginals as the NumPyro lowering takes them: (var -> (mean,
+    sd) of the var's shape, independent normals; group var -> (mean, tangent
+    cov), its chart's base and tangent Gaussian). NumPyro-free, so that the
+    program cache can key a sampler by them without importing NumPyro."""
+    groups = {k for k in carried if bm.variables[k].domain.kind in GROUPS}
+    priors = {k: c.mean_sd(bm.variables[k].shape) for k, c in carried.items() if k not in groups}
+    return priors, {k: (carried[k].mean, carried[k].cov) for k in groups}

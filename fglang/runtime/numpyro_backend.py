@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from fglang.compiler.groups import GROUPS
+from fglang.errors import Diagnostic, FgError
+
 if TYPE_CHECKING:
     from fglang.compiler.bind import BoundModel
     from fglang.runtime.backend import BackendOptions
@@ -19,8 +22,6 @@ if TYPE_CHECKING:
 
 class NumpyroBackend:
     def validate(self, bm: BoundModel, options: BackendOptions, carried: set[str]) -> None:
-        from fglang.runtime.numpyro_model import validate
-
         validate(bm)
 
     def predict(
@@ -30,3 +31,21 @@ class NumpyroBackend:
         from fglang.runtime.numpyro_predict import predict_sampling
 
         return predict_sampling(bm, posterior, families, seed)
+
+
+def validate(bm: BoundModel) -> None:
+    """What VI and NUTS cannot run, found before anything is compiled."""
+    errs = []
+    for v in bm.variables.values():
+        if v.domain.kind in GROUPS:
+            continue  # sampled in the exponential chart at a base point (group_chart)
+        if not v.domain.continuous:
+            errs.append(
+                Diagnostic(
+                    f"var '{v.name}' is {v.domain.kind}: discrete latent vars are not supported by vi or mcmc",
+                    v.span,
+                    "make it observed data, or marginalize it out in a potential with log_sum_exp",
+                )
+            )
+    if errs:
+        raise FgError(errs, bm.ir.sources)

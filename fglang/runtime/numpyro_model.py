@@ -23,7 +23,7 @@ from fglang.compiler.bind import BoundFamily, BoundModel, BoundSlot, BoundVariab
 from fglang.compiler.bound import SharedSlot, let_values
 from fglang.compiler.groups import GROUPS
 from fglang.compiler.types import Domain
-from fglang.errors import Diagnostic, FgError
+from fglang.runtime.numpyro_backend import validate  # noqa: F401  (NumPyro-free: a warm fit checks without NumPyro)
 from fglang.runtime.numpyro_bounds import var_support
 from fglang.runtime.numpyro_distributions import distribution, sparsity_prior
 
@@ -56,24 +56,6 @@ def domain_constraint(d: Domain) -> constraints.Constraint:
             return constraints.greater_than(d.lower)
         return constraints.less_than(d.upper)
     raise AssertionError(d.kind)
-
-
-def validate(bm: BoundModel) -> None:
-    """What VI and NUTS cannot run, found before anything is compiled."""
-    errs = []
-    for v in bm.variables.values():
-        if v.domain.kind in GROUPS:
-            continue  # sampled in the exponential chart at a base point (group_chart)
-        if not v.domain.continuous:
-            errs.append(
-                Diagnostic(
-                    f"var '{v.name}' is {v.domain.kind}: discrete latent vars are not supported by vi or mcmc",
-                    v.span,
-                    "make it observed data, or marginalize it out in a potential with log_sum_exp",
-                )
-            )
-    if errs:
-        raise FgError(errs, bm.ir.sources)
 
 
 def _event_shape(v: BoundVariable) -> tuple[int, ...]:

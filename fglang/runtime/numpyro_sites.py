@@ -10,7 +10,8 @@ import numpy as np
 
 from fglang.compiler.bind import BoundModel
 from fglang.compiler.groups import GROUPS
-from fglang.runtime.carry import CarriedMarginal
+from fglang.runtime.carry import CarriedMarginal, carried_priors
+from fglang.runtime.dtypes import precision, resolve_dtype  # noqa: F401  (re-exported: the backends import them here)
 from fglang.runtime.manifold import normalized
 from fglang.runtime.numpyro_distributions import init_aux
 from fglang.runtime.numpyro_model import NumpyroModel
@@ -19,14 +20,17 @@ from fglang.runtime.numpyro_model import NumpyroModel
 def numpyro_model(bm: BoundModel, carried: dict[str, CarriedMarginal]) -> NumpyroModel:
     """The lowered model, carried marginals as independent normal priors (a
     group var's as its tangent Gaussian at the carried mean, also its chart's base)."""
-    groups = {k for k in carried if bm.variables[k].domain.kind in GROUPS}
-    priors = {k: c.mean_sd(bm.variables[k].shape) for k, c in carried.items() if k not in groups}
-    return NumpyroModel(bm, priors, group_priors={k: (carried[k].mean, carried[k].cov) for k in groups})
+    priors, group_priors = carried_priors(bm, carried)
+    return NumpyroModel(bm, priors, group_priors=group_priors)
 
 
-def init_sites(nm: NumpyroModel, init: dict[str, np.ndarray]) -> dict[str, Any]:
+def init_sites(nm: NumpyroModel, init: dict[str, Any], data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Var initial values -> sample-site initial values (aux sites for sparsity priors;
-    aux sites given by name win over those derived from their var's value)."""
+    aux sites given by name win over those derived from their var's value).
+    ``data``: the model's data (default the bound ones); a traced program
+    passes its data argument, so that its aux starts follow new data. A group
+    var's value must be concrete: it is the base of the var's chart."""
+    data = nm.data if data is None else data
     sites: dict[str, Any] = {}
     bm = nm.bm
     for name, value in init.items():
@@ -39,7 +43,7 @@ def init_sites(nm: NumpyroModel, init: dict[str, np.ndarray]) -> dict[str, Any]:
             continue
         fam = bm.families.get(v.prior) if v.prior else None
         if fam is not None and fam.ir.dist.sparsity and name not in nm.priors:
-            out = fam.evaluate(nm.data, nm.idx[fam.name], nm._slot_values(fam, {}, own=name))
+            out = fam.evaluate(data, nm.idx[fam.name], nm._slot_values(fam, {}, own=name))
             args = {k: jnp.reshape(a, (-1,))[0] for k, a in out["args"].items()}
             aux = init_aux(fam.ir.dist.name, args, jnp.asarray(value))
             if not aux:
@@ -62,22 +66,3 @@ def site_draws(samples: dict[str, Any], bm: BoundModel, grouped: bool) -> dict[s
         arr = np.asarray(v)
         out[k] = arr if grouped else arr[None]
     return out
-
-
-def resolve_dtype(choice: str) -> str:
-    """``auto`` -> float64 on a CPU (as Stan; x64 costs little there), float32 on
-    an accelerator; ``float32``/``float64`` as given. The device is JAX's default
-    one, so ``--device`` (``jax.default_device``) decides."""
-    if choice != "auto":
-        return choice
-    device = next(iter(jnp.zeros(()).devices()))
-    return "float64" if device.platform == "cpu" else "float32"
-
-
-def precision(dtype: str):
-    """The context a fit runs in: JAX's x64 mode on for float64, off for float32,
-    for this fit only (the flag is process-global; a context restores it, so a
-    float32 gbp fit after a float64 vi fit in one process is still float32)."""
-    import jax
-
-    return jax.enable_x64(dtype == "float64")

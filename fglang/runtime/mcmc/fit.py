@@ -1,16 +1,26 @@
-"""The ``mcmc`` backend's work: NumPyro NUTS on the lowered model."""
+"""The ``mcmc`` backend's work: NumPyro NUTS on the lowered model.
+
+Two paths. Vectorized chains on one device (the default there) and a single
+chain run the whole fit as one exported program (`mcmc.program`, stored by
+`program_cache`): a warm fit loads it and runs it without importing NumPyro
+or tracing the model, and without a per-iteration progress bar. Chains one
+per device (``parallel``, a ``pmap``), ``sequential`` chains and a mesh of
+several devices run NumPyro's ``MCMC`` as before (its pmap and its Python
+map over chains have no one function to export).
+
+NumPyro is imported only where a path needs it (cold, or ``MCMC``).
+"""
 
 from __future__ import annotations
 
 import jax
 import numpy as np
-from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.device import current_mesh, device_names
+from fglang.runtime.dtypes import precision, resolve_dtype
 from fglang.runtime.mcmc.options import McmcOptions
-from fglang.runtime.numpyro_sites import init_sites, numpyro_model, precision, resolve_dtype, site_draws
 from fglang.runtime.posterior import Posterior
 
 
@@ -20,19 +30,55 @@ def fit_mcmc(
 ) -> Posterior:
     dtype = resolve_dtype(o.dtype)
     with precision(dtype):  # float64 on CPU by default, as Stan; only for this fit
-        post = _fit(bm, o, seed, init, carried, progress)
+        chain_method, note = _chain_method(o)
+        if exported_path(o, chain_method):
+            from fglang.runtime.mcmc.exported import run_nuts_program
+
+            draws, stats = run_nuts_program(bm, o, dtype, seed=seed, init=init, carried=carried, progress=progress)
+        else:
+            draws, stats = _run_mcmc(bm, o, chain_method, seed, init, carried, progress)
+    # lp: the log density NUTS moved on (unconstrained, Jacobian included, as
+    # Stan's lp__): which of two modes chains disagree on is better supported
+    lp = -np.asarray(stats["potential_energy"], np.float64)
+    step = np.ravel(np.asarray(stats["step_size"], np.float64))  # per chain: a frozen one's is tiny
+    post = Posterior(
+        bm.name,
+        "mcmc",
+        draws,
+        sample_stats={"diverging": np.asarray(stats["diverging"]), "lp": lp},
+        observed=bm.observed,
+        attrs={"options": o.as_dict(), "seed": seed, "chain_method": chain_method,
+               "chain_method_note": note, "horseshoe_vars": _horseshoe_vars(bm),
+               "step_size": step.tolist() if step.size == o.chains else None,
+               "devices": [str(d) for d in jax.local_devices()[:o.chains]] if chain_method == "parallel"
+               else device_names(None)},
+        node_shapes={v.name: v.node_shape for v in bm.variables.values()},
+    )
     post.attrs["dtype"] = dtype
     return post
 
 
-def _fit(bm: BoundModel, o: McmcOptions, seed: int, init: dict, carried: dict[str, CarriedMarginal],
-         progress: bool) -> Posterior:
+def exported_path(o: McmcOptions, chain_method: str) -> bool:
+    """Whether the fit runs as one exported program: vectorized chains (or one
+    chain) on one device; ``parallel``, ``sequential`` and meshes run ``MCMC``."""
+    return current_mesh() is None and (chain_method == "vectorized" or o.chains == 1)
+
+
+def _run_mcmc(bm: BoundModel, o: McmcOptions, chain_method: str, seed: int, init: dict,
+              carried: dict[str, CarriedMarginal], progress: bool) -> tuple[dict[str, np.ndarray], dict]:
+    """NumPyro's ``MCMC.run`` (its progress bar, its pmap or map over chains):
+    (draws, {diverging, potential_energy: [chain, draw]; step_size: the last state's})."""
+    from fglang.runtime.timings import phase
+
+    with phase("import"):
+        from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
+
+        from fglang.runtime.numpyro_sites import init_sites, numpyro_model, site_draws
     nm = numpyro_model(bm, carried)
     model = nm.model_fn()
     sites = init_sites(nm, init)
     init_fn = init_to_value(values=sites) if sites else init_to_uniform
     kernel = NUTS(model, target_accept_prob=o.target_accept, init_strategy=init_fn)
-    chain_method, note = _chain_method(o)
     mcmc = MCMC(
         kernel,
         num_warmup=o.warmup,
@@ -42,27 +88,11 @@ def _fit(bm: BoundModel, o: McmcOptions, seed: int, init: dict, carried: dict[st
         progress_bar=progress,
     )
     mcmc.run(jax.random.PRNGKey(seed), nm.data, extra_fields=("diverging", "potential_energy"))
-    samples = mcmc.get_samples(group_by_chain=True)
-    draws = site_draws(samples, bm, grouped=True)
+    draws = site_draws(mcmc.get_samples(group_by_chain=True), bm, grouped=True)
     extra = mcmc.get_extra_fields(group_by_chain=True)
-    diverging = np.asarray(extra["diverging"])
-    # lp: the log density NUTS moved on (unconstrained, Jacobian included, as
-    # Stan's lp__): which of two modes chains disagree on is better supported
-    lp = -np.asarray(extra["potential_energy"], np.float64)
-    step = np.ravel(np.asarray(mcmc.last_state.adapt_state.step_size, np.float64))  # per chain: a frozen one's is tiny
-    return Posterior(
-        bm.name,
-        "mcmc",
-        draws,
-        sample_stats={"diverging": diverging, "lp": lp},
-        observed=bm.observed,
-        attrs={"options": o.as_dict(), "seed": seed, "chain_method": chain_method,
-               "chain_method_note": note, "horseshoe_vars": _horseshoe_vars(bm),
-               "step_size": step.tolist() if step.size == o.chains else None,
-               "devices": [str(d) for d in jax.local_devices()[:o.chains]] if chain_method == "parallel"
-               else device_names(None)},
-        node_shapes={v.name: v.node_shape for v in bm.variables.values()},
-    )
+    return draws, {"diverging": np.asarray(extra["diverging"]),
+                   "potential_energy": np.asarray(extra["potential_energy"]),
+                   "step_size": np.asarray(mcmc.last_state.adapt_state.step_size)}
 
 
 def _chain_method(o: McmcOptions) -> tuple[str, str]:

@@ -1,0 +1,117 @@
+"""The ``mcmc`` backend's exported path: one NUTS program per model shape,
+loaded from the program cache when a fit of that shape has run before.
+
+A warm fit here computes the program's key (`program_cache.add_model` and the
+options), loads the exported module and runs it: no NumPyro import, no model
+trace, no lowering of the sampler (only the few-line call into the stored
+module), and XLA's compile comes from its own persistent cache. A cold fit
+builds the program (`mcmc.program`), exports and stores it, and runs the
+exported module too, so that one seed draws the same chains cold or warm.
+
+The program runs all iterations in one call: there is no per-iteration
+progress bar (``progress`` shows one bar for the whole run).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fglang.compiler.bind import BoundModel
+from fglang.compiler.groups import GROUPS
+from fglang.runtime import program_cache
+from fglang.runtime.carry import CarriedMarginal, carried_priors
+from fglang.runtime.dtypes import default_platform
+from fglang.runtime.mcmc.options import McmcOptions
+from fglang.runtime.progress import progress_bar
+from fglang.runtime.timings import phase
+
+_LOADED: OrderedDict[str, tuple[Callable, Callable]] = OrderedDict()
+"""Programs already loaded or built in this process (key -> jitted init and
+sample calls), the last few: a second fit of one shape in a process skips
+even the file reads."""
+_KEEP = 8
+
+
+def run_nuts_program(
+    bm: BoundModel, o: McmcOptions, dtype: str, *, seed: int, init: dict[str, Any],
+    carried: dict[str, CarriedMarginal], progress: bool = False,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(draws ``{site: [chain, draw, ...]}``, stats: ``diverging`` and
+    ``potential_energy`` ``[chain, draw]``, the adapted ``step_size``) of the
+    whole NUTS fit, from the stored programs where they are (two:
+    `program.NutsPrograms`, the start and then the sampler)."""
+    fixed, args = program_args(bm, seed, init)
+    platform = default_platform()
+    key = program_key(bm, o, dtype, carried, fixed, args, platform)
+    names = (f"nuts-init-{key}", f"nuts-sample-{key}")
+    programs = _LOADED.get(key)
+    build = None
+    if programs is None:
+        with phase("cache load"):
+            init_call, sample_call = (program_cache.load(n) for n in names)
+        if init_call is None or sample_call is None:  # both built anew: sample needs init traced first
+            with phase("import"):
+                from fglang.runtime.mcmc.program import NutsPrograms
+            build = NutsPrograms(bm, o, carried, fixed)
+            init_call, sample_call = _exported(build.init, names[0], args, platform), None
+        programs = (jax.jit(init_call), None if sample_call is None else jax.jit(sample_call))
+    else:
+        _LOADED.move_to_end(key)
+    bar = progress_bar(progress, f"mcmc: {o.chains} chains x {o.warmup + o.samples} iterations in one program",
+                       1, "run", {})
+    try:
+        state, (arguments_ok, start_ok) = programs[0](*args)
+        # NumPyro's own words (see mcmc.program), so that fit.py's explain_bad_start locates the factor at fault
+        if not bool(arguments_ok):
+            raise ValueError("a distribution got invalid arguments at the sampler's first initial values")
+        if not bool(start_ok):
+            raise RuntimeError("Cannot find valid initial parameters. Please check your model again.")
+        if programs[1] is None:
+            assert build is not None
+            programs = (programs[0], jax.jit(_exported(build.sample, names[1], (state, args[1]), platform)))
+        _LOADED[key] = programs
+        while len(_LOADED) > _KEEP:
+            _LOADED.popitem(last=False)
+        draws, stats = jax.block_until_ready(programs[1](state, args[1]))
+    finally:
+        if bar is not None:
+            bar.close()
+    return {k: np.asarray(v) for k, v in draws.items()}, {k: np.asarray(v) for k, v in stats.items()}
+
+
+def program_args(bm: BoundModel, seed: int, init: dict[str, Any]) -> tuple[dict[str, np.ndarray], tuple]:
+    """(the starts that are constants of the program: group vars', the chart
+    bases; the program's arguments: the seed's key, the data, the other starts)."""
+    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    fixed = {k: np.asarray(v) for k, v in init.items() if k in bm.variables and bm.variables[k].domain.kind in GROUPS}
+    start = {k: jnp.asarray(v) for k, v in init.items() if k not in fixed}
+    return fixed, (jax.random.PRNGKey(seed), data, start)
+
+
+def _exported(fn: Callable, name: str, args: tuple, platform: str) -> Callable:
+    """The cold path: ``fn`` exported and stored, as the module a warm fit
+    will load (``fn`` itself where it cannot be exported)."""
+    call = program_cache.export_and_save(name, fn, args, platform)
+    return fn if call is None else call
+
+
+def program_key(bm: BoundModel, o: McmcOptions, dtype: str, carried: dict[str, CarriedMarginal],
+                fixed: dict[str, np.ndarray], args: tuple, platform: str) -> str:
+    """The programs' key (a hex digest): fglang's code, the library versions, the model
+    and its bound structure, the options (not the seed: an argument), the
+    carried priors and fixed starts (constants of the program), the arguments'
+    shapes and dtypes, the platform."""
+    key = program_cache.Key("nuts")
+    key.add("platform", platform, dtype, jax.config.jax_default_prng_impl)
+    key.add("options", o.chains, o.warmup, o.samples, float(o.target_accept))
+    program_cache.add_model(key, bm)
+    priors, group_priors = carried_priors(bm, carried)
+    key.add("carried", priors, group_priors, "fixed", fixed)
+    key.add("args", program_cache.spec_signature(args))
+    return key.digest

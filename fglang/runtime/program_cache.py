@@ -1,0 +1,219 @@
+"""Whole programs kept on disk by ``jax.export``, so that a warm fit skips
+tracing and lowering, not only XLA's compile.
+
+Why: JAX's persistent cache (`cache.enable_compilation_cache`) keys XLA's
+compiled code by the lowered module, so a warm fit still imports NumPyro,
+traces the model through it (~2.4 s for eight schools) and lowers every
+program (~1.5 s) before it can look anything up. Here a whole run (NUTS's
+initialization, warm-up and sampling, `mcmc.program`) is exported once as a
+StableHLO module and stored under a key of everything that decides the
+program: fglang's own code, the model's source and bound structure (sizes,
+data shapes and dtypes, the nodes each factor reads, the values of int and
+bool data), the options, JAX's and NumPyro's versions and the platform. A
+warm fit computes the key (milliseconds, no JAX tracing), reads the module
+and runs it; new real-valued data of the same shapes reuse it (the data are
+the program's arguments), anything else in the key gives a new entry.
+
+Int and bool data are in the key by value: they may pick the nodes a factor
+reads or a reduction's padded length (`Static.reduction_len`), both constants
+of the program. Real data never are (they are only ever values).
+
+Entries live in ``cache_root()/programs`` as ``<kind>-<key>.jaxexport``,
+written whole (a temporary file renamed into place, `cache.AtomicFileStore`);
+an entry that is missing, cut short or from another JAX is a miss, never an
+error. ``FGLANG_NO_CACHE=1`` turns the store off (`load` misses, `save`
+writes nothing). NumPyro-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import os
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fglang.compiler.bind import BoundModel
+from fglang.runtime.cache import PROGRAM_SUFFIX, AtomicFileStore, cache_enabled, programs_dir
+
+FORMAT = 3
+"""Bump when what an entry holds changes (the exported function's arguments or outputs)."""
+
+
+class _ProgramStore(AtomicFileStore):
+    suffix = PROGRAM_SUFFIX
+
+
+def _store() -> _ProgramStore | None:
+    if not cache_enabled():
+        return None
+    try:
+        return _ProgramStore(programs_dir())
+    except OSError:
+        return None  # a read-only home: run on without the store
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A digest of fglang's own source (every ``.py`` and ``.lark`` file of the
+    package): a program exported by other code is never reused, whatever the
+    version number says (a development tree changes without a release)."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.blake2b(digest_size=16)
+    for p in sorted(root.rglob("*")):
+        if p.suffix in (".py", ".lark") and p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> tuple[str, ...]:
+    """JAX's, jaxlib's and NumPyro's versions, from their metadata (NumPyro is not imported)."""
+    out = []
+    for name in ("jax", "jaxlib", "numpyro"):
+        try:
+            out.append(f"{name}={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            out.append(f"{name}=?")
+    return tuple(out)
+
+
+class Key:
+    """An incremental digest of the parts that decide a program."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._h = hashlib.blake2b(digest_size=20)
+        self.add("format", FORMAT, kind, code_fingerprint(), library_versions())
+
+    def add(self, *parts: Any) -> Key:
+        for p in parts:
+            self._add(p)
+        return self
+
+    def _add(self, p: Any) -> None:
+        h = self._h
+        if isinstance(p, np.ndarray) or (hasattr(p, "dtype") and hasattr(p, "shape")):
+            a = np.ascontiguousarray(np.asarray(p))
+            h.update(f"<array {a.dtype.str} {a.shape}>".encode())
+            h.update(a.tobytes())
+        elif isinstance(p, Mapping):
+            h.update(f"<map {len(p)}>".encode())
+            for k in sorted(p, key=str):
+                self._add(str(k))
+                self._add(p[k])
+        elif isinstance(p, list | tuple):
+            h.update(f"<seq {len(p)}>".encode())
+            for x in p:
+                self._add(x)
+        else:
+            h.update(f"<{type(p).__name__} {p!r}>".encode())
+
+    @property
+    def digest(self) -> str:
+        return self._h.hexdigest()
+
+    @property
+    def name(self) -> str:
+        """The entry's file stem: ``<kind>-<hex digest>``."""
+        return f"{self.kind}-{self.digest}"
+
+
+def add_model(key: Key, bm: BoundModel) -> Key:
+    """The model's part of a key: its source text and everything binding fixed
+    that the program holds as constants (see the module docstring); of the
+    data, the shapes and dtypes (they are arguments) and int/bool values."""
+    key.add("model", bm.ir.name, dict(bm.ir.sources), dict(bm.sizes))
+    for name in sorted(bm.data):
+        a = np.asarray(bm.data[name])
+        structural = a.dtype.kind in "biu"
+        key.add("data", name, a.dtype.str, a.shape, a if structural else None)
+    for v in bm.variables.values():
+        key.add("var", v.name, v.node_shape, v.value_shape, repr(v.domain), v.prior, v.bounds)
+    for fam in bm.families.values():
+        _add_family(key, fam)
+    for group, lets in (("let", bm.derived), ("bound", bm.bounds)):
+        for name, d in lets.items():
+            key.add(group, name, d.shape, d.data_only)
+            _add_slots(key, d.slots)
+    return key
+
+
+def _add_family(key: Key, fam: Any) -> None:
+    key.add("family", fam.name, fam.n_members, fam.member_grid, dict(fam.idx))
+    _add_slots(key, fam.slots)
+    if fam.members is not None:
+        _add_family(key, fam.members)
+
+
+def _add_slots(key: Key, slots: Iterable[Any]) -> None:
+    for s in slots:
+        key.add("slot", s.var, s.node_ids, s.block_shape, s.reductions, s.mask, repr(s.grid_slice))
+
+
+def arg_specs(args: Any) -> Any:
+    """The arguments' shapes and dtypes as ``jax.ShapeDtypeStruct`` (what ``jax.export`` exports for)."""
+    import jax
+
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), args)
+
+
+def spec_signature(args: Any) -> list:
+    """The arguments' tree, shapes and dtypes, for a key."""
+    import jax
+
+    leaves, tree = jax.tree.flatten(args)
+    return [str(tree), [(tuple(np.shape(a)), str(a.dtype)) for a in leaves]]
+
+
+def load(name: str) -> Callable | None:
+    """The stored program ``name`` as a callable (``Exported.call``), or None:
+    no entry, the store off, or an entry that does not deserialize (cut short,
+    another JAX), which is then removed so that the next `save` replaces it."""
+    store = _store()
+    if store is None:
+        return None
+    blob = store.get(name)
+    if blob is None:
+        return None
+    try:
+        from jax import export
+
+        exported = export.deserialize(bytearray(blob))
+    except Exception:  # noqa: BLE001  (any corrupt entry is a miss)
+        with contextlib.suppress(OSError):
+            os.unlink(programs_dir() / f"{name}{PROGRAM_SUFFIX}")
+        return None
+    return exported.call
+
+
+def export_and_save(name: str, fn: Callable, args: Any, platform: str) -> Callable | None:
+    """Export ``fn`` (a function of ``args``) for ``platform``, store it under
+    ``name`` (where the store is on) and return the exported program as a
+    callable: the same module a later warm fit loads, so that one seed gives the
+    same draws cold or warm. None where JAX cannot export it (a custom call
+    with no stability guarantee): the caller then runs ``fn`` itself."""
+    import jax
+    from jax import export
+
+    try:
+        exported = export.export(jax.jit(fn), platforms=_export_platforms(platform))(*arg_specs(args))
+        blob = exported.serialize()
+    except Exception:  # noqa: BLE001  (not exportable: run unexported, store nothing)
+        return None
+    store = _store()
+    if store is not None:
+        store.put(name, bytes(blob), replace=True)
+    return export.deserialize(blob).call
+
+
+def _export_platforms(platform: str) -> tuple[str, ...] | None:
+    """``jax.export``'s name for the platform the fit runs on (JAX's devices say
+    ``gpu``; export says ``cuda`` or ``rocm``: then the default backend's)."""
+    return (platform,) if platform in ("cpu", "tpu") else None
