@@ -47,6 +47,14 @@ def _xyzw(r: jaxlie.SO3):
     return xyzw * jnp.where(w[..., :1] < 0, -1.0, 1.0)  # q and -q are one rotation; report qw >= 0
 
 
+def _float(x):
+    """``x`` as a JAX array, its float dtype kept (a float32 fit in a process
+    with x64 enabled stays float32: GBP's loop carries need one dtype); ints
+    become the default float."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
 def _even(t2, series, exact):
     """``f(t)`` for ``t2 = t^2``: ``series(t2)`` below 0.1, ``exact(t)`` above
     (a safe argument: the unused branch has no NaN gradient)."""
@@ -109,7 +117,7 @@ def _pose_log(kind: str, g):
 
 
 def _exp(kind: str, v):
-    v = jnp.asarray(v, dtype=jnp.result_type(float))
+    v = _float(v)
     return _pose_exp(kind, v) if GROUPS[kind].is_pose else _CLASS[kind].exp(v)
 
 
@@ -118,7 +126,7 @@ def _log(kind: str, g):
 
 
 def to_lie(kind: str, s):
-    s = jnp.asarray(s, dtype=jnp.result_type(float))
+    s = _float(s)
     if kind == "rot2":
         return jaxlie.SO2.from_radians(s)
     if kind == "pose2":
@@ -169,7 +177,7 @@ def exp(kind: str, v):
 
 def act(kind: str, a, p):
     """``g`` applied to a point: ``R p + t``."""
-    return to_lie(kind, a) @ jnp.asarray(p, dtype=jnp.result_type(float))
+    return to_lie(kind, a) @ _float(p)
 
 
 def rotation(kind: str, a):
@@ -184,11 +192,11 @@ def translation(kind: str, a):
 
 
 def angle(kind: str, a):
-    return jnp.asarray(a, dtype=jnp.result_type(float))  # rot2 is stored as its angle
+    return _float(a)  # rot2 is stored as its angle
 
 
 def quaternion(kind: str, a):
-    return _xyzw(_quat(jnp.asarray(a, dtype=jnp.result_type(float))))
+    return _xyzw(_quat(_float(a)))
 
 
 def construct(kind: str, *args):
@@ -196,7 +204,7 @@ def construct(kind: str, *args):
     ``pose3(t, q)``, ``pose3(t, r)`` (``r`` a rot3), ``pose3(t, roll, pitch, yaw)``;
     roll, pitch, yaw as TORO: ``R = Rz(yaw) Ry(pitch) Rx(roll)``. The checker has
     sorted out which form (the lowering tags ``pose3.make_rpy`` and so on)."""
-    args = [jnp.asarray(a, dtype=jnp.result_type(float)) for a in args]
+    args = [_float(a) for a in args]
     if kind == "rot2":
         return from_lie(kind, jaxlie.SO2.from_radians(args[0]))
     if kind == "pose2":
