@@ -106,6 +106,37 @@ def test_tangent_jacobians_match_finite_differences(kind, s1, s2, s3):
     np.testing.assert_allclose(jac, fd, rtol=1e-4, atol=1e-5)  # central differences: O(h^2) plus rounding
 
 
+def test_pose_exp_log_are_smooth_near_the_identity_in_float32_and_float64():
+    """local(retract(x, d), x) = d, so sum(sin(that + 0.1)) has the Hessian
+    diag(-sin(d + 0.1)) exactly: what vi's Laplace whitening differentiates.
+    jaxlie 1.5's SE(2)/SE(3) exp and log missed it by up to 0.5 near the
+    identity (cancellation in (1 - cos t) / t in float32; R standing in for
+    V below its Taylor threshold, in float64 too); fglang's own V matrices
+    (lie_jax) are series in theta^2 there."""
+    scales = np.array([0.0, 1e-7, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.5])  # |rotation| < pi: no wrap
+    # float32: SO(3) log divides by theta, its second derivative carries ~eps / theta^2
+    for dtype, tol in ((np.float32, 5e-4), (np.float64, 1e-9)):
+        with jax.enable_x64(dtype == np.float64):
+            for kind in ("pose2", "pose3"):
+                n = GROUPS[kind].tangent
+                d = (scales[:, None] * (1 + np.linspace(-0.9, 0.9, n))).astype(dtype)
+                base = LIE.exp(kind, jnp.asarray(np.linspace(0.2, 0.7, n), dtype))
+
+                def f(e, kind=kind, base=base):
+                    return jnp.sum(jnp.sin(LIE.local(kind, LIE.retract(kind, base, e), base) + 0.1))
+
+                h = np.asarray(jax.jit(jax.vmap(jax.hessian(f)))(jnp.asarray(d)))
+                assert h.dtype == dtype
+                exact = np.stack([np.diag(-np.sin(row.astype(np.float64) + 0.1)) for row in d])
+                np.testing.assert_allclose(h, exact, atol=tol, rtol=0, err_msg=f"{kind} {dtype.__name__}")
+                # at the identity itself (a var started at its default): log(exp(e)) = e to second order
+                zero = jnp.zeros(n, dtype)
+                jac = np.asarray(jax.jacfwd(lambda e, kind=kind: LIE.log(kind, LIE.exp(kind, e)))(zero))
+                np.testing.assert_allclose(jac, np.eye(n), atol=tol)
+                curv = np.asarray(jax.hessian(lambda e, kind=kind: jnp.sum(LIE.log(kind, LIE.exp(kind, e))))(zero))
+                np.testing.assert_allclose(curv, 0.0, atol=tol)
+
+
 def test_storage_conventions():
     """g2o's order; TORO's R = Rz(yaw) Ry(pitch) Rx(roll); translation-first tangents."""
     from fglang.io.pose_graph import euler_to_quaternion

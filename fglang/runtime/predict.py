@@ -23,8 +23,10 @@ from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundModel
 from fglang.compiler.dag import distinct_nodes
 from fglang.compiler.expr import names_in, static_value
+from fglang.compiler.groups import GROUPS
 from fglang.compiler.ir import ModelIR
 from fglang.errors import Diagnostic, FgError
+from fglang.runtime.manifold import is_group, tangent_dim
 
 
 def _used_outside_lhs(ir: ModelIR) -> set[str]:
@@ -73,6 +75,12 @@ def targets(ir: ModelIR, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     return filled, missing, fams
 
 
+def _retract(kind: str, x, d):
+    from fglang.compiler.lie_jax import retract
+
+    return retract(kind, x, d)
+
+
 def family_moments(bm: BoundModel, fam, data: dict, means: dict, covs: dict) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of a family's ``mu`` per member, linearized at the means.
 
@@ -82,26 +90,35 @@ def family_moments(bm: BoundModel, fam, data: dict, means: dict, covs: dict) -> 
     member costs O(M); a Jacobian of the whole family with respect to every
     node was O(M x nodes) (digits: 8 GB and 48 s to predict 397 test images).
     Two slots of one member that read the same node are combined exactly.
+    A group var's slot is differentiated in its tangent space at the mean
+    (``mu(mean compose exp(e))`` at e = 0), where its covariance is.
     """
     idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
     vals = tuple(bm.gather(s, means) for s in fam.slots)
+    kinds = tuple(bm.variables[s.var].domain.kind if is_group(bm.variables[s.var]) else None for s in fam.slots)
 
-    def one(idx_m, *sv):
-        out = fam.evaluate_one(data, idx_m, sv)
+    def one(idx_m, sv, *steps):
+        # each slot moved by a step in its tangent space (a group var's covariance
+        # is in the tangent space at its mean: x = mean compose exp(e))
+        moved = tuple(x + d if k is None else _retract(k, x, d) for x, d, k in zip(sv, steps, kinds))
+        out = fam.evaluate_one(data, idx_m, moved)
         return jnp.ravel(jnp.asarray(out["args"]["mu"]) + 0.0 * jnp.asarray(out["lhs"]))
 
-    argnums = tuple(range(1, 1 + len(vals)))
-    mean = np.asarray(jax.vmap(one)(idx, *vals))
-    jacs = jax.vmap(jax.jacfwd(one, argnums=argnums))(idx, *vals) if vals else ()
+    steps = tuple(jnp.zeros(x.shape if k is None else x.shape[: x.ndim - len(GROUPS[k].storage)] +
+                            (GROUPS[k].tangent,), x.dtype) for x, k in zip(vals, kinds))
+    argnums = tuple(range(2, 2 + len(vals)))
+    mean = np.asarray(jax.vmap(one)(idx, vals, *steps))
+    jacs = jax.vmap(jax.jacfwd(one, argnums=argnums))(idx, vals, *steps) if vals else ()
     m, r = mean.shape
     var = np.zeros((m, r))
     by_var: dict[str, list] = {}
     for s, j in zip(fam.slots, jacs):
         v = bm.variables[s.var]
         ids = np.asarray(s.node_ids).reshape(m, -1)
-        by_var.setdefault(s.var, []).append((np.asarray(j).reshape(m, r, ids.shape[1], v.node_dim), ids))
+        by_var.setdefault(s.var, []).append((np.asarray(j).reshape(m, r, ids.shape[1], tangent_dim(v)), ids))
     for name, parts in by_var.items():
         v = bm.variables[name]
+        dim = tangent_dim(v)
         jac = np.concatenate([np.moveaxis(j, 2, 1) for j, _ in parts], axis=1)  # [M, K, R, d]
         ids = np.concatenate([i for _, i in parts], axis=1)  # [M, K]
         # Sum the Jacobian columns of slots that read the same node (sort the
@@ -113,7 +130,7 @@ def family_moments(bm: BoundModel, fam, data: dict, means: dict, covs: dict) -> 
         rows = np.arange(m)[:, None]
         merged = np.zeros_like(jac)
         np.add.at(merged, (rows, run), jac)
-        cov = np.zeros(jac.shape[:2] + (v.node_dim, v.node_dim))
-        cov[rows, run] = np.asarray(covs[name]).reshape(v.n_nodes, v.node_dim, v.node_dim)[ids]
+        cov = np.zeros(jac.shape[:2] + (dim, dim))
+        cov[rows, run] = np.asarray(covs[name]).reshape(v.n_nodes, dim, dim)[ids]
         var += np.einsum("mkrd,mkde,mkre->mr", merged, cov, merged)
     return mean, var
