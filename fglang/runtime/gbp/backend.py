@@ -76,7 +76,10 @@ class GbpBackend:
         ]
 
     def report(self, post: Posterior) -> list[str]:
-        return []
+        if not post.attrs.get("loopy"):
+            return []
+        return ["the factor graph has loops: GBP's means are its fixed point's, its sds approximate "
+                "(on a loopy graph usually too small); --backend map gives the Laplace marginals of the joint"]
 
     def title(self, post: Posterior) -> list[str]:
         it = post.attrs.get("iterations")

@@ -17,6 +17,7 @@ from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
 from fglang.runtime.gbp.engine import resolve_schedule, run_gbp
 from fglang.runtime.gbp.graph import GaussianGraph
+from fglang.runtime.gbp.loops import has_loops
 from fglang.runtime.gbp.lowering import carried_group_family, to_graph
 from fglang.runtime.gbp.options import GbpOptions
 from fglang.runtime.manifold import is_group, normalized, tangent_dim
@@ -138,6 +139,7 @@ def fit_gbp(
             "final_change": float(history[-1]) if history.size else float("nan"),
             "history": history[np.isfinite(history)].tolist()[-500:],
             "wall_time_s": float(result.wall_time_s),
+            "loopy": has_loops(bm),
         },
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
