@@ -115,3 +115,35 @@ def test_a_degenerate_tiny_scale_from_data_warns_naming_the_member(kind):
         _w.simplefilter("always")
         check_values(bm)
     assert not seen
+
+
+MVN = "model m\ndata S[2, 2]: real\nvar x: real[2] ~ mvnormal([0, 0], S)\n"
+
+
+@pytest.mark.parametrize("backend", ["gbp", "vi", "map"])
+@pytest.mark.parametrize(("S", "what"), [
+    ([[1, 1], [1, 1]], "is not positive definite (the value: its smallest eigenvalue) at x__prior (value 0)"),
+    ([[1, 2], [2, 1]], "is not positive definite (the value: its smallest eigenvalue) at x__prior (value -1)"),
+    ([[1, 0.5], [0.4, 1]], "is not symmetric (the value: its largest |A - A^T|) at x__prior (value 0.1)"),
+])
+def test_a_covariance_from_data_that_is_no_covariance_is_located(backend, S, what):
+    """Main: GBP's LinAlgError ('Singular matrix') or ValueError tracebacks; vi 'no valid initial point' and
+    map 'cost not finite', neither naming the data; a non-symmetric one ran on vi and map (lower triangle)."""
+    with pytest.raises(FgError) as e:
+        fglang.compile(MVN, "m.fg").fit({"S": S}, backend=backend)
+    text = str(e.value)
+    assert text.startswith(f"m.fg:3:35: 'cov' of mvnormal in factor 'x__prior' {what}"), text
+
+
+def test_a_precision_matrix_per_member_is_checked_and_semidefinite_is_allowed():
+    src = ("model m\ndata N: int\ndata P[N, 2, 2]: real\ndata y[N, 2]: real\nvar x: real[2] ~ normal(0, 1)\n"
+           "factor o[i in 0:N]: y[i] ~ mvnormal(x, prec=P[i])\n")
+    m = fglang.compile(src, "m.fg")
+    bad = {"N": 3, "P": [[[1, 0], [0, 1]], [[1, 0], [0, -1]], [[1, 3], [3, 1]]], "y": [[0, 0]] * 3}
+    with pytest.raises(FgError, match=r"'prec' of mvnormal in factor 'o' is not positive semi-definite .* at "
+                                      r"o\[i=1\] \(value -1\), o\[i=2\] \(value -2\)"):
+        m.fit(bad, backend="gbp")
+    # no information along x[1] from the second member: GBP's posterior of x[0] is the closed form
+    post = m.fit({"N": 2, "P": [[[1, 0], [0, 1]], [[1, 0], [0, 0]]], "y": [[1, 0], [2, 0]]}, backend="gbp")
+    assert post.mean("x")[0] == pytest.approx(3 / 3, rel=1e-4)  # (1 + 2) / (1 prior + 1 + 1)
+

@@ -158,6 +158,12 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
             errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' is not finite at "
                                    f"{', '.join(bad)}", spans.get(name, f.span), "check the data it is computed from"))
             continue
+        if name in MATRIX_ARGS.get(sig.name, ()):
+            problem = _not_spd(fam, a, definite=name == "cov")
+            if problem is not None:
+                errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' {problem}",
+                                       spans.get(name, f.span), _SPD_HINT))
+            continue
         rule = _DOMAIN_RULE.get(domains.get(name, "real"))
         if rule is not None and not np.all(rule[1](a)):
             bad = _bad_members(fam, rule[1](a), a)
@@ -173,6 +179,42 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
         elif y.size:
             errs += _support(fam, sig, y, out["args"])
     return errs
+
+
+MATRIX_ARGS = {"mvnormal": ("cov", "prec")}  # symmetric positive definite, or no Gaussian (every backend)
+_SPD_HINT = ("a covariance or precision matrix must be symmetric with positive eigenvalues: check the data it is "
+             "computed from (a singular one: add a small multiple of the identity)")
+
+
+def _not_spd(fam: BoundFamily, a: np.ndarray, definite: bool) -> str | None:
+    """What is wrong with the matrices ``a`` [..., r, r] (one per member, or one shared) and where, or None:
+    not symmetric, or not positive definite (``definite``: a covariance) or semi-definite (a precision,
+    which GBP takes with no information along some direction). Why here: NumPyro then finds 'no valid
+    initial point', map's cost is not finite and GBP inverts a singular matrix, none of them saying which
+    data are at fault."""
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        return None  # the shape is the lowering's business
+    r = a.shape[-1]
+    lead = a.shape[:-2]
+    scale = np.max(np.abs(a), axis=(-2, -1))
+    asym = np.max(np.abs(a - np.swapaxes(a, -1, -2)), axis=(-2, -1))
+    sym = asym <= 1e-6 * scale
+    if not np.all(sym):
+        bad = _bad_members(fam, sym.reshape(lead), asym.reshape(lead))
+        return f"is not symmetric (the value: its largest |A - A^T|) at {', '.join(bad)}"
+    try:
+        np.linalg.cholesky(a)
+        return None
+    except np.linalg.LinAlgError:
+        pass
+    low = np.linalg.eigvalsh(a)[..., 0]
+    tol = 8.0 * r * np.finfo(np.float64).eps * scale
+    ok = low > tol if definite else low >= -tol
+    if np.all(ok):
+        return None
+    bad = _bad_members(fam, ok.reshape(lead), low.reshape(lead))
+    return (f"is not positive {'' if definite else 'semi-'}definite (the value: its smallest eigenvalue) at "
+            f"{', '.join(bad)}")
 
 
 def _warn_tiny(bm: BoundModel, fam: BoundFamily, name: str, bad: list[str]) -> None:
