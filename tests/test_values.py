@@ -147,3 +147,28 @@ def test_a_precision_matrix_per_member_is_checked_and_semidefinite_is_allowed():
     post = m.fit({"N": 2, "P": [[[1, 0], [0, 1]], [[1, 0], [0, 0]]], "y": [[1, 0], [2, 0]]}, backend="gbp")
     assert post.mean("x")[0] == pytest.approx(3 / 3, rel=1e-4)  # (1 + 2) / (1 prior + 1 + 1)
 
+
+WIDE_PRIOR = SCALE.replace("normal(0, 1)", "normal(0, 10)")
+
+
+def test_a_scale_float32_cannot_hold_is_located_for_gbp_and_float64_runs():
+    """sd = 1e-30 is a precision 1e60: finite in float64, inf in float32, where GBP plans (and by default
+    runs). Main: ValueError 'precision must be finite and non-negative' from the engine, even with
+    dtype=float64 (the schedule was planned in float32)."""
+    m = fglang.compile(WIDE_PRIOR, "m.fg")
+    data = {"N": 2, "s": [1.0, 1e-30], "y": [0.0, 1.0]}
+    with pytest.warns(UserWarning, match="degenerate"), pytest.raises(FgError) as e:
+        m.fit(data, backend="gbp")
+    text = str(e.value)
+    assert text.startswith("m.fg:6:1: GBP cannot run factor 'obs' in float32: its precision (1/sd^2)"), text
+    assert "fit with --dtype float64" in text
+    with pytest.warns(UserWarning, match="degenerate"):
+        post = m.fit(data, backend="gbp", dtype="float64")
+    assert post.mean("mu") == pytest.approx(1.0, abs=1e-12)  # precision-weighted: 1e60 * 1 / (1e60 + 1.01)
+
+
+def test_a_huber_delta_float32_cannot_hold_is_located_for_gbp():
+    src = "model m\ndata y: real\nvar x: real ~ normal(0, 1)\nfactor o: y ~ huber(x, 1, 1e-308)\n"
+    with pytest.raises(FgError, match=r"m.fg:4:1: GBP cannot run factor 'o' in float32: its robust parameter is "
+                                      r"not positive there"):
+        fglang.compile(src, "m.fg").fit({"y": 1.0}, backend="gbp")
