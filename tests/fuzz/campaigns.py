@@ -148,6 +148,11 @@ def make_fit_case(rnd: random.Random, i: int) -> Case:
                           **({"seed_data.json": json.dumps(s.data)} if s.data is not None else {})}
             case.data, case.synth = None, True
     backend = rnd.choice(sorted(FIT_OPTIONS))
+    if rnd.random() < 0.3:  # a seed's own model with data invalid only at run time (values.py's checks)
+        s = rnd.choice(corpus.data_seeds())
+        files = {**_seed_files(s), "model.fg": s.text, "data.json": json.dumps(data_mutate.mutate_values(rnd, s.data))}
+        return Case("fits", "fit", files, data="data.json", seed=i, origin=f"{s.name}:values", backend=backend,
+                    options=dict(FIT_OPTIONS[backend]))
     return Case("fits", "fit", case.files, data=case.data, synth=case.synth, seed=i, origin=case.origin,
                 backend=backend, options=dict(FIT_OPTIONS[backend]))
 
