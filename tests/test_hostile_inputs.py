@@ -236,6 +236,19 @@ def test_a_prior_with_nan_marginals_is_refused():
         m.fit({"y": 1.0}, backend="gbp", iters=3, prior=post)
 
 
+def test_a_prior_from_another_model_that_carries_nothing_is_refused():
+    """Main fitted with exit 0 and carried nothing, silently (the posterior holds 'mu', the model 'nu')."""
+    src = H + "data y: real\nvar mu: real ~ normal(0, 1)\nfactor f: y ~ normal(mu, 1)\n"
+    post = fglang.compile(src, "m.fg").fit({"y": 1.0}, backend="gbp", iters=3)
+    other = fglang.compile(src.replace("mu", "nu"), "o.fg")
+    with pytest.raises(FgError, match=r"the --prior posterior \(of model 'm', vars mu\) holds none of this "
+                                      r"model's vars \(nu\), so it would carry nothing"):
+        other.fit({"y": 1.0}, backend="gbp", iters=3, prior=post)
+    carried = fglang.compile(src.replace("normal(0, 1)", "normal(0, 100)"), "m.fg").fit(
+        {"y": 1.0}, backend="gbp", iters=3, prior=post)  # shared names carry: N(0.5, 0.5) prior, y = 1
+    assert carried.mean("mu") == pytest.approx((0.5 * 2 + 1.0) / 3, rel=1e-4)
+
+
 def test_an_include_path_with_a_nul_byte_is_located(tmp_path):
     (tmp_path / "m.fg").write_text('model m\ninclude "lib\\0.fg"\nvar x: real ~ normal(0, 1)\n'.replace("\\0", "\0"))
     with pytest.raises(FgError, match="an include path cannot contain a NUL character") as e:
