@@ -172,3 +172,15 @@ def test_a_huber_delta_float32_cannot_hold_is_located_for_gbp():
     with pytest.raises(FgError, match=r"m.fg:4:1: GBP cannot run factor 'o' in float32: its robust parameter is "
                                       r"not positive there"):
         fglang.compile(src, "m.fg").fit({"y": 1.0}, backend="gbp")
+
+
+def test_a_scale_whose_precision_overflows_float64_is_located_and_shown_as_written():
+    """sd = 1e-300: main evaluated the check in float32 and said 'must be > 0, but is not at obs[i=1] (value 0)';
+    vi and map then found 'no valid initial point' blaming 'a scale computed from a var'."""
+    m = fglang.compile(WIDE_PRIOR, "m.fg")
+    for backend in ("vi", "map", "gbp"):
+        with pytest.raises(FgError) as e:
+            m.fit({"N": 2, "s": [1.0, 1e-300], "y": [0.0, 1.0]}, backend=backend)
+        text = str(e.value)
+        assert text.startswith("m.fg:6:41: 'sd' of normal in factor 'obs' is below 7.5e-155 at obs[n=1] "
+                               "(value 1e-300): its precision 1/sd^2 is past float64's range"), text

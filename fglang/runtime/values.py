@@ -29,6 +29,7 @@ from fglang.errors import Diagnostic, FgError
 _MAX_REPORTED = 8
 SCALE_ARGS = ("sd", "scale", "slab_sd", "spike_sd", "slab_scale")  # a precision 1/scale^2 is computed from these
 TINY_SCALE = 1e-10  # below: 1/sd^2 > 1e20, float32 sums lose every other term and past 1e-19 it overflows
+OVERFLOW_SCALE = float(np.finfo(np.float64).max) ** -0.5  # below (~7.5e-155): 1/sd^2 is inf even in float64
 
 _DOMAIN_RULE = {
     "positive": ("must be > 0", lambda a: a > 0),
@@ -169,6 +170,13 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
             bad = _bad_members(fam, rule[1](a), a)
             errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' {rule[0]}, but is not at "
                                    f"{', '.join(bad)}", spans.get(name, f.span), "check the data it is computed from"))
+        elif name in SCALE_ARGS and np.any(np.abs(a) < OVERFLOW_SCALE):
+            bad = _bad_members(fam, np.abs(a) >= OVERFLOW_SCALE, a)
+            errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' is below {OVERFLOW_SCALE:.2g} at "
+                                   f"{', '.join(bad)}: its precision 1/{name}^2 is past float64's range, so no "
+                                   "backend can evaluate the factor", spans.get(name, f.span),
+                                   "check the data's units; a measurement that exact is better a constant or a "
+                                   "fixed var"))
         elif name in SCALE_ARGS and np.any(np.abs(a) < TINY_SCALE):
             _warn_tiny(bm, fam, name, _bad_members(fam, np.abs(a) >= TINY_SCALE, a))
     if lhs_is_data and "lhs" in out:
@@ -268,7 +276,16 @@ def _support(fam: BoundFamily, sig, y: np.ndarray, args: dict[str, Any]) -> list
 
 
 def check_values(bm: BoundModel) -> None:
-    """Raise one ``FgError`` listing every invalid data-only argument and observation."""
+    """Raise one ``FgError`` listing every invalid data-only argument and observation.
+    Evaluated in float64, as the data are: in float32 a sd of 1e-300 was reported as
+    'must be > 0, but is ... (value 0)', and ints past 2^24 lost their last digits."""
+    import jax
+
+    with jax.enable_x64(True):
+        _check_values(bm)
+
+
+def _check_values(bm: BoundModel) -> None:
     cache: dict[str, Any] = {}
 
     def data() -> dict[str, Any]:  # JAX arrays only if some family must be evaluated
