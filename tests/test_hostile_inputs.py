@@ -221,6 +221,20 @@ def test_nested_reductions_are_refused_at_once():
     assert "nested 26 deep" in str(e)
 
 
+def test_nested_data_indices_lower_in_linear_time():
+    """x[k[k[...k[0]...]]]: lowering expanded each index's args twice, 3^depth nodes (depth 17: ~10 s, 20: 24 s,
+    50: killed by the fuzzer's limit). The oracle: the binding reads x[0] (k is all zeros) at any depth."""
+    for depth in (17, 60):
+        src = (H + "data N: int\ndata k[N]: int\nvar x: real[N] ~ normal(0, 1)\n"
+               f"factor f: 1.0 ~ normal(x[{'k[' * depth}0{']' * depth}], 1)\n")
+        t0 = time.monotonic()
+        m = fglang.compile(src, "m.fg")
+        assert time.monotonic() - t0 < 3, depth
+        lp = m.log_density({"x": np.array([0.25, 9.0])}, {"N": 2, "k": [0, 0]})
+        want = -0.5 * (0.25**2 + 9.0**2) - 0.5 * (1.0 - 0.25) ** 2 - 1.5 * np.log(2 * np.pi)
+        assert float(lp) == pytest.approx(want, rel=1e-9), depth
+
+
 def test_moderate_nesting_still_compiles():
     call = "f(" * 8 + "v" + ")" * 8
     fglang.compile(H + f"fn f(x: real) -> real {{ return x + x }}\nvar v: real ~ normal(0, 1)\nlet y = {call}\n", "m")
