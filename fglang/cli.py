@@ -19,6 +19,7 @@ from rich.console import Console
 
 import fglang
 from fglang.errors import FgError
+from fglang.io.atomic import preflight
 from fglang.runtime import backend as backends
 from fglang.runtime.inits import START_AT_MODE
 
@@ -158,6 +159,8 @@ def fit(**kw) -> None:
         err.print(f"{flags} do(es) not apply to --backend {backend}", markup=False)
         raise typer.Exit(2)
     try:
+        if kw["out_path"] is not None:
+            preflight(kw["out_path"])
         m = fglang.load(kw["model"])
         post = m.fit(
             kw["data"],
@@ -220,6 +223,8 @@ def predict(
 ) -> None:
     """Predict the factors whose target data are absent, from a fitted posterior."""
     try:
+        if out_path is not None:
+            preflight(out_path)
         m = fglang.load(model)
         opts = _opts(iters=iters, damping=damping)
         pred = m.predict(posterior, data, seed=seed, **opts)

@@ -221,6 +221,20 @@ def test_nested_reductions_are_refused_at_once():
     assert "nested 26 deep" in str(e)
 
 
+def test_nested_data_indices_lower_in_linear_time():
+    """x[k[k[...k[0]...]]]: lowering expanded each index's args twice, 3^depth nodes (depth 17: ~10 s, 20: 24 s,
+    50: killed by the fuzzer's limit). The oracle: the binding reads x[0] (k is all zeros) at any depth."""
+    for depth in (17, 60):
+        src = (H + "data N: int\ndata k[N]: int\nvar x: real[N] ~ normal(0, 1)\n"
+               f"factor f: 1.0 ~ normal(x[{'k[' * depth}0{']' * depth}], 1)\n")
+        t0 = time.monotonic()
+        m = fglang.compile(src, "m.fg")
+        assert time.monotonic() - t0 < 3, depth
+        lp = m.log_density({"x": np.array([0.25, 9.0])}, {"N": 2, "k": [0, 0]})
+        want = -0.5 * (0.25**2 + 9.0**2) - 0.5 * (1.0 - 0.25) ** 2 - 1.5 * np.log(2 * np.pi)
+        assert float(lp) == pytest.approx(want, rel=1e-9), depth
+
+
 def test_moderate_nesting_still_compiles():
     call = "f(" * 8 + "v" + ")" * 8
     fglang.compile(H + f"fn f(x: real) -> real {{ return x + x }}\nvar v: real ~ normal(0, 1)\nlet y = {call}\n", "m")
@@ -234,6 +248,19 @@ def test_a_prior_with_nan_marginals_is_refused():
     post.gaussian["mu"].mean[...] = np.nan
     with pytest.raises(FgError, match="holds NaN or inf"):
         m.fit({"y": 1.0}, backend="gbp", iters=3, prior=post)
+
+
+def test_a_prior_from_another_model_that_carries_nothing_is_refused():
+    """Main fitted with exit 0 and carried nothing, silently (the posterior holds 'mu', the model 'nu')."""
+    src = H + "data y: real\nvar mu: real ~ normal(0, 1)\nfactor f: y ~ normal(mu, 1)\n"
+    post = fglang.compile(src, "m.fg").fit({"y": 1.0}, backend="gbp", iters=3)
+    other = fglang.compile(src.replace("mu", "nu"), "o.fg")
+    with pytest.raises(FgError, match=r"the --prior posterior \(of model 'm', vars mu\) holds none of this "
+                                      r"model's vars \(nu\), so it would carry nothing"):
+        other.fit({"y": 1.0}, backend="gbp", iters=3, prior=post)
+    carried = fglang.compile(src.replace("normal(0, 1)", "normal(0, 100)"), "m.fg").fit(
+        {"y": 1.0}, backend="gbp", iters=3, prior=post)  # shared names carry: N(0.5, 0.5) prior, y = 1
+    assert carried.mean("mu") == pytest.approx((0.5 * 2 + 1.0) / 3, rel=1e-4)
 
 
 def test_an_include_path_with_a_nul_byte_is_located(tmp_path):

@@ -56,3 +56,25 @@ def test_a_float64_start_is_shown_as_given_in_the_bad_start_error():
 
     with pytest.raises(FgError, match=r"at the start \(mu = 1e\+308\)"):
         fglang.compile(REAL, "r.fg").fit({"N": 2, "y": [0.0, 1.0]}, backend="map", init={"mu": 1e308})
+
+
+@pytest.mark.parametrize(("out", "why"), [("fifo.nc", "it is not a regular file"), ("nodir/p.nc", "its folder nodir "
+                                          "does not exist"), ("sub", "it is a directory")])
+@pytest.mark.parametrize("cmd", ["fit", "predict"])
+def test_an_output_the_write_would_refuse_is_refused_before_the_fit(tmp_path, monkeypatch, out, why, cmd):
+    """Main fitted, printed the summary and only then refused -o onto a FIFO (a missing folder: the same)."""
+    import os
+
+    import fglang.runtime.fit as fit_module
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fg").write_text(REAL)
+    (tmp_path / "d.json").write_text(json.dumps({"N": 2, "y": [0.0, 1.0]}))
+    os.mkfifo(tmp_path / "fifo.nc")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.setattr(fit_module, "fit", lambda *a, **k: pytest.fail("fitted before refusing -o"))
+    args = ["fit", "r.fg", "--data", "d.json", "-q"] if cmd == "fit" else ["predict", "r.fg", "-p", "p.nc", "--data",
+                                                                           "d.json"]
+    r = CliRunner().invoke(app, [*args, "-o", out])
+    assert r.exit_code == 1, r.output
+    assert f"cannot write {out}: {why}" in r.output and "┃" not in r.output

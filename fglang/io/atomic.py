@@ -56,6 +56,19 @@ def resolve_target(path: str | Path) -> Path:
     return real
 
 
+def preflight(path: str | Path) -> None:
+    """Refuse before a long fit an ``-o`` path that the write after it would
+    refuse: a directory, a FIFO or device, a missing or unwritable folder (a
+    FIFO was found only once the fit and its summary were done)."""
+    real = resolve_target(path)
+    folder = real.parent
+    if not folder.is_dir():
+        raise _cannot(Path(path), f"its folder {folder} does not exist",
+                      "create the folder first, or give another path")
+    if not os.access(folder, os.W_OK):
+        raise _cannot(Path(path), f"its folder {folder} is not writable", "give a path in a folder you can write")
+
+
 def clean_stale(folder: Path, name: str) -> None:
     """Remove temporary files of ``name`` that a killed run left in ``folder``."""
     try:

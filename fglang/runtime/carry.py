@@ -9,7 +9,9 @@ posterior of one task is the prior of the next"):
 - a var whose shape differs (per-example activations of another data set)
   is re-inferred from this fit's data, with a warning that names it;
 - per-example vars (whose first node axis is the model's ``batch`` size)
-  describe other examples and are never carried.
+  describe other examples and are never carried;
+- a posterior that holds none of the model's vars (another model's) is
+  refused: it would carry nothing, silently.
 
 Each backend turns the marginals into its own form: GBP into information
 form (optionally tempered), NumPyro into independent normals.
@@ -99,12 +101,23 @@ def as_posterior(prior: Posterior | str | Path | None) -> Posterior | None:
     return load_posterior(prior)
 
 
+def _listed(names: set[str], most: int = 6) -> str:
+    shown = sorted(n for n in names if "__" not in n)
+    return ", ".join(shown[:most]) + (f", ... ({len(shown)} in all)" if len(shown) > most else "") or "none"
+
+
 def carried_marginals(bm: BoundModel, prior: Posterior | str | Path | None) -> dict[str, CarriedMarginal]:
     """The marginals of ``prior`` that this model carries (the module's rule)."""
     post = as_posterior(prior)
     if post is None:
         return {}
     never = set(per_example_vars(bm.ir))
+    held = set(post.draws) | set(post.gaussian)
+    if bm.variables and not held & set(bm.variables):
+        raise FgError([Diagnostic(
+            f"the --prior posterior (of model '{post.model}', vars {_listed(held)}) holds none of this model's "
+            f"vars ({_listed(set(bm.variables))}), so it would carry nothing", None,
+            "give the posterior of a fit of a model that declares these vars (matched by name), or drop --prior")])
     out: dict[str, CarriedMarginal] = {}
     for name, v in bm.variables.items():
         if name in never or (name not in post.draws and name not in post.gaussian):

@@ -77,7 +77,7 @@ def fit(
     refuse_devices(impl, backend, devices, mesh)
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
-    check_fit_memory(impl, bm, opts)
+    check_fit_memory(impl, bm, opts, set(carried))
     check_values(bm)
     if isinstance(init, ModeStart):
         init, init_file = mode_init(bm, init, seed=seed, prior=prior, device=device), "the MAP start"

@@ -3,8 +3,9 @@
 Binding's own arrays are charged while they are made (``compiler/limits.Budget``);
 this adds what a backend then holds: the draws it returns (chains x draws x
 values, every backend), and the state a backend declares through an optional
-``memory(bm, options)`` method (GBP's messages and beliefs, one batch's for
-a batched fit; map's sparse Hessian; VI's guide and Laplace Hessian,
+``memory(bm, options, carried)`` method (GBP's messages and beliefs, one
+batch's for a batched fit; map's sparse Hessian on its least-squares path,
+its dense Hessian on the general one; VI's guide and Laplace Hessian,
 runtime/vi/memory.py), and for ``fit_many`` all of it once per data set. A
 model of 1e9 nodes then stops with a located error saying how many bytes and
 what to change, instead of a MemoryError, an XLA abort or a machine swapping
@@ -16,7 +17,7 @@ that is known (runtime/map/fit.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -123,22 +124,59 @@ def sparse_hessian_charges(bm: BoundModel, itemsize: int) -> list[Charge]:
     return out
 
 
+DENSE_COPIES = 9  # float64 n x n, measured (peak RSS, n = 1,000 and 2,000): see dense_hessian_charges
+HESSIAN_EVAL_COPIES = 1  # per direction and value read: measured at n = 500 x 100,000 members (0.75)
+
+
+def dense_hessian_charges(bm: BoundModel, itemsize: int) -> list[Charge]:
+    """map's general path: Newton on the log density with its exact dense
+    Hessian over the n unconstrained values (one per stored value of a var:
+    an upper bound for simplexes and covariances). It holds ``DENSE_COPIES``
+    float64 n x n matrices (JAX's Hessian, its float64 symmetrized copy, the
+    damped system and its Cholesky factor, then the Laplace covariance's
+    identity, solve and symmetrization), and ``jax.hessian`` pushes all n
+    directions through one evaluation at once: n times each member's value
+    and the values it reads. The copy counts are measured, not derived (peak
+    RSS of a fresh process: 9.0 copies at n = 1,000 and 2,000, and 0.75 of a
+    copy per direction and value at n = 500 with 100,000 members)."""
+    n, best, span = 0.0, -1.0, None
+    for v in bm.variables.values():
+        k = float(v.n_nodes) * float(v.node_dim)
+        n += k
+        if k > best:
+            best, span = k, v.span
+    if n == 0:
+        return []
+    shown = show_count(n, "unconstrained value")
+    out: list[Charge] = [(DENSE_COPIES * n * n * 8.0, f"map's dense Hessian of {shown} on its general path "
+                          f"({show_count(n)} x {show_count(n)}, float64, its copies and the Laplace covariance)",
+                          span)]
+    for name, f in bm.families.items():
+        values = 1.0 + float(len(f.slots))
+        out.append((HESSIAN_EVAL_COPIES * n * float(f.n_members) * values * itemsize,
+                    f"factor '{name}' evaluated along each of the Hessian's {show_count(n, 'direction')} at once "
+                    f"({show_count(f.n_members, 'member')})", f.ir.span))
+    return out
+
+
 FIT_HINT = "make the sizes smaller, or ask for fewer draws (draws=, samples=, chains=)"
 
 
-def fit_charges(impl: Any, bm: BoundModel, options: Any) -> list[Charge]:
-    """What one fit holds: its draws and the backend's declared state."""
+def fit_charges(impl: Any, bm: BoundModel, options: Any, carried: Set[str] = frozenset()) -> list[Charge]:
+    """What one fit holds: its draws and the backend's declared state
+    (``carried``: the vars whose prior is a carried posterior, which can
+    change how a backend runs the model, e.g. map's path)."""
     draws = getattr(options, "samples", None) or getattr(options, "draws", None)
     charges = draw_charges(bm, getattr(options, "chains", 1), draws) if draws else []
     memory = getattr(impl, "memory", None)
     if memory is not None:
-        charges += memory(bm, options)
+        charges += memory(bm, options, set(carried))
     return charges
 
 
-def check_fit_memory(impl: Any, bm: BoundModel, options: Any) -> None:
+def check_fit_memory(impl: Any, bm: BoundModel, options: Any, carried: Set[str] = frozenset()) -> None:
     """Refuse a fit whose draws and backend state exceed the memory limit."""
-    charges = fit_charges(impl, bm, options)
+    charges = fit_charges(impl, bm, options, carried)
     if charges:
         refuse_over_limit(charges, "fit", bm.ir.sources, FIT_HINT)
 
@@ -152,7 +190,8 @@ def data_bytes(bm: BoundModel) -> float:
     return total
 
 
-def check_fit_many_memory(impl: Any, bms: Sequence[BoundModel], options: Any) -> None:
+def check_fit_many_memory(impl: Any, bms: Sequence[BoundModel], options: Any,
+                          carried: Set[str] = frozenset()) -> None:
     """Refuse a ``fit_many`` whose B data sets exceed the memory limit together.
 
     The batch runs as one program, so every data set's state is held at once:
@@ -162,7 +201,7 @@ def check_fit_many_memory(impl: Any, bms: Sequence[BoundModel], options: Any) ->
     where their sum is."""
     b = len(bms)
     charges = [(n * b, f"{what}, for each of the {b} data sets", span)
-               for n, what, span in fit_charges(impl, bms[0], options)]
+               for n, what, span in fit_charges(impl, bms[0], options, carried)]
     charges.append((sum(data_bytes(bm) for bm in bms), f"the {b} data sets' data, stacked into one batch", None))
     refuse_over_limit(charges, "fit_many", bms[0].ir.sources,
                       f"fit fewer data sets per call (several calls of fewer than {b}), {FIT_HINT}")

@@ -70,7 +70,7 @@ def fit_many(
     refuse_devices(impl, backend, devices, mesh)
     carried = carried_marginals(ran[0], prior)
     impl.validate(ran[0], opts, set(carried))
-    check_fit_many_memory(impl, ran, opts)
+    check_fit_many_memory(impl, ran, opts, set(carried))
     for bm in ran:
         check_values(bm)
     init_values = check_init(ran[0], init, init_file, getattr(opts, "dtype", None))

@@ -29,6 +29,7 @@ from fglang.errors import Diagnostic, FgError
 _MAX_REPORTED = 8
 SCALE_ARGS = ("sd", "scale", "slab_sd", "spike_sd", "slab_scale")  # a precision 1/scale^2 is computed from these
 TINY_SCALE = 1e-10  # below: 1/sd^2 > 1e20, float32 sums lose every other term and past 1e-19 it overflows
+OVERFLOW_SCALE = float(np.finfo(np.float64).max) ** -0.5  # below (~7.5e-155): 1/sd^2 is inf even in float64
 
 _DOMAIN_RULE = {
     "positive": ("must be > 0", lambda a: a > 0),
@@ -158,11 +159,24 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
             errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' is not finite at "
                                    f"{', '.join(bad)}", spans.get(name, f.span), "check the data it is computed from"))
             continue
+        if name in MATRIX_ARGS.get(sig.name, ()):
+            problem = _not_spd(fam, a, definite=name == "cov")
+            if problem is not None:
+                errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' {problem}",
+                                       spans.get(name, f.span), _SPD_HINT))
+            continue
         rule = _DOMAIN_RULE.get(domains.get(name, "real"))
         if rule is not None and not np.all(rule[1](a)):
             bad = _bad_members(fam, rule[1](a), a)
             errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' {rule[0]}, but is not at "
                                    f"{', '.join(bad)}", spans.get(name, f.span), "check the data it is computed from"))
+        elif name in SCALE_ARGS and np.any(np.abs(a) < OVERFLOW_SCALE):
+            bad = _bad_members(fam, np.abs(a) >= OVERFLOW_SCALE, a)
+            errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' is below {OVERFLOW_SCALE:.2g} at "
+                                   f"{', '.join(bad)}: its precision 1/{name}^2 is past float64's range, so no "
+                                   "backend can evaluate the factor", spans.get(name, f.span),
+                                   "check the data's units; a measurement that exact is better a constant or a "
+                                   "fixed var"))
         elif name in SCALE_ARGS and np.any(np.abs(a) < TINY_SCALE):
             _warn_tiny(bm, fam, name, _bad_members(fam, np.abs(a) >= TINY_SCALE, a))
     if lhs_is_data and "lhs" in out:
@@ -173,6 +187,42 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
         elif y.size:
             errs += _support(fam, sig, y, out["args"])
     return errs
+
+
+MATRIX_ARGS = {"mvnormal": ("cov", "prec")}  # symmetric positive definite, or no Gaussian (every backend)
+_SPD_HINT = ("a covariance or precision matrix must be symmetric with positive eigenvalues: check the data it is "
+             "computed from (a singular one: add a small multiple of the identity)")
+
+
+def _not_spd(fam: BoundFamily, a: np.ndarray, definite: bool) -> str | None:
+    """What is wrong with the matrices ``a`` [..., r, r] (one per member, or one shared) and where, or None:
+    not symmetric, or not positive definite (``definite``: a covariance) or semi-definite (a precision,
+    which GBP takes with no information along some direction). Why here: NumPyro then finds 'no valid
+    initial point', map's cost is not finite and GBP inverts a singular matrix, none of them saying which
+    data are at fault."""
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        return None  # the shape is the lowering's business
+    r = a.shape[-1]
+    lead = a.shape[:-2]
+    scale = np.max(np.abs(a), axis=(-2, -1))
+    asym = np.max(np.abs(a - np.swapaxes(a, -1, -2)), axis=(-2, -1))
+    sym = asym <= 1e-6 * scale
+    if not np.all(sym):
+        bad = _bad_members(fam, sym.reshape(lead), asym.reshape(lead))
+        return f"is not symmetric (the value: its largest |A - A^T|) at {', '.join(bad)}"
+    try:
+        np.linalg.cholesky(a)
+        return None
+    except np.linalg.LinAlgError:
+        pass
+    low = np.linalg.eigvalsh(a)[..., 0]
+    tol = 8.0 * r * np.finfo(np.float64).eps * scale
+    ok = low > tol if definite else low >= -tol
+    if np.all(ok):
+        return None
+    bad = _bad_members(fam, ok.reshape(lead), low.reshape(lead))
+    return (f"is not positive {'' if definite else 'semi-'}definite (the value: its smallest eigenvalue) at "
+            f"{', '.join(bad)}")
 
 
 def _warn_tiny(bm: BoundModel, fam: BoundFamily, name: str, bad: list[str]) -> None:
@@ -226,7 +276,16 @@ def _support(fam: BoundFamily, sig, y: np.ndarray, args: dict[str, Any]) -> list
 
 
 def check_values(bm: BoundModel) -> None:
-    """Raise one ``FgError`` listing every invalid data-only argument and observation."""
+    """Raise one ``FgError`` listing every invalid data-only argument and observation.
+    Evaluated in float64, as the data are: in float32 a sd of 1e-300 was reported as
+    'must be > 0, but is ... (value 0)', and ints past 2^24 lost their last digits."""
+    import jax
+
+    with jax.enable_x64(True):
+        _check_values(bm)
+
+
+def _check_values(bm: BoundModel) -> None:
     cache: dict[str, Any] = {}
 
     def data() -> dict[str, Any]:  # JAX arrays only if some family must be evaluated

@@ -35,6 +35,7 @@ class Case:
     origin: str = ""
     backend: str = ""  # op "fit": the backend and its options
     options: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # set in the child ("{tmp}": its working folder)
 
     def to_json(self) -> dict[str, Any]:
         files = {
@@ -64,6 +65,8 @@ def execute(case: Case, where: Path) -> None:
     """Run a case in ``where`` (the child's working folder). Raises whatever fglang raises."""
     write_files(case, where)
     os.chdir(where)
+    for k, v in case.env.items():
+        os.environ[k] = v.replace("{tmp}", str(where))
     if case.op == "cli":
         import sys
 
@@ -145,6 +148,11 @@ def make_fit_case(rnd: random.Random, i: int) -> Case:
                           **({"seed_data.json": json.dumps(s.data)} if s.data is not None else {})}
             case.data, case.synth = None, True
     backend = rnd.choice(sorted(FIT_OPTIONS))
+    if rnd.random() < 0.3:  # a seed's own model with data invalid only at run time (values.py's checks)
+        s = rnd.choice(corpus.data_seeds())
+        files = {**_seed_files(s), "model.fg": s.text, "data.json": json.dumps(data_mutate.mutate_values(rnd, s.data))}
+        return Case("fits", "fit", files, data="data.json", seed=i, origin=f"{s.name}:values", backend=backend,
+                    options=dict(FIT_OPTIONS[backend]))
     return Case("fits", "fit", case.files, data=case.data, synth=case.synth, seed=i, origin=case.origin,
                 backend=backend, options=dict(FIT_OPTIONS[backend]))
 
@@ -170,6 +178,16 @@ _OUTS = ("out.nc", "out.svg", "out.png", "out.dot", "out.txt", "dir", "/proc/nop
          "link.nc", "fifo.nc", "")
 
 
+_FIT_MORE = (  # the fit options not drawn above: each with a value that is wrong, odd or right
+    ["--devices", "0"], ["--devices", "all"], ["--devices", "-3"], ["--devices", "x"], ["--save-data-lets"],
+    ["--coordinator", "localhost:1"], ["--num-processes", "0"], ["--process-id", "-1"], ["--timings"],
+    ["--undamped"], ["--shuffle"], ["--rank", "0"], ["--rank", "10**20"], ["--resample", "nope"],
+    ["--elbo-tol", "-1"], ["--elbo-tol", "nan"], ["--path", "lsq"], ["--path", "general"], ["--path", "x"],
+    ["--marginals", "full"], ["--marginals", "none"], ["--marginals", "x"], ["--device", "cpu"],
+    ["--max-dense", "1"], ["--temper", "0"], ["--schedule", "sequential"],
+)
+
+
 def _cli_files() -> dict[str, str | bytes]:
     eight = next(s for s in corpus.seeds() if s.name == "examples/eight_schools.fg")
     return {
@@ -181,7 +199,7 @@ def _cli_files() -> dict[str, str | bytes]:
 
 def make_cli_case(rnd: random.Random, i: int) -> Case:
     cmd = rnd.choice(("check", "compile", "fit", "fit", "fit", "predict", "summary", "graph", "plot", "import",
-                      "bogus", "--help", "fit --help"))
+                      "cache", "bogus", "--help", "fit --help"))
     argv = cmd.split()
     model = rnd.choice(("tiny.fg", "tiny.fg", "model.fg") + _PATHS)
     data = rnd.choice(("data.json", "data.json", "eight.json") + _PATHS)
@@ -216,12 +234,19 @@ def make_cli_case(rnd: random.Random, i: int) -> Case:
             argv += ["--prior", rnd.choice(_PATHS)]
         if rnd.random() < 0.2:
             argv += ["-o", rnd.choice(_OUTS)]
+        if rnd.random() < 0.25:
+            argv += rnd.choice(_FIT_MORE)
     elif cmd == "predict":
         argv += [model, "-p", rnd.choice(_PATHS), "--data", data]
         if rnd.random() < 0.3:
             argv += ["--iters", rnd.choice(_BAD_INTS)]
+        if rnd.random() < 0.3:
+            argv += rnd.choice((["--seed", rnd.choice(_BAD_INTS)], ["--damping", rnd.choice(_BAD_FLOATS)],
+                                ["-o", rnd.choice(_OUTS)]))
     elif cmd in ("summary", "plot"):
         argv += [rnd.choice(_PATHS)]
+        if cmd == "summary" and rnd.random() < 0.3:
+            argv += ["--all"]
         if cmd == "plot" and rnd.random() < 0.5:
             argv += ["-o", rnd.choice(_OUTS)]
         if cmd == "plot" and rnd.random() < 0.3:
@@ -230,10 +255,19 @@ def make_cli_case(rnd: random.Random, i: int) -> Case:
         argv += [rnd.choice(_PATHS + ("g.g2o",)), "-o", rnd.choice(_OUTS)]
         if rnd.random() < 0.3:
             argv += ["--format", rnd.choice(("g2o", "toro", "x"))]
+        if rnd.random() < 0.3:
+            argv += ["--init-out", rnd.choice(_OUTS)]
+    env: dict[str, str] = {"FGLANG_CACHE_DIR": "{tmp}/cache", "XDG_CACHE_HOME": "{tmp}/xdg"}  # never the user's
+    if cmd == "cache":
+        argv.append(rnd.choice(("info", "clear", "clear", "bogus", "", "--help")))
+        env["FGLANG_CACHE_DIR"] = rnd.choice(("{tmp}/cache", "{tmp}/cache", "{tmp}/data.json", "{tmp}/dir",
+                                              "/proc/nope", "{tmp}/dir/x/y"))
     files = _cli_files()
     files["g.g2o"] = rnd.choice(("VERTEX_SE2 0 0 0 0\n", "EDGE_SE2 0 1 1 0 0 1 0 0 1 0 1\n", "", "VERTEX_SE2 x\n",
                                  "VERTEX_SE2 0 1e999 0 0\nVERTEX_SE2 1 0 0 0\nEDGE_SE2 0 1 1 0 0 1 0 0 1 0 1\n"))
-    return Case("cli", "cli", files, argv=argv, seed=i, origin=cmd)
+    if cmd == "cache" and rnd.random() < 0.5:  # a cache with entries, leftovers and a folder where a file goes
+        files.update({"cache/jax/a-1-cache": b"x" * 10, "cache/jax/.fglang-tmp-1": b"", "cache/jax/b-2-cache/.k": ""})
+    return Case("cli", "cli", files, argv=argv, seed=i, origin=cmd, env=env)
 
 
 # ------------------------------------------------------------------ posterior

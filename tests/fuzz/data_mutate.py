@@ -128,3 +128,69 @@ def mutate_data(rnd: random.Random, data: dict) -> tuple[str, str | bytes]:
     if rnd.random() < 0.25:
         return "data.npz", _npz(rnd, d)
     return "data.json", _json_text(rnd, d)
+
+
+# values that parse, have the declared type and bind, and are wrong only once a fit reads them
+RUNTIME_VALUES: tuple[Any, ...] = (0, 0.0, -1, -1.0, 1e-30, -1e-30, 1e-300, 1e30, 1e300, -1e300, 3.4e38, 1e-45)
+
+
+def _number_paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, int | float):
+        return [prefix]
+    if isinstance(obj, list):
+        return [p for i, x in enumerate(obj[:50]) for p in _number_paths(x, prefix + (i,))]
+    return []
+
+
+def _square(obj: Any) -> bool:
+    return (isinstance(obj, list) and len(obj) > 1 and all(isinstance(r, list) and len(r) == len(obj) for r in obj)
+            and all(isinstance(x, int | float) for r in obj for x in r))
+
+
+def _squares(obj: Any, prefix: tuple = ()) -> list[tuple]:
+    if _square(obj):
+        return [prefix]
+    if isinstance(obj, list):
+        return [p for i, x in enumerate(obj[:20]) for p in _squares(x, prefix + (i,))]
+    return []
+
+
+def mutate_values(rnd: random.Random, data: dict) -> dict:
+    """A few numbers set to ones invalid at run time (a zero or tiny scale, an outcome past K, a value
+    float32 cannot hold), or a square matrix made singular, indefinite or asymmetric."""
+    d = copy.deepcopy(data)
+    for _ in range(rnd.choice((1, 1, 2, 3))):
+        keys = [k for k in sorted(d) if _number_paths(d[k])]
+        if not keys:
+            break
+        key = rnd.choice(keys)
+        mats = _squares(d[key])
+        if mats and rnd.random() < 0.5:
+            path = rnd.choice(mats)
+            m = d[key]
+            for p in path:
+                m = m[p]
+            how = rnd.randrange(3)
+            if how == 0:
+                m[1] = list(m[0])  # singular
+            elif how == 1:
+                m[0][0] = -abs(m[0][0]) - 1.0  # indefinite
+            else:
+                m[0][1] = m[0][1] + 0.5  # asymmetric
+            continue
+        path = rnd.choice(_number_paths(d[key]))
+        old = d[key]
+        for p in path:
+            old = old[p]
+        value = rnd.choice(RUNTIME_VALUES + (old + 1, old * 2 + 1, -old))
+        if isinstance(old, int) and rnd.random() < 0.7:
+            value = rnd.choice((-1, 0, old + 1, max(_ints(d[key]), default=0) + 1))
+        _set(d, key, path, value)
+    return d
+
+
+def _ints(obj: Any) -> list[int]:
+    return [obj] if isinstance(obj, int) and not isinstance(obj, bool) else (
+        [y for x in obj for y in _ints(x)] if isinstance(obj, list) else [])

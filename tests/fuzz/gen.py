@@ -110,6 +110,26 @@ def long_chain(rnd: random.Random) -> tuple[str, dict | None]:
     return _HEAD + f"var m: real ~ normal(0, 1)\ndata y: real\nfactor f: y ~ normal({e}, 1)\n", {"y": 0.0}
 
 
+def index_nesting(rnd: random.Random) -> tuple[str, dict | None]:
+    """Nested data indices, calls, where()s and slices: each a pass that must visit a node once
+    (lowering expanded an index's args twice, 3^depth for x[k[k[...]]])."""
+    depth = rnd.choice((5, 12, 20, 40, 100))
+    k = rnd.randrange(4)
+    if k == 0:
+        e = "x[" + "k[" * depth + "0" + "]" * depth + "]"
+    elif k == 1:
+        e = "tanh(" * depth + "x[0]" + ")" * depth
+    elif k == 2:  # a let per level, used twice by the next: shared, or 2^depth
+        lets = "".join(f"let w{i + 1} = where(w{i} > 0, w{i}, 1) + w{i}[k[0]]\n".replace("w0[k[0]]", "x[k[0]]")
+                       for i in range(depth))
+        return _HEAD + f"data N: int\ndata k[N]: int\nvar x: real[N] ~ normal(0, 1)\ndata y: real\nlet w0 = x\n" \
+            f"{lets}factor f: y ~ normal(w{depth}[0], 1)\n", {"N": 2, "k": [0, 1], "y": 0.5}
+    else:
+        e = "sum(x[" + "k[" * depth + "0" + "]" * depth + ":N])"
+    return _HEAD + f"data N: int\ndata k[N]: int\nvar x: real[N] ~ normal(0, 1)\ndata y: real\n" \
+        f"factor f: y ~ normal({e}, 1)\n", {"N": 2, "k": [0, 1], "y": 0.5}
+
+
 # ------------------------------------------------------------------ random models
 _UNARY = ("exp", "log", "sqrt", "tanh", "sigmoid", "inv_logit", "softplus", "abs", "square", "log1p", "relu")
 _DISTS = ("normal({a}, {p})", "student_t(3, {a}, {p})", "laplace({a}, {p})", "cauchy({a}, {p})",
@@ -149,6 +169,6 @@ def random_model(rnd: random.Random) -> tuple[str, dict | None]:
 
 
 GENERATORS: tuple[Gen, ...] = (
-    fn_nesting, reduction_nesting, big_sizes, many_dims, empty, odd_constants, long_chain,
+    fn_nesting, reduction_nesting, big_sizes, many_dims, empty, odd_constants, long_chain, index_nesting,
     random_model, random_model, random_model,
 )

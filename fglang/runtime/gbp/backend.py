@@ -31,7 +31,7 @@ class GbpBackend:
 
         validate(bm, carried)
 
-    def memory(self, bm: BoundModel, options: GbpOptions) -> list:
+    def memory(self, bm: BoundModel, options: GbpOptions, carried: set[str]) -> list:
         """Messages and beliefs (``fit_memory``); a batched fit's of one batch."""
         from fglang.runtime.fit_memory import batched_message_charges, gaussian_message_charges
 

@@ -352,11 +352,12 @@ nonlinear loopy graphs: on SPEC's pose graph, M3500 and the quadrant-XOR
 network 0.5 reached the optimum / learned where 0 did not (measured, issue 14)."""
 
 
-def resolve_schedule(graph: GaussianGraph, schedule: str, dropout: float = 0.0) -> str:
-    """The schedule ``schedule="auto"`` runs on ``graph`` (`coarse.wants_coarse`); others as given."""
+def resolve_schedule(graph: GaussianGraph, schedule: str, dropout: float = 0.0, dtype: Any = np.float32) -> str:
+    """The schedule ``schedule="auto"`` runs on ``graph`` (`coarse.wants_coarse`); others as given.
+    ``dtype``: the plan's, float64 for a float64 fit (whose values float32 may not hold)."""
     if schedule != "auto":
         return schedule
-    plan, _, _ = build_plan(graph, dtype=np.float32, schedule="flooding", dropout=dropout, chunk=1)
+    plan, _, _ = build_plan(graph, dtype=dtype, schedule="flooding", dropout=dropout, chunk=1)
     return "multigrid" if wants_coarse(plan, dropout) else "flooding"
 
 

@@ -20,6 +20,7 @@ from fglang.runtime.gbp.graph import GaussianGraph
 from fglang.runtime.gbp.loops import has_loops
 from fglang.runtime.gbp.lowering import carried_group_family, to_graph
 from fglang.runtime.gbp.options import GbpOptions
+from fglang.runtime.gbp.plan import FamilyValueError
 from fglang.runtime.manifold import is_group, normalized, tangent_dim
 from fglang.runtime.posterior import GaussianMarginal, Posterior
 from fglang.runtime.progress import progress_bar
@@ -37,6 +38,18 @@ def _check_multigrid(bm: BoundModel, graph: GaussianGraph) -> None:
                 ir.ir.span if ir is not None else None,
                 "use schedule flooding (the default auto does) or a normal likelihood",
             )], bm.ir.sources)
+
+
+def _unrepresentable(bm: BoundModel, err: FamilyValueError, dtype: str) -> FgError:
+    """A family's scale that ``check_values`` passed in float64 but the run's dtype cannot hold."""
+    fam = bm.families.get(err.family)
+    hint = ("rescale the data or constants (a sd below ~5e-20 is a precision 1/sd^2 past float32's 3.4e38; "
+            "a huber delta below ~1e-45 is 0 in float32)")
+    if dtype == "float32":
+        hint = f"fit with --dtype float64 (Python: dtype='float64'), or {hint}"
+    return FgError([Diagnostic(f"GBP cannot run factor '{err.family}' in {dtype}: {err.what} there",
+                               fam.ir.span if fam is not None else None, hint)],
+                   bm.ir.sources)
 
 
 def fit_gbp(
@@ -59,7 +72,10 @@ def fit_gbp(
         graph = GaussianGraph(graph.variables, graph.families + tuple(groups))
     if o.schedule == "multigrid":
         _check_multigrid(bm, graph)
-    schedule = resolve_schedule(graph, o.schedule, o.dropout)
+    try:
+        schedule = resolve_schedule(graph, o.schedule, o.dropout, np.float64 if o.dtype == "float64" else np.float32)
+    except FamilyValueError as err:
+        raise _unrepresentable(bm, err, "float64" if o.dtype == "float64" else "float32") from None
     # A pose graph spans scales float32 cannot hold (an anchor of precision 1e6
     # next to edges of 1e2, condition numbers ~1e8): a 20,000-pose graph's
     # first float32 messages were already non-finite (issue 14).
@@ -87,6 +103,8 @@ def fit_gbp(
             seed=seed,
             callback=bar.update if bar else None,
         )
+    except FamilyValueError as err:
+        raise _unrepresentable(bm, err, np.dtype(dtype).name) from None
     finally:
         if bar:
             bar.close()

@@ -128,6 +128,18 @@ class Plan:
 # Setup
 
 
+class FamilyValueError(ValueError):
+    """A family's precision, robust or sparsity parameter is invalid in the
+    run's dtype. ``fit`` has checked the data's values in float64
+    (runtime/values.py); what is left is a value float32 cannot hold (a sd
+    of 1e-30 is a precision of 1e60, past float32's 3.4e38; a huber delta
+    of 1e-308 is 0 there), and ``fit_gbp`` names the factor and the dtype."""
+
+    def __init__(self, family: str, what: str):
+        super().__init__(f"family {family!r}: {what}")
+        self.family, self.what = family, what
+
+
 def np_float(x: Any, dtype: Any, what: str) -> np.ndarray:
     try:
         return np.asarray(x, dtype=dtype)
@@ -164,15 +176,15 @@ def _precision_array(fam: GaussianFamily, m: int, r: int, dtype: Any) -> tuple[n
         )
     diag = np.diagonal(p, axis1=-2, axis2=-1) if full else p
     if not np.all(np.isfinite(p)) or np.any(diag < 0):
-        raise ValueError(f"family {fam.name!r}: precision must be finite and non-negative")
+        raise FamilyValueError(fam.name, "its precision (1/sd^2) is not finite, or negative")
     if full:
         # A noise information matrix must be symmetric PSD: an indefinite
         # "factor" is no Gaussian, and GBP on it can blow up at the first step.
         if not np.allclose(p, np.swapaxes(p, -1, -2), rtol=1e-6, atol=0.0):
-            raise ValueError(f"family {fam.name!r}: full precision matrices must be symmetric")
+            raise FamilyValueError(fam.name, "its full precision matrices are not symmetric")
         eig = np.linalg.eigvalsh(p.astype(np.float64))
         if np.any(eig[..., 0] < -1e-8 * np.maximum(np.abs(eig[..., -1]), 1e-300)):
-            raise ValueError(f"family {fam.name!r}: full precision matrices must be positive semi-definite")
+            raise FamilyValueError(fam.name, "its full precision matrices are not positive semi-definite")
     if p.shape[0] > 1 and np.all(p == p[:1]):
         p = p[:1]  # one row for all members (see `messages.per_member`)
     return np.ascontiguousarray(p), full
@@ -328,7 +340,7 @@ def build_plan(
         if fam.robust is not None:
             rob = np.broadcast_to(np_float(fam.robust[1], dtype, f"family {fam.name!r}: robust"), (fam.n_members,))
             if np.any(rob <= 0):
-                raise ValueError(f"family {fam.name!r}: robust parameter must be positive")
+                raise FamilyValueError(fam.name, "its robust parameter is not positive")
         sparse = None
         if fam.sparsity is not None:
             sparse = tuple(
@@ -336,7 +348,7 @@ def build_plan(
                 for p in fam.sparsity[1:]
             )
             if any(np.any(p <= 0) for p in sparse):
-                raise ValueError(f"family {fam.name!r}: sparsity parameters must be positive")
+                raise FamilyValueError(fam.name, "its sparsity parameters are not positive")
         fplans.append(
             FamilyPlan(
                 fam.name,

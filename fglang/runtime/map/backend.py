@@ -37,11 +37,17 @@ class MapBackend(NumpyroBackend):
 
         choose_path(bm, options, carried)
 
-    def memory(self, bm: BoundModel, options: MapOptions) -> list:
-        """The sparse Hessian's blocks before fill-in (``fit_memory``)."""
-        from fglang.runtime.fit_memory import sparse_hessian_charges
+    def memory(self, bm: BoundModel, options: MapOptions, carried: set[str]) -> list:
+        """The path's Hessian (``fit_memory``): the sparse one's blocks before
+        fill-in on the least-squares path, the dense n x n one and its
+        evaluation along n directions on the general path."""
+        from fglang.runtime.fit_memory import dense_hessian_charges, sparse_hessian_charges
+        from fglang.runtime.map.fit import choose_path
 
-        return sparse_hessian_charges(bm, 4 if options.dtype == "float32" else 8)
+        itemsize = 4 if options.dtype == "float32" else 8
+        if choose_path(bm, options, carried) == "general":
+            return dense_hessian_charges(bm, itemsize)
+        return sparse_hessian_charges(bm, itemsize)
 
     def fit(
         self,

@@ -22,7 +22,7 @@ class ViBackend(NumpyroBackend):
     markov_chains: ClassVar[bool] = False
     multi_device: ClassVar[bool] = True  # devices=N: data rows split over the devices (fit_vi's _Placement)
 
-    def memory(self, bm: BoundModel, options: ViOptions) -> list:
+    def memory(self, bm: BoundModel, options: ViOptions, carried: set[str]) -> list:
         """The guide, the Laplace whitening's dense Hessian and the draws PSIS weighs (``fit_memory``)."""
         from fglang.runtime.vi.memory import vi_charges
 
