@@ -180,9 +180,11 @@ def test_mcmc_defaults(name):
     assert not disagreements(post, ref), disagreements(post, ref)
 
 
-@pytest.mark.xfail(strict=True, reason="data bounds real(lower=0, upper=1) normalize to the var type 'unit', whose "
-                   "data check is the open (0, 1) (compiler/types.make_domain, data_validation._domain_violation); "
-                   "Stan's data bounds are closed, and kidiq's mom_hs is 0/1: the translations declare it real")
+@pytest.mark.xfail(strict=True, reason="data bounds real(lower=0, upper=1) and real(lower=0) normalize to the var "
+                   "types 'unit' and 'positive' (compiler/types.make_domain), whose data checks are open "
+                   "(data_validation._domain_violation: 'must lie in (0, 1)', 'must be positive'), while "
+                   "real(lower=0, upper=2) is closed; Stan's data bounds are closed and kidiq's mom_hs is 0/1, "
+                   "so the translations declare it real")
 def test_stan_bounded_binary_data_is_accepted():
     """Stan's ``vector<lower=0, upper=1>[N] mom_hs`` (kidscore_momhs) holds 0s and 1s."""
     model, data, _ = load("kidscore_momhs")
