@@ -65,8 +65,6 @@ UNARY: dict[str, Callable] = {
     "ceil": jnp.ceil,
     "sum": jnp.sum,
     "mean": jnp.mean,
-    "sd": lambda x: jnp.std(x, ddof=1),  # Stan's sd and variance: the sample ones, n - 1
-    "variance": lambda x: jnp.var(x, ddof=1),
     "log_sum_exp": jax.scipy.special.logsumexp,
     "norm": lambda x: jnp.sqrt(jnp.sum(jnp.square(x))),
     "transpose": jnp.transpose,
