@@ -16,7 +16,9 @@ posteriordb. What is new here:
   come from posteriordb's summary statistics (the mirror lacks its draws
   file; see ``make_reference.py``).
 * ``kidscore_interaction_z``: predictors standardized by ``sd()`` in transformed
-  data (the built-ins ``sd``/``variance`` were added for it);
+  data (fglang has no ``sd`` built-in: written out as
+  ``sqrt(sum(square(x - mean(x))) / (N - 1))``; a built-in ``sd`` would
+  reserve a name that models use for data, see ``test_stan_sd_builtin``);
   ``kidscore_interaction_c``: centered by ``mean()``; bounded data
   (``real(lower=0, upper=200)``) in ``kidscore_momhs*``.
 
@@ -172,6 +174,8 @@ def test_vi_defaults(name):
     check_vi(post, ref)
 
 
+# accel_gp's NUTS run (66 parameters, depth-10 trees, 59 divergences) took 533 s
+# wall / 190 s CPU on the shared 2-core machine; the other ten 16-76 s each
 @pytest.mark.heavy
 @pytest.mark.parametrize("name", MODELS)
 def test_mcmc_defaults(name):
@@ -191,3 +195,15 @@ def test_stan_bounded_binary_data_is_accepted():
     source = (ROUND3 / "kidscore_momhs.fg").read_text()
     bounded = fglang.compile(source.replace("data mom_hs[N]: real ", "data mom_hs[N]: real(lower=0, upper=1) "))
     bounded.bind(data)
+
+
+@pytest.mark.xfail(strict=True, reason="no sd built-in (Stan's sample sd): adding one to compiler/builtins.py "
+                   "reserves the name, and check.py refuses every model that declares data or a var 'sd' "
+                   "(examples/pose_graph_2d.fg, docs/language.md's pose graph): built-ins would need to be "
+                   "shadowable by declarations first")
+def test_stan_sd_builtin():
+    """kidscore_interaction_z as Stan writes it: ``(x - mean(x)) / (2 * sd(x))``."""
+    source = (ROUND3 / "kidscore_interaction_z.fg").read_text()
+    written_out = "(2 * sqrt(sum(square(mom_hs - mean(mom_hs))) / (N - 1)))"
+    assert written_out in source
+    fglang.compile(source.replace(written_out, "(2 * sd(mom_hs))"))
