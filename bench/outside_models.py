@@ -1,11 +1,13 @@
 """The outside models (tests/outside/: 12 posteriordb posteriors) fitted with each
 NumPyro backend's defaults, against posteriordb's reference posteriors.
 
-    python bench/outside_models.py [--backends vi mcmc] [--models NAME ...] [--seed 0] [--round2]
+    python bench/outside_models.py [--backends vi mcmc] [--models NAME ...] [--seed 0] [--round2 | --round3]
 
 ``--round2`` fits the second set instead (tests/outside/round2/: 10 more
 posteriordb posteriors, see tests/test_outside_round2.py) and writes
-bench/results/outside_models_round2.json.
+bench/results/outside_models_round2.json; ``--round3`` the third
+(tests/outside/round3/, tests/test_outside_round3.py), written to
+bench/results/outside_models_round3.json.
 
 For each model and backend: the worst parameter's |mean - reference mean| in
 reference sds, the sd ratio furthest from 1, whether every parameter agrees
@@ -38,6 +40,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", action="store_true", help="keep JAX's persistent compilation cache on")
     ap.add_argument("--round2", action="store_true", help="the second set, tests/outside/round2/")
+    ap.add_argument("--round3", action="store_true", help="the third set, tests/outside/round3/")
     args = ap.parse_args()
     if not args.cache:
         os.environ["FGLANG_NO_CACHE"] = "1"
@@ -47,14 +50,16 @@ def main() -> None:
 
     if args.round2:
         from test_outside_round2 import MODELS, load
+    elif args.round3:
+        from test_outside_round3 import MODELS, load
 
     rows = []
     for name in args.models or MODELS:
         model, data, ref = load(name)
         for backend in args.backends:
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             post = model.fit(data, backend=backend, seed=args.seed)
-            wall = time.perf_counter() - t
+            wall, cpu = time.perf_counter() - t, time.process_time() - cpu
             cmp = compare(post, ref)
             worst_mean = max(cmp.items(), key=lambda kv: kv[1][0])
             worst_sd = max(cmp.items(), key=lambda kv: abs(kv[1][1] - 1))
@@ -70,6 +75,7 @@ def main() -> None:
                 "worst_sd_param": worst_sd[0],
                 "agrees": agrees,
                 "wall_s": round(wall, 2),
+                "cpu_s": round(cpu, 2),
                 "dtype": post.attrs.get("dtype"),
                 "warnings": post.warnings(),
             }
@@ -80,6 +86,8 @@ def main() -> None:
                 row["ok"] = agrees if a["khat"] < KHAT_BAD else row["warned"]
             elif backend == "mcmc":
                 row["divergences"] = int(post.sample_stats["diverging"].sum())
+                rhat = [r["r_hat"] for r in post.summary(max_rows=10**9) if "r_hat" in r]
+                row["max_r_hat"] = round(float(max(rhat)), 4) if rhat else None
                 row["ok"] = agrees
             else:  # map: the mode and its Laplace sd, against the posterior's mean and sd
                 row["ok"] = agrees
@@ -98,7 +106,8 @@ def main() -> None:
               f"| {r['wall_s']:.1f} s |")
     ok = sum(r["ok"] for r in rows)
     print(f"\n{ok} of {len(rows)} fits agree with the reference or (vi) warn by k-hat")
-    out = HERE / "results" / ("outside_models_round2.json" if args.round2 else "outside_models.json")
+    suffix = "_round2" if args.round2 else "_round3" if args.round3 else ""
+    out = HERE / "results" / f"outside_models{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
