@@ -44,6 +44,7 @@ from test_outside_models import check_vi, disagreements
 from test_outside_round2 import reference_means
 
 import fglang
+from fglang.errors import FgError
 
 ROUND3 = Path(__file__).resolve().parent / "outside" / "round3"
 MODELS = sorted(p.stem for p in ROUND3.glob("*.fg"))
@@ -184,17 +185,23 @@ def test_mcmc_defaults(name):
     assert not disagreements(post, ref), disagreements(post, ref)
 
 
-@pytest.mark.xfail(strict=True, reason="data bounds real(lower=0, upper=1) and real(lower=0) normalize to the var "
-                   "types 'unit' and 'positive' (compiler/types.make_domain), whose data checks are open "
-                   "(data_validation._domain_violation: 'must lie in (0, 1)', 'must be positive'), while "
-                   "real(lower=0, upper=2) is closed; Stan's data bounds are closed and kidiq's mom_hs is 0/1, "
-                   "so the translations declare it real")
 def test_stan_bounded_binary_data_is_accepted():
     """Stan's ``vector<lower=0, upper=1>[N] mom_hs`` (kidscore_momhs) holds 0s and 1s."""
     model, data, _ = load("kidscore_momhs")
     source = (ROUND3 / "kidscore_momhs.fg").read_text()
     bounded = fglang.compile(source.replace("data mom_hs[N]: real ", "data mom_hs[N]: real(lower=0, upper=1) "))
     bounded.bind(data)
+    # closed, as Stan's: the endpoints are in, a value past them is a located error; `unit` data stay open
+    half = fglang.compile("model b\ndata N: int\ndata x[N]: real(lower=0)\ndata p[N]: real(lower=0, upper=1)\n"
+                          "var mu: real ~ normal(0, 1)\nfactor f[n in 0:N]: x[n] + p[n] ~ normal(mu, 1)\n", "b.fg")
+    half.bind({"N": 2, "x": [0.0, 2.0], "p": [0.0, 1.0]})
+    with pytest.raises(FgError, match="must be <= 1"):
+        half.bind({"N": 2, "x": [0.0, 2.0], "p": [0.0, 1.5]})
+    with pytest.raises(FgError, match="must be >= 0"):
+        half.bind({"N": 2, "x": [-0.1, 2.0], "p": [0.0, 1.0]})
+    opened = fglang.compile("model u\ndata p: unit\nvar mu: real ~ normal(0, 1)\nfactor f: p ~ normal(mu, 1)\n")
+    with pytest.raises(FgError, match="must lie in"):
+        opened.bind({"p": 1.0})
 
 
 @pytest.mark.xfail(strict=True, reason="no sd built-in (Stan's sample sd): adding one to compiler/builtins.py "

@@ -222,6 +222,10 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
             self.declare(d.name, d.name_span, Symbol("data", ERROR))
             return
         domain, dtype = td
+        if d.type.base == "real" and domain.kind in ("positive", "unit"):
+            # data bounds are closed, as Stan's: `real(lower=0, upper=1)` data hold 0s and 1s
+            # (`positive` and `unit` data, fglang's own types, stay open)
+            domain = Domain("interval", domain.lower, domain.upper)
         if domain.kind in ("simplex", "ordered", "positive_ordered"):
             dtype = "real"
         shape = self.shape_of(d.dims) + self.shape_of(d.type.shape)
