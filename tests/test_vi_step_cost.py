@@ -179,11 +179,11 @@ def test_data_read_row_by_row_is_a_slice_not_a_gather(lo):
 
 def test_an_output_the_same_for_every_member_keeps_a_member_axis_of_one():
     """``s`` in ``lik[n]: y[n] ~ normal(X[n] @ w, s)`` is one value, not M
-    (lean evaluation, compiler/member_axis.py): broadcast, 4 chains divided
+    (lean evaluation, compiler/member_axis_jax.py): broadcast, 4 chains divided
     by a [4, M] array (1.25x hand-written's gradient). The lean outputs
     broadcast to the plain ones."""
     from fglang.compiler.bound import SharedSlot
-    from fglang.compiler.member_axis import member_dependent
+    from fglang.compiler.member_axis_jax import member_dependent
 
     rng = np.random.default_rng(5)
     data = {"N": 9, "D": 3, "X": rng.normal(size=(9, 3)), "y": rng.normal(size=9)}

@@ -23,7 +23,7 @@ from fglang.compiler.distributions import DISTRIBUTIONS
 from fglang.compiler.expr import static_value
 from fglang.compiler.groups import untag
 from fglang.compiler.ir import SlotRef
-from fglang.compiler.member_axis import member_dependent
+from fglang.compiler.member_axis_jax import member_dependent
 from fglang.compiler.scan_jax import evaluate_scan
 from fglang.compiler.sizes import Static
 from fglang.errors import recursion_headroom
@@ -335,7 +335,7 @@ def member_function(
 
     def all_members(data, idx, slots, *, lean: bool = False):
         """``lean``: an output the same for every member comes with a member
-        axis of 1, not broadcast to M (compiler/member_axis.py); only for
+        axis of 1, not broadcast to M (compiler/member_axis_jax.py); only for
         consumers that broadcast (the NumPyro model)."""
         axes = tuple(None if isinstance(s, SharedSlot) else 0 for s in slots)
         blocks = tuple(s.value if isinstance(s, SharedSlot) else s for s in slots)
