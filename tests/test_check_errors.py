@@ -117,8 +117,8 @@ CASES = [
     ),
     Case(
         "builtin_redeclared",
-        "model m\nvar exp: real\n",
-        [(2, 5, "'exp' is a built-in name and cannot be redeclared")],
+        "model m\nvar pi: real\n",
+        [(2, 5, "'pi' is a built-in constant and cannot be redeclared")],
     ),
     Case(
         "reserved_word_as_name",

@@ -204,13 +204,19 @@ def test_stan_bounded_binary_data_is_accepted():
         opened.bind({"p": 1.0})
 
 
-@pytest.mark.xfail(strict=True, reason="no sd built-in (Stan's sample sd): adding one to compiler/builtins.py "
-                   "reserves the name, and check.py refuses every model that declares data or a var 'sd' "
-                   "(examples/pose_graph_2d.fg, docs/language.md's pose graph): built-ins would need to be "
-                   "shadowable by declarations first")
 def test_stan_sd_builtin():
-    """kidscore_interaction_z as Stan writes it: ``(x - mean(x)) / (2 * sd(x))``."""
+    """kidscore_interaction_z as Stan writes it: ``(x - mean(x)) / (2 * sd(x))``,
+    the same density as the sd written out; sd and variance are the sample
+    ones (N - 1), 0 for one element."""
     source = (ROUND3 / "kidscore_interaction_z.fg").read_text()
     written_out = "(2 * sqrt(sum(square(mom_hs - mean(mom_hs))) / (N - 1)))"
     assert written_out in source
-    fglang.compile(source.replace(written_out, "(2 * sd(mom_hs))"))
+    model, data, _ = load("kidscore_interaction_z")
+    with_sd = fglang.compile(source.replace(written_out, "(2 * sd(mom_hs))"))
+    point = {v: 0.1 for v in model.ir.variables}
+    assert with_sd.log_density(point, data) == pytest.approx(model.log_density(point, data), rel=1e-12)
+    probe = fglang.compile("model s\ndata N: int\ndata x[N]: real\nvar u: real\n"
+                           "factor f: potential sd(x) + 10 * variance(x) + 0 * u\n")
+    for x in (np.asarray(data["mom_hs"], float)[:50], np.array([2.5])):
+        want = (np.std(x, ddof=1) + 10 * np.var(x, ddof=1)) if x.size > 1 else 0.0
+        assert probe.log_density({"u": 0.0}, {"N": x.size, "x": x}) == pytest.approx(want, rel=1e-12, abs=1e-12)

@@ -16,7 +16,7 @@ ELEMENTWISE = frozenset(
     "square inv_logit floor ceil".split()
 )
 # f(x) -> scalar
-REDUCING = frozenset("sum mean log_sum_exp norm".split())
+REDUCING = frozenset("sum mean sd variance log_sum_exp norm".split())
 # linear algebra (shape rules in fglang.compiler.linalg)
 LINALG = frozenset("eye diag diagonal cholesky solve log_determinant gp_exp_quad_cov".split())
 # everything the checker knows by name (plus user fns and distributions)

@@ -95,10 +95,11 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
 
     def declare(self, name: str, span: A.Span, sym: Symbol) -> bool:
         prev = self.scope.get(name) or (Symbol("fn", ERROR) if name in self.fns else None)
-        # distribution names are only ever called after '~' or inside logp(), so
-        # they stay free for data and vars (SPEC 5's AR(K) term uses 'beta')
-        if name in B.CONSTANTS or name in B.ALL:
-            self.err(f"'{name}' is a built-in name and cannot be redeclared", span)
+        # distribution and built-in function names are only ever called (after '~', in
+        # logp(), as f(...)), so they stay free for data, vars and lets: SPEC 5's AR(K)
+        # term uses 'beta', a pose graph's noise is data 'sd' beside the sd() built-in
+        if name in B.CONSTANTS:
+            self.err(f"'{name}' is a built-in constant and cannot be redeclared", span)
             return False
         if "__" in name:
             self.err(f"'{name}': names with '__' are reserved for fglang's auxiliary sites", span)

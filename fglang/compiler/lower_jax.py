@@ -40,6 +40,13 @@ def wrap_angle(a):
     return jnp.pi - jnp.mod(jnp.pi - a, 2 * jnp.pi)
 
 
+def _variance(x):
+    """Stan's variance: the sample variance (N - 1), 0 for one element."""
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    n = x.size
+    return jnp.sum(jnp.square(x - jnp.mean(x))) / (n - 1) if n > 1 else jnp.zeros((), x.dtype)
+
+
 def _logit(p):
     return jnp.log(p) - jnp.log1p(-p)
 
@@ -67,6 +74,8 @@ UNARY: dict[str, Callable] = {
     "ceil": jnp.ceil,
     "sum": jnp.sum,
     "mean": jnp.mean,
+    "variance": _variance,
+    "sd": lambda x: jnp.sqrt(_variance(x)),
     "log_sum_exp": jax.scipy.special.logsumexp,
     "norm": lambda x: jnp.sqrt(jnp.sum(jnp.square(x))),
     "transpose": jnp.transpose,
