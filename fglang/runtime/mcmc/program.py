@@ -129,7 +129,7 @@ def _prototype_arguments_ok(model: Callable, keys, chains: int, strategy: Callab
     init_keys = jnp.swapaxes(jax.vmap(random.split)(keys), 0, 1)[1] if chains > 1 else random.split(keys)[1]
     first = init_keys[0] if chains > 1 else init_keys
     found: list = []
-    with _recording_arguments(found):
+    with _recording_arguments(found, first):
         handlers.trace(handlers.substitute(handlers.seed(model, first), substitute_fn=strategy)).get_trace(*args)
     ok = jnp.asarray(True)
     for f in found:
@@ -138,9 +138,14 @@ def _prototype_arguments_ok(model: Callable, keys, chains: int, strategy: Callab
 
 
 @contextlib.contextmanager
-def _recording_arguments(found: list) -> Iterator[None]:
+def _recording_arguments(found: list, outer) -> Iterator[None]:
     """NumPyro's ``Distribution.validate_args``, which skips traced arguments,
-    made to record their verdicts in ``found`` instead (for this trace only)."""
+    made to record their verdicts in ``found`` instead (for this trace only).
+    Only verdicts of the trace ``outer`` (a tracer of it) belongs to: a
+    distribution built inside a nested jit (``logp(...)`` in a potential, in the
+    families' jitted batch) would leak that trace's tracer; a bad argument there
+    makes the start's log density non-finite, which the start check refuses."""
+    outer_trace = getattr(outer, "_trace", None)
     original = Distribution.validate_args
 
     def validate_args(self, strict: bool = True) -> None:
@@ -152,7 +157,7 @@ def _recording_arguments(found: list) -> Iterator[None]:
             if not_jax_tracer(valid):
                 if not np.all(valid):
                     raise ValueError(f"{type(self).__name__} distribution got invalid {param} parameter.")
-            else:
+            elif outer_trace is None or getattr(valid, "_trace", None) is outer_trace:
                 found.append(jnp.all(valid))
 
     Distribution.validate_args = validate_args
