@@ -75,6 +75,18 @@ def reference_means(model, ref: dict) -> dict[str, np.ndarray]:
     return values
 
 
+def check_density_at_reference(model, data, ref: dict, oracle) -> None:
+    """The model binds its data and, at the reference means, has the log density
+    ``oracle(values, data)`` computes independently (float64)."""
+    model.bind(data)
+    values = reference_means(model, ref)
+    assert set(values) == set(model.ir.variables)
+    with jax.enable_x64(True):  # Model.log_density runs in JAX's default float32 otherwise
+        lp = model.log_density(values, data)
+    assert np.isfinite(lp)
+    assert lp == pytest.approx(oracle(values, data), rel=1e-9, abs=1e-6)
+
+
 # --- the Stan programs' log densities, written independently with SciPy ------
 
 
@@ -161,13 +173,7 @@ def test_log_density_at_reference_means(name):
     """Parses, checks, binds, and gives the Stan program's log density (an
     independent SciPy evaluation) at the reference posterior means."""
     model, data, ref = load(name)
-    model.bind(data)
-    values = reference_means(model, ref)
-    assert set(values) == set(model.ir.variables)
-    with jax.enable_x64(True):  # Model.log_density runs in JAX's default float32 otherwise
-        lp = model.log_density(values, data)
-    assert np.isfinite(lp)
-    assert lp == pytest.approx(ORACLES[name](values, data), rel=1e-9, abs=1e-6)
+    check_density_at_reference(model, data, ref, ORACLES[name])
 
 
 @pytest.mark.heavy

@@ -36,12 +36,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from scipy import stats
 from test_outside_models import check_vi, disagreements
-from test_outside_round2 import reference_means
+from test_outside_round2 import check_density_at_reference
 
 import fglang
 from fglang.errors import FgError
@@ -157,13 +156,7 @@ def test_log_density_at_reference_means(name):
     """Parses, checks, binds, and gives the Stan program's log density (an
     independent SciPy evaluation) at the reference posterior means."""
     model, data, ref = load(name)
-    model.bind(data)
-    values = reference_means(model, ref)
-    assert set(values) == set(model.ir.variables)
-    with jax.enable_x64(True):  # Model.log_density runs in JAX's default float32 otherwise
-        lp = model.log_density(values, data)
-    assert np.isfinite(lp)
-    assert lp == pytest.approx(ORACLES[name](values, data), rel=1e-9, abs=1e-6)
+    check_density_at_reference(model, data, ref, ORACLES[name])
 
 
 @pytest.mark.heavy

@@ -372,8 +372,7 @@ def member_function(
             return jax.vmap(member, in_axes=(0, 0, 0, None))(rows, idx, batched, shared)
         at = (rows, idx, batched)
         one_struct = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:], jnp.result_type(x)), at)
-        out_tree = jax.tree.structure(jax.eval_shape(member, *one_struct, shared))
-        dep = member_dependent(member, one_struct, (shared,))
+        dep, out_tree = member_dependent(member, one_struct, (shared,))
 
         def dependent(r, i, bb, sb):
             return [x for x, d in zip(jax.tree.leaves(member(r, i, bb, sb)), dep, strict=True) if d]

@@ -12,19 +12,22 @@ outputs with a member axis of 1 instead, which broadcasts where it is used.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 from jax.extend import core as jex_core
 
 
-def member_dependent(fn: Callable, batched: tuple, unbatched: tuple) -> list[bool]:
+def member_dependent(fn: Callable, batched: tuple, unbatched: tuple) -> tuple[list[bool], Any]:
     """For each leaf of ``fn(*batched, *unbatched)``'s output, whether it
     depends on a leaf of ``batched`` (one member's values: arrays or shape
-    structs). Conservative: an equation whose inputs depend makes every output
-    depend, sub-programs (a scan, a nested jit) included."""
+    structs), and the output's tree structure (from the same trace).
+    Conservative: an equation whose inputs depend makes every output depend,
+    sub-programs (a scan, a nested jit) included."""
     n_batched = len(jax.tree.leaves(batched))
-    jaxpr = jax.make_jaxpr(fn)(*batched, *unbatched).jaxpr
-    return _depends(jaxpr, [k < n_batched for k in range(len(jaxpr.invars))])
+    closed, shape = jax.make_jaxpr(fn, return_shape=True)(*batched, *unbatched)
+    jaxpr = closed.jaxpr
+    return _depends(jaxpr, [k < n_batched for k in range(len(jaxpr.invars))]), jax.tree.structure(shape)
 
 
 def _depends(jaxpr, inputs: list[bool]) -> list[bool]:
