@@ -352,8 +352,10 @@ class ExprTyping:
             if f in B.ELEMENTWISE:
                 keeps_int = f == "abs" and ts[0].dtype == "int"
                 return T("int" if keeps_int else "real", ts[0].shape, var) if arity(1) else ERROR
+            if f == "log_sum_exp" and n == 2:  # Stan's binary log_sum_exp(a, b): elementwise, stable
+                return T("real", self.broadcast(ts[0].shape, ts[1].shape, mismatch, e), var)
             if f in B.REDUCING:
-                return T("real", (), var) if arity(1) else ERROR
+                return T("real", (), var) if arity(*((1, 2) if f == "log_sum_exp" else (1,))) else ERROR
             if f == "softmax":
                 return T("real", ts[0].shape, var) if arity(1) else ERROR
             if f == "leaky_relu":

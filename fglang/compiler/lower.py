@@ -84,7 +84,7 @@ class _Ranks:
             return self.group_rank(self.tag(e))
         if isinstance(e, A.Call):
             f = e.func
-            if f in B.REDUCING or f == "dot" or (f in ("min", "max") and len(e.args) == 1):
+            if (f in B.REDUCING and len(e.args) == 1) or f == "dot" or (f in ("min", "max") and len(e.args) == 1):
                 return 0
             if f == "transpose":
                 return 2

@@ -269,6 +269,8 @@ class Evaluator:
             from fglang.compiler.lie_jax import OPS
 
             return OPS[tag[1]](tag[0], *args)
+        if f == "log_sum_exp" and len(args) == 2:  # Stan's binary form: log(exp(a) + exp(b)), stable
+            return jnp.logaddexp(*(x.astype(float) if not jnp.issubdtype(x.dtype, jnp.floating) else x for x in args))
         if f in UNARY:
             if f != "abs" and not jnp.issubdtype(args[0].dtype, jnp.floating):
                 args[0] = args[0].astype(float)  # the checker types these real: sigmoid(k) of an int k is a real

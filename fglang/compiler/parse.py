@@ -15,6 +15,7 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from fglang.compiler import ast as A
+from fglang.compiler.stan_names import STAN_NAMES, canonical_call
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, Diagnostic, FgError, recursion_headroom, source_lines
 
 INT_MAX = 2**63 - 1
@@ -150,6 +151,10 @@ class _ToAst(Transformer):
     def fn_decl(self, meta, c):
         name = c[0]
         self._check_name(name)
+        if str(name) in STAN_NAMES:  # its calls are read as the distribution
+            raise FgError([Diagnostic(
+                f"'{name}' is Stan's name for {STAN_NAMES[str(name)].meaning}, which fglang reads as that distribution",
+                self._tspan(name), "give this fn another name")])
         # maybe_placeholders gives [None] for an empty parameter list
         params = []
         i = 1
@@ -261,7 +266,7 @@ class _ToAst(Transformer):
                 if kwargs:
                     raise FgError([Diagnostic("a positional argument cannot follow a keyword argument", a.span)])
                 args.append(a)
-        return A.Call(self._span(meta), str(name), self._tspan(name), tuple(args), tuple(kwargs))
+        return canonical_call(A.Call(self._span(meta), str(name), self._tspan(name), tuple(args), tuple(kwargs)))
 
     @v_args(meta=True)
     def kwarg(self, meta, c):

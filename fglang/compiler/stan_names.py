@@ -1,0 +1,65 @@
+"""Stan's names for distributions, read as fglang's own (SPEC section 6).
+
+A Stan user writes ``y ~ bernoulli_logit(eta)`` or ``poisson_log(eta)``
+without thinking; fglang spells these as one distribution with a keyword
+(``bernoulli(logit=eta)``) or a link in the argument. The parser rewrites
+the Stan spelling into fglang's at the call, keeping every span, so the
+checker, the IR and every backend see one distribution table and error
+messages point at what the user wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fglang.compiler import ast as A
+
+
+@dataclass(frozen=True)
+class StanName:
+    """``target`` with Stan's positional arguments: ``keywords[i]`` names
+    the i-th argument's keyword in fglang (None: positional), and an
+    argument listed in ``exp_of`` is a log: fglang is given ``exp`` of it."""
+
+    target: str
+    keywords: tuple[str | None, ...]
+    exp_of: tuple[int, ...] = ()
+    meaning: str = ""
+
+
+STAN_NAMES: dict[str, StanName] = {
+    "bernoulli_logit": StanName("bernoulli", ("logit",), meaning="bernoulli(logit=eta)"),
+    "binomial_logit": StanName("binomial", (None, "logit"), meaning="binomial(n, logit=eta)"),
+    "categorical_logit": StanName("categorical", ("logits",), meaning="categorical(logits=beta)"),
+    "poisson_log": StanName("poisson", (None,), (0,), meaning="poisson(exp(eta))"),
+    "neg_binomial_2": StanName("neg_binomial", (None, None), meaning="neg_binomial(mu, phi)"),
+    "neg_binomial_2_log": StanName("neg_binomial", (None, None), (0,), meaning="neg_binomial(exp(eta), phi)"),
+    "double_exponential": StanName("laplace", (None, None), meaning="laplace(mu, b)"),
+    "multi_normal": StanName("mvnormal", (None, "cov"), meaning="mvnormal(mu, cov=Sigma)"),
+    "multi_normal_prec": StanName("mvnormal", (None, "prec"), meaning="mvnormal(mu, prec=Omega)"),
+    "std_normal": StanName("normal", (), meaning="normal(0, 1)"),
+}
+
+
+def canonical_call(call: A.Call) -> A.Call:
+    """The fglang spelling of a call to one of Stan's names (any other call
+    unchanged). A call with keywords or another number of arguments is only
+    renamed: the checker's arity message then names fglang's distribution
+    (and ``STAN_NAMES``' ``meaning`` says how to write it)."""
+    stan = STAN_NAMES.get(call.func)
+    if stan is None:
+        return call
+    if call.kwargs or len(call.args) != len(stan.keywords):
+        return A.Call(call.span, stan.target, call.func_span, call.args, call.kwargs)
+    args: list[A.Expr] = []
+    kwargs: list[A.Kwarg] = []
+    for i, (a, kw) in enumerate(zip(call.args, stan.keywords)):
+        if i in stan.exp_of:
+            a = A.Call(a.span, "exp", a.span, (a,), ())
+        if kw is None:
+            args.append(a)
+        else:
+            kwargs.append(A.Kwarg(kw, a, a.span))
+    if not stan.keywords:  # std_normal()
+        args = [A.Num(call.span, 0, True), A.Num(call.span, 1, True)]
+    return A.Call(call.span, stan.target, call.func_span, tuple(args), tuple(kwargs))
