@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 import fglang
-from fglang.errors import FgError
+from fglang.errors import Diagnostic, FgError
 from fglang.io.atomic import preflight
 from fglang.runtime import backend as backends
 from fglang.runtime.inits import START_AT_MODE
@@ -73,17 +73,25 @@ def compile_(
     out.print(text, markup=False)
 
 
-def print_summary(post, title: str, data_lets: bool = False) -> None:
+def _table(rows: list[dict], title: str):
     from rich.table import Table
 
-    rows = post.summary(data_lets=data_lets)
     table = Table(title=title, title_justify="left")
     cols = ["name", "mean", "sd", "5%", "95%"] + (["r_hat", "ess_bulk"] if rows and "r_hat" in rows[0] else [])
     for c in cols:
         table.add_column(c, justify="left" if c == "name" else "right")
     for r in rows:
         table.add_row(*[r[c] if c == "name" else (f"{r[c]:.0f}" if c == "ess_bulk" else f"{r[c]:.4g}") for c in cols])
-    out.print(table)
+    return table
+
+
+def print_summary(post, title: str, data_lets: bool = False) -> None:
+    rows = post.summary(data_lets=data_lets)
+    out.print(_table(rows, title))
+    total = post.rows_in(post.names + (list(post.constants) if data_lets else []))
+    if len(rows) < total:
+        out.print(f"{len(rows)} of {total} rows shown, vars first; fglang summary FILE --name NAME shows all of one "
+                  "var or let", markup=False)
     hidden = [n for n in post.data_lets if not data_lets or n not in post.constants]
     if hidden:
         how = "fglang summary --all" if not data_lets else "write them with fglang fit -o FILE --save-data-lets"
@@ -239,29 +247,34 @@ def predict(
         _fail(e)
 
 
-def print_summary_names(post, names, title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for c in ("name", "mean", "sd", "5%", "95%"):
-        table.add_column(c, justify="left" if c == "name" else "right")
-    for r in post.summary(names=names, max_rows=60):
-        table.add_row(r["name"], *[f"{r[c]:.4g}" for c in ("mean", "sd", "5%", "95%")])
-    out.print(table)
+def print_summary_names(post, names, title: str, max_rows: int = 60) -> None:
+    rows = post.summary(names=names, max_rows=max_rows)
+    out.print(_table(rows, title))
 
 
 @app.command()
 def summary(
     posterior: Annotated[Path, typer.Argument(help="a posterior file written by fglang fit -o")],
     show_all: Annotated[bool, typer.Option("--all", help="also the lets of data only (their one value, sd 0)")] = False,
+    name: Annotated[list[str] | None, typer.Option(
+        "--name", help="only these vars or lets, every element (repeat the option for several)")] = None,
 ) -> None:
     """Print a posterior file's summary table."""
     from fglang.runtime.posterior import load_posterior
 
     try:
         post = load_posterior(posterior)
+        if name:
+            known = post.names + list(post.constants)
+            unknown = [n for n in name if n not in known]
+            if unknown:
+                raise FgError([Diagnostic(f"{posterior} has no var or let '{unknown[0]}'", None,
+                                          f"it has: {', '.join(known)}")])
     except FgError as e:
         _fail(e)
+    if name:
+        print_summary_names(post, name, f"{post.model} ({post.backend})", max_rows=post.rows_in(name))
+        return
     print_summary(post, f"{post.model} ({post.backend})", data_lets=show_all)
 
 

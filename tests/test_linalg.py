@@ -47,6 +47,10 @@ CASES = {
     "gp_exp_quad_cov(x, 1.5, 0.7)": ("[N, N]", _kernel(X, X, 1.5, 0.7)),
     "gp_exp_quad_cov(v, 1.5, 0.7)": ("[N, N]", _kernel(V[:, None], V[:, None], 1.5, 0.7)),
     "gp_exp_quad_cov(x, x[0:2], 1.5, 0.7)": ("[N, 2]", _kernel(X, X[:2], 1.5, 0.7)),
+    "rep(2.5, N)": ("[N]", np.full(N, 2.5)),
+    "rep_vector(0, N) + v": ("[N]", V),
+    "rep_array(v, 3)": ("[3, N]", np.tile(V, (3, 1))),
+    "diag(rep(0.5, N))": ("[N, N]", 0.5 * np.eye(N)),
 }
 
 
@@ -73,8 +77,8 @@ data y[N]: real
 var rho: positive
 var alpha: positive
 var sigma: positive
-let K = gp_exp_quad_cov(x, alpha, rho) + sigma^2 * eye(N)
-factor lik: y ~ mvnormal(0 * x, cov=K)
+let K = gp_exp_quad_cov(x, alpha, rho) + diag(rep(sigma^2, N))
+factor lik: y ~ mvnormal(rep_vector(0, N), cov=K)
 """
     x = np.linspace(0, 3, 6)
     y = np.sin(x)
@@ -96,6 +100,9 @@ factor lik: y ~ mvnormal(0 * x, cov=K)
         ("gp_exp_quad_cov(x, v, 1.0, 1.0)", "gp_exp_quad_cov's points differ in dimension"),
         ("gp_exp_quad_cov(x, 1.0, v)", "gp_exp_quad_cov's rho must be a scalar, got [N]"),
         ("solve(S)", "'solve' takes 2 arguments, got 1"),
+        ("rep(1.0, a)", "rep(x, n) needs an int count n"),
+        ("rep_vector(1.0, v)", "rep_vector(x, n) needs an int count n"),
+        ("rep(1.0)", "'rep' takes 2 arguments, got 1"),
     ],
 )
 def test_mistakes_are_located(expr, message):

@@ -18,7 +18,7 @@ ELEMENTWISE = frozenset(
 # f(x) -> scalar
 REDUCING = frozenset("sum mean sd variance log_sum_exp norm".split())
 # linear algebra (shape rules in fglang.compiler.linalg)
-LINALG = frozenset("eye diag diagonal cholesky solve log_determinant gp_exp_quad_cov".split())
+LINALG = frozenset("eye rep rep_vector rep_array diag diagonal cholesky solve log_determinant gp_exp_quad_cov".split())
 # everything the checker knows by name (plus user fns and distributions)
 ALL = ELEMENTWISE | REDUCING | LINALG | frozenset(
     "leaky_relu atan2 log_diff_exp dot transpose min max where logp lcdf lccdf softmax".split()

@@ -10,6 +10,7 @@ comparisons only the data's sizes decide to binding (``defer``), like
 | built-in | shapes | meaning |
 |---|---|---|
 | ``eye(n)`` | int size -> [n, n] | identity |
+| ``rep(x, n)`` | x [S...], int size -> [n, S...] | ``n`` copies of ``x`` (Stan's ``rep_vector``, ``rep_array``) |
 | ``diag(v)`` | [n] -> [n, n] | diagonal matrix |
 | ``diagonal(A)`` | [n, n] -> [n] | its diagonal |
 | ``cholesky(A)`` | [n, n] -> [n, n] | lower Cholesky factor of an SPD matrix |
@@ -25,9 +26,11 @@ from fglang.compiler import ast as A
 from fglang.compiler.builtins import LINALG
 from fglang.compiler.types import ERROR, Shape, T, dims_differ, show_shape
 
-assert LINALG == {"eye", "diag", "diagonal", "cholesky", "solve", "log_determinant", "gp_exp_quad_cov"}
+REP = frozenset({"rep", "rep_vector", "rep_array"})  # one built-in; Stan's names for it too
+
+assert LINALG == {"eye", "diag", "diagonal", "cholesky", "solve", "log_determinant", "gp_exp_quad_cov"} | REP
 _ARITY = {"eye": (1,), "diag": (1,), "diagonal": (1,), "cholesky": (1,), "solve": (2,), "log_determinant": (1,),
-          "gp_exp_quad_cov": (3, 4)}
+          "gp_exp_quad_cov": (3, 4)} | dict.fromkeys(REP, (2,))
 
 
 def rank(f: str, ranks: list[int]) -> int:
@@ -36,6 +39,8 @@ def rank(f: str, ranks: list[int]) -> int:
         return 2
     if f == "diagonal":
         return 1
+    if f in REP:
+        return 1 + ranks[0]
     if f == "log_determinant":
         return 0
     return ranks[1]  # solve: b's
@@ -58,6 +63,13 @@ class LinalgTyping:
                 return ERROR
             d = self.dim(n)
             return T("real", (d, d), False)
+        if f in REP:
+            n = e.args[1]
+            if ts[1].dtype != "int" or ts[1].shape or ts[1].var or not self.sized(n):
+                self.err(f"{f}(x, n) needs an int count n: int data or a constant", n.span,
+                         f"e.g. {f}(0, N) with data N: int")
+                return ERROR
+            return T(ts[0].dtype, (self.dim(n), *ts[0].shape), ts[0].var)
         if f == "diag":
             if len(ts[0].shape) != 1:
                 self.err(f"diag(v) needs a vector, got {show_shape(ts[0].shape)}", e.args[0].span,

@@ -263,6 +263,9 @@ class Evaluator:
             return self.logp(e.args[0], e.args[1], f)
         if f == "eye":
             return jnp.eye(self.static_int(e.args[0]))
+        if f in ("rep", "rep_vector", "rep_array"):
+            x = jnp.asarray(self.ev(e.args[0]))
+            return jnp.broadcast_to(x, (self.static_int(e.args[1]), *x.shape))
         args = [jnp.asarray(self.ev(a)) for a in e.args]
         tag = untag(f)
         if tag is not None:  # a group call, tagged by the lowering (groups.tagged)

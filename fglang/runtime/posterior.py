@@ -87,6 +87,19 @@ class Posterior:
         return [n for n in self.draws if AUX_MARK not in n]
 
     @property
+    def report_order(self) -> list[str]:
+        """``names`` with the vars first: a let of a var (a GP's kernel
+        ``K[N, N]``) would otherwise fill the table before the parameters."""
+        names = self.names
+        return [n for n in names if n in self.node_shapes] + [n for n in names if n not in self.node_shapes]
+
+    def rows_in(self, names: list[str] | None = None) -> int:
+        """How many rows ``summary(names)`` has with no row limit."""
+        sizes = {n: int(np.prod(d.shape[2:], dtype=int)) for n, d in self.draws.items()}
+        sizes.update({n: int(np.size(v)) for n, v in self.constants.items()})
+        return sum(sizes.get(n, 0) for n in (names or self.names))
+
+    @property
     def data_lets(self) -> list[str]:
         """The lets of data only the fit computed (their values may not be in a file read back)."""
         return list(self.attrs.get("data_lets", self.constants))
@@ -175,7 +188,7 @@ class Posterior:
         also the lets of data only, after everything else (sd 0)."""
         rows: list[dict[str, Any]] = []
         chains = getattr(_backend_of(self), "markov_chains", False)
-        names = list(names or self.names) + (list(self.constants) if data_lets and not names else [])
+        names = list(names or self.report_order) + (list(self.constants) if data_lets and not names else [])
         for name in names:
             if len(rows) >= max_rows:
                 break
