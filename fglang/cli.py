@@ -77,7 +77,7 @@ def _table(rows: list[dict], title: str):
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    cols = ["name", "mean", "sd", "5%", "95%"] + (["r_hat", "ess_bulk"] if rows and "r_hat" in rows[0] else [])
+    cols = ["name", "mean", "sd", "5%", "95%"] + [c for c in ("r_hat", "ess_bulk") if rows and c in rows[0]]
     for c in cols:
         table.add_column(c, justify="left" if c == "name" else "right")
     for r in rows:

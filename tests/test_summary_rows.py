@@ -62,3 +62,16 @@ def test_the_cli_counts_what_it_left_out_and_shows_one_quantity(fitted):
     assert r.exit_code == 0 and "rho" in r.output and "sigma" in r.output and "K[" not in r.output
     r = runner.invoke(app, ["summary", str(out), "--name", "kappa"])
     assert r.exit_code != 0 and "has no var or let 'kappa'" in r.output and "Traceback" not in r.output
+
+
+def test_one_chain_has_its_ess_and_no_r_hat():
+    """Split R-hat needs two chains (ArviZ gives NaN for one): a one-chain
+    fit or a prediction shows ESS only, not a column of nan."""
+    from fglang.runtime.posterior import Posterior
+
+    rng = np.random.default_rng(0)
+    one = Posterior("m", "mcmc", {"a": rng.normal(size=(1, 400))}, node_shapes={"a": ()})
+    four = Posterior("m", "mcmc", {"a": rng.normal(size=(4, 400))}, node_shapes={"a": ()})
+    (row1,), (row4,) = one.summary(), four.summary()
+    assert "r_hat" not in row1 and row1["ess_bulk"] > 100
+    assert row4["r_hat"] == pytest.approx(1.0, abs=0.02) and row4["ess_bulk"] > 400

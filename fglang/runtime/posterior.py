@@ -213,7 +213,8 @@ class Posterior:
                 row = {"name": label, "mean": float(mf[k]), "sd": float(sf[k])}
                 row.update({"5%": float(q5[k]), "95%": float(q95[k])})
                 if rhat is not None:
-                    row["r_hat"] = float(rhat[k])
+                    if d.shape[0] > 1:  # split R-hat needs two chains (ArviZ's rule); one chain has only its ESS
+                        row["r_hat"] = float(rhat[k])
                     row["ess_bulk"] = float(ess[k])
                 rows.append(row)
         return rows
