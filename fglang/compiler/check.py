@@ -31,12 +31,15 @@ from fglang.compiler.limits import measure, too_large, too_many_dims
 from fglang.compiler.linalg import LinalgTyping
 from fglang.compiler.scan import ScanTyping
 from fglang.compiler.sizes import SizeCheck
+from fglang.compiler.truncation import TruncationTyping
 from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, make_domain, show_shape
 from fglang.compiler.var_bounds import AFFINE_KEYWORDS, DATA_BOUND_HINT, BoundTyping, scalar_data_arithmetic
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
 
 
-class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, DistArgs, Inlining):
+class Checker(
+    GroupTyping, ScanTyping, LinalgTyping, BoundTyping, TruncationTyping, ExprTyping, DistArgs, Inlining
+):
     """Checks declarations in order; expression typing, recurrences, distribution
     arguments and fn inlining are its mixins (``infer``, ``scan``, ``dist_args``,
     ``inline``)."""
@@ -285,6 +288,10 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
         if self.declare(d.name, d.name_span, sym):
             self.vars[d.name] = VarInfo(d.name, d.dims, value_shape, domain, prior, d.span, bounds)
             self.order.append(d.name)
+            if prior is not None and d.truncation is not None:
+                self.truncated(d.name, (), d.prior, d.truncation, shape, (domain, bounds))
+        elif d.truncation is not None and d.prior is None:  # pragma: no cover - the grammar puts T[...] after a prior
+            self.err("T[...] needs a distribution before it", d.truncation.span)
 
     def let_decl(self, d: A.LetDecl) -> None:
         self._owner = d.name
@@ -351,7 +358,7 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
                 self.err(f"index '{r.name}' is used twice in this factor", r.span)
             seen.add(r.name)
             self.scope[r.name] = Symbol("index", T("int"))
-        dist = potential = lhs = None
+        dist = potential = lhs = truncated = None
         if d.dist is not None:
             lt = self.infer(d.lhs)
             if lt.ok and lt.dtype in GROUPS:
@@ -370,6 +377,8 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
             lhs = self.inline(d.lhs)
             self.limited(lhs, d.lhs)
             self.limited(dist, d.dist)
+            if dist is not None and d.truncation is not None and d.name not in self.factors:
+                truncated = (d.name, d.ranges, d.dist, d.truncation, lt.shape)
         else:
             pt = self.infer(d.potential)
             if self.no_group(pt, d.potential, "a potential"):
@@ -378,12 +387,17 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
                 self.err("a potential must be a real expression (a log density)", d.potential.span)
             potential = self.inline(d.potential)
             self.limited(potential, d.potential)
-        self.scope = saved
+        scoped, self.scope = self.scope, saved
         if d.name in self.scope or d.name in self.factors or d.name in self.fns:
             self.err(f"'{d.name}' is already declared", d.name_span)
             return
         self.factors[d.name] = FactorInfo(d.name, d.ranges, lhs, dist, potential, d.span)
         self.order.append(d.name)
+        if truncated is not None:  # its normalizer reads the factor's indices: check it in their scope
+            inner = self.scope
+            self.scope = scoped
+            self.truncated(*truncated)
+            self.scope = inner
 
     def range_bounds(self, r: A.IndexRange, seen) -> None:
         for e in (r.lo, r.hi):
