@@ -21,7 +21,7 @@ from __future__ import annotations
 from fglang.compiler import ast as A
 from fglang.compiler.checked import FactorInfo, VarBound
 from fglang.compiler.distributions import CDF, DISTRIBUTIONS
-from fglang.compiler.types import Domain, Shape, ShapeError, T, broadcast, show_shape
+from fglang.compiler.types import Domain, Shape, ShapeError, T, show_shape
 from fglang.compiler.unparse import unparse
 
 SUFFIX = "__truncation"
@@ -94,15 +94,15 @@ class TruncationTyping:
 
     def _bound_fits(self, end: str, e: A.Expr, t: T, lhs: Shape) -> bool:
         """An end of T[...] broadcasts to the truncated value's shape (not beyond it)."""
+        message = (f"the {end} end of T[...] has shape {{1}}, which does not broadcast to the truncated "
+                   f"value's shape {{0}}")
+        hint = "give a scalar, or one bound per element of the value"
         try:
-            out = broadcast(lhs, t.shape)
+            out = self.broadcast(lhs, t.shape, message, e, hint)
         except ShapeError:
             out = None
         if out is None or len(out) != len(lhs) or any(str(a) != str(b) for a, b in zip(out, lhs)):
-            self.err(
-                f"the {end} end of T[...] has shape {show_shape(t.shape)}, which does not broadcast to the "
-                f"truncated value's shape {show_shape(lhs)}", e.span,
-                "give a scalar, or one bound per element of the value")
+            self.err(message.format(show_shape(lhs), show_shape(t.shape)), e.span, hint)
             return False
         return True
 
