@@ -316,17 +316,25 @@ class Checker(
             self.err(f"'{d.name}' is a built-in name and cannot be redeclared", d.name_span)
             return
         outer = self.scope
-        # fn bodies see their parameters, constants and other fns: not the model's names
-        self.scope = {}
-        seen: set[str] = set()
+        # fn bodies see their parameters, constants and other fns: not the model's names;
+        # parameter and return shapes may name data ints too (real[NB]), fixed at bind and
+        # compared with each argument's shape at the call (``user_call``)
+        sizes = {n: s for n, s in outer.items() if s.kind == "data" and s.t.dtype == "int" and s.t.scalar}
+        self.scope = dict(sizes)
+        params: dict[str, Symbol] = {}
         for p in d.params:
+            if not self._fn_shape_names(d, p.type, outer, sizes):
+                params[p.name] = Symbol("param", ERROR)  # known, so its uses raise no second error
+                continue
             td = self.type_expr(p.type)
-            if p.name in seen:
+            if p.name in params:
                 self.err(f"parameter '{p.name}' is repeated", p.span)
-            seen.add(p.name)
             dtype = td[1] if td else "real"
             shape = () if dtype in GROUPS else self.shape_of(p.type.shape)
-            self.scope[p.name] = Symbol("param", T(dtype, shape, True))
+            params[p.name] = Symbol("param", T(dtype, shape, True))
+        ret = self.type_expr(d.ret) if self._fn_shape_names(d, d.ret, outer, sizes) else None
+        want = self.shape_of(d.ret.shape) if ret is not None else ()
+        self.scope = params
         self._current_fn = d.name
         for name, e, span in d.lets:
             t = self.infer(e)
@@ -335,19 +343,32 @@ class Checker(
             self.scope[name] = Symbol("local", t)
         rt = self.infer(d.body)
         self._current_fn = None
-        ret = self.type_expr(d.ret)
         self.scope = outer
         if rt.ok and ret is not None and (ret[1] in GROUPS or rt.dtype in GROUPS):
             if rt.dtype != ret[1] or rt.shape:
                 self.err(f"fn '{d.name}' returns {describe(rt)} but is declared to return {d.ret.base}", d.body.span)
         elif rt.ok and ret is not None:
-            want = self.shape_of(d.ret.shape)
             if len(want) != len(rt.shape) or any(dims_differ(a, b) for a, b in zip(want, rt.shape)):
                 self.err(
                     f"fn '{d.name}' returns {show_shape(rt.shape)} but is declared to return {show_shape(want)}",
                     d.body.span,
                 )
+            elif want != rt.shape:  # data sizes: decided at bind
+                self.defer("same", (want, rt.shape), f"fn '{d.name}' returns {{1}} but is declared to return {{0}}",
+                           d.body.span, d.body)
         self.fns[d.name] = d
+
+    def _fn_shape_names(self, d: A.FnDecl, t: A.TypeExpr, outer: dict, sizes: dict) -> bool:
+        """A fn's parameter and return shapes name constants and data ints only."""
+        ok = True
+        for e in t.shape:
+            for n in names_in(e):
+                if n.id in outer and n.id not in sizes:
+                    self.err(f"the shape of a fn's parameter or result can name data ints only; "
+                             f"'{n.id}' is {_what(outer[n.id])}", n.span,
+                             f"declare the size as 'data {n.id}: int', or pass the value as an argument of '{d.name}'")
+                    ok = False
+        return ok
 
     def factor_decl(self, d: A.FactorDecl) -> None:
         saved = dict(self.scope)
@@ -442,6 +463,11 @@ def check_source(text: str, file: str = "<string>") -> CheckedModel:
     except FgError as err:
         raise FgError(err.diagnostics, {file: text, **err.sources}) from None
     return check_decls(decls, prog, sources, sink)
+
+
+def _what(sym: Symbol) -> str:
+    """A name's kind as a message says it: 'a var', 'real data', 'a let'."""
+    return f"{sym.t.dtype} data" + (" with a shape" if sym.t.shape else "") if sym.kind == "data" else f"a {sym.kind}"
 
 
 def _storage_exprs(kind: str, span: A.Span) -> tuple[A.Expr, ...]:
