@@ -66,6 +66,16 @@ def test_an_int_truncation_counts_its_lower_end():
     assert m.log_density({"lam": lam}, {"c": c.tolist()}) == pytest.approx(want, rel=1e-9)
 
 
+def test_an_expression_end_matches_the_vars_bound():
+    """``real(lower=a) ... T[a, ]``, a read from data: the same normalizer as
+    the hand-written one; a factor on the var itself also truncates it."""
+    head = "model e\ndata a: real\nvar mu: real ~ normal(0, 1)\nvar x: real(lower=a)\n"
+    sugar = fglang.compile(head + "factor f: x ~ normal(mu, 2) T[a, ]\n")
+    mu, x, a = 0.4, 1.3, 0.5
+    want = stats.norm.logpdf(mu) + stats.truncnorm.logpdf(x, (a - mu) / 2, np.inf, loc=mu, scale=2)
+    assert sugar.log_density({"mu": mu, "x": x}, {"a": a}) == pytest.approx(want, rel=1e-9)
+
+
 def test_bounds_per_element_and_a_matrix_var():
     """Ends of T[...] broadcast to the value (one per element); a scalar
     normalizer counts once per element of a [2, 3] var."""
@@ -158,6 +168,10 @@ BASE = "model c\ndata K: int\ndata y[K]: real\ndata b[2]: real\ndata n: int\nvar
     ("var x: real(lower=-1) ~ normal(mu, 1) T[0, ]", "7:41", "declared with lower=-1", "real(lower=0)"),
     ("var x: real(lower=0, upper=3) ~ normal(mu, 1) T[0, 2]", "7:52", "upper end 2 but is declared with upper=3",
      "real(upper=2)"),
+    ("var x[3]: real\nfactor f[k in 0:3]: x[k] ~ normal(mu, 1) T[0, ]", "8:44",
+     "var 'x' is truncated at lower end 0 but is declared with no lower bound", "real(lower=0)"),
+    ("data a: real\nvar x: real(lower=a) ~ normal(mu, 1) T[mu, ]", "8:40",
+     "var 'x' is truncated at lower end mu but is declared with lower=a", "real(lower=mu)"),
     ("factor f: y ~ normal(mu, 1) T", "7:30", "unexpected end of line; expected '['", None),
     ("factor f: y ~ normal(mu, 1) T[mu > 0, ]", "7:31", "the lower end of T[...] must be a number", None),
 ])

@@ -31,7 +31,7 @@ from fglang.compiler.limits import measure, too_large, too_many_dims
 from fglang.compiler.linalg import LinalgTyping
 from fglang.compiler.scan import ScanTyping
 from fglang.compiler.sizes import SizeCheck
-from fglang.compiler.truncation import TruncationTyping
+from fglang.compiler.truncation import TruncationTyping, truncated_var
 from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, make_domain, show_shape
 from fglang.compiler.var_bounds import AFFINE_KEYWORDS, DATA_BOUND_HINT, BoundTyping, scalar_data_arithmetic
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
@@ -289,7 +289,7 @@ class Checker(
             self.vars[d.name] = VarInfo(d.name, d.dims, value_shape, domain, prior, d.span, bounds)
             self.order.append(d.name)
             if prior is not None and d.truncation is not None:
-                self.truncated(d.name, (), d.prior, d.truncation, shape, (domain, bounds))
+                self.truncated(d.name, (), d.prior, d.truncation, shape, (d.name, domain, bounds))
         elif d.truncation is not None and d.prior is None:  # pragma: no cover - the grammar puts T[...] after a prior
             self.err("T[...] needs a distribution before it", d.truncation.span)
 
@@ -399,7 +399,7 @@ class Checker(
             self.limited(lhs, d.lhs)
             self.limited(dist, d.dist)
             if dist is not None and d.truncation is not None and d.name not in self.factors:
-                truncated = (d.name, d.ranges, d.dist, d.truncation, lt.shape)
+                truncated = (d.name, d.ranges, d.dist, d.truncation, lt.shape, truncated_var(d.lhs, self.vars))
         else:
             pt = self.infer(d.potential)
             if self.no_group(pt, d.potential, "a potential"):

@@ -38,11 +38,12 @@ class TruncationTyping:
         dist: A.Call,
         trunc: A.Truncation,
         lhs: Shape,
-        var: tuple[Domain, tuple[VarBound, ...]] | None = None,
+        var: tuple[str, Domain, tuple[VarBound, ...]] | None = None,
     ) -> None:
         """Check ``trunc`` on ``dist`` (a sample site of shape ``lhs``) and add
-        the factor ``owner__truncation``; ``var`` is the truncated var's domain
-        and expression bounds, for a prior. Call within the owner's scope."""
+        the factor ``owner__truncation``; ``var`` is the truncated var's name,
+        domain and expression bounds (a prior, or a factor on the var itself).
+        Call within the owner's scope."""
         sig = DISTRIBUTIONS.get(dist.func)
         if sig is None:
             return
@@ -72,7 +73,7 @@ class TruncationTyping:
                      "swap the two ends")
             ok = False
         if ok and var is not None:
-            ok = self._var_bounds_within(owner, trunc, lo, hi, *var)
+            ok = self._var_bounds_within(trunc, lo, hi, *var)
         if not ok:
             return
         normalizer = _normalizer(dist, trunc, sig.discrete)
@@ -107,7 +108,7 @@ class TruncationTyping:
         return True
 
     def _var_bounds_within(
-        self, var: str, trunc: A.Truncation, lo, hi, domain: Domain, bounds: tuple[VarBound, ...]
+        self, trunc: A.Truncation, lo, hi, var: str, domain: Domain, bounds: tuple[VarBound, ...]
     ) -> bool:
         """The var's declared support lies inside [L, U] (Stan: a truncated
         parameter must be declared with those bounds)."""
@@ -157,6 +158,14 @@ class TruncationTyping:
         for f in factors[1:]:
             out = A.BinOp(span, "*", out, f)
         return out
+
+
+def truncated_var(lhs: A.Expr, vars: dict) -> tuple | None:
+    """(name, domain, bounds) of the var a sample factor's left side is, or
+    indexes (``x`` or ``x[k]``); None for data and expressions."""
+    base = lhs.base if isinstance(lhs, A.Index) else lhs
+    info = vars.get(base.id) if isinstance(base, A.Name) else None
+    return None if info is None else (info.name, info.domain, info.bounds)
 
 
 def _normalizer(dist: A.Call, trunc: A.Truncation, discrete: bool) -> A.Expr:
