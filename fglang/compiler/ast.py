@@ -118,6 +118,17 @@ class Scan(Expr):
     state_span: Span | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class Truncation:
+    """Stan's ``T[lo, hi]`` after a distribution call (either end may be
+    missing): the checker adds the normalizer ``-log(F(hi) - F(lo))`` as an
+    auxiliary potential factor (``compiler/truncation.py``)."""
+
+    lo: Expr | None
+    hi: Expr | None
+    span: Span = field(compare=False, repr=False)
+
+
 # ---------------------------------------------------------------- declarations
 @dataclass(frozen=True)
 class TypeExpr:
@@ -149,6 +160,7 @@ class VarDecl(Decl):
     dims: tuple[Expr, ...] = ()
     type: TypeExpr | None = None
     prior: Call | None = None
+    truncation: Truncation | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +200,7 @@ class FactorDecl(Decl):
     lhs: Expr | None = None  # None for a potential
     dist: Call | None = None  # None for a potential
     potential: Expr | None = None
+    truncation: Truncation | None = None  # only on a sample factor
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,15 @@ from fglang.compiler.limits import measure, too_large, too_many_dims
 from fglang.compiler.linalg import LinalgTyping
 from fglang.compiler.scan import ScanTyping
 from fglang.compiler.sizes import SizeCheck
+from fglang.compiler.truncation import TruncationTyping, truncated_var
 from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, make_domain, show_shape
 from fglang.compiler.var_bounds import AFFINE_KEYWORDS, DATA_BOUND_HINT, BoundTyping, scalar_data_arithmetic
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
 
 
-class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, DistArgs, Inlining):
+class Checker(
+    GroupTyping, ScanTyping, LinalgTyping, BoundTyping, TruncationTyping, ExprTyping, DistArgs, Inlining
+):
     """Checks declarations in order; expression typing, recurrences, distribution
     arguments and fn inlining are its mixins (``infer``, ``scan``, ``dist_args``,
     ``inline``)."""
@@ -285,6 +288,10 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
         if self.declare(d.name, d.name_span, sym):
             self.vars[d.name] = VarInfo(d.name, d.dims, value_shape, domain, prior, d.span, bounds)
             self.order.append(d.name)
+            if prior is not None and d.truncation is not None:
+                self.truncated(d.name, (), d.prior, d.truncation, shape, (d.name, domain, bounds))
+        elif d.truncation is not None and d.prior is None:  # pragma: no cover - the grammar puts T[...] after a prior
+            self.err("T[...] needs a distribution before it", d.truncation.span)
 
     def let_decl(self, d: A.LetDecl) -> None:
         self._owner = d.name
@@ -309,17 +316,25 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
             self.err(f"'{d.name}' is a built-in name and cannot be redeclared", d.name_span)
             return
         outer = self.scope
-        # fn bodies see their parameters, constants and other fns: not the model's names
-        self.scope = {}
-        seen: set[str] = set()
+        # fn bodies see their parameters, constants and other fns: not the model's names;
+        # parameter and return shapes may name data ints too (real[NB]), fixed at bind and
+        # compared with each argument's shape at the call (``user_call``)
+        sizes = {n: s for n, s in outer.items() if s.kind == "data" and s.t.dtype == "int" and s.t.scalar}
+        self.scope = dict(sizes)
+        params: dict[str, Symbol] = {}
         for p in d.params:
+            if not self._fn_shape_names(d, p.type, outer, sizes):
+                params[p.name] = Symbol("param", ERROR)  # known, so its uses raise no second error
+                continue
             td = self.type_expr(p.type)
-            if p.name in seen:
+            if p.name in params:
                 self.err(f"parameter '{p.name}' is repeated", p.span)
-            seen.add(p.name)
             dtype = td[1] if td else "real"
             shape = () if dtype in GROUPS else self.shape_of(p.type.shape)
-            self.scope[p.name] = Symbol("param", T(dtype, shape, True))
+            params[p.name] = Symbol("param", T(dtype, shape, True))
+        ret = self.type_expr(d.ret) if self._fn_shape_names(d, d.ret, outer, sizes) else None
+        want = self.shape_of(d.ret.shape) if ret is not None else ()
+        self.scope = params
         self._current_fn = d.name
         for name, e, span in d.lets:
             t = self.infer(e)
@@ -328,19 +343,32 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
             self.scope[name] = Symbol("local", t)
         rt = self.infer(d.body)
         self._current_fn = None
-        ret = self.type_expr(d.ret)
         self.scope = outer
         if rt.ok and ret is not None and (ret[1] in GROUPS or rt.dtype in GROUPS):
             if rt.dtype != ret[1] or rt.shape:
                 self.err(f"fn '{d.name}' returns {describe(rt)} but is declared to return {d.ret.base}", d.body.span)
         elif rt.ok and ret is not None:
-            want = self.shape_of(d.ret.shape)
             if len(want) != len(rt.shape) or any(dims_differ(a, b) for a, b in zip(want, rt.shape)):
                 self.err(
                     f"fn '{d.name}' returns {show_shape(rt.shape)} but is declared to return {show_shape(want)}",
                     d.body.span,
                 )
+            elif want != rt.shape:  # data sizes: decided at bind
+                self.defer("same", (want, rt.shape), f"fn '{d.name}' returns {{1}} but is declared to return {{0}}",
+                           d.body.span, d.body)
         self.fns[d.name] = d
+
+    def _fn_shape_names(self, d: A.FnDecl, t: A.TypeExpr, outer: dict, sizes: dict) -> bool:
+        """A fn's parameter and return shapes name constants and data ints only."""
+        ok = True
+        for e in t.shape:
+            for n in names_in(e):
+                if n.id in outer and n.id not in sizes:
+                    self.err(f"the shape of a fn's parameter or result can name data ints only; "
+                             f"'{n.id}' is {_what(outer[n.id])}", n.span,
+                             f"declare the size as 'data {n.id}: int', or pass the value as an argument of '{d.name}'")
+                    ok = False
+        return ok
 
     def factor_decl(self, d: A.FactorDecl) -> None:
         saved = dict(self.scope)
@@ -351,7 +379,7 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
                 self.err(f"index '{r.name}' is used twice in this factor", r.span)
             seen.add(r.name)
             self.scope[r.name] = Symbol("index", T("int"))
-        dist = potential = lhs = None
+        dist = potential = lhs = truncated = None
         if d.dist is not None:
             lt = self.infer(d.lhs)
             if lt.ok and lt.dtype in GROUPS:
@@ -370,6 +398,8 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
             lhs = self.inline(d.lhs)
             self.limited(lhs, d.lhs)
             self.limited(dist, d.dist)
+            if dist is not None and d.truncation is not None and d.name not in self.factors:
+                truncated = (d.name, d.ranges, d.dist, d.truncation, lt.shape, truncated_var(d.lhs, self.vars))
         else:
             pt = self.infer(d.potential)
             if self.no_group(pt, d.potential, "a potential"):
@@ -378,12 +408,17 @@ class Checker(GroupTyping, ScanTyping, LinalgTyping, BoundTyping, ExprTyping, Di
                 self.err("a potential must be a real expression (a log density)", d.potential.span)
             potential = self.inline(d.potential)
             self.limited(potential, d.potential)
-        self.scope = saved
+        scoped, self.scope = self.scope, saved
         if d.name in self.scope or d.name in self.factors or d.name in self.fns:
             self.err(f"'{d.name}' is already declared", d.name_span)
             return
         self.factors[d.name] = FactorInfo(d.name, d.ranges, lhs, dist, potential, d.span)
         self.order.append(d.name)
+        if truncated is not None:  # its normalizer reads the factor's indices: check it in their scope
+            inner = self.scope
+            self.scope = scoped
+            self.truncated(*truncated)
+            self.scope = inner
 
     def range_bounds(self, r: A.IndexRange, seen) -> None:
         for e in (r.lo, r.hi):
@@ -428,6 +463,11 @@ def check_source(text: str, file: str = "<string>") -> CheckedModel:
     except FgError as err:
         raise FgError(err.diagnostics, {file: text, **err.sources}) from None
     return check_decls(decls, prog, sources, sink)
+
+
+def _what(sym: Symbol) -> str:
+    """A name's kind as a message says it: 'a var', 'real data', 'a let'."""
+    return f"{sym.t.dtype} data" + (" with a shape" if sym.t.shape else "") if sym.kind == "data" else f"a {sym.kind}"
 
 
 def _storage_exprs(kind: str, span: A.Span) -> tuple[A.Expr, ...]:

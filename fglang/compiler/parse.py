@@ -133,9 +133,9 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def var_decl(self, meta, c):
-        name, dims, typ, prior = c
+        name, dims, typ, prior, trunc = c
         self._check_name(name)
-        return A.VarDecl(self._span(meta), str(name), self._tspan(name), dims or (), typ, prior)
+        return A.VarDecl(self._span(meta), str(name), self._tspan(name), dims or (), typ, prior, trunc)
 
     @v_args(meta=True)
     def let_decl(self, meta, c):
@@ -198,7 +198,7 @@ class _ToAst(Transformer):
         self._check_name(name)
         span = self._span(meta)
         if body[0] == "sample":
-            return A.FactorDecl(span, str(name), self._tspan(name), ranges or (), body[1], body[2], None)
+            return A.FactorDecl(span, str(name), self._tspan(name), ranges or (), body[1], body[2], None, body[3])
         return A.FactorDecl(span, str(name), self._tspan(name), ranges or (), None, None, body[1])
 
     def comprehension(self, c):
@@ -210,7 +210,12 @@ class _ToAst(Transformer):
         return A.IndexRange(str(c[0]), c[1], c[2], self._span(meta))
 
     def sample_body(self, c):
-        return ("sample", c[0], c[1])
+        return ("sample", c[0], c[1], c[2])
+
+    @v_args(meta=True)
+    def truncation(self, meta, c):
+        _tok, lo, hi = c
+        return A.Truncation(lo, hi, self._span(meta))
 
     def potential_body(self, c):
         return ("potential", c[0])
