@@ -5,7 +5,8 @@ from fglang.compiler import builtins as B
 from fglang.compiler.lower_jax import UNARY
 
 # built-ins with their own rule in Evaluator.call rather than an entry in UNARY
-_SPECIAL = {"leaky_relu", "atan2", "log_diff_exp", "dot", "min", "max", "where", "logp", "lcdf", "lccdf", "eye"}
+_SPECIAL = {"leaky_relu", "atan2", "log_diff_exp", "dot", "min", "max", "where", "logp", "lcdf", "lccdf", "eye",
+            "rep", "rep_vector", "rep_array"}
 
 
 def test_every_builtin_has_a_jax_rule():
