@@ -13,8 +13,8 @@ check (`chains`) rely on to see a second mode.
 What this does instead (``screened_start``): per chain, ``CANDIDATES``
 candidate starts, the first NumPyro's own start (from the key NumPyro would
 use, so the chain's start is what it always was whenever it passes), the
-others fresh uniform(-2, 2) draws of the vars the user gave no start for. One
-vectorized evaluation of the potential at all of them; a candidate whose log
+others fresh uniform(-2, 2) draws of the vars the user gave no start for. The
+potential is evaluated at all of them in one traced call; a candidate whose log
 density is more than ``threshold(D)`` nats below the best of its chain's
 candidates is dropped; the chain keeps NumPyro's start if it survives, else a
 survivor drawn at random. Each chain screens its own candidates, so starts
@@ -32,8 +32,10 @@ On a model whose whole box is benign the candidates lie within a few sqrt(D)
 of each other and nothing changes (eight schools keeps NumPyro's start in
 every chain of seeds 0 to 4).
 
-Cost: ``chains * CANDIDATES`` evaluations of the log density and its
-gradient, once, inside the start program (or eagerly before ``MCMC.run``).
+Cost: ``chains * CANDIDATES`` evaluations of the log density (one
+candidate index at a time, vectorized over the chains: the memory of one
+NUTS step) and one gradient per chain, once, inside the start program (or
+eagerly before ``MCMC.run``).
 A chain all of whose candidates are hopeless keeps the best of them: with
 half the box hopeless (ARMA) that is a chance of 2^-16 per chain, and the
 disagreement check still names it.
@@ -98,7 +100,9 @@ def screened_start(model: Callable, chain_keys, chains: int, strategy: Callable,
         return jnp.where(mask, u, start)
 
     cand = jax.vmap(candidates)(keys, z0_flat)  # [chains, K - 1, D]
-    pe, grad = jax.vmap(jax.vmap(jax.value_and_grad(lambda x: potential(unravel(x)))))(cand)
+    flat_potential = jax.vmap(lambda x: potential(unravel(x)))  # over the chains, as NUTS runs them
+    # one candidate index at a time (lax.map): the memory of one NUTS step, not K - 1 of them at once
+    pe = jnp.swapaxes(jax.lax.map(flat_potential, jnp.swapaxes(cand, 0, 1)), 0, 1)  # [chains, K - 1]
     pe_all = jnp.concatenate([pe0[:, None], pe], axis=1)  # [chains, K]
     lp = jnp.where(jnp.isfinite(pe_all), -pe_all, -jnp.inf)
     best = jnp.max(lp, axis=1, keepdims=True)
@@ -107,12 +111,14 @@ def screened_start(model: Callable, chain_keys, chains: int, strategy: Callable,
     priority = jnp.where(survive, u + 2.0 * (jnp.arange(CANDIDATES) == 0), -jnp.inf)  # NumPyro's start first
     pick = jnp.argmax(priority, axis=1)  # [chains]
     is0 = pick == 0
-    rows = jnp.arange(pick.shape[0])
-    chosen = jnp.where(is0[:, None], z0_flat, cand[rows, jnp.maximum(pick - 1, 0)])
-    z = jax.vmap(unravel)(chosen)
-    z = jax.tree.map(lambda a, b: jnp.where(jnp.reshape(is0, (-1,) + (1,) * (a.ndim - 1)), a, b), z0, z)
-    pe_c = jnp.where(is0, pe0, pe[rows, jnp.maximum(pick - 1, 0)])
-    g_c = jax.vmap(unravel)(grad[rows, jnp.maximum(pick - 1, 0)])
-    g_c = jax.tree.map(lambda a, b: jnp.where(jnp.reshape(is0, (-1,) + (1,) * (a.ndim - 1)), a, b), g0, g_c)
+    chosen = jnp.where(is0[:, None], z0_flat, cand[jnp.arange(pick.shape[0]), jnp.maximum(pick - 1, 0)])
+    pe_c, g_c = jax.vmap(jax.value_and_grad(lambda x: potential(unravel(x))))(chosen)
+
+    def keep0(a, b):  # NumPyro's own start, energy and gradient, bit for bit, where the chain keeps it
+        return jnp.where(jnp.reshape(is0, (-1,) + (1,) * (jnp.ndim(a) - 1)), a, b)
+
+    z = jax.tree.map(keep0, z0, jax.vmap(unravel)(chosen))
+    pe_c = keep0(pe0, pe_c)
+    g_c = jax.tree.map(keep0, g0, jax.vmap(unravel)(g_c))
     out: Any = ParamInfo(z, pe_c, g_c)
     return out if chains > 1 else jax.tree.map(lambda x: x[0], out)
