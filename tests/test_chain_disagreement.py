@@ -2,7 +2,8 @@
 synthetic per-chain draws whose truth is known by construction (same
 distribution, a shifted chain, a frozen chain, a 2-2 split), the warning a
 NUTS fit prints, ``Posterior.drop_chains``, and (heavy) ARMA(1,1)'s four
-default chains, where one chain freezes."""
+default chains, where one chain froze before starts were screened and none
+does now."""
 
 from __future__ import annotations
 
@@ -154,22 +155,23 @@ def test_nuts_chains_in_the_two_modes_of_a_symmetric_posterior_are_grouped_by_mo
 
 
 @pytest.mark.heavy
-def test_arma_default_chains_name_the_frozen_chain_and_init_map_fixes_it():
-    """posteriordb arma11 with the four default chains, seed 0 (about 45 s CPU
-    each fit): chain 3 starts with |theta| > 1, where the recursion explodes,
-    and freezes; the warning names it, calls it frozen, and --init map (every
-    chain from the MAP) gives four agreeing chains that match the reference."""
+def test_arma_default_chains_agree_and_match_the_reference():
+    """posteriordb arma11 with the four default chains (about 20 s CPU cold):
+    before starts were screened (`mcmc.starts`), chain 3 of seed 0 and chain 0
+    of seed 3 started with |theta| > 1, where the recursion explodes, and
+    froze (the warning above named them). Now every chain moves, no warning,
+    R-hat <= 1.01 and the means match the reference within 0.1 sd; --init map
+    (every chain from the MAP, no screening) still agrees too."""
+    from fglang.runtime.posterior import rank_diagnostics
+
     model = fglang.load(OUTSIDE / "arma11.fg")
     data = json.loads((OUTSIDE / "arma11.data.json").read_text())
     ref = json.loads((OUTSIDE / "arma11.reference.json").read_text())["params"]
-    post = model.fit(data, backend="mcmc", seed=0)
-    text = post.warnings()[-1]
-    assert text.startswith("chain 3 disagrees with chains 0, 1, 2") and "chain 3 did not move" in text
-    assert np.ptp(post.draws["theta"][3]) < 1e-12 and abs(post.draws["theta"][3].mean()) > 1
-    good = post.drop_chains([3])
-    for name in ("mu", "phi", "theta", "sigma"):
-        assert abs(good.mean(name) - ref[name]["mean"]) < 0.2 * ref[name]["sd"], name
-    fixed = model.fit(data, backend="mcmc", seed=0, init="map")
-    assert not any("disagree" in w for w in fixed.warnings())
-    for name in ("mu", "phi", "theta", "sigma"):
-        assert abs(fixed.mean(name) - ref[name]["mean"]) < 0.2 * ref[name]["sd"], name
+    for seed, init in ((0, None), (3, None), (0, "map")):
+        post = model.fit(data, backend="mcmc", seed=seed, **({"init": init} if init else {}))
+        assert not post.warnings(), (seed, init, post.warnings())
+        assert min(post.attrs["step_size"]) > 0.1, (seed, init)
+        for name in ("mu", "phi", "theta", "sigma"):
+            d = post.draws[name]
+            assert float(rank_diagnostics(d.reshape(4, d.shape[1], 1))[0][0]) <= 1.01, (seed, name)
+            assert abs(post.mean(name) - ref[name]["mean"]) < 0.1 * ref[name]["sd"], (seed, init, name)

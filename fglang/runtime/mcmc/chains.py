@@ -5,10 +5,11 @@ second mode) and say which, where, and what to change.
 Why a check of its own next to R-hat: R-hat says *that* the chains differ
 ("run more draws"), which is the wrong advice when one chain is frozen or
 sits in a second mode that more draws will not leave. ARMA(1,1) (posteriordb
-``arma11``, four default chains, seed 0) is the case behind it: one chain
-starts with ``|theta| > 1``, where the moving-average recursion explodes
-(the errors grow like ``|theta|^t``), its warm-up shrinks the step size to
-about 1e-7 and it never accepts a proposal: its draws are one point whose
+``arma11``, four default chains, seed 0, before NUTS's starts were screened
+(`starts`), which now keeps chains out of such places) is the case behind
+it: one chain started with ``|theta| > 1``, where the moving-average recursion explodes
+(the errors grow like ``|theta|^t``), its warm-up shrank the step size to
+2.7e-16 and it never accepted a proposal: its draws are one point whose
 log density is 3e5 below the others'. What a user needs then is *which*
 chain, the per-chain means side by side, which place the density favours,
 whether the chain moved at all, and the ways out.

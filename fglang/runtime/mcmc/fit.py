@@ -73,6 +73,7 @@ def _run_mcmc(bm: BoundModel, o: McmcOptions, chain_method: str, seed: int, init
     with phase("import"):
         from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 
+        from fglang.runtime.mcmc.starts import screened_start
         from fglang.runtime.numpyro_sites import init_sites, numpyro_model, site_draws
     nm = numpyro_model(bm, carried)
     model = nm.model_fn()
@@ -87,7 +88,10 @@ def _run_mcmc(bm: BoundModel, o: McmcOptions, chain_method: str, seed: int, init
         chain_method=chain_method,
         progress_bar=progress,
     )
-    mcmc.run(jax.random.PRNGKey(seed), nm.data, extra_fields=("diverging", "potential_energy"))
+    key = jax.random.PRNGKey(seed)
+    chain_keys = jax.random.split(key, o.chains) if o.chains > 1 else key  # as MCMC.run splits it
+    start = screened_start(model, chain_keys, o.chains, init_fn, set(sites), (nm.data,))
+    mcmc.run(key, nm.data, init_params=start, extra_fields=("diverging", "potential_energy"))
     draws = site_draws(mcmc.get_samples(group_by_chain=True), bm, grouped=True)
     extra = mcmc.get_extra_fields(group_by_chain=True)
     return draws, {"diverging": np.asarray(extra["diverging"]),

@@ -9,6 +9,8 @@ is its vectorized path rebuilt from the same parts, in the same order, so
 that a seed draws the same chains:
 
 * the per-chain keys: ``random.split(key, chains)`` (one chain: the key);
+* the chains' starts screened (`mcmc.starts`: NumPyro's own start unless
+  its log density is hopeless, then another uniform draw), as ``init_params``;
 * ``NUTS.init`` (NumPyro's ``initialize_model`` with the init strategy, then
   ``hmc``'s init kernel: step size 1, diagonal mass matrix, Stan's windowed
   adaptation over ``warmup`` iterations, NUTS's defaults), vectorized over
@@ -47,6 +49,7 @@ from numpyro.util import fori_collect, not_jax_tracer
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.mcmc.options import McmcOptions
+from fglang.runtime.mcmc.starts import screened_start
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model
 
 
@@ -86,7 +89,8 @@ class NutsPrograms:
         keys = random.split(rng_key, chains) if chains > 1 else rng_key
         args: tuple = (data,)
         arguments_ok = _prototype_arguments_ok(self.model, keys, chains, strategy, args)
-        state = kernel.init(keys, o.warmup, None, model_args=args, model_kwargs={})
+        start = screened_start(self.model, keys, chains, strategy, set(sites), args)
+        state = kernel.init(keys, o.warmup, start, model_args=args, model_kwargs={})
         start_ok = jnp.all(jnp.isfinite(state.potential_energy))
         for g in jax.tree.leaves(state.z_grad):
             start_ok = start_ok & jnp.all(jnp.isfinite(g))

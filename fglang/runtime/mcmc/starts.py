@@ -1,0 +1,124 @@
+"""Screened starting points for NUTS: overdispersed, never hopeless.
+
+Why: NumPyro (as Stan) starts each chain at a uniform(-2, 2) draw in the
+unconstrained space. Where part of that box is a region the sampler cannot
+leave, a chain that starts there is lost. ARMA(1,1) (posteriordb ``arma11``,
+four default chains, seed 0) is the case: half the box has ``|theta| > 1``,
+where the moving-average recursion explodes (log density about -3e5 against
+about 65 at the mode); warm-up shrinks that chain's step size to 1e-16 and it
+never moves. PyMC starts every chain near one point (jitter of +-1) and never
+meets this, but gives up the dispersion R-hat and the chain-disagreement
+check (`chains`) rely on to see a second mode.
+
+What this does instead (``screened_start``): per chain, ``CANDIDATES``
+candidate starts, the first NumPyro's own start (from the key NumPyro would
+use, so the chain's start is what it always was whenever it passes), the
+others fresh uniform(-2, 2) draws of the vars the user gave no start for. The
+potential is evaluated at all of them in one traced call; a candidate whose log
+density is more than ``threshold(D)`` nats below the best of its chain's
+candidates is dropped; the chain keeps NumPyro's start if it survives, else a
+survivor drawn at random. Each chain screens its own candidates, so starts
+stay distinct and spread over the box (minus the hopeless part).
+
+The threshold, ``D/2 + SPREAD * sqrt(D) + SPREAD`` nats (``SPREAD = 4``)
+for ``D`` unconstrained dimensions: for a posterior close to a
+D-dimensional Gaussian, the log density of a draw sits ``chi2_D / 2`` below
+the mode (mean ``D/2``, sd ``sqrt(D/2)``), and this bound is above the
+0.9999 quantile of ``chi2_D / 2`` for every D (7.6 nats at D = 1, 81 at
+D = 100; the test checks it), so a candidate that could be a typical draw is
+never dropped (the best candidate is itself at most the mode), while one
+thousands of nats down (an exploding recursion, a scale at 1e-30) always is.
+On a model whose whole box is benign the candidates lie within a few sqrt(D)
+of each other and nothing changes (eight schools keeps NumPyro's start in
+every chain of seeds 0 to 4).
+
+Cost: ``chains * CANDIDATES`` evaluations of the log density (one
+candidate index at a time, vectorized over the chains: the memory of one
+NUTS step) and one gradient per chain, once, inside the start program (or
+eagerly before ``MCMC.run``).
+A chain all of whose candidates are hopeless keeps the best of them: with
+half the box hopeless (ARMA) that is a chance of 2^-16 per chain, and the
+disagreement check still names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import random
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.util import ParamInfo, initialize_model
+
+CANDIDATES = 16  # per chain, NumPyro's own start included
+SPREAD = 4.0  # the threshold: D/2 + SPREAD * (sqrt(D) + 1) nats (see the module docstring)
+RADIUS = 2.0  # the uniform box in the unconstrained space, as NumPyro's init_to_uniform and Stan
+_SALT = 0x5C2EE4  # folded into NumPyro's init key: the candidates' own stream, NumPyro's is untouched
+
+
+def threshold(dim: int) -> float:
+    """How far (nats) below the chain's best candidate a candidate is dropped."""
+    return dim / 2 + SPREAD * (dim ** 0.5 + 1)
+
+
+def init_keys(chain_keys, chains: int):
+    """The keys NumPyro's ``HMC.init`` hands ``initialize_model``: the second
+    half of ``split`` of each chain's key ([chains, ...]; one chain: its key)."""
+    if chains > 1:
+        return jax.vmap(random.split)(chain_keys)[:, 1]
+    return random.split(chain_keys)[1]
+
+
+def screened_start(model: Callable, chain_keys, chains: int, strategy: Callable, given: set[str],
+                   args: tuple) -> ParamInfo | None:
+    """The chains' starts (``ParamInfo``, batched over chains when ``chains >
+    1``, as ``HMC.init`` takes ``init_params``), screened as the module
+    docstring says; None when the user gave every latent site a start (their
+    start is used as it is). ``chain_keys``: each chain's key as ``HMC.init``
+    gets it (``split(key, chains)``; one chain: the key); ``given``: the sites
+    the init strategy sets from the user's values (kept in every candidate)."""
+    keys = init_keys(chain_keys, chains)
+    info, potential_gen, _, _ = initialize_model(keys, model, init_strategy=strategy, dynamic_args=True,
+                                                 model_args=args)
+    free = [s for s in info.z if s not in given]
+    if not free:
+        return None
+    potential = potential_gen(*args)
+    z0, pe0, g0 = (info.z, info.potential_energy, info.z_grad) if chains > 1 else \
+        jax.tree.map(lambda x: x[None], (info.z, info.potential_energy, info.z_grad))
+    keys = keys if chains > 1 else keys[None]
+    one = jax.tree.map(lambda x: x[0], z0)
+    flat0, unravel = ravel_pytree(one)
+    dim = int(flat0.size)
+    mask, _ = ravel_pytree({s: jnp.full(jnp.shape(v), s in free) for s, v in one.items()})
+    z0_flat = jax.vmap(lambda z: ravel_pytree(z)[0])(z0)  # [chains, D]
+
+    def candidates(key, start):  # [CANDIDATES - 1, D]: the free dims drawn anew, the given ones kept
+        u = random.uniform(random.fold_in(key, _SALT), (CANDIDATES - 1, dim), start.dtype, -RADIUS, RADIUS)
+        return jnp.where(mask, u, start)
+
+    cand = jax.vmap(candidates)(keys, z0_flat)  # [chains, K - 1, D]
+    flat_potential = jax.vmap(lambda x: potential(unravel(x)))  # over the chains, as NUTS runs them
+    # one candidate index at a time (lax.map): the memory of one NUTS step, not K - 1 of them at once
+    pe = jnp.swapaxes(jax.lax.map(flat_potential, jnp.swapaxes(cand, 0, 1)), 0, 1)  # [chains, K - 1]
+    pe_all = jnp.concatenate([pe0[:, None], pe], axis=1)  # [chains, K]
+    lp = jnp.where(jnp.isfinite(pe_all), -pe_all, -jnp.inf)
+    best = jnp.max(lp, axis=1, keepdims=True)
+    survive = lp >= best - threshold(dim)
+    u = jax.vmap(lambda k: random.uniform(random.fold_in(k, _SALT + 1), (CANDIDATES,)))(keys)
+    priority = jnp.where(survive, u + 2.0 * (jnp.arange(CANDIDATES) == 0), -jnp.inf)  # NumPyro's start first
+    pick = jnp.argmax(priority, axis=1)  # [chains]
+    is0 = pick == 0
+    chosen = jnp.where(is0[:, None], z0_flat, cand[jnp.arange(pick.shape[0]), jnp.maximum(pick - 1, 0)])
+    pe_c, g_c = jax.vmap(jax.value_and_grad(lambda x: potential(unravel(x))))(chosen)
+
+    def keep0(a, b):  # NumPyro's own start, energy and gradient, bit for bit, where the chain keeps it
+        return jnp.where(jnp.reshape(is0, (-1,) + (1,) * (jnp.ndim(a) - 1)), a, b)
+
+    z = jax.tree.map(keep0, z0, jax.vmap(unravel)(chosen))
+    pe_c = keep0(pe0, pe_c)
+    g_c = jax.tree.map(keep0, g0, jax.vmap(unravel)(g_c))
+    out: Any = ParamInfo(z, pe_c, g_c)
+    return out if chains > 1 else jax.tree.map(lambda x: x[0], out)

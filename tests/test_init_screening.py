@@ -1,0 +1,98 @@
+"""Screened NUTS starts (fglang/runtime/mcmc/starts.py): on a model with a
+hopeless region (a cliff of -1e5 nats over a quarter of the uniform box), no
+chain ever starts there, over many seeds; the starts still differ across
+chains and spread over the rest of the box; a chain whose NumPyro start
+passes keeps it exactly; the potential and gradient handed to NUTS are those
+of the chosen point; a start the user gave is never redrawn. The truth is by
+construction (where the cliff is, what NumPyro's own start was)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer import init_to_uniform, init_to_value
+from numpyro.infer.util import initialize_model
+
+from fglang.runtime.mcmc.starts import CANDIDATES, init_keys, screened_start, threshold
+
+CHAINS, SEEDS = 4, 200
+
+
+def _cliff():
+    """x ~ N(0, 3) with a drop of 1e5 nats where x > 1 (a quarter of the box
+    (-2, 2)), as ARMA's |theta| > 1; y ~ N(0, 1) is benign."""
+    x = numpyro.sample("x", dist.Normal(0.0, 3.0))
+    numpyro.sample("y", dist.Normal(0.0, 1.0))
+    numpyro.factor("cliff", jnp.where(x > 1.0, -1e5, 0.0))
+
+
+def _starts(strategy, given: set[str], chains: int = CHAINS):
+    """(screened start, NumPyro's own start) for seeds 0 .. SEEDS - 1, as NUTS gets them
+    (one vmapped call)."""
+
+    def one(seed):
+        keys = jax.random.split(jax.random.PRNGKey(seed), chains) if chains > 1 else jax.random.PRNGKey(seed)
+        start = screened_start(_cliff, keys, chains, strategy, given, ())
+        own = initialize_model(init_keys(keys, chains), _cliff, init_strategy=strategy, model_args=())[0]
+        return start, own
+
+    return jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(jnp.arange(SEEDS)))
+
+
+@pytest.fixture(scope="module")
+def uniform_starts():
+    return _starts(init_to_uniform, set())
+
+
+def test_no_chain_starts_in_the_hopeless_region_and_starts_stay_dispersed(uniform_starts):
+    start, own = uniform_starts
+    x, x0 = start.z["x"], own.z["x"]  # [seed, chain]
+    assert np.mean(x0 > 1.0) > 0.15  # NumPyro alone starts a quarter of the chains on the cliff
+    assert np.all(x <= 1.0) and np.all(x >= -2.0)
+    keep = x0 <= 1.0  # a start that passes is NumPyro's own, bit for bit
+    np.testing.assert_array_equal(x[keep], x0[keep])
+    np.testing.assert_array_equal(start.z["y"][keep], own.z["y"][keep])
+    # dispersion: four distinct starts per seed, spread as uniform(-2, 1) (sd 3 / sqrt(12))
+    assert all(len(np.unique(x[s])) == CHAINS for s in range(SEEDS))
+    assert np.std(x) == pytest.approx(3 / np.sqrt(12), rel=0.1)
+    assert np.std(start.z["y"]) == pytest.approx(4 / np.sqrt(12), rel=0.1)  # the benign var: uniform(-2, 2)
+    replaced = ~keep
+    assert np.all(x[replaced] != x0[replaced])
+
+
+def test_the_start_carries_its_own_potential_and_gradient(uniform_starts):
+    start, _ = uniform_starts
+    x, y = start.z["x"], start.z["y"]
+    # -log N(x; 0, 3) - log N(y; 0, 1) (no cliff: x <= 1), and its gradient
+    pe = x**2 / 18 + y**2 / 2 + np.log(3.0) + np.log(2 * np.pi)
+    np.testing.assert_allclose(start.potential_energy, pe, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(start.z_grad["x"], x / 9, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(start.z_grad["y"], y, rtol=1e-5, atol=1e-6)
+
+
+def test_a_start_the_user_gave_is_kept_and_one_chain_gets_an_unbatched_start():
+    strategy = init_to_value(values={"y": jnp.asarray(0.7)})
+    start, own = _starts(strategy, {"y"}, chains=1)
+    assert start.z["x"].shape == (SEEDS,) and start.potential_energy.shape == (SEEDS,)
+    np.testing.assert_allclose(start.z["y"], 0.7)
+    assert np.all(start.z["x"] <= 1.0) and np.mean(own.z["x"] > 1.0) > 0.15
+    full = init_to_value(values={"x": jnp.asarray(1.5), "y": jnp.asarray(0.0)})
+    keys = jax.random.split(jax.random.PRNGKey(0), CHAINS)
+    assert screened_start(_cliff, keys, CHAINS, full, {"x", "y"}, ()) is None  # all given: NUTS uses them as given
+
+
+def test_the_threshold_is_the_typical_set_spread():
+    """D/2 + 4 (sqrt(D) + 1): above what a Gaussian posterior's draws span
+    below its mode (chi2_D / 2, its 0.9999 quantile) for every D, and never
+    far above it (ARMA's hopeless starts are 3e5 nats down)."""
+    from scipy.stats import chi2
+
+    d = np.concatenate([np.arange(1, 2000), [10_000, 100_000, 1_000_000]])
+    q = chi2.ppf(0.9999, d) / 2
+    cut = np.array([threshold(int(k)) for k in d])
+    assert np.all(q < cut) and np.all(cut < q + 4 + d ** 0.5 * 2)
+    assert CANDIDATES >= 8
