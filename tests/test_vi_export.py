@@ -4,7 +4,8 @@ Oracles: a warm fit of the same model and shapes exports nothing (every
 stored piece is loaded, none traced) and gives bit for bit the cold fit's
 draws for the same seed, as does a fit with ``FGLANG_NO_CACHE`` (which stores
 nothing); new data of the same shapes reuse the programs and give the
-closed-form posterior of a conjugate normal mean; a new shape stores new ones.
+closed-form posterior of a conjugate normal mean; the key follows shapes,
+options and the model, and not real data values or the learning-rate schedule.
 """
 
 from __future__ import annotations
@@ -93,8 +94,18 @@ def test_new_data_of_the_same_shapes_reuse_them_and_give_the_closed_form(store, 
     assert abs(draws.std() / sd - 1) < 0.15
 
 
-def test_a_new_shape_stores_new_programs(store, model, cold):
-    before = _programs(store)
-    model.fit({"N": 6, "y": Y1 + [0.5]}, backend="vi", seed=3, **OPTS)
-    after = _programs(store)
-    assert len(after) == len(before) + 2 and set(before) <= set(after)
+def _key(model, data, **opts):
+    from fglang.runtime.vi.options import ViOptions
+
+    return program.fit_key(model.bind(data), ViOptions.parse({**OPTS, **opts}), "float64", {}, guide="mvn", dim=1)
+
+
+def test_the_key_follows_shapes_options_and_the_model_not_real_values_or_the_schedule(model):
+    base = _key(model, {"N": 5, "y": Y1})
+    assert _key(model, {"N": 5, "y": Y2}) == base  # real data are arguments
+    assert _key(model, {"N": 5, "y": Y1}, steps=50, lr=0.1, elbo_tol=1e-3) == base  # host-side schedule
+    assert _key(model, {"N": 6, "y": Y1 + [0.5]}) != base  # a shape
+    for opt in ({"particles": 8}, {"draws": 700}, {"guide": "normal"}, {"rank": 2}):
+        assert _key(model, {"N": 5, "y": Y1}, **opt) != base, opt
+    other = fglang.compile(NORMAL_MEAN.replace("normal(0, 1)", "normal(0, 2)"), "normal_mean.fg")
+    assert _key(other, {"N": 5, "y": Y1}) != base  # the model
