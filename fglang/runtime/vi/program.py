@@ -85,4 +85,9 @@ class ExportedJit:
                 _LOADED.popitem(last=False)
         else:
             _LOADED.move_to_end(name)
-        return call(*args)
+        # every argument committed to the one device: a module's arguments are
+        # otherwise unplaced on the first call and placed (the last call's
+        # results) on the next, two lowerings and two XLA compiles of one program
+        # (the device a fit runs on: JAX's default, which ``--device`` decides)
+        device = next(iter(jax.numpy.zeros(()).devices()))
+        return call(*jax.device_put(args, device))
