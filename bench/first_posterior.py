@@ -9,6 +9,11 @@ persistent-cache load), sampling and the summary. Both sides run
 * the same model by SVI (``--backend vi --steps S --guide mvn`` against a
   hand-written ``AutoMultivariateNormal`` with the same steps and particles),
 
+* GBP on the denoise model with normal smoothness (``examples/denoise_normal.fg``,
+  a 256 x 256 image, float32, to a belief-change tolerance of 1e-5) against a
+  hand-written JAX GBP of the same grid (``bench/grid_reference.py``'s
+  shifted-slice kernel in a ``while_loop`` to the same tolerance),
+
 cold (an empty private cache directory) and warm (the cache the cold run
 left: fglang's in ``$FGLANG_CACHE_DIR``, the hand-written script's in JAX's
 persistent compilation cache, switched on as a NumPyro user would). Runs of the
@@ -88,6 +93,52 @@ draws = guide.sample_posterior(jax.random.PRNGKey(1), res.params, sample_shape=(
 print({k: float(np.mean(v)) for k, v in draws.items()})
 """
 
+HAND_GBP = """
+import sys, json
+sys.path.insert(0, sys.argv[3])
+import jax
+jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+import jax.numpy as jnp
+import numpy as np
+from grid_reference import _Msgs, _belief, _step
+
+@jax.jit
+def run(img, a, b, tol):
+    eta0 = a * img
+    m0 = _Msgs(*([jnp.zeros_like(img)] * 8))
+    def cond(s):
+        k, _, change = s
+        return (k < 20000) & (change >= tol)
+    def body(s):
+        k, m, _ = s
+        old = _belief(m, eta0, a)
+        m = _step(m, eta0, a, b, 0.0)
+        new = _belief(m, eta0, a)
+        return k + 1, m, jnp.max(jnp.abs(new[0] / new[1] - old[0] / old[1]))
+    k, m, _ = jax.lax.while_loop(cond, body, (0, m0, jnp.asarray(jnp.inf, img.dtype)))
+    eta, lam = _belief(m, eta0, a)
+    return eta / lam, 1.0 / lam, k
+
+d = json.load(open(sys.argv[2]))
+img = jnp.asarray(np.asarray(d["img"], np.float32))
+mean, var, k = run(img, jnp.float32(1 / d["s_obs"] ** 2), jnp.float32(1 / d["s_smooth"] ** 2), jnp.float32(1e-5))
+print(float(np.mean(mean)), float(np.mean(var)), int(k))
+"""
+GBP_SIZE = 256
+
+
+def _denoise_data(path: Path) -> Path:
+    """The 256 x 256 denoise image (``grid_reference.make_image``) as a JSON data file."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from grid_reference import make_image
+
+    img = make_image(GBP_SIZE, GBP_SIZE, s_obs=0.1, seed=0)
+    path.write_text(json.dumps({"H": GBP_SIZE, "W": GBP_SIZE, "img": img.round(6).tolist(), "s_obs": 0.1,
+                                "s_smooth": 0.05}))
+    return path
+
 
 def _fglang_exe() -> str:
     return shutil.which("fglang", path=str(Path(sys.executable).parent)) or shutil.which("fglang") or "fglang"
@@ -109,10 +160,17 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 def first_posterior(kind: str, repeats: int, warmup: int, samples: int, steps: int) -> dict:
     """Cold and warm wall/CPU seconds of fglang and hand-written NumPyro, interleaved, best of ``repeats``."""
     data = EXAMPLES / "data" / "eight_schools.json"
+    model = EXAMPLES / "eight_schools.fg"
+    if kind == "gbp":
+        model = EXAMPLES / "denoise_normal.fg"
+        data = _denoise_data(Path(tempfile.mkdtemp(prefix="fglang-first-posterior-data-")) / "denoise.json")
     base_env = {k: v for k, v in os.environ.items() if k not in ("FGLANG_NO_CACHE", "FGLANG_CACHE_DIR")}
     if kind == "mcmc":
         fg_args = ["--backend", "mcmc", "--warmup", str(warmup), "--samples", str(samples)]
         hand_src, hand_args = HAND_MCMC, [str(warmup), str(samples)]
+    elif kind == "gbp":
+        fg_args = ["--backend", "gbp", "--tol", "1e-5"]
+        hand_src, hand_args = HAND_GBP, [str(ROOT / "bench")]
     else:
         fg_args = ["--backend", "vi", "--guide", "mvn", "--steps", str(steps), "--elbo-tol", "1e-12"]
         hand_src, hand_args = HAND_VI, [str(steps)]
@@ -125,7 +183,7 @@ def first_posterior(kind: str, repeats: int, warmup: int, samples: int, steps: i
             try:
                 env = dict(base_env, FGLANG_CACHE_DIR=str(cache / "fglang"), XDG_CACHE_HOME=str(cache))
                 if side == "fglang":
-                    cmd = [_fglang_exe(), "fit", str(EXAMPLES / "eight_schools.fg"), "--data", str(data), "-q",
+                    cmd = [_fglang_exe(), "fit", str(model), "--data", str(data), "-q",
                            *fg_args]
                 else:
                     cmd = [sys.executable, "-c", hand_src, str(cache), str(data), *hand_args]
@@ -135,6 +193,8 @@ def first_posterior(kind: str, repeats: int, warmup: int, samples: int, steps: i
                     out[side][f"{phase}_cpu"].append(cpu)
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
+    if kind == "gbp":
+        shutil.rmtree(data.parent, ignore_errors=True)
     best = {side: {k: min(v) for k, v in d.items()} for side, d in out.items()}
     ratios = {k: best["fglang"][k] / best["hand"][k] for k in best["fglang"]}
     return {"runs": out, "best": best, "ratio": ratios}
@@ -228,12 +288,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved fresh-process runs per side (best is kept)")
     ap.add_argument("--count", action="store_true", help="also count XLA programs (eight schools, K = 1, 10, 50)")
     ap.add_argument("--quick", action="store_true", help="fewer draws and steps: a smoke run, not for the README")
-    ap.add_argument("--only", choices=("mcmc", "vi"), help="time one backend only")
+    ap.add_argument("--only", choices=("mcmc", "vi", "gbp"), help="time one backend only")
     a = ap.parse_args()
     warmup, samples, steps = (100, 100, 200) if a.quick else (1000, 1000, 2000)
     report: dict = {"load_before": _load(), "quick": a.quick, "repeats": a.repeats,
-                    "mcmc": {"warmup": warmup, "samples": samples, "chains": 4}, "vi": {"steps": steps}}
-    for kind in ("mcmc", "vi"):
+                    "mcmc": {"warmup": warmup, "samples": samples, "chains": 4}, "vi": {"steps": steps},
+                    "gbp": {"size": GBP_SIZE, "tol": 1e-5, "dtype": "float32"}}
+    for kind in ("mcmc", "vi", "gbp"):
         if a.only in (None, kind):
             report[f"first_posterior_{kind}"] = first_posterior(kind, a.repeats, warmup, samples, steps)
     if a.count:
@@ -246,11 +307,12 @@ def main() -> None:
 
 def print_table(report: dict) -> None:
     print(f"load {report['load_before']} -> {report['load_after']}, best of {report['repeats']}")
-    for kind in ("mcmc", "vi"):
+    for kind in ("mcmc", "vi", "gbp"):
         r = report.get(f"first_posterior_{kind}")
         if not r:
             continue
-        print(f"\n{kind}: eight schools, first posterior (s)   fglang   hand   ratio")
+        what = f"denoise {GBP_SIZE}^2" if kind == "gbp" else "eight schools"
+        print(f"\n{kind}: {what + ', first posterior (s)':<38}fglang   hand   ratio")
         for k in ("cold_wall", "cold_cpu", "warm_wall", "warm_cpu"):
             print(f"  {k:<38}{r['best']['fglang'][k]:7.2f} {r['best']['hand'][k]:6.2f} {r['ratio'][k]:7.2f}")
     if "compile_counts" in report:

@@ -7,7 +7,8 @@ traces the model through it (~2.4 s for eight schools) and lowers every
 program (~1.5 s) before it can look anything up. Here a whole run (NUTS's
 initialization, warm-up and sampling, `mcmc.program`) is exported once as a
 StableHLO module and stored under a key of everything that decides the
-program: fglang's own code, the model's source and bound structure (sizes,
+program (and VI's optimization chunk and draws, `vi.program`): fglang's own
+code, the model's source and bound structure (sizes,
 data shapes and dtypes, the nodes each factor reads, the values of int and
 bool data), the options, JAX's and NumPyro's versions and the platform. A
 warm fit computes the key (milliseconds, no JAX tracing), reads the module

@@ -51,6 +51,7 @@ from fglang.runtime.progress import progress_bar
 from fglang.runtime.vi.guides import guide_dist, init_params
 from fglang.runtime.vi.mode import find_mode, hessian, laplace_scale
 from fglang.runtime.vi.options import AUTO_LOWRANK_MAX, AUTO_MVN_MAX, ViOptions
+from fglang.runtime.vi.program import ExportedJit, fit_key
 from fglang.runtime.vi.psis import ess as psis_ess
 from fglang.runtime.vi.psis import psis
 
@@ -197,17 +198,32 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
         (p, s, k, _), losses = jax.lax.scan(lambda c, r: step(c, r, w, data, scale0), (p, s, k, n_done), lrs)
         return p, s, k, losses
 
-    @partial(jax.jit, static_argnames="length")
-    def chunk(p, s, k, n_done, lr, w, data, scale0, length):
-        return jax.vmap(partial(chunk_one, length=length))(p, s, k, n_done, lr, w, data, scale0)
+    # the SVI chunk and the draws run as stored exported programs (`vi.program`):
+    # a warm fit neither traces nor lowers them; the optimizer state goes in and
+    # out as its leaves (its named tuples are not exportable)
+    n_draw = -(-max(o.draws, PSIS_DRAWS) // DRAW_BATCH) * DRAW_BATCH  # whole batches: the body compiles once
+    states = place.batch(jax.vmap(opt.init)(params))
+    s_tree = jax.tree.structure(states)
+    base = None if place.mesh is not None else fit_key(bms[0], o, dtype, carried, guide=guide, rank=rank, dim=dim,
+                                                       scale_is_matrix=scale_is_matrix, n_draw=n_draw)
 
-    runs = _optimize(o, chunk, params, place.batch(jax.vmap(opt.init)(params)),
+    def chunk_leaves(p, s_leaves, k, n_done, lr, w, data, scale0, length):
+        s = jax.tree.unflatten(s_tree, s_leaves)
+        p, s, k, losses = jax.vmap(partial(chunk_one, length=length))(p, s, k, n_done, lr, w, data, scale0)
+        return p, jax.tree.leaves(s), k, losses
+
+    chunk_program = ExportedJit("chunk", base, chunk_leaves, static_argnames=("length",))
+
+    def chunk(p, s, k, n_done, lr, w, data, scale0, length):
+        p, s_leaves, k, losses = chunk_program(p, jax.tree.leaves(s), k, n_done, lr, w, data, scale0,
+                                               length=length)
+        return p, jax.tree.unflatten(s_tree, s_leaves), k, losses
+
+    runs = _optimize(o, chunk, params, states,
                      place.batch(jnp.stack([k_fit] * n)), W, D, S0, fdt, progress, n_real=len(bms))
     phases["optimize"] = time.perf_counter() - t0 - sum(phases.values())
 
     # -------------------------------------------------------------- draws and PSIS
-    n_draw = -(-max(o.draws, PSIS_DRAWS) // DRAW_BATCH) * DRAW_BATCH  # whole batches: the body compiles once
-
     def draw_one(p, k, w, data, scale0):
         if guide == "delta":
             u = jnp.broadcast_to(p["loc"], (n_draw, dim))
@@ -221,7 +237,7 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
         samples, pot_ = jax.lax.map(lambda f: (postprocess(f, data), potential(f, data)), z, batch_size=DRAW_BATCH)
         return samples, -pot_ - log_q
 
-    draw = jax.jit(jax.vmap(draw_one, in_axes=(0, None, 0, 0, 0)))
+    draw = ExportedJit("draw", base, jax.vmap(draw_one, in_axes=(0, None, 0, 0, 0)))
     samples_all, log_w_all = draw(runs.params, k_draw, W, D, S0)
     samples_all = jax.tree.map(np.asarray, samples_all)
     log_w_all = np.asarray(log_w_all)

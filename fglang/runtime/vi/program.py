@@ -1,0 +1,93 @@
+"""The VI fit's jitted pieces as stored ``jax.export`` programs (issue 18).
+
+Why: a warm VI fit paid tracing and lowering for every jitted piece of the fit
+again (the SVI chunk and the guide's draws are most of it: each traces the
+model through NumPyro, vmapped over particles and data sets), although XLA's
+compile came from its persistent cache. Here each piece is exported once as a
+StableHLO module in the program cache (`program_cache`), under a key of the
+fit's structure (`fit_key`: fglang's code, the model and its bound shapes, the
+options that shape the program, the guide, the platform) plus the piece's
+name, its static arguments and its arguments' shapes; a warm fit loads it and
+runs it without tracing. A cold fit runs the exported module too, so one seed
+gives the same fit bit for bit cold, warm and with ``FGLANG_NO_CACHE``.
+
+Why pieces and not one program: the host decides between chunks (the
+learning rate's fall on a plateau, convergence, the back-off on non-finite
+losses, `fit._optimize`) and the mode search is SciPy's L-BFGS; both stay in
+Python, calling the stored programs. The arguments and results are flat lists
+of arrays (and dicts of them): an optimizer state's named tuples are not
+serializable by ``jax.export``, so callers flatten them (`ExportedJit`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+
+from fglang.compiler.bind import BoundModel
+from fglang.runtime import program_cache
+from fglang.runtime.carry import CarriedMarginal, carried_priors
+from fglang.runtime.dtypes import default_platform
+from fglang.runtime.vi.options import ViOptions
+
+_LOADED: OrderedDict[str, Callable] = OrderedDict()
+"""Programs loaded or built in this process (entry name -> jitted call), the
+last few: a second fit of one shape in a process reads no file."""
+_KEEP = 32
+
+
+def fit_key(bm: BoundModel, o: ViOptions, dtype: str, carried: dict[str, CarriedMarginal], **structure: Any) -> str:
+    """The part of every piece's key that the fit decides (a hex digest): the
+    model, its bound structure and carried priors (`program_cache.add_model`),
+    the options that shape a program (not the seed, the steps or the learning
+    rate: arguments or host decisions), the dtype and platform, and
+    ``structure`` (the guide, its rank, the dimension, whether the whitening
+    scale is a matrix, ...)."""
+    key = program_cache.Key("vi")
+    key.add("platform", default_platform(), dtype, jax.config.jax_default_prng_impl)
+    key.add("options", o.guide, o.particles, o.rank, o.draws)
+    key.add("structure", structure)
+    program_cache.add_model(key, bm)
+    key.add("carried", carried_priors(bm, carried))
+    return key.digest
+
+
+class ExportedJit:
+    """``jax.jit(fn)`` where every call runs ``fn`` as a stored exported
+    program: loaded when one of this piece's key, static arguments and
+    argument shapes is in the store, else exported, saved and run (the same
+    module a later warm fit loads). ``fn``'s arguments and results must be
+    arrays, lists, tuples and dicts of them. ``base`` None (a fit over a
+    device mesh: its shardings are not exported) is plain ``jax.jit``."""
+
+    def __init__(self, piece: str, base: str | None, fn: Callable, static_argnames: tuple[str, ...] = ()) -> None:
+        self.piece, self.base, self.fn = piece, base, fn
+        self._plain = jax.jit(fn, static_argnames=static_argnames)
+
+    def __call__(self, *args: Any, **static: Any) -> Any:
+        if self.base is None:
+            return self._plain(*args, **static)
+        key = program_cache.Key(f"vi-{self.piece}")
+        key.add(self.base, sorted(static.items()), program_cache.spec_signature(args))
+        name = key.name
+        call = _LOADED.get(name)
+        if call is None:
+            loaded = program_cache.load(name)
+            if loaded is None:
+                loaded = program_cache.export_and_save(name, partial(self.fn, **static), args, default_platform())
+            call = jax.jit(partial(self._plain, **static) if loaded is None else loaded)
+            _LOADED[name] = call
+            while len(_LOADED) > _KEEP:
+                _LOADED.popitem(last=False)
+        else:
+            _LOADED.move_to_end(name)
+        # every argument committed to the one device: a module's arguments are
+        # otherwise unplaced on the first call and placed (the last call's
+        # results) on the next, two lowerings and two XLA compiles of one program
+        # (the device a fit runs on: JAX's default, which ``--device`` decides)
+        device = next(iter(jax.numpy.zeros(()).devices()))
+        return call(*jax.device_put(args, device))
