@@ -118,12 +118,12 @@ class Model:
         data sets over that many devices. Backends: ``vi``."""
         from fglang.runtime.many import fit_many
 
-        if not isinstance(datasets, list | tuple):
+        if isinstance(datasets, dict | str | Path | bytes) or not hasattr(datasets, "__iter__"):
             raise ArgumentError(f"fit_many takes a list of data sets (dicts or paths), got {type(datasets).__name__}",
                                 "for one data set use fit")
         _check_fit_args(backend, prior, progress, None, None, None)
         bound = []
-        for k, data in enumerate(datasets):
+        for k, data in enumerate(list(datasets)):
             raw, file = _read(data, f"data set {k} of fit_many")
             bound.append(bind_model(self.ir, raw, file if file != "<data>" else f"<data set {k}>"))
         init_values, init_file = _read_init(init)
