@@ -16,6 +16,7 @@ from fglang.compiler.includes import load_program
 from fglang.compiler.ir import ModelIR
 from fglang.compiler.lower import lower
 from fglang.compiler.show import show_ir
+from fglang.runtime.arguments import ArgumentError, expect, expect_path
 from fglang.runtime.binding import bind_model
 from fglang.runtime.inits import START_AT_MODE, ModeStart
 from fglang.runtime.posterior import Posterior
@@ -72,6 +73,7 @@ class Model:
         the fit runs over every process's devices (``gbp``).
         ``Posterior.timings`` says where the time went (the first fit of a
         model includes its parse, check and lower)."""
+        _check_fit_args(backend, prior, progress, coordinator, num_processes, process_id)
         timings, self._load_timings = self._load_timings, Timings()
         with recording(timings):
             with phase("import"):
@@ -116,11 +118,13 @@ class Model:
         data sets over that many devices. Backends: ``vi``."""
         from fglang.runtime.many import fit_many
 
-        if isinstance(datasets, dict | str | Path) or not hasattr(datasets, "__iter__"):
-            raise TypeError("fit_many takes a list of data sets (dicts or paths); for one data set use fit")
+        if isinstance(datasets, dict | str | Path | bytes) or not hasattr(datasets, "__iter__"):
+            raise ArgumentError(f"fit_many takes a list of data sets (dicts or paths), got {type(datasets).__name__}",
+                                "for one data set use fit")
+        _check_fit_args(backend, prior, progress, None, None, None)
         bound = []
-        for k, data in enumerate(datasets):
-            raw, file = _read(data)
+        for k, data in enumerate(list(datasets)):
+            raw, file = _read(data, f"data set {k} of fit_many")
             bound.append(bind_model(self.ir, raw, file if file != "<data>" else f"<data set {k}>"))
         init_values, init_file = _read_init(init)
         return fit_many(bound, backend, seed=seed, init=init_values, init_file=init_file, prior=prior, device=device,
@@ -134,6 +138,7 @@ class Model:
         sampling backends: their draws)."""
         from fglang.runtime.fit import predict
 
+        expect(posterior, (Posterior, str, Path), "predict's posterior", "a Posterior or the path of a posterior file")
         raw, file = _read(data)
         return predict(self.ir, posterior, raw, file, seed=seed, options=options)
 
@@ -188,22 +193,39 @@ def _read_init(init: Any) -> tuple[Any, str]:
         return None, "init"
     if isinstance(init, str) and (init == START_AT_MODE or init.startswith(START_AT_MODE + ":")):
         start = init[len(START_AT_MODE) + 1:]
-        return ModeStart(_read(start)[0] if start else None), "init"
+        return ModeStart(_read(start, "init")[0] if start else None), "init"
     if isinstance(init, tuple) and len(init) == 2 and init[0] == START_AT_MODE:
-        return ModeStart(_read(init[1])[0] if init[1] is not None else None), "init"
-    return _read(init)
+        return ModeStart(_read(init[1], "init")[0] if init[1] is not None else None), "init"
+    return _read(init, "init")
 
 
-def _read(data: DataLike) -> tuple[dict[str, Any], str]:
+def _check_fit_args(backend: Any, prior: Any, progress: Any, coordinator: Any, num_processes: Any,
+                    process_id: Any) -> None:
+    """The types of fit's and fit_many's arguments that later steps do not check themselves."""
+    expect(backend, str, "backend", "a backend's name (a str such as 'gbp', 'vi', 'mcmc' or 'map')")
+    if prior is not None:
+        expect(prior, (Posterior, str, Path), "prior", "a Posterior, the path of a posterior file, or None")
+    expect(progress, bool, "progress", "True or False")
+    if coordinator is not None:
+        expect(coordinator, str, "coordinator", "'HOST:PORT', 'auto' or None")
+    for name, value in (("num_processes", num_processes), ("process_id", process_id)):
+        if value is not None:
+            expect(value, int, name, "a whole number or None")
+
+
+def _read(data: DataLike, what: str = "data") -> tuple[dict[str, Any], str]:
     if isinstance(data, str | Path):
         return read_data(data), str(data)
-    if not isinstance(data, dict):
-        raise TypeError(f"data must be a dict or a path to a .json/.npz file, got {type(data).__name__}")
+    expect(data, dict, what, "a dict (name -> value) or the path of a .json/.npz file")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ArgumentError(f"{what}'s names must be strs, got {bad[0]!r}", "key the dict by the data's names")
     return data, "<data>"
 
 
 def load(path: str | Path) -> Model:
     """Parse and check a .fg file (and its includes)."""
+    expect_path(path, "fglang.load's path")
     timings = Timings()
     with recording(timings):
         with phase("parse"):
@@ -215,6 +237,9 @@ def load(path: str | Path) -> Model:
 
 def compile(source: str, name: str = "<string>") -> Model:  # noqa: A001 - the documented public name
     """Parse and check .fg source text."""
+    expect(source, str, "fglang.compile's source", "the model's text (a str)",
+           "to read a file, use fglang.load(path)" if isinstance(source, Path) else None)
+    expect(name, str, "fglang.compile's name", "a str (the name errors quote)")
     timings = Timings()
     with recording(timings), phase("check"):
         checked = check_source(source, name)

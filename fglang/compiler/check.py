@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
+from fglang.compiler.check_inline_size import InlineSize
 from fglang.compiler.checked import CheckedModel, FactorInfo, LetInfo, VarInfo
 from fglang.compiler.constants import bad_constants, bound_names, decl_exprs
 from fglang.compiler.dist_args import DistArgs
@@ -27,7 +28,7 @@ from fglang.compiler.infer import ExprTyping, Symbol
 from fglang.compiler.infer_groups import GroupTyping, describe
 from fglang.compiler.inline import Inlining
 from fglang.compiler.ir import DataInfo
-from fglang.compiler.limits import measure, too_large, too_many_dims
+from fglang.compiler.limits import MAX_EXPR_NODES, measure, too_large, too_many_dims
 from fglang.compiler.linalg import LinalgTyping
 from fglang.compiler.scan import ScanTyping
 from fglang.compiler.sizes import SizeCheck
@@ -38,7 +39,7 @@ from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_
 
 
 class Checker(
-    GroupTyping, ScanTyping, LinalgTyping, BoundTyping, TruncationTyping, ExprTyping, DistArgs, Inlining
+    GroupTyping, ScanTyping, LinalgTyping, BoundTyping, TruncationTyping, ExprTyping, DistArgs, InlineSize, Inlining
 ):
     """Checks declarations in order; expression typing, recurrences, distribution
     arguments and fn inlining are its mixins (``infer``, ``scan``, ``dist_args``,
@@ -68,6 +69,22 @@ class Checker(
 
     def err(self, msg: str, span: A.Span | None, hint: str | None = None) -> None:
         self.sink.error(msg, span, hint)
+
+    def inline(self, e):
+        """``Inlining.inline``, after refusing (at ``e``) an expression too large
+        to expand (check_inline_size.py): it is then left as written, and
+        the error stops the check."""
+        if e is None or self.__dict__.get("_inlining"):
+            return super().inline(e)
+        size = self.inlined_size(e)
+        if size > MAX_EXPR_NODES:
+            self.sink.items.extend(too_large((size, 0), e.span))
+            return e
+        self._inlining = True
+        try:
+            return super().inline(e)
+        finally:
+            self._inlining = False
 
     # ----------------------------------------------------------- declarations
     def run(self, decls: list[A.Decl]) -> None:

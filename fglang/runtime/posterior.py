@@ -466,6 +466,9 @@ def load_posterior(path: str | Path) -> Posterior:
     a file that is not one, or a damaged one, is an ``FgError`` that says what
     is missing. Never hangs: a file whose seal does not vouch for it is read
     in a child process with a time limit (``fglang/io/sealed.py``)."""
+    from fglang.runtime.arguments import expect_path
+
+    expect_path(path, "load_posterior's path")
     path = Path(path)
     if not path.exists():
         raise FgError([Diagnostic(f"posterior file not found: {path}", None)])

@@ -175,9 +175,26 @@ def _least_squares(bm: BoundModel, carried: dict, dtype):
         if len(_SHAPES) > 64:
             _SHAPES.clear()
         pattern, scatter = build_scatter(blks, node_pairs(bm), tangent_layout(bm).n)
+        _check_fill_memory(bm, pattern)
         _SHAPES[key] = (pattern, scatter, SparseLDL(pattern))
     pattern, scatter, solver = _SHAPES[key]
     return LeastSquares(blks, lay, pattern, scatter, dtype, bm), solver
+
+
+def _check_fill_memory(bm: BoundModel, pattern) -> None:
+    """Refuse a sparse factor L whose fill exceeds the memory limit before qdldl
+    allocates it in LM's first factorization (fill.py: exact column counts
+    when the cheap bounds do not settle it)."""
+    from fglang.runtime.map.fill import BYTES_PER_ENTRY, estimate_fill
+
+    limit = memory_limit()
+    nnz, how = estimate_fill(pattern.matrix(np.ones(pattern.nnz)), limit[0] / BYTES_PER_ENTRY)
+    biggest = max(bm.variables.values(), key=lambda v: v.n_nodes * v.node_dim, default=None)
+    refuse_over_limit(
+        [(nnz * BYTES_PER_ENTRY, f"the sparse factor L of the {pattern.n:,}-unknown Gauss-Newton system, "
+          f"{nnz:,} entries with its fill ({how})", biggest.span if biggest is not None else None)],
+        "fit", bm.ir.sources, "make the model smaller, or connect fewer unknowns to each other (every factor "
+        "that touches many unknowns, or a long loop, adds fill), or use --backend vi", limit)
 
 
 def _check_plan_memory(bm: BoundModel, lower) -> None:
