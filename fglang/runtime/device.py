@@ -51,7 +51,7 @@ def parse_devices(devices: int | str | None) -> int | str:
         text = devices.strip().lower()
         if text == "all":
             return "all"
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # '¹'.isdigit() holds, int('¹') fails
             devices = int(text)
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise FgError([Diagnostic(f"devices takes a positive whole number or 'all', got {devices!r}", None)])
@@ -140,7 +140,8 @@ def join_processes(coordinator: str | None, num_processes: int | None, process_i
                                   "or --coordinator auto under SLURM")])
     auto = coordinator.strip().lower() == "auto"
     if not auto:
-        if ":" not in coordinator or not coordinator.rsplit(":", 1)[1].isdigit():
+        port = coordinator.rsplit(":", 1)[1] if ":" in coordinator else ""
+        if not (port.isascii() and port.isdigit()):
             raise FgError([Diagnostic(f"--coordinator takes HOST:PORT (or auto), got {coordinator!r}", None,
                                       "e.g. --coordinator localhost:8476: process 0's host and a free port")])
         if num_processes is None or process_id is None:
