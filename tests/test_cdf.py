@@ -87,10 +87,15 @@ def _exact(y: np.ndarray) -> tuple[float, float, float]:
     return mode, mean, np.sqrt(var)
 
 
-@pytest.fixture(scope="module")
-def truncated_data():
+def truncated_case() -> tuple[dict, tuple[float, float, float]]:
+    """60 draws of normal(0.5, 1.5) truncated at 0 and mu's exact posterior."""
     y = stats.truncnorm.rvs(-0.5 / 1.5, np.inf, loc=0.5, scale=1.5, size=60, random_state=3)
     return {"N": 60, "y": y.tolist()}, _exact(y)
+
+
+@pytest.fixture(scope="module")
+def truncated_data():
+    return truncated_case()
 
 
 def test_map_finds_the_truncated_posteriors_mode(truncated_data):
