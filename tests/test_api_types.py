@@ -33,8 +33,8 @@ OTHER = st.one_of(
     st.sets(st.integers(), max_size=2), st.tuples(st.integers()), st.just(object()), st.complex_numbers(),
 )
 NOT_DATA = st.one_of(OTHER.filter(lambda v: not isinstance(v, dict)), st.none())
-def _int_text(s: str) -> bool:
-    """A string Python's int() reads ('1', ' 7', '١'): options take those, as the CLI's text."""
+def _int_text(s: str | bytes) -> bool:
+    """Text Python's int() reads ('1', ' 7', '١', b'1'): options take those, as the CLI's text."""
     try:
         int(s)
     except ValueError:
@@ -46,7 +46,7 @@ NOT_INT = st.one_of(
     st.text(max_size=3).filter(lambda s: not _int_text(s)),
     st.floats().filter(lambda v: v != int(v) if v == v and abs(v) < 1e300 else True),
     st.lists(st.integers(), max_size=2),
-    st.binary(max_size=3),
+    st.binary(max_size=3).filter(lambda s: not _int_text(s)),
 )
 
 CALLS = [
