@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +45,32 @@ from fglang.runtime.cache import PROGRAM_SUFFIX, AtomicFileStore, cache_enabled,
 
 FORMAT = 3
 """Bump when what an entry holds changes (the exported function's arguments or outputs)."""
+
+
+class Recent:
+    """The last ``keep`` programs loaded or built in this process (name ->
+    value, least recently used dropped first): a second fit of one shape in a
+    process reads no file and deserializes nothing."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._items: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, name: str) -> Any:
+        value = self._items.get(name)
+        if value is not None:
+            self._items.move_to_end(name)
+        return value
+
+    def put(self, name: str, value: Any) -> None:
+        self._items[name] = value
+        self._items.move_to_end(name)
+        while len(self._items) > self.keep:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every program (as a fresh process would start)."""
+        self._items.clear()
 
 
 class _ProgramStore(AtomicFileStore):

@@ -14,7 +14,6 @@ progress bar (``progress`` shows one bar for the whole run).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -31,11 +30,7 @@ from fglang.runtime.mcmc.options import McmcOptions
 from fglang.runtime.progress import progress_bar
 from fglang.runtime.timings import phase
 
-_LOADED: OrderedDict[str, tuple[Callable, Callable]] = OrderedDict()
-"""Programs already loaded or built in this process (key -> jitted init and
-sample calls), the last few: a second fit of one shape in a process skips
-even the file reads."""
-_KEEP = 8
+_LOADED = program_cache.Recent(8)  # key -> jitted init and sample calls
 
 
 def run_nuts_program(
@@ -61,8 +56,6 @@ def run_nuts_program(
             build = NutsPrograms(bm, o, carried, fixed)
             init_call, sample_call = _exported(build.init, names[0], args, platform), None
         programs = (jax.jit(init_call), None if sample_call is None else jax.jit(sample_call))
-    else:
-        _LOADED.move_to_end(key)
     bar = progress_bar(progress, f"mcmc: {o.chains} chains x {o.warmup + o.samples} iterations in one program",
                        1, "run", {})
     try:
@@ -75,9 +68,7 @@ def run_nuts_program(
         if programs[1] is None:
             assert build is not None
             programs = (programs[0], jax.jit(_exported(build.sample, names[1], (state, args[1]), platform)))
-        _LOADED[key] = programs
-        while len(_LOADED) > _KEEP:
-            _LOADED.popitem(last=False)
+        _LOADED.put(key, programs)
         draws, stats = jax.block_until_ready(programs[1](state, args[1]))
     finally:
         if bar is not None:

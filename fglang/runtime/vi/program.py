@@ -21,7 +21,6 @@ serializable by ``jax.export``, so callers flatten them (`ExportedJit`).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -34,10 +33,7 @@ from fglang.runtime.carry import CarriedMarginal, carried_priors
 from fglang.runtime.dtypes import default_platform
 from fglang.runtime.vi.options import ViOptions
 
-_LOADED: OrderedDict[str, Callable] = OrderedDict()
-"""Programs loaded or built in this process (entry name -> jitted call), the
-last few: a second fit of one shape in a process reads no file."""
-_KEEP = 32
+_LOADED = program_cache.Recent(32)  # entry name -> jitted call
 
 
 def fit_key(bm: BoundModel, o: ViOptions, dtype: str, carried: dict[str, CarriedMarginal], **structure: Any) -> str:
@@ -80,11 +76,7 @@ class ExportedJit:
             if loaded is None:
                 loaded = program_cache.export_and_save(name, partial(self.fn, **static), args, default_platform())
             call = jax.jit(partial(self._plain, **static) if loaded is None else loaded)
-            _LOADED[name] = call
-            while len(_LOADED) > _KEEP:
-                _LOADED.popitem(last=False)
-        else:
-            _LOADED.move_to_end(name)
+            _LOADED.put(name, call)
         # every argument committed to the one device: a module's arguments are
         # otherwise unplaced on the first call and placed (the last call's
         # results) on the next, two lowerings and two XLA compiles of one program
