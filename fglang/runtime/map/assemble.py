@@ -29,6 +29,7 @@ import numpy as np
 
 from fglang.runtime.manifold import retract_member, retraction
 from fglang.runtime.map.residuals import Layout, ResidualBlock, tangent_layout
+from fglang.runtime.map.shard import pad_rows, padded, specs
 from fglang.runtime.map.solve import Pattern, upper_pattern
 
 
@@ -94,36 +95,43 @@ def _jacobian(fn, segments, kt: int):
     return jac
 
 
-def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts: tuple = ()):
+def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts: tuple = (), mesh: Any = None):
+    """The jitted (cost, linearize). ``valid`` weighs each member's cost (0 for
+    the padding `shard` adds; its scatter targets are out of range). With a
+    ``mesh`` both run per device on its members and sum over the mesh."""
     segments = segments or (None,) * len(fns)
     kts = kts or (0,) * len(fns)
 
     def residuals(fn, shared, inputs, xm):
         return jax.vmap(fn, in_axes=(None, 0, 0))(shared, inputs, xm)
 
-    def cost(x, shared, inputs, cols):
+    def cost(x, shared, inputs, cols, valid):
         total = jnp.zeros((), x.dtype)
-        for fn, kind, sh, inp, c in zip(fns, kinds, shared, inputs, cols):
+        for fn, kind, sh, inp, c, v in zip(fns, kinds, shared, inputs, cols, valid):
             r, p = residuals(fn, sh, inp, x[c])
-            total = total + jnp.sum(_rho_weight(kind, r, p)[0])
+            total = total + jnp.sum(_rho_weight(kind, r, p)[0] * v[:, None])
         return total
 
-    def linearize(x, shared, inputs, cols, tcols, hpos):
+    def linearize(x, shared, inputs, cols, tcols, hpos, valid):
         total = jnp.zeros((), x.dtype)
         g = jnp.zeros((n,), x.dtype)
         h = jnp.zeros((nnz,), x.dtype)
-        for fn, kind, seg, kt, sh, inp, c, tc, hp in zip(fns, kinds, segments, kts, shared, inputs, cols, tcols,
-                                                          hpos):
+        for fn, kind, seg, kt, sh, inp, c, tc, hp, v in zip(fns, kinds, segments, kts, shared, inputs, cols, tcols,
+                                                             hpos, valid):
             xm = x[c]
             r, p = residuals(fn, sh, inp, xm)
             jac = jax.vmap(_jacobian(fn, seg, kt), in_axes=(None, 0, 0))(sh, inp, xm)  # [M, R, K]
             rho, w = _rho_weight(kind, r, p)
-            total = total + jnp.sum(rho)
-            g = g.at[tc].add(jnp.einsum("mrk,mr->mk", jac, w * r))
+            total = total + jnp.sum(rho * v[:, None])
+            g = g.at[tc].add(jnp.einsum("mrk,mr->mk", jac, w * r), mode="drop")
             hm = jnp.einsum("mrk,mr,mrl->mkl", jac, w, jac)
             h = h.at[hp].add(hm, mode="drop")
         return total, g, h
 
+    if mesh is not None:
+        from fglang.runtime.map.shard import over_members
+
+        cost, linearize = over_members(mesh, cost, 3, 2), over_members(mesh, linearize, 5, 2)
     return jax.jit(cost), jax.jit(linearize)
 
 
@@ -137,39 +145,58 @@ class LeastSquares:
     kind = "sparse"
 
     def __init__(self, blocks: tuple[ResidualBlock, ...], lay: Layout, pattern: Pattern, scatter: Scatter,
-                 dtype: Any, bm: Any = None):
+                 dtype: Any, bm: Any = None, mesh: Any = None):
         self.blocks, self.layout, self.pattern, self.dtype = blocks, lay, pattern, dtype
         # the solver's unknowns: tangent steps (as many as the stored numbers when every var is real)
         self.tangent = tangent_layout(bm) if bm is not None else lay
         self.n = self.tangent.n
+        self.mesh = mesh if mesh is not None and mesh.size > 1 else None
         self._retract = retraction(bm) if bm is not None else (lambda x, dx: x + dx)
         segs = tuple(b.segments for b in blocks)
         kts = tuple(b.solver_cols.shape[1] for b in blocks)
         key = (tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n, pattern.nnz, str(dtype), segs,
-               kts)
+               kts, self.mesh)
         if key not in _COMPILED:
             if len(_COMPILED) > 256:
                 _COMPILED.clear()
             _COMPILED[key] = _make(tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n,
-                                   pattern.nnz, segs, kts)
+                                   pattern.nnz, segs, kts, self.mesh)
         self._cost, self._lin = _COMPILED[key]
 
         def cast(a):
             a = np.asarray(a)
-            return jnp.asarray(a, dtype) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
+            return np.asarray(a, dtype) if np.issubdtype(a.dtype, np.floating) else a
 
-        self._shared = tuple(jax.tree_util.tree_map(cast, b.shared) for b in blocks)
-        self._inputs = tuple(jax.tree_util.tree_map(cast, b.inputs) for b in blocks)
-        self._cols = tuple(jnp.asarray(b.cols) for b in blocks)
-        self._tcols = tuple(jnp.asarray(c) for c in scatter.cols)
-        self._hpos = tuple(jnp.asarray(h) for h in scatter.hpos)
+        # per block: its members (padded to a whole number per device on a mesh, `shard`)
+        rows = [b.cols.shape[0] if self.mesh is None else padded(b.cols.shape[0], self.mesh.size) for b in blocks]
+        shared = tuple(jax.tree_util.tree_map(cast, b.shared) for b in blocks)
+        split = (
+            tuple(jax.tree_util.tree_map(lambda a, m=m: pad_rows(cast(a), m), b.inputs) for b, m in zip(blocks, rows)),
+            tuple(pad_rows(b.cols, m) for b, m in zip(blocks, rows)),
+            tuple(pad_rows(c, m, self.n) for c, m in zip(scatter.cols, rows)),
+            tuple(pad_rows(h, m, pattern.nnz) for h, m in zip(scatter.hpos, rows)),
+            tuple(pad_rows(np.ones(b.cols.shape[0], dtype), m, 0) for b, m in zip(blocks, rows)),
+        )
+        if self.mesh is None:
+            self._shared, (self._inputs, self._cols, self._tcols, self._hpos, self._valid) = jax.tree_util.tree_map(
+                jnp.asarray, (shared, split))
+            self._rep = None
+        else:
+            self._rep, along = specs(self.mesh)
+            self._shared = jax.device_put(shared, self._rep)
+            self._inputs, self._cols, self._tcols, self._hpos, self._valid = jax.device_put(split, along)
+        self.sharded = [b.name for b in blocks] if self.mesh is not None else []
+
+    def _x(self, x: np.ndarray) -> Any:
+        x = np.asarray(x, self.dtype)
+        return jnp.asarray(x) if self._rep is None else jax.device_put(x, self._rep)
 
     def cost(self, x: np.ndarray) -> float:
-        return float(self._cost(jnp.asarray(x, self.dtype), self._shared, self._inputs, self._cols))
+        return float(self._cost(self._x(x), self._shared, self._inputs, self._cols, self._valid))
 
     def linearize(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        c, g, h = self._lin(jnp.asarray(x, self.dtype), self._shared, self._inputs, self._cols, self._tcols,
-                            self._hpos)
+        c, g, h = self._lin(self._x(x), self._shared, self._inputs, self._cols, self._tcols, self._hpos,
+                            self._valid)
         return float(c), np.asarray(g, np.float64), np.asarray(h, np.float64)
 
     def retract(self, x: np.ndarray, dx: np.ndarray) -> np.ndarray:

@@ -23,6 +23,9 @@ class MapBackend(NumpyroBackend):
     Options: ClassVar[type[MapOptions]] = MapOptions
     summary: ClassVar[str] = "MAP by Levenberg-Marquardt, with its Laplace approximation"
     markov_chains: ClassVar[bool] = False
+    # devices=N: the least-squares path's residual blocks split along their members, the
+    # factorization on the host (shard.py); the general path runs on one device
+    multi_device: ClassVar[bool] = True
     linearizes_at_start: ClassVar[bool] = True  # a zero-Jacobian start is warned of (values.warn_saddle_start)
 
     def validate(self, bm: BoundModel, options: MapOptions, carried: set[str]) -> None:
@@ -70,6 +73,10 @@ class MapBackend(NumpyroBackend):
             out.append("the Laplace covariances were not computed (marginals=auto skips them when the sparse "
                        "factor's fill makes selected inversion costly): sd and cov are NaN, the draws are the "
                        "mode; pass marginals=full to compute them")
+        devices = post.attrs.get("devices", [])
+        if post.attrs.get("path") == "general" and len(devices) > 1:
+            out.append(f"map's general path (a dense Hessian of the whole density) runs on one device: the other "
+                       f"{len(devices) - 1} device(s) were idle; devices=N splits the least-squares path only")
         if post.attrs.get("converged", True):
             return out
         return out + [

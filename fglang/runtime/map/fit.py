@@ -32,6 +32,7 @@ from fglang.compiler.bind import BoundModel
 from fglang.compiler.limits import memory_limit, refuse_over_limit
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
+from fglang.runtime.device import current_mesh
 from fglang.runtime.gaussian import default_start, derived_marginals, node_draws
 from fglang.runtime.manifold import has_groups, identity, is_group, normalized, tangent_dim
 from fglang.runtime.map import laplace
@@ -147,6 +148,8 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
             "wall_time_s": float(res.wall_time_s),
             "laplace_time_s": float(t_cov),
             "marginals": bool(np.all([np.all(np.isfinite(g.cov)) for g in marg.values()])),
+            # the residual blocks split over the devices (`shard`); none on one device or the general path
+            "sharded": list(getattr(problem, "sharded", [])),
         },
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
@@ -178,7 +181,7 @@ def _least_squares(bm: BoundModel, carried: dict, dtype):
         _check_fill_memory(bm, pattern)
         _SHAPES[key] = (pattern, scatter, SparseLDL(pattern))
     pattern, scatter, solver = _SHAPES[key]
-    return LeastSquares(blks, lay, pattern, scatter, dtype, bm), solver
+    return LeastSquares(blks, lay, pattern, scatter, dtype, bm, current_mesh()), solver
 
 
 def _check_fill_memory(bm: BoundModel, pattern) -> None:
