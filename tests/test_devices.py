@@ -96,10 +96,6 @@ _FOUR_DEVICES = textwrap.dedent(
         m.fit(d, backend="gbp", devices=5)
     except FgError as e:
         out["too_many"] = str(e)
-    try:
-        m.fit(d, backend="map", devices=2)
-    except FgError as e:
-        out["map"] = str(e)
 
     # VI, data-parallel: 64 rows split over 4 devices, against one device
     rng = np.random.default_rng(2)
@@ -173,9 +169,18 @@ def test_parallel_without_a_device_per_chain_says_so(res):
     assert any("parallel needs a device per chain" in w for w in fb["warnings"])
 
 
-def test_single_device_backends_refuse_several(res):
-    assert "backend 'map' runs on one device" in res["map"]
-    assert "vi" in res["map"]  # the refusal names the backends that take devices
+def test_single_device_backends_refuse_several():
+    # every registered backend takes devices now (map since its sharded least-squares path,
+    # tests/test_map_devices.py); a backend without ``multi_device`` is refused, naming those that take them
+    from fglang.runtime.fit import refuse_devices
+
+    class OneDevice:
+        pass
+
+    with pytest.raises(FgError, match="(?s)backend 'solo' runs on one device.*vi") as e:
+        refuse_devices(OneDevice(), "solo", 2, mesh=object())
+    assert "map" in str(e.value)
+    refuse_devices(OneDevice(), "solo", 1, mesh=None)  # one device: nothing to refuse
 
 
 def test_vi_data_parallel_on_four_devices_gives_the_one_device_answer(res):

@@ -187,3 +187,62 @@ def test_general_path_runs_on_one_device_and_says_so(res):
 def test_one_compiled_linearization_per_model_shape(res):
     # (cost, linearize) per model shape on the mesh: each compiled once for all LM iterations
     assert res["compiled"] and all(sizes == [1, 1] for sizes in res["compiled"])
+
+
+# ---------------------------------------------------------------------------
+# two processes on this machine, one CPU device each, joined by --coordinator
+
+LINEAR = """\
+model linear
+data N: int
+data x[N]: real
+data y[N]: real
+var a: real ~ normal(0, 10)
+var b: real ~ normal(0, 10)
+factor lik[n in 0:N]: y[n] ~ normal(a + b * x[n], 0.5)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_the_exact_laplace_posterior_of_a_linear_model(tmp_path):
+    """The global mesh of two processes' devices: 21 likelihood members (padded to 22, 11 a process);
+    process 0 writes a posterior whose mean and covariance are the exact ones."""
+    import shutil
+
+    from fglang.runtime.posterior import load_posterior
+
+    exe = shutil.which("fglang", path=str(Path(sys.executable).parent)) or shutil.which("fglang")
+    assert exe, "the fglang console script is not installed"
+    (tmp_path / "linear.fg").write_text(LINEAR)
+    x = np.linspace(-1.0, 1.0, 21)
+    y = 1.0 + 2.0 * x + 0.3 * np.sin(7.0 * x)
+    (tmp_path / "d.json").write_text(json.dumps({"N": 21, "x": x.tolist(), "y": y.tolist()}))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("XLA_FLAGS", None)  # one CPU device per process: the mesh is the two processes'
+    addr = f"localhost:{_free_port()}"
+    procs = [
+        subprocess.Popen([exe, "fit", str(tmp_path / "linear.fg"), "-d", str(tmp_path / "d.json"), "--backend", "map",
+                          "--dtype", "float64", "-q", "--coordinator", addr, "--num-processes", "2", "--process-id",
+                          str(i), "-o", str(tmp_path / f"post{i}.nc")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0 and "Traceback" not in err, err[-3000:]
+    assert "linear (map)" in outs[0][0] and "linear (map)" not in outs[1][0]
+    assert not (tmp_path / "post1.nc").exists()
+    post = load_posterior(tmp_path / "post0.nc")
+    assert post.attrs["processes"] == 2 and len(post.attrs["devices"]) == 2 and "lik" in post.attrs["sharded"]
+    X = np.stack([np.ones_like(x), x], axis=1)
+    prec = X.T @ X / 0.25 + np.eye(2) / 100.0
+    mean, cov = np.linalg.solve(prec, X.T @ y / 0.25), np.linalg.inv(prec)
+    np.testing.assert_allclose([float(post.mean("a")), float(post.mean("b"))], mean, rtol=0, atol=1e-8)
+    np.testing.assert_allclose([float(post.sd("a")), float(post.sd("b"))], np.sqrt(np.diag(cov)), rtol=1e-8)

@@ -26,6 +26,9 @@ class MapBackend(NumpyroBackend):
     # devices=N: the least-squares path's residual blocks split along their members, the
     # factorization on the host (shard.py); the general path runs on one device
     multi_device: ClassVar[bool] = True
+    # --coordinator: the same sharded program over every process's devices (a global mesh);
+    # every process runs the host loop (and qdldl) on the same numbers, process 0 writes
+    multi_process: ClassVar[bool] = True
     linearizes_at_start: ClassVar[bool] = True  # a zero-Jacobian start is warned of (values.warn_saddle_start)
 
     def validate(self, bm: BoundModel, options: MapOptions, carried: set[str]) -> None:
