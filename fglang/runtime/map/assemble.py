@@ -199,6 +199,11 @@ class LeastSquares:
                             self._valid)
         return float(c), np.asarray(g, np.float64), np.asarray(h, np.float64)
 
+    def compiled_text(self, x: np.ndarray) -> str:
+        """The compiled linearization's HLO at ``x`` (what `bench/scale_out.py` reads the collectives from)."""
+        args = (self._x(x), self._shared, self._inputs, self._cols, self._tcols, self._hpos, self._valid)
+        return self._lin.lower(*args).compile().as_text()
+
     def retract(self, x: np.ndarray, dx: np.ndarray) -> np.ndarray:
         """The estimate after a step: ``x + dx``, or ``x compose exp(dx)`` per group node."""
         return self._retract(x, dx)
