@@ -7,7 +7,7 @@ Why members: a block's members are independent (each its own residual and
 computes that slice's residuals, Jacobians and their ``J^T W r`` and ``J^T
 W J`` contributions alone, scattered into its own copy of the gradient and
 of the Hessian's data; one all-reduce (``psum``) of ``n + nnz`` numbers an
-iteration sums the copies (M3500: 10,500 + ~80,000 float64, ~0.7 MB). The
+iteration sums the copies (M3500: 10,500 + 70,000 float64, 630 KiB). The
 estimate ``x`` is replicated: a member's unknowns may be anywhere.
 
 Why padding: a block of ``M`` members becomes ``ceil(M / N) * N`` (shard_map
