@@ -75,12 +75,24 @@ _FOUR_DEVICES = textwrap.dedent(
 
     # linear-Gaussian chain (mvnormal steps)
     y = np.random.default_rng(2).normal(size=(spec["T"], 3))
-    one, four = both(fglang.compile(spec["chain"]), {"T": spec["T"], "y": y.tolist(), "C": spec["C"]},
-                     dtype="float64")
+    chain = fglang.compile(spec["chain"])
+    one, four = both(chain, {"T": spec["T"], "y": y.tolist(), "C": spec["C"]}, dtype="float64")
     out["chain"] = {"y": y.tolist(), "mean1": one.mean("x").tolist(), "cov1": one.cov("x").tolist(),
                     "mean4": four.mean("x").tolist(), "cov4": four.cov("x").tolist(),
                     "devices": four.attrs["devices"], "devices1": one.attrs["devices"],
                     "sharded": four.attrs["sharded"], "sharded1": one.attrs["sharded"]}
+
+    # where the chain's arrays live: each device holds its slice of the padded members (the fit's
+    # compiled functions: the same model shape)
+    from fglang.runtime.device import device_mesh, mesh_context
+    from fglang.runtime.map.fit import _least_squares
+    with jax.enable_x64(True), mesh_context(device_mesh(4)):
+        problem, _ = _least_squares(chain.bind(
+            {"T": spec["T"], "y": y.tolist(), "C": spec["C"]}), {}, jax.numpy.float64)
+        text = problem.compiled_text(np.zeros(problem.n))
+    out["chain"]["placement"] = {b.name: [list(s.data.shape) for s in c.addressable_shards]
+                                 for b, c in zip(problem.blocks, problem._cols)}
+    out["chain"]["all_reduce"] = "all-reduce" in text
 
     # pose2 graph: 125 odometry edges (4 devices do not divide them), group vars in the tangent space
     m = fglang.load(ex + "/m3500_pose2.fg")
@@ -162,6 +174,10 @@ def test_devices_are_recorded_and_every_block_is_split(res):
     assert res["n_devices"] == 4
     assert ch["devices"] == ["cpu:0", "cpu:1", "cpu:2", "cpu:3"] and ch["devices1"] == ["cpu:0"]
     assert sorted(ch["sharded"]) == ["init", "obs", "step"] and ch["sharded1"] == []
+    # members padded to a multiple of 4 and split: 1 -> 4 (1 each), 22 -> 24 (6 each), 23 -> 24 (6 each);
+    # a step member reads 6 unknowns (two 3-vectors), an obs member 3
+    assert ch["placement"] == {"init": [[1, 3]] * 4, "step": [[6, 6]] * 4, "obs": [[6, 3]] * 4}
+    assert ch["all_reduce"]  # the partial gradients and Hessians summed over the mesh
 
 
 def test_pose2_graph_on_four_devices_reaches_the_one_device_optimum(res):
