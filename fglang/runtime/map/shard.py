@@ -20,6 +20,14 @@ Why the factorization stays on the host: qdldl (`solve`) is a CPU library
 with its symbolic analysis kept per pattern; the devices hand back the
 Hessian's data on the pattern, the host factors it and takes the step. So
 several devices speed up the linearization (the Jacobians), not the solve.
+
+Several processes (``--coordinator``): the mesh is the global one, the
+arrays are placed on it from every process's own (identical) copy of the
+data, and every process runs the host loop and qdldl itself. That stays in
+step because the all-reduced cost, gradient and Hessian are the same numbers
+on every process, and qdldl and LM's decisions are deterministic functions
+of them: every process takes the same steps and calls the same compiled
+functions in the same order, as the collectives need.
 """
 
 from __future__ import annotations
