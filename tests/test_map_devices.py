@@ -6,6 +6,7 @@ As in tests/test_devices.py, the 4 devices need
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` before JAX starts, so
 the fits run in one subprocess (`_FOUR_DEVICES`) that prints its numbers as
 JSON; the tests below check them against exact solves and the one-device fit.
+The last test joins two processes (one CPU device each) into one global mesh.
 """
 
 from __future__ import annotations
