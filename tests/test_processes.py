@@ -89,6 +89,6 @@ def test_backends_that_run_in_one_process_refuse_before_joining(tmp_path):
     import fglang
 
     m = fglang.compile(LINEAR)
-    with pytest.raises(FgError, match="(?s)backend 'vi' runs in one process.*gbp run"):
-        m.fit({"N": 2, "x": [0.0, 1.0], "y": [1.0, 3.0]}, backend="vi", coordinator="localhost:1", num_processes=2,
+    with pytest.raises(FgError, match="(?s)backend 'map' runs in one process.*gbp, vi, mcmc backends run"):
+        m.fit({"N": 2, "x": [0.0, 1.0], "y": [1.0, 3.0]}, backend="map", coordinator="localhost:1", num_processes=2,
               process_id=0)

@@ -68,8 +68,8 @@ def fit(
     if coordinator is not None and not getattr(impl, "multi_process", False):  # refused before joining
         takes = [n for n in backends.names() if getattr(backends.get(n), "multi_process", False)]
         raise FgError([Diagnostic(f"backend '{backend}' runs in one process; --coordinator is not supported for it "
-                                  "yet", None, f"run it without --coordinator; {' and '.join(takes)} run(s) over "
-                                  "several processes")])
+                                  "yet", None, f"run it without --coordinator; the {', '.join(takes)} backends run "
+                                  "over several processes")])
     processes = join_processes(coordinator, num_processes, process_id)
     if processes > 1 and devices in (None, 1, "1"):
         devices = "all"

@@ -44,7 +44,7 @@ from numpyro.infer import init_to_median, init_to_uniform, init_to_value
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
-from fglang.runtime.device import MESH_AXIS, current_mesh
+from fglang.runtime.device import MESH_AXIS, current_mesh, fetch
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model, precision, resolve_dtype, site_draws
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.progress import progress_bar
@@ -239,8 +239,8 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
 
     draw = ExportedJit("draw", base, jax.vmap(draw_one, in_axes=(0, None, 0, 0, 0)))
     samples_all, log_w_all = draw(runs.params, k_draw, W, D, S0)
-    samples_all = jax.tree.map(np.asarray, samples_all)
-    log_w_all = np.asarray(log_w_all)
+    # fetch: a draw of a let over data rows is row-split, partly on other processes' devices
+    samples_all, log_w_all = fetch((samples_all, log_w_all))
     phases["draws"] = time.perf_counter() - t0 - sum(phases.values())
     seconds = round(time.perf_counter() - t0, 3)
     posts = []
@@ -391,7 +391,7 @@ def _optimize(o: ViOptions, chunk, params, states, keys, W, D, S0, fdt, progress
                 group = active & (lengths == length)
                 p2, s2, k2, losses = chunk(p_, s_, k_, jnp.asarray(done, fdt), jnp.asarray(lr, fdt), W, D, S0,
                                            int(length))
-                losses = np.asarray(losses)
+                losses = fetch(losses)
                 accept = np.zeros(n, bool)
                 for b in np.flatnonzero(group):
                     finite = np.isfinite(losses[b])
