@@ -225,3 +225,26 @@ def all_processes_ok(ok: bool) -> list[int]:
 
     flags = np.asarray(multihost_utils.process_allgather(np.asarray([bool(ok)])), bool).reshape(-1)
     return [int(i) for i in np.flatnonzero(~flags)]
+
+
+def broadcast_from_first(obj):
+    """Process 0's ``obj`` (any picklable value of this program: arrays as
+    NumPy) on every process (every process must call it at the same point;
+    one process: ``obj`` itself). Why: a host-side step that every process runs
+    alone (a SciPy mode search, an eigendecomposition) gives the same bits only
+    on identical hosts; what feeds a program over the global mesh must be one
+    value everywhere."""
+    if jax.process_count() == 1:
+        return obj
+    import pickle
+
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    first = jax.process_index() == 0
+    blob = np.frombuffer(pickle.dumps(obj), np.uint8) if first else np.zeros(0, np.uint8)
+    size = int(multihost_utils.broadcast_one_to_all(np.asarray(blob.size, np.int32)))
+    buf = np.zeros(size, np.uint8)
+    if first:
+        buf[:] = blob
+    return pickle.loads(np.asarray(multihost_utils.broadcast_one_to_all(buf), np.uint8).tobytes())
