@@ -10,7 +10,7 @@ one-device answer.
 
 The two end-to-end tests are heavy (`pytest -m heavy`): each starts two cold
 processes that import NumPyro, trace and compile the sampler (or VI's
-pieces) and then a one-process reference, 45-55 s CPU on CI's 2 cores;
+pieces) and then a one-process reference: 40-55 s CPU each on 2 loaded cores;
 the chain split's arithmetic is checked by default."""
 
 from __future__ import annotations
