@@ -129,7 +129,7 @@ _FIT_PARAMS = [
     ("device", Annotated[str | None, typer.Option(help="cpu | gpu")], None),
     ("devices", Annotated[str, typer.Option(
         help="N | all: run over N devices of the platform (gbp: families sharded; mcmc: a chain per device; "
-        "vi: data rows split)"
+        "vi: data rows split; map: residual blocks split, the factorization on the host)"
     )], "1"),
     ("init", Annotated[str | None, typer.Option(
         help="initial values file (same layout as data), or map (start at the MAP) or map:FILE (the MAP found "
@@ -141,7 +141,8 @@ _FIT_PARAMS = [
         "--save-data-lets", help="with --out: also write the values of the lets of data only (constant_data)"
     )], False),
     ("coordinator", Annotated[str | None, typer.Option(
-        help="HOST:PORT of process 0 (or auto: from SLURM's environment): join a run of several processes (gbp)"
+        help="HOST:PORT of process 0 (or auto: from SLURM's environment): join a run of several processes "
+        "(every backend)"
     )], None),
     ("num_processes", Annotated[int | None, typer.Option(help="with --coordinator: how many processes")], None),
     ("process_id", Annotated[int | None, typer.Option(help="with --coordinator: this process, 0..P-1 "

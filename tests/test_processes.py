@@ -85,10 +85,19 @@ def test_process_flags_are_checked_before_anything_joins():
         join_processes("localhost:1234", 0, 0)
 
 
-def test_backends_that_run_in_one_process_refuse_before_joining(tmp_path):
-    import fglang
+def test_backends_that_run_in_one_process_refuse_before_joining():
+    # every registered backend joins runs now (map: tests/test_map_devices.py; mcmc and vi:
+    # tests/test_processes_numpyro.py); one without ``multi_process`` is refused before
+    # jax.distributed starts, naming those that join
+    from fglang.runtime import backend as backends
+    from fglang.runtime.fit import refuse_processes
 
-    m = fglang.compile(LINEAR)
-    with pytest.raises(FgError, match="(?s)backend 'vi' runs in one process.*gbp and map run"):
-        m.fit({"N": 2, "x": [0.0, 1.0], "y": [1.0, 3.0]}, backend="vi", coordinator="localhost:1", num_processes=2,
-              process_id=0)
+    assert all(getattr(backends.get(n), "multi_process", False) for n in ("gbp", "map", "mcmc", "vi"))
+
+    class OneProcess:
+        pass
+
+    with pytest.raises(FgError, match="(?s)backend 'solo' runs in one process.*gbp") as e:
+        refuse_processes(OneProcess(), "solo", "localhost:1")
+    assert all(n in str(e.value) for n in ("map", "mcmc", "vi"))
+    refuse_processes(OneProcess(), "solo", None)  # no coordinator: nothing to refuse

@@ -171,3 +171,80 @@ def join_processes(coordinator: str | None, num_processes: int | None, process_i
                                   "first listens there) before JAX has run anything in this process")]) from None
     _joined = args
     return jax.process_count()
+
+
+def mesh_processes(mesh) -> int:
+    """How many processes the devices of ``mesh`` belong to (1 for no mesh, or
+    a mesh of this process's devices only): above 1, a fit over it is one
+    program on every process, and what it fetches to the host must be
+    replicated or gathered (`fetch`)."""
+    if mesh is None:
+        return 1
+    return len({d.process_index for d in mesh.devices.flat})
+
+
+def process_devices(mesh, process: int) -> list:
+    """The devices of ``mesh`` that belong to process ``process``, in mesh order."""
+    return [d for d in mesh.devices.flat if d.process_index == process]
+
+
+def fetch(tree):
+    """``np.asarray`` of every array of ``tree``, also of an array that lives
+    partly on other processes' devices (a data-row-split result of a fit over
+    several processes): that one is gathered (every process must call this at
+    the same point, as it must every jitted call over the mesh)."""
+    import numpy as np
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(one, tree)
+
+
+def gather_blocks(tree):
+    """Every process's ``tree`` of host arrays (the same shapes on every
+    process) joined along the first axis, in process order (process 0's block
+    first): how a fit that splits its chains over the processes gives every
+    process all of them. Every process must call it at the same point."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
+def all_processes_ok(ok: bool) -> list[int]:
+    """The processes whose ``ok`` is False (every process must call it at the
+    same point): lets a process that failed its part tell the others, which
+    would otherwise wait for it at the next collective until JAX times out."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    flags = np.asarray(multihost_utils.process_allgather(np.asarray([bool(ok)])), bool).reshape(-1)
+    return [int(i) for i in np.flatnonzero(~flags)]
+
+
+def broadcast_from_first(obj):
+    """Process 0's ``obj`` (any picklable value of this program: arrays as
+    NumPy) on every process (every process must call it at the same point;
+    one process: ``obj`` itself). Why: a host-side step that every process runs
+    alone (a SciPy mode search, an eigendecomposition) gives the same bits only
+    on identical hosts; what feeds a program over the global mesh must be one
+    value everywhere."""
+    if jax.process_count() == 1:
+        return obj
+    import pickle
+
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    first = jax.process_index() == 0
+    blob = np.frombuffer(pickle.dumps(obj), np.uint8) if first else np.zeros(0, np.uint8)
+    size = int(multihost_utils.broadcast_one_to_all(np.asarray(blob.size, np.int32)))
+    buf = np.zeros(size, np.uint8)
+    if first:
+        buf[:] = blob
+    return pickle.loads(np.asarray(multihost_utils.broadcast_one_to_all(buf), np.uint8).tobytes())

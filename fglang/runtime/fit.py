@@ -65,11 +65,7 @@ def fit(
     opts = impl.Options.parse(options)
     check_seed(seed)
     full, bm = bm, prune(bm)  # empty vars and families are legal and fit as nothing (empty.py)
-    if coordinator is not None and not getattr(impl, "multi_process", False):  # refused before joining
-        takes = [n for n in backends.names() if getattr(backends.get(n), "multi_process", False)]
-        raise FgError([Diagnostic(f"backend '{backend}' runs in one process; --coordinator is not supported for it "
-                                  "yet", None, f"run it without --coordinator; {' and '.join(takes)} run(s) over "
-                                  "several processes")])
+    refuse_processes(impl, backend, coordinator)  # before joining
     processes = join_processes(coordinator, num_processes, process_id)
     if processes > 1 and devices in (None, 1, "1"):
         devices = "all"
@@ -133,6 +129,15 @@ def group_marginals(bm: BoundModel, post: Posterior) -> None:
 
         mean, cov = frechet_mean(kind, post.samples(name))
         post.gaussian[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape, kind)
+
+
+def refuse_processes(impl: Any, backend: str, coordinator: str | None) -> None:
+    """A run of several processes for a backend that runs in one is an error naming those that join runs."""
+    if coordinator is not None and not getattr(impl, "multi_process", False):
+        takes = [n for n in backends.names() if getattr(backends.get(n), "multi_process", False)]
+        raise FgError([Diagnostic(f"backend '{backend}' runs in one process; --coordinator is not supported for it "
+                                  "yet", None, f"run it without --coordinator; the {', '.join(takes)} backends run "
+                                  "over several processes")])
 
 
 def refuse_devices(impl: Any, backend: str, devices: int | str | None, mesh: Any) -> None:

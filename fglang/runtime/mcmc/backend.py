@@ -21,6 +21,7 @@ class McmcBackend(NumpyroBackend):
     summary: ClassVar[str] = "NumPyro NUTS"
     markov_chains: ClassVar[bool] = True
     multi_device: ClassVar[bool] = True  # devices=N: one chain per device
+    multi_process: ClassVar[bool] = True  # --coordinator: a block of the chains per process (processes.py)
 
 
     def fit(

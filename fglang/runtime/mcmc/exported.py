@@ -35,13 +35,17 @@ _LOADED = program_cache.Recent(8)  # key -> jitted init and sample calls
 
 def run_nuts_program(
     bm: BoundModel, o: McmcOptions, dtype: str, *, seed: int, init: dict[str, Any],
-    carried: dict[str, CarriedMarginal], progress: bool = False,
+    carried: dict[str, CarriedMarginal], progress: bool = False, chain_keys: Any = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(draws ``{site: [chain, draw, ...]}``, stats: ``diverging`` and
     ``potential_energy`` ``[chain, draw]``, the adapted ``step_size``) of the
     whole NUTS fit, from the stored programs where they are (two:
-    `program.NutsPrograms`, the start and then the sampler)."""
+    `program.NutsPrograms`, the start and then the sampler). ``chain_keys``:
+    the ``o.chains`` chains' own keys (a block of a larger run's, which the
+    seed's key split; one chain: its key) instead of the seed's."""
     fixed, args = program_args(bm, seed, init)
+    if chain_keys is not None:
+        args = (jnp.asarray(chain_keys),) + args[1:]
     platform = default_platform()
     key = program_key(bm, o, dtype, carried, fixed, args, platform)
     names = (f"nuts-init-{key}", f"nuts-sample-{key}")

@@ -13,12 +13,14 @@ NumPyro is imported only where a path needs it (cold, or ``MCMC``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.carry import CarriedMarginal
-from fglang.runtime.device import current_mesh, device_names
+from fglang.runtime.device import current_mesh, device_names, mesh_processes
 from fglang.runtime.dtypes import precision, resolve_dtype
 from fglang.runtime.mcmc.options import McmcOptions
 from fglang.runtime.posterior import Posterior
@@ -29,14 +31,24 @@ def fit_mcmc(
     progress: bool = False,
 ) -> Posterior:
     dtype = resolve_dtype(o.dtype)
+    mesh = current_mesh()
     with precision(dtype):  # float64 on CPU by default, as Stan; only for this fit
-        chain_method, note = _chain_method(o)
-        if exported_path(o, chain_method):
-            from fglang.runtime.mcmc.exported import run_nuts_program
+        if mesh_processes(mesh) > 1:  # --coordinator: a block of the chains per process (mcmc.processes)
+            from fglang.runtime.mcmc.processes import run_processes
 
-            draws, stats = run_nuts_program(bm, o, dtype, seed=seed, init=init, carried=carried, progress=progress)
+            draws, stats, chain_method, note, devices = run_processes(
+                bm, o, dtype, mesh, seed=seed, init=init, carried=carried, progress=progress)
         else:
-            draws, stats = _run_mcmc(bm, o, chain_method, seed, init, carried, progress)
+            chain_method, note = _chain_method(o)
+            devices = [str(d) for d in jax.local_devices()[:o.chains]] if chain_method == "parallel" \
+                else device_names(None)
+            if exported_path(o, chain_method):
+                from fglang.runtime.mcmc.exported import run_nuts_program
+
+                draws, stats = run_nuts_program(bm, o, dtype, seed=seed, init=init, carried=carried,
+                                                progress=progress)
+            else:
+                draws, stats = _run_mcmc(bm, o, chain_method, seed, init, carried, progress)
     # lp: the log density NUTS moved on (unconstrained, Jacobian included, as
     # Stan's lp__): which of two modes chains disagree on is better supported
     lp = -np.asarray(stats["potential_energy"], np.float64)
@@ -49,9 +61,7 @@ def fit_mcmc(
         observed=bm.observed,
         attrs={"options": o.as_dict(), "seed": seed, "chain_method": chain_method,
                "chain_method_note": note, "horseshoe_vars": _horseshoe_vars(bm),
-               "step_size": step.tolist() if step.size == o.chains else None,
-               "devices": [str(d) for d in jax.local_devices()[:o.chains]] if chain_method == "parallel"
-               else device_names(None)},
+               "step_size": step.tolist() if step.size == o.chains else None, "devices": devices},
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
     post.attrs["dtype"] = dtype
@@ -65,9 +75,12 @@ def exported_path(o: McmcOptions, chain_method: str) -> bool:
 
 
 def _run_mcmc(bm: BoundModel, o: McmcOptions, chain_method: str, seed: int, init: dict,
-              carried: dict[str, CarriedMarginal], progress: bool) -> tuple[dict[str, np.ndarray], dict]:
+              carried: dict[str, CarriedMarginal], progress: bool,
+              chain_keys: Any = None) -> tuple[dict[str, np.ndarray], dict]:
     """NumPyro's ``MCMC.run`` (its progress bar, its pmap or map over chains):
-    (draws, {diverging, potential_energy: [chain, draw]; step_size: the last state's})."""
+    (draws, {diverging, potential_energy: [chain, draw]; step_size: the last state's}).
+    ``chain_keys``: the chains' own keys (a block of a larger run's, `mcmc.processes`)
+    instead of the split of the seed's."""
     from fglang.runtime.timings import phase
 
     with phase("import"):
@@ -88,8 +101,11 @@ def _run_mcmc(bm: BoundModel, o: McmcOptions, chain_method: str, seed: int, init
         chain_method=chain_method,
         progress_bar=progress,
     )
-    key = jax.random.PRNGKey(seed)
-    chain_keys = jax.random.split(key, o.chains) if o.chains > 1 else key  # as MCMC.run splits it
+    if chain_keys is None:
+        key = jax.random.PRNGKey(seed)
+        chain_keys = jax.random.split(key, o.chains) if o.chains > 1 else key  # as MCMC.run splits it
+    else:  # MCMC.run takes keys already split as they are
+        key = chain_keys = jax.numpy.asarray(chain_keys)
     start = screened_start(model, chain_keys, o.chains, init_fn, set(sites), (nm.data,))
     mcmc.run(key, nm.data, init_params=start, extra_fields=("diverging", "potential_energy"))
     draws = site_draws(mcmc.get_samples(group_by_chain=True), bm, grouped=True)

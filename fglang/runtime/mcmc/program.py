@@ -57,7 +57,8 @@ class NutsPrograms:
     """The fit as two jittable functions, traced in this order:
 
     * ``init(rng_key, data, init) -> (state, (arguments_ok, start_ok))``: the
-      chains' initial NUTS states (``state``: the leaves of NumPyro's
+      chains' initial NUTS states (``rng_key``: the seed's key, or the chains'
+      keys ``[chains, 2]`` already split) (``state``: the leaves of NumPyro's
       ``HMCState``) and the two verdicts on the start (see the module
       docstring). ``init`` holds the initial values that are arguments;
       ``fixed_init`` those that are constants of the program (a group var's
@@ -86,7 +87,9 @@ class NutsPrograms:
         sites = init_sites(self.nm, {**init, **self.fixed_init}, data)
         strategy = init_to_value(values=sites) if sites else init_to_uniform
         kernel = NUTS(self.model, target_accept_prob=o.target_accept, init_strategy=strategy)
-        keys = random.split(rng_key, chains) if chains > 1 else rng_key
+        # the seed's key, split as MCMC.run splits it; or the chains' own keys
+        # already split ([chains, 2]: a block of a run's chains, `mcmc.processes`)
+        keys = random.split(rng_key, chains) if chains > 1 and jnp.ndim(rng_key) == 1 else rng_key
         args: tuple = (data,)
         arguments_ok = _prototype_arguments_ok(self.model, keys, chains, strategy, args)
         start = screened_start(self.model, keys, chains, strategy, set(sites), args)

@@ -21,6 +21,7 @@ class ViBackend(NumpyroBackend):
     summary: ClassVar[str] = "NumPyro stochastic variational inference"
     markov_chains: ClassVar[bool] = False
     multi_device: ClassVar[bool] = True  # devices=N: data rows split over the devices (fit_vi's _Placement)
+    multi_process: ClassVar[bool] = True  # --coordinator: the same data-parallel fit over every process's devices
 
     def memory(self, bm: BoundModel, options: ViOptions, carried: set[str]) -> list:
         """The guide, the Laplace whitening's dense Hessian and the draws PSIS weighs (``fit_memory``)."""

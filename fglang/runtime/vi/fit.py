@@ -44,7 +44,7 @@ from numpyro.infer import init_to_median, init_to_uniform, init_to_value
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.carry import CarriedMarginal
-from fglang.runtime.device import MESH_AXIS, current_mesh
+from fglang.runtime.device import MESH_AXIS, broadcast_from_first, current_mesh, fetch, mesh_processes
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model, precision, resolve_dtype, site_draws
 from fglang.runtime.posterior import Posterior
 from fglang.runtime.progress import progress_bar
@@ -144,6 +144,7 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
 
     items = [_whiten(guide, dim, ravel_pytree(z)[0], data, bool(init_sites(nm, init)), k_init, pot, vg, hess)
              for z, data, nm in zip(z0, datas, nms, strict=True)]
+    items = place.agree(items)
     phases["mode"] = time.perf_counter() - t0 - sum(phases.values())
 
     # the whitening (center, scale) is an argument of the jitted functions, not a
@@ -239,8 +240,8 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
 
     draw = ExportedJit("draw", base, jax.vmap(draw_one, in_axes=(0, None, 0, 0, 0)))
     samples_all, log_w_all = draw(runs.params, k_draw, W, D, S0)
-    samples_all = jax.tree.map(np.asarray, samples_all)
-    log_w_all = np.asarray(log_w_all)
+    # fetch: a draw of a let over data rows is row-split, partly on other processes' devices
+    samples_all, log_w_all = fetch((samples_all, log_w_all))
     phases["draws"] = time.perf_counter() - t0 - sum(phases.values())
     seconds = round(time.perf_counter() - t0, 3)
     posts = []
@@ -391,7 +392,7 @@ def _optimize(o: ViOptions, chunk, params, states, keys, W, D, S0, fdt, progress
                 group = active & (lengths == length)
                 p2, s2, k2, losses = chunk(p_, s_, k_, jnp.asarray(done, fdt), jnp.asarray(lr, fdt), W, D, S0,
                                            int(length))
-                losses = np.asarray(losses)
+                losses = fetch(losses)
                 accept = np.zeros(n, bool)
                 for b in np.flatnonzero(group):
                     finite = np.isfinite(losses[b])
@@ -447,12 +448,19 @@ class _Placement:
     whose leading axis the devices divide; the rest, and the guide, are
     replicated), and XLA partitions the log-likelihood, all-reducing the ELBO
     and its gradient: the same program, data-parallel. Many data sets: the
-    batch axis is split (padded to a multiple of the devices)."""
+    batch axis is split (padded to a multiple of the devices).
+
+    Over several processes (``--coordinator``) the mode search and the
+    Laplace whitening run in every process on its own full copy of the data
+    (`data_one` leaves it local: no collective per L-BFGS iteration, and the
+    start of a one-process fit, bit for bit), and process 0's start is every
+    process's (`agree`)."""
 
     def __init__(self, mesh, n_items: int):
         self.mesh = mesh if mesh is not None and mesh.size > 1 else None
         self.many = n_items > 1
         self.sharded: list[str] = []
+        self.spans = mesh_processes(self.mesh) > 1
 
     def padded(self, n: int) -> int:
         if self.mesh is None or not self.many:
@@ -469,11 +477,23 @@ class _Placement:
         out = {}
         for name, x in data.items():
             if x.ndim >= 1 and x.shape[0] >= k and x.shape[0] % k == 0:
-                out[name] = jax.device_put(x, NamedSharding(self.mesh, PartitionSpec(MESH_AXIS)))
                 self.sharded.append(name)
+                out[name] = x if self.spans else jax.device_put(x, NamedSharding(self.mesh, PartitionSpec(MESH_AXIS)))
+            elif self.spans:
+                out[name] = x
             else:
                 out[name] = jax.device_put(x, NamedSharding(self.mesh, PartitionSpec()))
         return out
+
+    def agree(self, items: list[_Item]) -> list[_Item]:
+        """Process 0's starts (center, scale, how found) on every process of a
+        run over several (`device.broadcast_from_first`); ``items`` otherwise."""
+        if not self.spans:
+            return items
+        first = broadcast_from_first([(np.asarray(it.center), None if it.scale is None else np.asarray(it.scale),
+                                       it.start, it.scale0) for it in items])
+        return [_Item(it.data, it.flat0, jnp.asarray(c), None if sc is None else jnp.asarray(sc), start, s0)
+                for it, (c, sc, start, s0) in zip(items, first, strict=True)]
 
     def batch(self, tree, data: bool = False):
         """A batched pytree (leading axis: the data sets) onto the mesh: split
