@@ -52,8 +52,8 @@ from fglang.runtime.vi.guides import guide_dist, init_params
 from fglang.runtime.vi.mode import find_mode, hessian, laplace_scale
 from fglang.runtime.vi.options import AUTO_LOWRANK_MAX, AUTO_MVN_MAX, ViOptions
 from fglang.runtime.vi.program import ExportedJit, fit_key
+from fglang.runtime.vi.psis import KHAT_BAD, psis
 from fglang.runtime.vi.psis import ess as psis_ess
-from fglang.runtime.vi.psis import psis
 
 DEFAULT_LR = 0.02
 CHUNK = 200  # steps per jitted chunk, and the window of the smoothed ELBO
@@ -97,11 +97,6 @@ def fit_vi_many(
             for b, other in zip(again, others, strict=True):
                 posts[b] = _better_start(posts[b], other)
     return posts
-
-
-KHAT_BAD = 0.7
-"""Pareto k-hat past which importance sampling says the guide is unreliable
-(Yao et al. 2018): the whitened fit from the mode gets a second start."""
 
 
 def _second_start_needed(post: Posterior) -> bool:
