@@ -25,9 +25,11 @@ from fglang.compiler.indices import (
     Reduction,
     bind_slot,
     check_data_indices,
+    check_slot_indices,
     check_static_slices,
     enumerate_members,
     scan_reductions,
+    slot_value_shape,
 )
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, Variable
 from fglang.compiler.limits import Budget, elements, show_count
@@ -66,6 +68,8 @@ def _bind_family(
     check_data_indices(exprs, idx, npi, reds, chain_of)
     check_static_slices(exprs, npi.sizes)
     slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, rect) for p in fam.slots)
+    check_slot_indices(exprs, npi, chain_of, {i: slot_value_shape(p, s, variables[s.var])
+                                              for i, (p, s) in enumerate(zip(fam.slots, slots, strict=True))})
     static = Static(dict(npi.sizes), lengths)
     one, fn = _member_functions(fam, static, _slot_reds(slots), log_density, aligned_rows(fam, idx, npi.sizes))
     return BoundFamily(fam, len(idx["__m"]), dict(idx), rect, slots, fn, one)
@@ -159,7 +163,10 @@ def _bind_lets(lets: dict[str, Derived], variables, npi: NpIndex, lengths, log_d
     exprs = [d.expr for d in lets.values()]
     chain_of = scan_reductions(exprs, idx, npi, reds, lengths)
     check_data_indices(exprs, idx, npi, reds, chain_of)
-    slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, ()) for p in next(iter(lets.values())).slots)
+    patterns = next(iter(lets.values())).slots
+    slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, ()) for p in patterns)
+    check_slot_indices(exprs, npi, chain_of, {i: slot_value_shape(p, s, variables[s.var])
+                                              for i, (p, s) in enumerate(zip(patterns, slots, strict=True))})
     static = Static(dict(npi.sizes), lengths)
     slot_reds = _slot_reds(slots)
     from fglang.compiler.lower_jax import member_function

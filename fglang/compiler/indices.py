@@ -224,7 +224,31 @@ def scan_reductions(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], length
 
 
 def check_data_indices(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], chain_of) -> None:
-    """Every data access with a scalar index, checked against its array for all members."""
+    """Every data access, checked against its array for all members: a scalar
+    index or an int array (a gather)."""
+
+    def data_shape(e: A.Index):
+        if isinstance(e.base, A.Name) and e.base.id in npi.data:
+            return npi.data[e.base.id].shape, e.base.id
+        return None
+
+    _check_indices(exprs, npi, chain_of, data_shape)
+
+
+def check_slot_indices(exprs, npi: NpIndex, chain_of, slot_shapes: dict[int, tuple]) -> None:
+    """Every index into a var's value (``slot_shapes``: one member's value
+    shape of each slot, `slot_value_shape`), checked for all members as data
+    accesses are: JAX clamps an index past the end of an array, silently."""
+
+    def slot_shape(e: A.Index):
+        if isinstance(e.base, SlotRef) and e.base.slot in slot_shapes:
+            return slot_shapes[e.base.slot]
+        return None
+
+    _check_indices(exprs, npi, chain_of, slot_shape)
+
+
+def _check_indices(exprs, npi: NpIndex, chain_of, shape_of: Callable) -> None:
 
     seen: dict[tuple, object] = {}  # (id(node), chain): a node shared in a DAG is checked once
 
@@ -240,16 +264,25 @@ def check_data_indices(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], cha
             visit(e.init, chain)
             visit(e.body, chain + (e.index.name,))
             return
-        if isinstance(e, A.Index) and isinstance(e.base, A.Name) and e.base.id in npi.data:
-            arr = npi.data[e.base.id]
+        found = shape_of(e) if isinstance(e, A.Index) else None
+        if found is not None:
+            shape, what = found[:2]
+            axes = found[2] if len(found) > 2 else range(len(shape))  # the axis of the array each index names
             env, mask = chain_of(chain)
             for k, a in enumerate(e.args):
-                if isinstance(a, A.Slice):
+                if isinstance(a, A.Slice) or k >= len(shape):
                     continue
                 if any(isinstance(x, SlotRef) for x in walk(a)):
                     continue
                 v = npi.ev(a, env, mask)
-                npi.check_bounds(v, arr.shape[k], e.base.id, k, a.span, env, mask)
+                mask_v = mask
+                if mask is not None and np.ndim(v) > np.ndim(mask):  # an int array's own axes past the members'
+                    lead = np.shape(v)[: np.ndim(mask)]
+                    mask_v = (np.asarray(mask).reshape(np.shape(mask) + (1,) * (np.ndim(v) - np.ndim(mask)))
+                              if lead == np.shape(mask) else None)  # else every entry is read: check them all
+                # an index that reads no member index names no member (an int array's entry is not one)
+                reads = {x.id for x in walk(a) if isinstance(x, A.Name)}
+                npi.check_bounds(v, shape[k], what, axes[k], a.span, env if reads & set(env) else {}, mask_v)
         if isinstance(e, A.Index):
             visit(e.base, chain)
             for a in e.args:
@@ -261,6 +294,15 @@ def check_data_indices(exprs, idx, npi: NpIndex, reds: dict[str, Reduction], cha
 
     for x in exprs:
         visit(x, ())
+
+
+def slot_value_shape(pat: SlotPattern, slot: BoundSlot, var: BoundVariable) -> tuple:
+    """(shape, var, axes): one member's value of a slot where an index applies
+    to it, its sliced node axes (a reduction's axes are taken by the
+    reduction) and then the value axes, and which axis of the var each is."""
+    sliced = [k for k, p in enumerate(pat.node_index) if isinstance(p, A.Slice)]
+    axes = tuple(sliced) + tuple(len(var.node_shape) + k for k in range(len(var.value_shape)))
+    return tuple(slot.block_shape[len(slot.reductions):]) + tuple(var.value_shape), var.name, axes
 
 
 def check_static_slices(exprs, sizes: dict[str, int]) -> None:

@@ -372,6 +372,13 @@ class Lowering:
         value_part = args[nd:]
         while len(node_part) < nd:
             node_part.append(A.Slice(span, None, None))
+        # an int array indexing a node axis (``x[idx]``, ``x[nbr[k]]``): the slot reads the
+        # whole axis and the gather runs on its value (a member's node block has a fixed
+        # shape of the factor's and reductions' indices only; a slot index is one node)
+        gathered = {}
+        for i, p in enumerate(node_part):
+            if not isinstance(p, A.Slice) and self.ranks.of(p) > 0:
+                gathered[i], node_part[i] = p, A.Slice(span, None, None)
         used = set()
         for p in node_part:
             used |= _names_in(p)
@@ -385,10 +392,10 @@ class Lowering:
             slots.append(pat)
             idx = len(slots) - 1
         ref = SlotRef(span, idx)
-        if value_part:
+        if value_part or gathered:
             # a slice over node axes keeps them in front of the value axes
-            n_sliced = sum(isinstance(p, A.Slice) for p in node_part)
-            full = tuple(A.Slice(span, None, None) for _ in range(n_sliced))
+            sliced = [i for i, p in enumerate(node_part) if isinstance(p, A.Slice)]
+            full = tuple(gathered.get(i, A.Slice(span, None, None)) for i in sliced)
             return A.Index(span, ref, full + tuple(value_part))
         return ref
 

@@ -199,7 +199,9 @@ class Posterior:
             if d.size == 0:  # a var of size zero has no rows
                 continue
             m, s = self.mean(name), self.sd(name)
-            flat = d.reshape(d.shape[0], d.shape[1], -1)
+            # only the elements the table will show: a 256^2 image's quantiles over its
+            # 200 draws were 0.4 s for the 40 rows printed
+            flat = d.reshape(d.shape[0], d.shape[1], -1)[:, :, : max_rows - len(rows)]
             q5 = np.quantile(flat, 0.05, axis=(0, 1))
             q95 = np.quantile(flat, 0.95, axis=(0, 1))
             rhat = ess = None

@@ -30,12 +30,14 @@ def has_loops(bm: BoundModel) -> bool:
         if fam.n_members == 0 or not fam.slots:
             continue
         ids = [(offsets[s.var] + s.node_ids.reshape(fam.n_members, -1)) for s in fam.slots]
-        ids = np.concatenate(ids, axis=1)
-        member = np.repeat(np.arange(fam.n_members) + n_members, ids.shape[1])
-        # a member reading a node twice is one edge
-        pairs = np.unique(np.stack([member, ids.ravel()], axis=1), axis=0)
-        rows.append(pairs[:, 0])
-        cols.append(pairs[:, 1])
+        ids = np.sort(np.concatenate(ids, axis=1), axis=1)  # a member's few nodes, sorted within the member
+        member = np.repeat(np.arange(fam.n_members) + n_members, ids.shape[1]).reshape(ids.shape)
+        # a member reading a node twice is one edge: drop a repeat of the node before it in its row
+        # (a row sort of k ids, not a global np.unique over rows: 0.3 s on a 256^2 grid)
+        first = np.ones(ids.shape, bool)
+        first[:, 1:] = ids[:, 1:] != ids[:, :-1]
+        rows.append(member[first])
+        cols.append(ids[first])
         n_members += fam.n_members
     if not rows:
         return False

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+KHAT_BAD = 0.7
+"""k-hat past which the guide is unreliable (Yao, Vehtari, Simpson & Gelman 2018)."""
+
 
 def _gpd_fit(x: np.ndarray) -> tuple[float, float]:
     """Generalized Pareto (k, sigma) of exceedances ``x`` > 0, sorted ascending."""

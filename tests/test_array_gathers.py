@@ -1,0 +1,101 @@
+"""A node-indexed var read through an int data array (``x[idx]``, the
+documented ``beta[group]`` gather; ``x[nbr[k]]`` inside a family) reads the
+whole node axis as one slot and gathers in JAX (compiler/lower.py `_slot`).
+Both forms crashed at bind with a NumPy broadcast error. The oracle is the
+exact linear-Gaussian solve: prior N(0, 1) on every node, unit noise, so the
+posterior precision is I + A^T A for the design matrix A the gathers make."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fglang
+
+
+def _exact(A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    prec = np.eye(A.shape[1]) + A.T @ A
+    cov = np.linalg.inv(prec)
+    return cov @ A.T @ y, np.sqrt(np.diag(cov))
+
+
+UNINDEXED = """model gather_whole
+data K: int
+data idx[K]: int
+data y[K]: real
+var x[5]: real ~ normal(0, 1)
+let twice = 2 * x[idx]
+factor obs: y ~ normal(x[idx], 1)
+"""
+
+FAMILY = """model gather_rows
+data K: int
+data nbr[K, 2]: int
+data y[K]: real
+var x[5]: real ~ normal(0, 1)
+factor obs[k in 0:K]: y[k] ~ normal(sum(x[nbr[k]]), 1)
+"""
+
+TWO_AXES = """model gather_axis
+data K: int
+data idx[K]: int
+data y[3]: real
+var w[3, 5]: real ~ normal(0, 1)
+factor obs[i in 0:3]: y[i] ~ normal(sum(w[i, idx]), 1)
+"""
+
+
+def test_a_whole_gather_in_an_unindexed_factor_and_a_let():
+    idx, y = np.array([0, 2, 4, 2]), np.array([0.4, -0.3, 1.2, 0.5])
+    A = np.zeros((4, 5))
+    A[np.arange(4), idx] = 1.0
+    mean, sd = _exact(A, y)
+    m = fglang.compile(UNINDEXED)
+    data = {"K": 4, "idx": idx.tolist(), "y": y.tolist()}
+    for backend in ("map", "gbp"):
+        post = m.fit(data, backend=backend)
+        np.testing.assert_allclose(post.mean("x"), mean, atol=1e-6)
+        np.testing.assert_allclose(post.sd("x"), sd, rtol=1e-5)
+    np.testing.assert_allclose(m.fit(data, backend="map").mean("twice"), 2 * mean[idx], atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["map", "gbp"])
+def test_a_gather_of_rows_in_a_family(backend):
+    nbr = np.array([[0, 1], [2, 3], [4, 0], [1, 1]])
+    y = np.array([0.1, 0.9, -0.4, 0.6])
+    A = np.zeros((4, 5))
+    for k, row in enumerate(nbr):
+        for j in row:
+            A[k, j] += 1.0
+    mean, _ = _exact(A, y)
+    post = fglang.compile(FAMILY).fit({"K": 4, "nbr": nbr.tolist(), "y": y.tolist()}, backend=backend)
+    np.testing.assert_allclose(post.mean("x"), mean, atol=1e-5)
+
+
+def test_a_gather_along_one_axis_of_a_two_axis_var():
+    idx, y = np.array([4, 0, 0]), np.array([0.3, -1.0, 2.0])
+    A = np.zeros((3, 15))
+    for i in range(3):
+        for j in idx:
+            A[i, i * 5 + j] += 1.0
+    mean, _ = _exact(A, y)
+    post = fglang.compile(TWO_AXES).fit({"K": 3, "idx": idx.tolist(), "y": y.tolist()}, backend="map")
+    np.testing.assert_allclose(np.asarray(post.mean("w")).ravel(), mean, atol=1e-6)
+
+
+@pytest.mark.parametrize("source, where", [
+    (UNINDEXED, "axis 0 of 'x' (size 5)"),
+    (UNINDEXED.replace("factor obs: y ~ normal(x[idx], 1)", "factor obs: y ~ normal(x[0], 1)"),
+     "axis 0 of 'x' (size 5)"),  # the let alone reads idx
+    (UNINDEXED.replace("var x[5]: real", "var x: real[5]"), "axis 0 of 'x' (size 5)"),  # a value axis
+    (TWO_AXES, "axis 1 of 'w' (size 5)"),
+])
+def test_an_out_of_range_gather_is_a_located_error(source, where):
+    """JAX clamps an index past the end: without the check at bind, idx = 5
+    read x[4], silently (a var's value axis, ``x: real[5]``, did so before
+    gathers of nodes worked at all)."""
+    m = fglang.compile(source)
+    with pytest.raises(fglang.FgError) as e:
+        m.bind({"K": 3, "idx": [0, 5, 1], "y": [0.0, 1.0, 2.0]})
+    text = str(e.value)
+    assert f"index 5 is out of range for {where}" in text and "^^^" in text and "0-based" in text
