@@ -12,6 +12,7 @@ same cases on every machine.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import random
 import re
@@ -31,12 +32,27 @@ ORDER = ("models", "data", "cli", "posterior", "fits")
 
 
 def _warm() -> None:
-    """Import and build in the parent what every child needs, so forks start warm."""
+    """Import and build in the parent what every child needs, so forks start warm.
+
+    Also the modules a fit, a posterior file and a plot pull in (NumPyro,
+    optax, ArviZ, xarray, h5netcdf, matplotlib: ~2 CPU-s of imports that
+    every child running a fit, ``summary``, ``plot`` or ``predict`` paid
+    again). Importing them runs no JAX computation (no backend starts, no
+    thread): the fork stays safe."""
     import fglang  # noqa: F401
     import fglang.cli  # noqa: F401
     import fglang.compiler.lower_jax  # noqa: F401
     import fglang.runtime.binding  # noqa: F401
+    import fglang.runtime.mcmc.fit  # noqa: F401
+    import fglang.runtime.numpyro_backend  # noqa: F401
+    import fglang.runtime.posterior  # noqa: F401
+    import fglang.runtime.vi.fit  # noqa: F401
+    import fglang.viz.plot  # noqa: F401
     from fglang.compiler.parse import _parser
+
+    for lazy in ("arviz", "xarray", "h5netcdf", "matplotlib.backends.backend_agg", "matplotlib.figure",
+                 "matplotlib.ticker"):  # imported inside fglang's functions, on first use
+        importlib.import_module(lazy)
 
     _parser()
 
