@@ -1,4 +1,4 @@
-"""VI's SVI chunk and draws as stored exported programs (issue 18, `runtime.vi.program`).
+"""VI's start, SVI chunk and draws as stored exported programs (issue 18, `runtime.vi.program`).
 
 Oracles: a warm fit of the same model and shapes exports nothing (every
 stored piece is loaded, none traced) and gives bit for bit the cold fit's
@@ -64,13 +64,16 @@ def cold(store, model):
 
 def test_a_warm_fit_loads_every_piece_and_draws_what_the_cold_fit_drew(store, model, cold, monkeypatch):
     stored = _programs(store)
-    assert [n.split("-")[1] for n in stored] == ["chunk", "draw"]
+    pieces = sorted(n.split("-", 1)[1].rsplit("-", 1)[0] for n in stored)
+    # the start (initial point, the mode search's potential, gradient, Hessian) too
+    assert pieces == ["chunk", "draw", "hessian", "potential", "start-median", "value-and-grad"]
     program._LOADED.clear()  # as a fresh process: the programs come from the files
     calls = _count_exports(monkeypatch)
     warm = model.fit({"N": 5, "y": Y1}, backend="vi", seed=3, **OPTS)
     assert calls == [] and _programs(store) == stored
     np.testing.assert_array_equal(warm.samples("mu"), cold.samples("mu"))
     assert warm.attrs["loss_history"] == cold.attrs["loss_history"]
+    assert warm.attrs["start"] == cold.attrs["start"] and "Laplace-whitened" in cold.attrs["start"]
 
 
 def test_no_cache_stores_nothing_and_draws_the_same(store, model, cold, monkeypatch):
@@ -109,3 +112,15 @@ def test_the_key_follows_shapes_options_and_the_model_not_real_values_or_the_sch
         assert _key(model, {"N": 5, "y": Y1}, **opt) != base, opt
     other = fglang.compile(NORMAL_MEAN.replace("normal(0, 1)", "normal(0, 2)"), "normal_mean.fg")
     assert _key(other, {"N": 5, "y": Y1}) != base  # the model
+
+
+def test_the_start_key_follows_shapes_and_the_model_not_real_values_or_options(model):
+    def key(m, data, dtype="float64"):
+        return program.start_key(m.bind(data), dtype, {})
+
+    base = key(model, {"N": 5, "y": Y1})
+    assert key(model, {"N": 5, "y": Y2}) == base  # real data are arguments; no option is in it
+    assert key(model, {"N": 6, "y": Y1 + [0.5]}) != base
+    assert key(model, {"N": 5, "y": Y1}, "float32") != base
+    other = fglang.compile(NORMAL_MEAN.replace("normal(0, 1)", "normal(0, 2)"), "normal_mean.fg")
+    assert key(other, {"N": 5, "y": Y1}) != base

@@ -51,7 +51,7 @@ from fglang.runtime.progress import progress_bar
 from fglang.runtime.vi.guides import guide_dist, init_params
 from fglang.runtime.vi.mode import find_mode, hessian, laplace_scale
 from fglang.runtime.vi.options import AUTO_LOWRANK_MAX, AUTO_MVN_MAX, ViOptions
-from fglang.runtime.vi.program import ExportedJit, fit_key
+from fglang.runtime.vi.program import ExportedJit, fit_key, start_key
 from fglang.runtime.vi.psis import ess as psis_ess
 from fglang.runtime.vi.psis import psis
 
@@ -117,7 +117,12 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
 
         return potential_energy(model, (data,), {}, z)
 
-    starter = _Starter(model, potential_z)
+    mesh = current_mesh()
+    place = _Placement(mesh, len(bms))
+    # the start's pieces run as stored programs too (`vi.program.start_key`): a
+    # warm fit traces neither the initial point nor the mode search's potential
+    start_base = None if place.mesh is not None else start_key(bms[0], dtype, carried)
+    starter = _Starter(model, potential_z, start_base)
     z0 = [starter.start(nm.data, init_sites(nm, init), k_init) for nm in nms]
     flat0, unravel = ravel_pytree(z0[0])
     dim = int(flat0.size)
@@ -134,11 +139,9 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
 
         return constrain_fn(model, (data,), {}, unravel(flat), return_deterministic=True)
 
-    pot = jax.jit(potential)
-    vg = jax.jit(jax.value_and_grad(potential))
-    hess = jax.jit(lambda x, data: hessian(lambda f: potential(f, data), x))
-    mesh = current_mesh()
-    place = _Placement(mesh, len(bms))
+    pot = ExportedJit("potential", start_base, potential)
+    vg = ExportedJit("value-and-grad", start_base, jax.value_and_grad(potential))
+    hess = ExportedJit("hessian", start_base, lambda x, data: hessian(lambda f: potential(f, data), x))
     datas = [place.data_one(nm.data) if len(bms) == 1 else nm.data for nm in nms]
     phases = {"start": time.perf_counter() - t0}
 
@@ -257,13 +260,17 @@ class _Starter:
     dispatches and compiles every operation of the model one by one, seconds on
     a small model), the data an argument: one compilation for every data set."""
 
-    def __init__(self, model, potential_z):
+    def __init__(self, model, potential_z, base: str | None):
         self.model, self.potential_z = model, potential_z
+        self.base = base  # the stored programs' key (`vi.program.start_key`); None: plain jit
         self._compiled: dict[int, Any] = {}
         self._keep: list[Any] = []
         self.median = init_to_median(num_samples=15)
 
-    def _init_z(self, init_fn):
+    def _init_z(self, init_fn, piece: str | None):
+        """The jitted start for ``init_fn``: stored as the program ``start-<piece>``
+        (``piece`` names a strategy with no values in it); a given init's values
+        are constants of its program, so that one is plain jit (``piece`` None)."""
         if id(init_fn) in self._compiled:
             return self._compiled[id(init_fn)]
         from numpyro.distributions.transforms import biject_to
@@ -271,7 +278,6 @@ class _Starter:
 
         model, potential_z = self.model, self.potential_z
 
-        @jax.jit
         def init_z(k, data):
             tr = trace(substitute(seed(model, k), substitute_fn=init_fn)).get_trace(data)
             z = {name: biject_to(site["fn"].support).inv(site["value"]) for name, site in tr.items()
@@ -286,15 +292,16 @@ class _Starter:
                                                      [jnp.asarray(True)]))
             return z, ok
 
-        self._compiled[id(init_fn)] = init_z
+        call = ExportedJit(f"start-{piece}", self.base if piece is not None else None, init_z)
+        self._compiled[id(init_fn)] = call
         self._keep.append(init_fn)
-        return init_z
+        return call
 
     def start(self, data, sites: dict, key) -> dict:
         # the prior medians (and a uniform start, in `_whiten`); a given init is the start
         first = init_to_value(values=sites) if sites else self.median
-        for init_fn in (first, init_to_uniform):
-            init_z = self._init_z(init_fn)
+        for init_fn, piece in ((first, None if sites else "median"), (init_to_uniform, "uniform")):
+            init_z = self._init_z(init_fn, piece)
             for attempt in range(20):
                 z, ok = init_z(jax.random.fold_in(key, attempt), data)
                 if bool(ok):
