@@ -65,8 +65,9 @@ def cold(store, model):
 def test_a_warm_fit_loads_every_piece_and_draws_what_the_cold_fit_drew(store, model, cold, monkeypatch):
     stored = _programs(store)
     pieces = sorted(n.split("-", 1)[1].rsplit("-", 1)[0] for n in stored)
-    # the start (initial point, the mode search's potential, gradient, Hessian) too
-    assert pieces == ["chunk", "draw", "hessian", "potential", "start-median", "value-and-grad"]
+    # the start too: the keys, the initial points, the mode search's potential, gradient, Hessian
+    assert pieces == ["chunk", "draw", "hessian", "keys", "potential", "start-median", "uniform-start",
+                      "value-and-grad"]
     program._LOADED.clear()  # as a fresh process: the programs come from the files
     calls = _count_exports(monkeypatch)
     warm = model.fit({"N": 5, "y": Y1}, backend="vi", seed=3, **OPTS)

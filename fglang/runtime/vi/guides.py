@@ -11,14 +11,16 @@ import numpyro.distributions as dist
 
 
 def init_params(guide: str, dim: int, rank: int, dtype, key, scale0: float) -> dict:
-    zeros = jnp.zeros(dim, dtype)
-    one = jnp.full(dim, _softplus_inv(scale0), dtype)
+    """The guide's initial parameters (NumPy arrays: no program runs), the
+    low-rank factor drawn from ``key`` (unused by the other guides)."""
+    zeros = np.zeros(dim, dtype)
+    one = np.full(dim, _softplus_inv(scale0), dtype)
     if guide == "delta":
         return {"loc": zeros}
     if guide == "normal":
         return {"loc": zeros, "scale": one}
     if guide == "mvn":
-        return {"loc": zeros, "diag": one, "lower": jnp.zeros((dim, dim), dtype)}
+        return {"loc": zeros, "diag": one, "lower": np.zeros((dim, dim), dtype)}
     if guide == "lowrank":
         factor = 0.01 * jax.random.normal(key, (dim, rank), dtype)
         return {"loc": zeros, "scale": one, "factor": factor}

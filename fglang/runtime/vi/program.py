@@ -34,7 +34,7 @@ import jax
 from fglang.compiler.bind import BoundModel
 from fglang.runtime import program_cache
 from fglang.runtime.carry import CarriedMarginal, carried_priors
-from fglang.runtime.dtypes import default_platform
+from fglang.runtime.dtypes import default_device, default_platform
 from fglang.runtime.vi.options import ViOptions
 
 _LOADED = program_cache.Recent(32)  # entry name -> jitted call
@@ -97,5 +97,4 @@ class ExportedJit:
         # otherwise unplaced on the first call and placed (the last call's
         # results) on the next, two lowerings and two XLA compiles of one program
         # (the device a fit runs on: JAX's default, which ``--device`` decides)
-        device = next(iter(jax.numpy.zeros(()).devices()))
-        return call(*jax.device_put(args, device))
+        return call(*jax.device_put(args, default_device()))
