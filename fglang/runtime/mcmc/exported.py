@@ -77,13 +77,15 @@ def run_nuts_program(
 
 def program_args(bm: BoundModel, seed: int, init: dict[str, Any]) -> tuple[dict[str, np.ndarray], tuple]:
     """(the starts that are constants of the program: group vars', the chart
-    bases; the program's arguments: the seed's key, the data, the other starts)."""
+    bases; the program's arguments: the seed, the data, the other starts).
+    The seed, not its key: ``PRNGKey`` runs inside the program (eagerly it is
+    two small programs of its own, each lowered and looked up on a warm fit)."""
     # transfers, not ``jnp.asarray``: that stages each NumPy array through a
     # small compiled program (a lowering and a cache lookup each, on a warm fit)
     data = jax.device_put({k: np.asarray(v) for k, v in bm.data.items()})
     fixed = {k: np.asarray(v) for k, v in init.items() if k in bm.variables and bm.variables[k].domain.kind in GROUPS}
     start = jax.device_put({k: np.asarray(v) for k, v in init.items() if k not in fixed})
-    return fixed, (jax.random.PRNGKey(seed), data, start)
+    return fixed, (jax.device_put(np.int64(seed)), data, start)
 
 
 def _exported(fn: Callable, name: str, args: tuple, platform: str) -> Callable:

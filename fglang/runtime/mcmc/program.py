@@ -56,10 +56,10 @@ from fglang.runtime.numpyro_sites import init_sites, numpyro_model
 class NutsPrograms:
     """The fit as two jittable functions, traced in this order:
 
-    * ``init(rng_key, data, init) -> (state, (arguments_ok, start_ok))``: the
-      chains' initial NUTS states (``state``: the leaves of NumPyro's
-      ``HMCState``) and the two verdicts on the start (see the module
-      docstring). ``init`` holds the initial values that are arguments;
+    * ``init(seed, data, init) -> (state, (arguments_ok, start_ok))``: the
+      chains' initial NUTS states from ``PRNGKey(seed)``, the key ``MCMC.run``
+      is handed (``state``: the leaves of NumPyro's ``HMCState``), and the two
+      verdicts on the start (see the module docstring). ``init`` holds the initial values that are arguments;
       ``fixed_init`` those that are constants of the program (a group var's
       start is its chart's base).
     * ``sample(state, data) -> (draws, stats)``: warm-up and sampling; ``stats``
@@ -81,8 +81,9 @@ class NutsPrograms:
         self._kernel: NUTS | None = None
         self._tree: Any = None
 
-    def init(self, rng_key, data: dict[str, Any], init: dict[str, Any]):
+    def init(self, seed, data: dict[str, Any], init: dict[str, Any]):
         o, chains = self.o, self.o.chains
+        rng_key = random.PRNGKey(seed)
         sites = init_sites(self.nm, {**init, **self.fixed_init}, data)
         strategy = init_to_value(values=sites) if sites else init_to_uniform
         kernel = NUTS(self.model, target_accept_prob=o.target_accept, init_strategy=strategy)
