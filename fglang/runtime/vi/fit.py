@@ -37,9 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
-from numpyro.infer import init_to_median, init_to_uniform, init_to_value
 
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
@@ -107,8 +105,25 @@ class _Item:
 
 def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress: bool) -> list[Posterior]:
     t0 = time.perf_counter()
-    nms = [numpyro_model(bm, carried) for bm in bms]
-    model = nms[0].model_fn()  # the data sets bind alike: one model function serves them all
+    # the NumPyro models, built (and NumPyro imported) where a program is traced
+    # or an init is mapped onto sites: a warm fit runs stored programs only
+    built: list = []
+
+    def nms() -> list:
+        if not built:
+            # first built inside a trace, maybe: its arrays are concrete all the same, not the trace's
+            with jax.ensure_compile_time_eval():
+                built.extend(numpyro_model(bm, carried) for bm in bms)
+                built.append(built[0].model_fn())  # the data sets bind alike: one model function serves them all
+        return built[:-1]
+
+    def model(*args, **kwargs):
+        nms()
+        return built[-1](*args, **kwargs)
+
+    # the data as the models hold them (``NumpyroModel.data``), without building one
+    data0 = [jax.device_put({k: np.asarray(v) for k, v in bm.data.items()}) for bm in bms]
+    sites = [init_sites(nm, init) for nm in nms()] if init else [{} for _ in bms]
 
     def potential_z(z, data):
         from numpyro.infer.util import potential_energy
@@ -124,7 +139,7 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     start_base = None if place.mesh is not None else start_key(bms[0], dtype, carried)
     k_init, k_fit, k_draw = ExportedJit("keys", start_base, _split_keys)(np.int64(seed))
     starter = _Starter(model, potential_z, start_base)
-    z0 = [starter.start(nm.data, init_sites(nm, init), k_init) for nm in nms]  # (z, its flat vector) each
+    z0 = [starter.start(d, si, k_init) for d, si in zip(data0, sites, strict=True)]  # (z, its flat vector) each
     flat0, unravel = z0[0][1], _unraveler(z0[0][0])
     dim = int(flat0.size)
     if dim == 0:
@@ -149,11 +164,11 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     pot = ExportedJit("potential", start_base, potential)
     vg = ExportedJit("value-and-grad", start_base, jax.value_and_grad(potential))
     hess = ExportedJit("hessian", start_base, lambda x, data: hessian(lambda f: potential(f, data), x))
-    datas = [place.data_one(nm.data) if len(bms) == 1 else nm.data for nm in nms]
+    datas = [place.data_one(d) if len(bms) == 1 else d for d in data0]
     phases = {"start": time.perf_counter() - t0}
 
-    items = [_whiten(guide, dim, z[1], data, bool(init_sites(nm, init)), lambda d: uniform(k_init, d), pot, vg, hess)
-             for z, data, nm in zip(z0, datas, nms, strict=True)]
+    items = [_whiten(guide, dim, z[1], data, bool(si), lambda d: uniform(k_init, d), pot, vg, hess)
+             for z, data, si in zip(z0, datas, sites, strict=True)]
     phases["mode"] = time.perf_counter() - t0 - sum(phases.values())
 
     # the whitening (center, scale) is an argument of the jitted functions, not a
@@ -175,7 +190,7 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     stack = partial(jax.tree.map, lambda *xs: np.stack([np.asarray(x) for x in xs]))
     W = place.batch((stack(*[it.center for it in batch]), stack(*[scale_of(it) for it in batch])))
     S0 = place.batch(np.asarray([it.scale0 for it in batch], fdt))
-    D = place.batch(stack(*[nm.data for nm in nms] + [nms[0].data] * (n - len(nms))), data=True)
+    D = place.batch(stack(*data0 + [data0[0]] * (n - len(data0))), data=True)
     k_params = jax.random.fold_in(k_fit, 1) if guide == "lowrank" else None  # only a low-rank factor is drawn
     params = place.batch(stack(*[init_params(guide, dim, rank, fdt, k_params, it.scale0) for it in batch]))
 
@@ -190,13 +205,16 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
         u = q.rsample(k, (o.particles,))
         return jnp.mean(jax.vmap(lambda v: potential(to_z(v, w), data))(u)) - q.entropy()
 
-    opt = optax.scale_by_adam()
+    def adam():
+        import optax  # where a program is traced
+
+        return optax.scale_by_adam()
 
     def step(carry, lr, w, data, scale0):
         p, s, k, n_done = carry
         k, sub = jax.random.split(k)
         loss, g = jax.value_and_grad(loss_fn)(p, sub, w, data, scale0)
-        upd, s2 = opt.update(g, s, p)
+        upd, s2 = adam().update(g, s, p)
         rate = -lr * jnp.minimum(1.0, (n_done + 1.0) / WARMUP)  # linear warm-up, then lr
         p2 = jax.tree.map(lambda x, d: x + rate * d, p, upd)
         ok = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
@@ -214,24 +232,21 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     # a warm fit neither traces nor lowers them; the optimizer state goes in and
     # out as its leaves (its named tuples are not exportable)
     n_draw = -(-max(o.draws, PSIS_DRAWS) // DRAW_BATCH) * DRAW_BATCH  # whole batches: the body compiles once
-    # Adam's state starts at zero (its moments and step count): its structure
-    # from ``eval_shape``, which runs nothing
-    states = place.batch(jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), jax.eval_shape(jax.vmap(opt.init), params)))
-    s_tree = jax.tree.structure(states)
     base = None if place.mesh is not None else fit_key(bms[0], o, dtype, carried, guide=guide, rank=rank, dim=dim,
                                                        scale_is_matrix=scale_is_matrix, n_draw=n_draw)
+    # Adam's state is carried between chunks as its leaves (a stored program's
+    # arguments), made by a stored program too (no optax import on a warm fit)
+    states = place.batch(ExportedJit("adam-init", base, lambda p: jax.tree.leaves(jax.vmap(adam().init)(p)))(params))
 
     def chunk_leaves(p, s_leaves, k, n_done, lr, w, data, scale0, length):
-        s = jax.tree.unflatten(s_tree, s_leaves)
+        s = jax.tree.unflatten(jax.tree.structure(jax.eval_shape(jax.vmap(adam().init), p)), s_leaves)
         p, s, k, losses = jax.vmap(partial(chunk_one, length=length))(p, s, k, n_done, lr, w, data, scale0)
         return p, jax.tree.leaves(s), k, losses
 
     chunk_program = ExportedJit("chunk", base, chunk_leaves, static_argnames=("length",))
 
-    def chunk(p, s, k, n_done, lr, w, data, scale0, length):
-        p, s_leaves, k, losses = chunk_program(p, jax.tree.leaves(s), k, n_done, lr, w, data, scale0,
-                                               length=length)
-        return p, jax.tree.unflatten(s_tree, s_leaves), k, losses
+    def chunk(p, s_leaves, k, n_done, lr, w, data, scale0, length):
+        return chunk_program(p, s_leaves, k, n_done, lr, w, data, scale0, length=length)
 
     runs = _optimize(o, chunk, params, states,
                      place.batch(np.stack([np.asarray(k_fit)] * n)), W, D, S0, fdt, progress, n_real=len(bms))
@@ -293,22 +308,26 @@ class _Starter:
     def __init__(self, model, potential_z, base: str | None):
         self.model, self.potential_z = model, potential_z
         self.base = base  # the stored programs' key (`vi.program.start_key`); None: plain jit
-        self._compiled: dict[int, Any] = {}
+        self._compiled: dict[Any, Any] = {}
         self._keep: list[Any] = []
-        self.median = init_to_median(num_samples=15)
 
-    def _init_z(self, init_fn, piece: str | None):
-        """The jitted start for ``init_fn``: stored as the program ``start-<piece>``
-        (``piece`` names a strategy with no values in it); a given init's values
-        are constants of its program, so that one is plain jit (``piece`` None)."""
-        if id(init_fn) in self._compiled:
-            return self._compiled[id(init_fn)]
-        from numpyro.distributions.transforms import biject_to
-        from numpyro.handlers import seed, substitute, trace
-
+    def _init_z(self, piece: str, sites: dict):
+        """The jitted start of strategy ``piece``: ``median`` (the prior
+        medians) and ``uniform`` stored as the programs ``start-<piece>``; a
+        given init (``given``: ``sites``) is a constant of its program, so that
+        one is plain jit, one per data set."""
+        name = (piece, id(sites)) if piece == "given" else piece
+        if name in self._compiled:
+            return self._compiled[name]
         model, potential_z = self.model, self.potential_z
 
         def init_z(key, attempt, data):
+            from numpyro.distributions.transforms import biject_to
+            from numpyro.handlers import seed, substitute, trace
+            from numpyro.infer import init_to_median, init_to_uniform, init_to_value
+
+            init_fn = {"given": lambda: init_to_value(values=sites), "median": lambda: init_to_median(num_samples=15),
+                       "uniform": lambda: init_to_uniform}[piece]()
             k = jax.random.fold_in(key, attempt)
             tr = trace(substitute(seed(model, k), substitute_fn=init_fn)).get_trace(data)
             z = {name: biject_to(site["fn"].support).inv(site["value"]) for name, site in tr.items()
@@ -323,22 +342,22 @@ class _Starter:
                                                      [jnp.asarray(True)]))
             return z, ravel_pytree(z)[0], ok
 
-        call = ExportedJit(f"start-{piece}", self.base if piece is not None else None, init_z)
-        self._compiled[id(init_fn)] = call
-        self._keep.append(init_fn)
+        call = ExportedJit(f"start-{piece}", self.base if piece != "given" else None, init_z)
+        self._compiled[name] = call
+        self._keep.append(sites)  # its id names its program
         return call
 
     def start(self, data, sites: dict, key) -> tuple[dict, Any]:
         """(z, z raveled) of a data set's first valid start."""
         # the prior medians (and a uniform start, in `_whiten`); a given init is the start
-        first = init_to_value(values=sites) if sites else self.median
-        for init_fn, piece in ((first, None if sites else "median"), (init_to_uniform, "uniform")):
-            init_z = self._init_z(init_fn, piece)
+        first = "given" if sites else "median"
+        for piece in (first, "uniform"):
+            init_z = self._init_z(piece, sites)
             for attempt in range(20):
                 z, flat, ok = init_z(key, np.uint32(attempt), data)
                 if bool(ok):
                     return z, flat
-            if init_fn is first:
+            if piece == first:
                 self._refuse_bad_start(z, data, given=bool(sites))
         # a ValueError that `fit.fit` (via values.is_bad_start) turns into the located
         # "no valid initial point" naming the factor, as it does for NUTS and map
