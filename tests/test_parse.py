@@ -323,3 +323,50 @@ def test_garbage_is_a_located_fg_error(text):
         parse(text, "g.fg")
     except FgError as err:
         assert str(err).startswith("g.fg:")
+
+
+# ------------------------------------------------------------------ the parser's stored tables
+def test_stored_parser_tables_parse_and_fail_as_built_ones(monkeypatch, tmp_path):
+    """A fresh process loads the LALR tables a previous one stored instead of
+    analysing the grammar again. Oracle: the parser built from the grammar
+    (the cache off): the same trees for every SPEC model, the same located
+    syntax error; a file of another grammar or cut short is rebuilt and
+    replaced, never an error."""
+    from fglang.compiler import parse as P
+
+    def fresh(cache: bool):
+        P._parser.cache_clear()
+        if cache:
+            monkeypatch.delenv("FGLANG_NO_CACHE", raising=False)
+        else:
+            monkeypatch.setenv("FGLANG_NO_CACHE", "1")
+        return P._parser()
+
+    monkeypatch.setenv("FGLANG_CACHE_DIR", str(tmp_path))
+    try:
+        built = fresh(cache=False)
+        assert not (tmp_path / "parser").exists()
+        fresh(cache=True)  # builds and stores
+        stored = tmp_path / "parser" / "fg.lark-tables"
+        key = stored.read_bytes().partition(b"\n")[0]
+        loaded = fresh(cache=True)
+        assert loaded is not built and loaded.source_path == "<deserialized>"  # from the file, not the grammar
+        for name, text in sorted(SPEC_MODELS.items()):
+            assert loaded.parse(text + "\n") == built.parse(text + "\n"), name
+        bad = "model m\nvar x: real ~ normal(0, 1\nfactor f: x ~ normal(0, 1)\n"
+        assert str(syntax_error(bad)) == str(_error_with(fresh, False, bad))
+        for damaged in (b"another-grammar\n" + stored.read_bytes().partition(b"\n")[2], key + b"\n\x80cut"):
+            stored.write_bytes(damaged)
+            again = fresh(cache=True)
+            assert again.source_path != "<deserialized>"  # rebuilt from the grammar ...
+            assert stored.read_bytes().partition(b"\n")[0] == key  # ... and stored again
+            assert again.parse(SPEC_MODELS["eight_schools"] + "\n") == built.parse(SPEC_MODELS["eight_schools"] + "\n")
+    finally:
+        P._parser.cache_clear()
+
+
+def _error_with(fresh, cache: bool, text: str) -> FgError:
+    fresh(cache)
+    with pytest.raises(FgError) as info:
+        parse(text, "m.fg")
+    return info.value

@@ -27,19 +27,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fglang.cache_location import cache_enabled, cache_root  # re-exported: the cache's folder and switch
+
 ENTRY_SUFFIX = "-cache"
 """JAX names every compiled program's file ``<module>-<key>-cache``."""
 PROGRAM_SUFFIX = ".jaxexport"
 """An exported program's file: ``<kind>-<key>.jaxexport`` (`program_cache`)."""
 TEMP_PREFIX = ".fglang-tmp-"
-
-
-def cache_root() -> Path:
-    """The folder fglang keeps its cache in (see the module docstring)."""
-    moved = os.environ.get("FGLANG_CACHE_DIR")
-    if moved:
-        return Path(moved).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "fglang"
 
 
 def jax_cache_dir() -> Path:
@@ -50,11 +44,6 @@ def jax_cache_dir() -> Path:
 def programs_dir() -> Path:
     """Where whole exported programs live: ``cache_root()/programs`` (`program_cache`)."""
     return cache_root() / "programs"
-
-
-def cache_enabled() -> bool:
-    """Whether fits use the cache at all (``FGLANG_NO_CACHE`` unset)."""
-    return not os.environ.get("FGLANG_NO_CACHE")
 
 
 @dataclass(frozen=True)

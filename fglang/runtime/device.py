@@ -113,7 +113,9 @@ def device_names(mesh=None) -> list[str]:
     """What ``attrs["devices"]`` records: the devices a fit ran on."""
     if mesh is not None:
         return [str(d) for d in mesh.devices.flat]
-    return [str(jax.numpy.zeros(()).devices().pop())]
+    from fglang.runtime.dtypes import default_device
+
+    return [str(default_device())]
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ and it needs these two as much as the cold path does.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 
 
 def resolve_dtype(choice: str) -> str:
@@ -22,7 +22,14 @@ def resolve_dtype(choice: str) -> str:
 
 def default_platform() -> str:
     """The platform of the device a fit runs on (JAX's default device: ``--device`` decides)."""
-    return next(iter(jnp.zeros(()).devices())).platform
+    return default_device().platform
+
+
+def default_device():
+    """The device a fit runs on: where JAX puts an array by default (``--device``,
+    ``jax.default_device``, decides). A transfer, not ``jnp.zeros``: that
+    compiles a program (a warm fit pays each program's lowering and cache lookup)."""
+    return next(iter(jax.device_put(np.zeros((), np.float32)).devices()))
 
 
 def precision(dtype: str):

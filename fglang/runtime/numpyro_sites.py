@@ -3,7 +3,7 @@ mapped onto sample sites, and NumPyro's samples as a Posterior's draws."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -13,13 +13,16 @@ from fglang.compiler.groups import GROUPS
 from fglang.runtime.carry import CarriedMarginal, carried_priors
 from fglang.runtime.dtypes import precision, resolve_dtype  # noqa: F401  (re-exported: the backends import them here)
 from fglang.runtime.manifold import normalized
-from fglang.runtime.numpyro_distributions import init_aux
-from fglang.runtime.numpyro_model import NumpyroModel
+
+if TYPE_CHECKING:  # NumPyro is imported where a model is built: a warm VI fit builds none
+    from fglang.runtime.numpyro_model import NumpyroModel
 
 
 def numpyro_model(bm: BoundModel, carried: dict[str, CarriedMarginal]) -> NumpyroModel:
     """The lowered model, carried marginals as independent normal priors (a
     group var's as its tangent Gaussian at the carried mean, also its chart's base)."""
+    from fglang.runtime.numpyro_model import NumpyroModel
+
     priors, group_priors = carried_priors(bm, carried)
     return NumpyroModel(bm, priors, group_priors=group_priors)
 
@@ -43,6 +46,8 @@ def init_sites(nm: NumpyroModel, init: dict[str, Any], data: dict[str, Any] | No
             continue
         fam = bm.families.get(v.prior) if v.prior else None
         if fam is not None and fam.ir.dist.sparsity and name not in nm.priors:
+            from fglang.runtime.numpyro_distributions import init_aux
+
             out = fam.evaluate(data, nm.idx[fam.name], nm._slot_values(fam, {}, own=name))
             args = {k: jnp.reshape(a, (-1,))[0] for k, a in out["args"].items()}
             aux = init_aux(fam.ir.dist.name, args, jnp.asarray(value))

@@ -43,7 +43,7 @@ import numpy as np
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.cache import PROGRAM_SUFFIX, AtomicFileStore, cache_enabled, programs_dir
 
-FORMAT = 3
+FORMAT = 4
 """Bump when what an entry holds changes (the exported function's arguments or outputs)."""
 
 

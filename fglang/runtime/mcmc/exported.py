@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
@@ -45,7 +44,7 @@ def run_nuts_program(
     seed's key split; one chain: its key) instead of the seed's."""
     fixed, args = program_args(bm, seed, init)
     if chain_keys is not None:
-        args = (jnp.asarray(chain_keys),) + args[1:]
+        args = (jax.device_put(np.asarray(chain_keys)),) + args[1:]
     platform = default_platform()
     key = program_key(bm, o, dtype, carried, fixed, args, platform)
     names = (f"nuts-init-{key}", f"nuts-sample-{key}")
@@ -82,11 +81,15 @@ def run_nuts_program(
 
 def program_args(bm: BoundModel, seed: int, init: dict[str, Any]) -> tuple[dict[str, np.ndarray], tuple]:
     """(the starts that are constants of the program: group vars', the chart
-    bases; the program's arguments: the seed's key, the data, the other starts)."""
-    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
+    bases; the program's arguments: the seed, the data, the other starts).
+    The seed, not its key: ``PRNGKey`` runs inside the program (eagerly it is
+    two small programs of its own, each lowered and looked up on a warm fit)."""
+    # transfers, not ``jnp.asarray``: that stages each NumPy array through a
+    # small compiled program (a lowering and a cache lookup each, on a warm fit)
+    data = jax.device_put({k: np.asarray(v) for k, v in bm.data.items()})
     fixed = {k: np.asarray(v) for k, v in init.items() if k in bm.variables and bm.variables[k].domain.kind in GROUPS}
-    start = {k: jnp.asarray(v) for k, v in init.items() if k not in fixed}
-    return fixed, (jax.random.PRNGKey(seed), data, start)
+    start = jax.device_put({k: np.asarray(v) for k, v in init.items() if k not in fixed})
+    return fixed, (jax.device_put(np.int64(seed)), data, start)
 
 
 def _exported(fn: Callable, name: str, args: tuple, platform: str) -> Callable:

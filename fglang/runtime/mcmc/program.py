@@ -56,11 +56,12 @@ from fglang.runtime.numpyro_sites import init_sites, numpyro_model
 class NutsPrograms:
     """The fit as two jittable functions, traced in this order:
 
-    * ``init(rng_key, data, init) -> (state, (arguments_ok, start_ok))``: the
-      chains' initial NUTS states (``rng_key``: the seed's key, or the chains'
-      keys ``[chains, 2]`` already split) (``state``: the leaves of NumPyro's
-      ``HMCState``) and the two verdicts on the start (see the module
-      docstring). ``init`` holds the initial values that are arguments;
+    * ``init(seed, data, init) -> (state, (arguments_ok, start_ok))``: the
+      chains' initial NUTS states from ``PRNGKey(seed)``, the key ``MCMC.run``
+      is handed, or from the chains' own keys (``seed`` then ``[chains, 2]``,
+      or ``[2]`` for one chain: a block of a larger run's, `mcmc.processes`)
+      (``state``: the leaves of NumPyro's ``HMCState``), and the two verdicts
+      on the start (see the module docstring). ``init`` holds the initial values that are arguments;
       ``fixed_init`` those that are constants of the program (a group var's
       start is its chart's base).
     * ``sample(state, data) -> (draws, stats)``: warm-up and sampling; ``stats``
@@ -82,14 +83,16 @@ class NutsPrograms:
         self._kernel: NUTS | None = None
         self._tree: Any = None
 
-    def init(self, rng_key, data: dict[str, Any], init: dict[str, Any]):
+    def init(self, seed, data: dict[str, Any], init: dict[str, Any]):
         o, chains = self.o, self.o.chains
         sites = init_sites(self.nm, {**init, **self.fixed_init}, data)
         strategy = init_to_value(values=sites) if sites else init_to_uniform
         kernel = NUTS(self.model, target_accept_prob=o.target_accept, init_strategy=strategy)
-        # the seed's key, split as MCMC.run splits it; or the chains' own keys
-        # already split ([chains, 2]: a block of a run's chains, `mcmc.processes`)
-        keys = random.split(rng_key, chains) if chains > 1 and jnp.ndim(rng_key) == 1 else rng_key
+        if jnp.ndim(seed) == 0:  # the seed: its key inside the program, split as MCMC.run splits it
+            rng_key = random.PRNGKey(seed)
+            keys = random.split(rng_key, chains) if chains > 1 else rng_key
+        else:  # the chains' own keys, already split (a block of a run's chains, `mcmc.processes`)
+            keys = seed
         args: tuple = (data,)
         arguments_ok = _prototype_arguments_ok(self.model, keys, chains, strategy, args)
         start = screened_start(self.model, keys, chains, strategy, set(sites), args)

@@ -37,9 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
-from numpyro.infer import init_to_median, init_to_uniform, init_to_value
 
 from fglang.compiler.bind import BoundModel
 from fglang.errors import Diagnostic, FgError
@@ -51,7 +49,7 @@ from fglang.runtime.progress import progress_bar
 from fglang.runtime.vi.guides import guide_dist, init_params
 from fglang.runtime.vi.mode import find_mode, hessian, laplace_scale
 from fglang.runtime.vi.options import AUTO_LOWRANK_MAX, AUTO_MVN_MAX, ViOptions
-from fglang.runtime.vi.program import ExportedJit, fit_key
+from fglang.runtime.vi.program import ExportedJit, fit_key, start_key
 from fglang.runtime.vi.psis import KHAT_BAD, psis
 from fglang.runtime.vi.psis import ess as psis_ess
 
@@ -139,19 +137,42 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     """``whiten``: False starts at the initial point in the model's own units
     (NumPyro's AutoGuide start), without the mode search."""
     t0 = time.perf_counter()
-    nms = [numpyro_model(bm, carried) for bm in bms]
-    model = nms[0].model_fn()  # the data sets bind alike: one model function serves them all
-    key = jax.random.PRNGKey(seed)
-    k_init, k_fit, k_draw = jax.random.split(key, 3)
+    # the NumPyro models, built (and NumPyro imported) where a program is traced
+    # or an init is mapped onto sites: a warm fit runs stored programs only
+    built: list = []
+
+    def nms() -> list:
+        if not built:
+            # first built inside a trace, maybe: its arrays are concrete all the same, not the trace's
+            with jax.ensure_compile_time_eval():
+                built.extend(numpyro_model(bm, carried) for bm in bms)
+                built.append(built[0].model_fn())  # the data sets bind alike: one model function serves them all
+        return built[:-1]
+
+    def model(*args, **kwargs):
+        nms()
+        return built[-1](*args, **kwargs)
+
+    # the data as the models hold them (``NumpyroModel.data``), without building one
+    data0 = [jax.device_put({k: np.asarray(v) for k, v in bm.data.items()}) for bm in bms]
+    sites = [init_sites(nm, init) for nm in nms()] if init else [{} for _ in bms]
 
     def potential_z(z, data):
         from numpyro.infer.util import potential_energy
 
         return potential_energy(model, (data,), {}, z)
 
-    starter = _Starter(model, potential_z)
-    z0 = [starter.start(nm.data, init_sites(nm, init), k_init) for nm in nms]
-    flat0, unravel = ravel_pytree(z0[0])
+    mesh = current_mesh()
+    place = _Placement(mesh, len(bms))
+    # the start's pieces run as stored programs too (`vi.program.start_key`): a
+    # warm fit traces neither the initial point nor the mode search's potential
+    # (and so do the few array operations between them: each eager operation is
+    # a program of its own, lowered and looked up in the cache on every fit)
+    start_base = None if place.mesh is not None else start_key(bms[0], dtype, carried)
+    k_init, k_fit, k_draw = ExportedJit("keys", start_base, _split_keys)(np.int64(seed))
+    starter = _Starter(model, potential_z, start_base)
+    z0 = [starter.start(d, si, k_init) for d, si in zip(data0, sites, strict=True)]  # (z, its flat vector) each
+    flat0, unravel = z0[0][1], _unraveler(z0[0][0])
     dim = int(flat0.size)
     if dim == 0:
         raise FgError([Diagnostic("the model has no vars to infer", None)])
@@ -166,17 +187,21 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
 
         return constrain_fn(model, (data,), {}, unravel(flat), return_deterministic=True)
 
-    pot = jax.jit(potential)
-    vg = jax.jit(jax.value_and_grad(potential))
-    hess = jax.jit(lambda x, data: hessian(lambda f: potential(f, data), x))
-    mesh = current_mesh()
-    place = _Placement(mesh, len(bms))
-    datas = [place.data_one(nm.data) if len(bms) == 1 else nm.data for nm in nms]
+    def uniform_start(k, data):
+        """NUTS's kind of start, uniform(-2, 2) on the unconstrained axes, and whether its density is finite."""
+        u0 = jax.random.uniform(jax.random.fold_in(k, 99), (dim,), fdt, -2.0, 2.0)
+        return u0, jnp.isfinite(potential(u0, data))
+
+    uniform = ExportedJit("uniform-start", start_base, uniform_start)
+    pot = ExportedJit("potential", start_base, potential)
+    vg = ExportedJit("value-and-grad", start_base, jax.value_and_grad(potential))
+    hess = ExportedJit("hessian", start_base, lambda x, data: hessian(lambda f: potential(f, data), x))
+    datas = [place.data_one(d) if len(bms) == 1 else d for d in data0]
     phases = {"start": time.perf_counter() - t0}
 
-    items = [_whiten(guide, dim, ravel_pytree(z)[0], data, bool(init_sites(nm, init)), k_init, pot, vg, hess)
-             if whiten else _plain_item(guide, dim, ravel_pytree(z)[0], data)
-             for z, data, nm in zip(z0, datas, nms, strict=True)]
+    items = [_whiten(guide, dim, z[1], data, bool(si), lambda d: uniform(k_init, d), pot, vg, hess)
+             if whiten else _plain_item(guide, dim, z[1], data)
+             for z, data, si in zip(z0, datas, sites, strict=True)]
     items = place.agree(items)
     phases["mode"] = time.perf_counter() - t0 - sum(phases.values())
 
@@ -188,18 +213,20 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     n = place.padded(len(items))
     batch = items + [items[0]] * (n - len(items))  # padding to a multiple of the devices: fitted, then dropped
 
+    # the batch assembled in NumPy (exact copies; a stored program takes them as they are)
     def scale_of(it):
+        scale = None if it.scale is None else np.asarray(it.scale)
         if scale_is_matrix:
-            return it.scale if it.scale is not None and it.scale.ndim == 2 else jnp.diag(
-                jnp.ones(dim, fdt) if it.scale is None else it.scale)
-        return jnp.ones(dim, fdt) if it.scale is None else it.scale
+            return scale if scale is not None and scale.ndim == 2 else np.diag(
+                np.ones(dim, fdt) if scale is None else scale)
+        return np.ones(dim, fdt) if scale is None else scale
 
-    stack = partial(jax.tree.map, lambda *xs: jnp.stack(xs))
+    stack = partial(jax.tree.map, lambda *xs: np.stack([np.asarray(x) for x in xs]))
     W = place.batch((stack(*[it.center for it in batch]), stack(*[scale_of(it) for it in batch])))
-    S0 = place.batch(jnp.asarray([it.scale0 for it in batch], fdt))
-    D = place.batch(stack(*[nm.data for nm in nms] + [nms[0].data] * (n - len(nms))), data=True)
-    params = place.batch(stack(*[init_params(guide, dim, rank, fdt, jax.random.fold_in(k_fit, 1), it.scale0)
-                                 for it in batch]))
+    S0 = place.batch(np.asarray([it.scale0 for it in batch], fdt))
+    D = place.batch(stack(*data0 + [data0[0]] * (n - len(data0))), data=True)
+    k_params = jax.random.fold_in(k_fit, 1) if guide == "lowrank" else None  # only a low-rank factor is drawn
+    params = place.batch(stack(*[init_params(guide, dim, rank, fdt, k_params, it.scale0) for it in batch]))
 
     def to_z(u, w):
         c, sc = w
@@ -212,13 +239,16 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
         u = q.rsample(k, (o.particles,))
         return jnp.mean(jax.vmap(lambda v: potential(to_z(v, w), data))(u)) - q.entropy()
 
-    opt = optax.scale_by_adam()
+    def adam():
+        import optax  # where a program is traced
+
+        return optax.scale_by_adam()
 
     def step(carry, lr, w, data, scale0):
         p, s, k, n_done = carry
         k, sub = jax.random.split(k)
         loss, g = jax.value_and_grad(loss_fn)(p, sub, w, data, scale0)
-        upd, s2 = opt.update(g, s, p)
+        upd, s2 = adam().update(g, s, p)
         rate = -lr * jnp.minimum(1.0, (n_done + 1.0) / WARMUP)  # linear warm-up, then lr
         p2 = jax.tree.map(lambda x, d: x + rate * d, p, upd)
         ok = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
@@ -236,25 +266,24 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     # a warm fit neither traces nor lowers them; the optimizer state goes in and
     # out as its leaves (its named tuples are not exportable)
     n_draw = -(-max(o.draws, PSIS_DRAWS) // DRAW_BATCH) * DRAW_BATCH  # whole batches: the body compiles once
-    states = place.batch(jax.vmap(opt.init)(params))
-    s_tree = jax.tree.structure(states)
     base = None if place.mesh is not None else fit_key(bms[0], o, dtype, carried, guide=guide, rank=rank, dim=dim,
                                                        scale_is_matrix=scale_is_matrix, n_draw=n_draw)
+    # Adam's state is carried between chunks as its leaves (a stored program's
+    # arguments), made by a stored program too (no optax import on a warm fit)
+    states = place.batch(ExportedJit("adam-init", base, lambda p: jax.tree.leaves(jax.vmap(adam().init)(p)))(params))
 
     def chunk_leaves(p, s_leaves, k, n_done, lr, w, data, scale0, length):
-        s = jax.tree.unflatten(s_tree, s_leaves)
+        s = jax.tree.unflatten(jax.tree.structure(jax.eval_shape(jax.vmap(adam().init), p)), s_leaves)
         p, s, k, losses = jax.vmap(partial(chunk_one, length=length))(p, s, k, n_done, lr, w, data, scale0)
         return p, jax.tree.leaves(s), k, losses
 
     chunk_program = ExportedJit("chunk", base, chunk_leaves, static_argnames=("length",))
 
-    def chunk(p, s, k, n_done, lr, w, data, scale0, length):
-        p, s_leaves, k, losses = chunk_program(p, jax.tree.leaves(s), k, n_done, lr, w, data, scale0,
-                                               length=length)
-        return p, jax.tree.unflatten(s_tree, s_leaves), k, losses
+    def chunk(p, s_leaves, k, n_done, lr, w, data, scale0, length):
+        return chunk_program(p, s_leaves, k, n_done, lr, w, data, scale0, length=length)
 
     runs = _optimize(o, chunk, params, states,
-                     place.batch(jnp.stack([k_fit] * n)), W, D, S0, fdt, progress, n_real=len(bms))
+                     place.batch(np.stack([np.asarray(k_fit)] * n)), W, D, S0, fdt, progress, n_real=len(bms))
     phases["optimize"] = time.perf_counter() - t0 - sum(phases.values())
 
     # -------------------------------------------------------------- draws and PSIS
@@ -285,28 +314,55 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     return posts
 
 
+def _split_keys(seed):
+    """The fit's three keys (initial point, optimization, draws): ``PRNGKey(seed)`` split in three."""
+    return tuple(jax.random.split(jax.random.PRNGKey(seed), 3))
+
+
+def _unraveler(z: dict):
+    """``ravel_pytree``'s inverse for the structure of ``z``, from an abstract
+    evaluation (no program runs: the start came from a stored one)."""
+    found: list = []
+
+    def ravel(tree):
+        flat, unravel = ravel_pytree(tree)
+        found.append(unravel)
+        return flat
+
+    jax.eval_shape(ravel, z)
+    return found[0]
+
+
 class _Starter:
     """The unconstrained initial point ``z`` of a data set (a dict of sites).
     As NumPyro's ``initialize_model``, but jitted whole (its eager first trace
     dispatches and compiles every operation of the model one by one, seconds on
     a small model), the data an argument: one compilation for every data set."""
 
-    def __init__(self, model, potential_z):
+    def __init__(self, model, potential_z, base: str | None):
         self.model, self.potential_z = model, potential_z
-        self._compiled: dict[int, Any] = {}
+        self.base = base  # the stored programs' key (`vi.program.start_key`); None: plain jit
+        self._compiled: dict[Any, Any] = {}
         self._keep: list[Any] = []
-        self.median = init_to_median(num_samples=15)
 
-    def _init_z(self, init_fn):
-        if id(init_fn) in self._compiled:
-            return self._compiled[id(init_fn)]
-        from numpyro.distributions.transforms import biject_to
-        from numpyro.handlers import seed, substitute, trace
-
+    def _init_z(self, piece: str, sites: dict):
+        """The jitted start of strategy ``piece``: ``median`` (the prior
+        medians) and ``uniform`` stored as the programs ``start-<piece>``; a
+        given init (``given``: ``sites``) is a constant of its program, so that
+        one is plain jit, one per data set."""
+        name = (piece, id(sites)) if piece == "given" else piece
+        if name in self._compiled:
+            return self._compiled[name]
         model, potential_z = self.model, self.potential_z
 
-        @jax.jit
-        def init_z(k, data):
+        def init_z(key, attempt, data):
+            from numpyro.distributions.transforms import biject_to
+            from numpyro.handlers import seed, substitute, trace
+            from numpyro.infer import init_to_median, init_to_uniform, init_to_value
+
+            init_fn = {"given": lambda: init_to_value(values=sites), "median": lambda: init_to_median(num_samples=15),
+                       "uniform": lambda: init_to_uniform}[piece]()
+            k = jax.random.fold_in(key, attempt)
             tr = trace(substitute(seed(model, k), substitute_fn=init_fn)).get_trace(data)
             z = {name: biject_to(site["fn"].support).inv(site["value"]) for name, site in tr.items()
                  if site["type"] == "sample" and not site["is_observed"]}
@@ -318,22 +374,24 @@ class _Starter:
             v, g = jax.value_and_grad(potential_z)(z, data)
             ok = jnp.isfinite(v) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)] or
                                                      [jnp.asarray(True)]))
-            return z, ok
+            return z, ravel_pytree(z)[0], ok
 
-        self._compiled[id(init_fn)] = init_z
-        self._keep.append(init_fn)
-        return init_z
+        call = ExportedJit(f"start-{piece}", self.base if piece != "given" else None, init_z)
+        self._compiled[name] = call
+        self._keep.append(sites)  # its id names its program
+        return call
 
-    def start(self, data, sites: dict, key) -> dict:
+    def start(self, data, sites: dict, key) -> tuple[dict, Any]:
+        """(z, z raveled) of a data set's first valid start."""
         # the prior medians (and a uniform start, in `_whiten`); a given init is the start
-        first = init_to_value(values=sites) if sites else self.median
-        for init_fn in (first, init_to_uniform):
-            init_z = self._init_z(init_fn)
+        first = "given" if sites else "median"
+        for piece in (first, "uniform"):
+            init_z = self._init_z(piece, sites)
             for attempt in range(20):
-                z, ok = init_z(jax.random.fold_in(key, attempt), data)
+                z, flat, ok = init_z(key, np.uint32(attempt), data)
                 if bool(ok):
-                    return z
-            if init_fn is first:
+                    return z, flat
+            if piece == first:
                 self._refuse_bad_start(z, data, given=bool(sites))
         # a ValueError that `fit.fit` (via values.is_bad_start) turns into the located
         # "no valid initial point" naming the factor, as it does for NUTS and map
@@ -358,11 +416,11 @@ def _plain_item(guide: str, dim: int, flat0, data) -> _Item:
     scale. Its unit scale has the form the whitened fit's Laplace scale had (a
     matrix for a dense Hessian, else a vector), so the second start runs the
     programs the first one compiled."""
-    scale = jnp.eye(dim, dtype=flat0.dtype) if guide != "normal" and dim <= DENSE_MAX else None
+    scale = np.eye(dim, dtype=np.asarray(flat0).dtype) if guide != "normal" and dim <= DENSE_MAX else None
     return _Item(data, flat0, flat0, scale, "initial point", 0.1)
 
 
-def _whiten(guide, dim, flat0, data, given_init: bool, k_init, pot, vg, hess) -> _Item:
+def _whiten(guide, dim, flat0, data, given_init: bool, uniform, pot, vg, hess) -> _Item:
     """The center and scale of one data set's whitened space.
 
     Two starts for the mode search, as no one start suits every model: the prior
@@ -371,11 +429,12 @@ def _whiten(guide, dim, flat0, data, given_init: bool, k_init, pot, vg, hess) ->
     there) and, as NUTS starts, uniform(-2, 2) on the unconstrained axes (at the
     medians a neural network's weights are all 0, a saddle it cannot leave). The
     better mode wins; with none, the fit starts from the uniform point. A given
-    init is the only start."""
+    init is the only start. ``uniform(data)``: the uniform point and whether
+    its density is finite there."""
     starts = [flat0]
     if not given_init:
-        u0 = jax.random.uniform(jax.random.fold_in(k_init, 99), (dim,), flat0.dtype, -2.0, 2.0)
-        if bool(jnp.isfinite(pot(u0, data))):
+        u0, finite = uniform(data)
+        if bool(finite):
             starts.append(u0)
     center, scale, start = starts[-1], None, "initial point"
     if guide == "delta":
@@ -432,7 +491,7 @@ def _optimize(o: ViOptions, chunk, params, states, keys, W, D, S0, fdt, progress
             lengths = np.minimum(CHUNK, o.steps - done)
             for length in sorted(set(lengths[active].tolist())):
                 group = active & (lengths == length)
-                p2, s2, k2, losses = chunk(p_, s_, k_, jnp.asarray(done, fdt), jnp.asarray(lr, fdt), W, D, S0,
+                p2, s2, k2, losses = chunk(p_, s_, k_, np.asarray(done, fdt), np.asarray(lr, fdt), W, D, S0,
                                            int(length))
                 losses = fetch(losses)
                 accept = np.zeros(n, bool)
@@ -468,12 +527,15 @@ def _optimize(o: ViOptions, chunk, params, states, keys, W, D, S0, fdt, progress
                             bad[b], best[b] = 0, m
                     if done[b] >= o.steps:
                         active[b] = False
-                mask = jnp.asarray(accept)
+                if accept.all():  # the common case: no array work (each jnp.where is a program of its own)
+                    p_, s_, k_ = p2, s2, k2
+                elif accept.any():
+                    mask = jnp.asarray(accept)
 
-                def keep(old, new, mask=mask):
-                    return jnp.where(mask.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+                    def keep(old, new, mask=mask):
+                        return jnp.where(mask.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
 
-                p_, s_, k_ = (jax.tree.map(keep, a, b) for a, b in ((p_, p2), (s_, s2), (k_, k2)))
+                    p_, s_, k_ = (jax.tree.map(keep, a, b) for a, b in ((p_, p2), (s_, s2), (k_, k2)))
                 if bar and accept.any():
                     bar.update(int(done[:n_real].max()), float(np.mean([h[-1].mean() for h in history[:n_real]
                                                                          if h])))

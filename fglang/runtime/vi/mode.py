@@ -12,7 +12,7 @@ NEWTON_ITERS = 8  # Newton steps after L-BFGS converged
 NEWTON_MORE = 30  # Newton steps after L-BFGS ran out of iterations
 
 
-def find_mode(vg, hess, x0, dense: bool) -> tuple[jnp.ndarray, bool, int, np.ndarray | None]:
+def find_mode(vg, hess, x0, dense: bool) -> tuple[np.ndarray, bool, int, np.ndarray | None]:
     """``vg(x)``: the potential's jitted value and gradient; ``hess(x)``: its
     jitted Hessian (`hessian`); one compilation serves every data set of a
     ``fit_many``, the data being an argument of both.
@@ -23,13 +23,15 @@ def find_mode(vg, hess, x0, dense: bool) -> tuple[jnp.ndarray, bool, int, np.nda
     Newton decrement below 1e-6 nats (affine invariant: a slope in units of 0.01
     sd next to an intercept of 30 sd is judged alike), or without the Hessian,
     SciPy's success; a funnel has no mode, and then ``x0`` is returned. With the
-    Hessian at the mode where it was formed."""
+    Hessian at the mode where it was formed. ``vg`` and ``hess`` are called at
+    NumPy points and the mode is one (a ``jnp.asarray`` per call would be a
+    conversion program of its own, each lowered and looked up on a warm fit)."""
     from scipy.optimize import minimize
 
     dtype = x0.dtype
 
     def f(x):
-        v, g = vg(jnp.asarray(x, dtype))
+        v, g = vg(np.asarray(x, dtype))
         v, g = float(v), np.asarray(g, dtype=np.float64)
         if not np.isfinite(v) or not np.all(np.isfinite(g)):
             return np.inf, np.zeros_like(g)
@@ -46,13 +48,13 @@ def find_mode(vg, hess, x0, dense: bool) -> tuple[jnp.ndarray, bool, int, np.nda
     if not np.isfinite(v) or (unfinished and not dense):  # still going: a funnel's neck, or no way to tell
         return x0, False, nit, None
     if not dense:
-        return (jnp.asarray(x, dtype) if r.success else x0), bool(r.success), nit, None
+        return (np.asarray(x, dtype) if r.success else x0), bool(r.success), nit, None
     # Newton decides where L-BFGS ran out of iterations: on a badly conditioned
     # but proper posterior (24 correlated predictors) it converges in a few
     # steps, as it is affine invariant; down a funnel's neck it does not
     tol = 1e-6 if dtype == jnp.float64 else 1e-2
     for _ in range(NEWTON_MORE if unfinished else NEWTON_ITERS):
-        h = _sym(hess(jnp.asarray(x, dtype)))
+        h = _sym(hess(np.asarray(x, dtype)))
         try:
             step = np.linalg.solve(h, g)
         except np.linalg.LinAlgError:
@@ -61,7 +63,7 @@ def find_mode(vg, hess, x0, dense: bool) -> tuple[jnp.ndarray, bool, int, np.nda
         if not np.isfinite(decrement) or decrement < 0:  # not positive definite: a saddle or no mode
             return x0, False, nit, None
         if decrement < tol:
-            return jnp.asarray(x, dtype), True, nit, h
+            return np.asarray(x, dtype), True, nit, h
         t = 1.0
         while t > 1e-4:  # backtracking: the full step, or less where it does not descend
             v2, g2 = f(x - t * step)
@@ -99,9 +101,9 @@ def laplace_scale(hess: np.ndarray, dtype, diagonal: bool):
         d = np.diag(hess)
         if np.any(d <= 0):
             return None
-        return jnp.asarray(1.0 / np.sqrt(d), dtype)
+        return np.asarray(1.0 / np.sqrt(d), dtype)
     lam, vec = np.linalg.eigh(hess)
     if lam[-1] <= 0 or lam[0] < -1e-6 * lam[-1]:
         return None
     lam = np.maximum(lam, (1e-14 if dtype == jnp.float64 else 1e-6) * lam[-1])
-    return jnp.asarray((vec / np.sqrt(lam)) @ vec.T, dtype)
+    return np.asarray((vec / np.sqrt(lam)) @ vec.T, dtype)

@@ -11,6 +11,10 @@ name, its static arguments and its arguments' shapes; a warm fit loads it and
 runs it without tracing. A cold fit runs the exported module too, so one seed
 gives the same fit bit for bit cold, warm and with ``FGLANG_NO_CACHE``.
 
+The start (the initial point, the mode search's potential, gradient and
+Hessian) is stored too, under `start_key` (the model, not the options: every
+guide starts from the same mode): a warm fit traces none of it either.
+
 Why pieces and not one program: the host decides between chunks (the
 learning rate's fall on a plateau, convergence, the back-off on non-finite
 losses, `fit._optimize`) and the mode search is SciPy's L-BFGS; both stay in
@@ -30,7 +34,7 @@ import jax
 from fglang.compiler.bind import BoundModel
 from fglang.runtime import program_cache
 from fglang.runtime.carry import CarriedMarginal, carried_priors
-from fglang.runtime.dtypes import default_platform
+from fglang.runtime.dtypes import default_device, default_platform
 from fglang.runtime.vi.options import ViOptions
 
 _LOADED = program_cache.Recent(32)  # entry name -> jitted call
@@ -47,6 +51,18 @@ def fit_key(bm: BoundModel, o: ViOptions, dtype: str, carried: dict[str, Carried
     key.add("platform", default_platform(), dtype, jax.config.jax_default_prng_impl)
     key.add("options", o.guide, o.particles, o.rank, o.draws)
     key.add("structure", structure)
+    program_cache.add_model(key, bm)
+    key.add("carried", carried_priors(bm, carried))
+    return key.digest
+
+
+def start_key(bm: BoundModel, dtype: str, carried: dict[str, CarriedMarginal]) -> str:
+    """The key of the fit's start pieces (the initial point, the potential, its
+    gradient and Hessian for the mode search and the Laplace whitening, a hex
+    digest): the model, its bound structure and carried priors, the dtype and
+    platform. Not the options: every guide starts from the same mode."""
+    key = program_cache.Key("vi-start")
+    key.add("platform", default_platform(), dtype, jax.config.jax_default_prng_impl)
     program_cache.add_model(key, bm)
     key.add("carried", carried_priors(bm, carried))
     return key.digest
@@ -81,5 +97,4 @@ class ExportedJit:
         # otherwise unplaced on the first call and placed (the last call's
         # results) on the next, two lowerings and two XLA compiles of one program
         # (the device a fit runs on: JAX's default, which ``--device`` decides)
-        device = next(iter(jax.numpy.zeros(()).devices()))
-        return call(*jax.device_put(args, device))
+        return call(*jax.device_put(args, default_device()))
