@@ -174,7 +174,7 @@ def _is_group_call(e: A.Call, ranks: _Ranks) -> bool:
     return e.func == "log" and len(e.args) == 1 and ranks.kind(e.args[0]) is not None
 
 
-_ELEMENTWISE_CALLS = B.ELEMENTWISE | {"atan2", "log_diff_exp", "where", "leaky_relu"}
+_ELEMENTWISE_CALLS = B.ELEMENTWISE | B.BROADCAST | {"atan2", "log_diff_exp", "where", "leaky_relu"}
 _SPLITTABLE = {"normal", "huber", "student_t"}  # a vector's density is the product of its elements'
 
 

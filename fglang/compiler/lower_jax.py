@@ -26,6 +26,7 @@ from fglang.compiler.ir import SlotRef
 from fglang.compiler.member_axis_jax import member_dependent
 from fglang.compiler.scan_jax import evaluate_scan
 from fglang.compiler.sizes import Static
+from fglang.compiler.stanlib_jax import STANLIB
 from fglang.errors import recursion_headroom
 
 # (distribution name, canonical arguments, value[, "lcdf" | "lccdf"]) -> log density
@@ -102,6 +103,7 @@ UNARY.update({
     "log_determinant": lambda a: jnp.linalg.slogdet(a)[1],
     "gp_exp_quad_cov": gp_exp_quad_cov,
 })
+UNARY.update(STANLIB)  # Stan's math library: each casts its own int arguments
 
 BINARY_OPS: dict[str, Callable] = {
     "+": jnp.add,
