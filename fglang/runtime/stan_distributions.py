@@ -212,11 +212,13 @@ class Gumbel(dist.Gumbel):
 
 class Pareto(dist.Pareto):
     """Stan's ``pareto(y_min, alpha)``; ``log P(Y > y) = alpha log(y_min / y)`` for ``y >= y_min``.
-    The density is ``-inf`` below ``y_min`` (NumPyro's formula runs on there)."""
+    The density is ``-inf`` below ``y_min`` (NumPyro's formula runs on there) and
+    finite at ``y_min`` itself (NumPyro's validation masks it: its support is ``y > y_min``)."""
 
-    @validate_sample
     def log_prob(self, value: Array) -> Array:
-        return jnp.where(value < self.scale, -jnp.inf, super().log_prob(jnp.maximum(value, self.scale)))
+        y = jnp.maximum(value, self.scale)
+        lp = jnp.log(self.alpha) + self.alpha * jnp.log(self.scale) - (self.alpha + 1.0) * jnp.log(y)
+        return jnp.where(value < self.scale, -jnp.inf, lp)
 
     def log_ccdf(self, value: Array) -> Array:
         return jnp.where(value < self.scale, 0.0, self.alpha * jnp.log(self.scale / jnp.maximum(value, self.scale)))
@@ -244,6 +246,15 @@ def _lbeta(a: Array, b: Array) -> Array:
     return gammaln(a) + gammaln(b) - gammaln(a + b)
 
 
+class VonMises(dist.VonMises):
+    """NumPyro's von Mises density on the whole line, as Stan's: a real var under it
+    is unconstrained (NumPyro's circle would map it into [-pi, pi] through a
+    transform whose Jacobian moves map's mode off ``mu``); a var on one turn is
+    declared so, ``real(lower=-pi, upper=pi)``."""
+
+    support = constraints.real
+
+
 def _inv_gamma(shape: Array, scale: Array) -> dist.Distribution:
     return dist.InverseGamma(shape, scale)
 
@@ -265,7 +276,7 @@ TABLE: dict[str, list[tuple[tuple[str, ...], _Builder]]] = {
     # an inverse gamma of shape nu/2, scale nu s^2 / 2
     "scaled_inv_chi_square": [(("nu", "s"), lambda nu, s: _inv_gamma(0.5 * _f(nu), 0.5 * _f(nu) * _f(s) ** 2))],
     "skew_normal": [(("xi", "omega", "alpha"), lambda xi, omega, alpha: SkewNormal(xi, omega, alpha))],
-    "von_mises": [(("mu", "kappa"), lambda mu, kappa: dist.VonMises(_f(mu), _f(kappa)))],
+    "von_mises": [(("mu", "kappa"), lambda mu, kappa: VonMises(_f(mu), _f(kappa)))],
     # NumPyro's Weibull(scale, concentration) is Stan's weibull(alpha = concentration, sigma = scale)
     "weibull": [(("alpha", "sigma"), lambda alpha, sigma: Weibull(_f(sigma), _f(alpha)))],
 }
