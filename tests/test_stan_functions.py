@@ -233,20 +233,25 @@ def test_from_a_model_with_broadcasting_ints_and_stans_names():
     assert got == pytest.approx(ref, rel=1e-9)
 
 
-def test_a_probit_fit_differentiates_through_phi():
-    """``y ~ bernoulli(Phi(a))`` with ``a ~ normal(0, 1)``: map's mode is where
-    the log posterior's derivative is zero, found here by SciPy."""
-    y = np.array([1, 0, 1, 1, 1, 0, 1, 1])
-    src = ("model probit\ndata N: int\ndata y[N]: int\nvar a: real ~ normal(0, 1)\n"
-           "factor obs[n in 0:N]: y[n] ~ bernoulli(Phi(a))\n")
-    post = fglang.compile(src).fit({"N": len(y), "y": y}, "map")
+def test_gbp_and_map_differentiate_through_them():
+    """A nonlinear Gaussian likelihood through ``log1p_exp``, ``Phi`` and ``atan``:
+    GBP's relinearized fixed point and map's mode are the posterior mode, which
+    SciPy finds from the same log posterior written in NumPy."""
+    rng = np.random.default_rng(1)
+    x = np.linspace(-1, 2, 12)
+    y = x * np.logaddexp(0, 0.4) + rng.normal(0, 0.5, 12)
+    src = ("model g\ndata N: int\ndata x[N]: real\ndata y[N]: real\nvar a: real ~ normal(0, 1)\n"
+           "factor obs[n in 0:N]: y[n] ~ normal(x[n] * log1p_exp(a) + 0.3 * Phi(a) - 0.1 * atan(a), 0.5)\n")
 
     def neg(a):
-        p = stats.norm.cdf(a)
-        return -(np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)) + stats.norm.logpdf(a))
+        mean = x * np.logaddexp(0, a) + 0.3 * stats.norm.cdf(a) - 0.1 * np.arctan(a)
+        return -(np.sum(stats.norm.logpdf(y, mean, 0.5)) + stats.norm.logpdf(a))
 
     mode = optimize.minimize_scalar(neg, bounds=(-3, 3), method="bounded", options={"xatol": 1e-10}).x
-    assert post.mean("a") == pytest.approx(mode, abs=1e-4)
+    m = fglang.compile(src)
+    data = {"N": len(x), "x": x, "y": y}
+    assert m.fit(data, "map").mean("a") == pytest.approx(mode, abs=1e-6)
+    assert m.fit(data, "gbp").mean("a") == pytest.approx(mode, abs=1e-4)
 
 
 @pytest.mark.parametrize("body, message", [
