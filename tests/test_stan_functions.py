@@ -289,6 +289,22 @@ def test_sizes_only_the_data_fix_are_checked_when_bound():
     assert "quad_form" in str(err.value) and "q.fg:7:" in str(err.value), str(err.value)
 
 
+def test_inverse_of_a_matrix_beside_the_group_inverse():
+    """``inverse`` of a matrix is Stan's (indexed, it is read per member); of a group, the group's."""
+    S = np.array([[2.0, 0.3], [0.3, 1.0]])
+    src = ("model c\ndata S[2, 2]: real\nvar u: real[2] ~ normal(0, 1)\nvar g: pose2\n"
+           "factor f[i in 0:2]: u[i] ~ normal(inverse(S)[i, 0] + sum(inverse(S)), 1)\n"
+           "factor h: potential -1000 * sum(square(log(inverse(g)) + log(g)))\n")  # log(g^-1) = -log(g)
+    got = fglang.compile(src).log_density({"u": np.zeros(2), "g": np.array([0.5, -0.2, 0.3])}, {"S": S})
+    inv = np.linalg.inv(S)
+    ref = 2 * stats.norm.logpdf(0.0) + np.sum(stats.norm.logpdf(0.0, inv[:, 0] + inv.sum(), 1))
+    assert got == pytest.approx(ref, rel=1e-9)
+    with pytest.raises(FgError) as err:
+        fglang.compile("model c\ndata R[2, 3]: real\nvar u: real ~ normal(0, 1)\nfactor f: potential sum(inverse(R))\n",
+                       "c.fg")
+    assert "c.fg:4:33: 'inverse' needs a square matrix, got [2, 3]" in str(err.value), str(err.value)
+
+
 def test_a_fn_may_not_take_a_stan_function_name():
     with pytest.raises(FgError) as err:
         fglang.compile("model c\nfn diag_matrix(x: real) -> real { return x }\nvar u: real ~ normal(0, 1)\n", "c.fg")

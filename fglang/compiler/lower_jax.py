@@ -274,6 +274,8 @@ class Evaluator:
             from fglang.compiler.lie_jax import OPS
 
             return OPS[tag[1]](tag[0], *args)
+        if f == "inverse":  # of a matrix (a group's is tagged above)
+            return jnp.linalg.inv(args[0].astype(float) if not jnp.issubdtype(args[0].dtype, jnp.floating) else args[0])
         if f == "log_sum_exp" and len(args) == 2:  # Stan's binary form: log(exp(a) + exp(b)), stable
             return jnp.logaddexp(*(x.astype(float) if not jnp.issubdtype(x.dtype, jnp.floating) else x for x in args))
         if f in UNARY:
