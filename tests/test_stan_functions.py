@@ -303,6 +303,10 @@ def test_inverse_of_a_matrix_beside_the_group_inverse():
         fglang.compile("model c\ndata R[2, 3]: real\nvar u: real ~ normal(0, 1)\nfactor f: potential sum(inverse(R))\n",
                        "c.fg")
     assert "c.fg:4:33: 'inverse' needs a square matrix, got [2, 3]" in str(err.value), str(err.value)
+    with pytest.raises(FgError) as err:
+        fglang.compile("model c\ndata v[3]: real\nvar u: real ~ normal(0, 1)\nfactor f: potential sum(inverse(v))\n",
+                       "c.fg")
+    assert "c.fg:4:33: 'inverse' needs a square matrix or a rot2, rot3, pose2 or pose3 value" in str(err.value)
 
 
 def test_a_fn_may_not_take_a_stan_function_name():
