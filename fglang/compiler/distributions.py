@@ -116,6 +116,20 @@ DISTRIBUTIONS: dict[str, DistSig] = {
         ),
         DistSig("ordered_logistic", _p("eta", "cutpoints"), support="nonneg_int", discrete=True),
         DistSig("huber", _p("mu", "sd:positive", "delta:positive"), gbp="robust"),
+        # Stan's further scalar distributions, in Stan's parametrizations (runtime/stan_distributions.py)
+        DistSig("beta_binomial", _p("n:nonneg_int", "a:positive", "b:positive"), support="nonneg_int", discrete=True),
+        DistSig("chi_square", _p("nu:positive"), support="positive"),
+        DistSig("exp_mod_normal", _p("mu", "sigma:positive", "lambda:positive")),
+        DistSig("frechet", _p("alpha:positive", "sigma:positive"), support="positive"),
+        DistSig("gumbel", _p("mu", "beta:positive")),
+        DistSig("inv_chi_square", _p("nu:positive"), support="positive"),
+        DistSig("logistic", _p("mu", "sigma:positive")),
+        DistSig("pareto", _p("y_min:positive", "alpha:positive"), support="positive"),
+        DistSig("rayleigh", _p("sigma:positive"), support="positive"),
+        DistSig("scaled_inv_chi_square", _p("nu:positive", "s:positive"), support="positive"),
+        DistSig("skew_normal", _p("xi", "omega:positive", "alpha")),
+        DistSig("von_mises", _p("mu", "kappa:positive")),
+        DistSig("weibull", _p("alpha:positive", "sigma:positive"), support="positive"),
         # sparsity priors (SPEC section 6); `~ PRIOR` on vars or in factors
         DistSig("horseshoe", _p("scale:positive"), sparsity=True, gbp="sparsity"),
         DistSig(
@@ -204,6 +218,9 @@ AUX_SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(s for p in SPARSITY.values()
 CDF: frozenset[str] = frozenset(
     "normal student_t cauchy laplace half_normal half_cauchy exponential gamma inv_gamma lognormal beta uniform "
     "poisson neg_binomial".split()
+) | frozenset(  # Stan's further ones (runtime/stan_distributions.py)
+    "chi_square exp_mod_normal frechet gumbel inv_chi_square logistic pareto rayleigh scaled_inv_chi_square "
+    "weibull".split()
 )
 CDF_CONSTANT_PARAMS: dict[str, tuple[str, ...]] = {
     "student_t": ("df",), "beta": ("a", "b"), "neg_binomial": ("phi",),

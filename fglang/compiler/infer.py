@@ -363,7 +363,7 @@ class ExprTyping:
                     self.err("leaky_relu takes one keyword, slope=", e.kwargs[0].span)
                     return ERROR
                 return T("real", ts[0].shape, var) if arity(1, 2) else ERROR
-            if f in ("atan2", "log_diff_exp"):
+            if f in ("atan2", "log_diff_exp") or f in B.BROADCAST:
                 if not arity(2):
                     return ERROR
                 return T("real", self.broadcast(ts[0].shape, ts[1].shape, mismatch, e), var)

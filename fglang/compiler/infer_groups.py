@@ -115,6 +115,14 @@ class GroupTyping:
             batch = self._batch(f, e, ts[0].shape, ts[1].shape)
             return ERROR if batch is None else T(ts[0].dtype, batch, var)
         if f == "inverse":
+            if not is_group(ts[0]):  # Stan's inverse of a matrix
+                if len(ts[0].shape) != 2:
+                    kinds = list(GROUPS)
+                    self.err(f"'inverse' needs a square matrix or a {', '.join(kinds[:-1])} or {kinds[-1]} value, "
+                             f"got {describe(ts[0])}", args[0].span)
+                    return ERROR
+                square = self._square(f, args[0], ts[0])
+                return ERROR if square is None else T("real", square, var)
             return T(ts[0].dtype, ts[0].shape, var) if self._group_arg(f, ts[0], args[0]) else ERROR
         if f == "log":
             g = GROUPS[ts[0].dtype]

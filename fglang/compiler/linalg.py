@@ -24,17 +24,23 @@ from __future__ import annotations
 
 from fglang.compiler import ast as A
 from fglang.compiler.builtins import LINALG
+from fglang.compiler.linalg_stan import ARITY as STAN_ARITY
+from fglang.compiler.linalg_stan import STAN_LINALG, StanLinalgTyping
+from fglang.compiler.linalg_stan import rank as stan_rank
 from fglang.compiler.types import ERROR, Shape, T, dims_differ, show_shape
 
 REP = frozenset({"rep", "rep_vector", "rep_array"})  # one built-in; Stan's names for it too
 
-assert LINALG == {"eye", "diag", "diagonal", "cholesky", "solve", "log_determinant", "gp_exp_quad_cov"} | REP
+assert LINALG == {"eye", "diag", "diagonal", "cholesky", "solve", "log_determinant", "gp_exp_quad_cov"} | REP | \
+    STAN_LINALG
 _ARITY = {"eye": (1,), "diag": (1,), "diagonal": (1,), "cholesky": (1,), "solve": (2,), "log_determinant": (1,),
-          "gp_exp_quad_cov": (3, 4)} | dict.fromkeys(REP, (2,))
+          "gp_exp_quad_cov": (3, 4)} | dict.fromkeys(REP, (2,)) | STAN_ARITY
 
 
 def rank(f: str, ranks: list[int]) -> int:
     """The rank of ``f``'s result from its arguments' ranks (``lower._Ranks``)."""
+    if f in STAN_LINALG:
+        return stan_rank(f, ranks)
     if f in ("eye", "diag", "cholesky", "gp_exp_quad_cov"):
         return 2
     if f == "diagonal":
@@ -46,7 +52,7 @@ def rank(f: str, ranks: list[int]) -> int:
     return ranks[1]  # solve: b's
 
 
-class LinalgTyping:
+class LinalgTyping(StanLinalgTyping):
     """Needs from its host: ``err``, ``defer``, ``dim``, ``sized`` (``check.Checker``)."""
 
     def linalg_call(self, e: A.Call, ts: list[T]) -> T:
@@ -56,6 +62,8 @@ class LinalgTyping:
             self.err(f"'{f}' takes {want} argument{'s' * (_ARITY[f] != (1,))}, got {len(ts)}", e.span)
             return ERROR
         var = any(t.var for t in ts)
+        if f in STAN_LINALG:
+            return self.stan_linalg_call(e, ts, var)
         if f == "eye":
             n = e.args[0]
             if ts[0].dtype != "int" or ts[0].shape or ts[0].var or not self.sized(n):

@@ -169,12 +169,14 @@ class _Ranks:
 
 def _is_group_call(e: A.Call, ranks: _Ranks) -> bool:
     """A built-in group call not yet tagged (fns are inlined: the names are the built-ins')."""
+    if e.func == "inverse" and len(e.args) == 1:  # of a group, or Stan's of a matrix
+        return ranks.kind(e.args[0]) is not None
     if e.func in GROUP_FUNCS:
         return True
     return e.func == "log" and len(e.args) == 1 and ranks.kind(e.args[0]) is not None
 
 
-_ELEMENTWISE_CALLS = B.ELEMENTWISE | {"atan2", "log_diff_exp", "where", "leaky_relu"}
+_ELEMENTWISE_CALLS = B.ELEMENTWISE | B.BROADCAST | {"atan2", "log_diff_exp", "where", "leaky_relu"}
 _SPLITTABLE = {"normal", "huber", "student_t"}  # a vector's density is the product of its elements'
 
 

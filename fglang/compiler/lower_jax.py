@@ -26,6 +26,7 @@ from fglang.compiler.ir import SlotRef
 from fglang.compiler.member_axis_jax import member_dependent
 from fglang.compiler.scan_jax import evaluate_scan
 from fglang.compiler.sizes import Static
+from fglang.compiler.stanlib_jax import STANLIB
 from fglang.errors import recursion_headroom
 
 # (distribution name, canonical arguments, value[, "lcdf" | "lccdf"]) -> log density
@@ -102,6 +103,7 @@ UNARY.update({
     "log_determinant": lambda a: jnp.linalg.slogdet(a)[1],
     "gp_exp_quad_cov": gp_exp_quad_cov,
 })
+UNARY.update(STANLIB)  # Stan's math library: each casts its own int arguments
 
 BINARY_OPS: dict[str, Callable] = {
     "+": jnp.add,
@@ -272,6 +274,8 @@ class Evaluator:
             from fglang.compiler.lie_jax import OPS
 
             return OPS[tag[1]](tag[0], *args)
+        if f == "inverse":  # of a matrix (a group's is tagged above)
+            return jnp.linalg.inv(args[0].astype(float) if not jnp.issubdtype(args[0].dtype, jnp.floating) else args[0])
         if f == "log_sum_exp" and len(args) == 2:  # Stan's binary form: log(exp(a) + exp(b)), stable
             return jnp.logaddexp(*(x.astype(float) if not jnp.issubdtype(x.dtype, jnp.floating) else x for x in args))
         if f in UNARY:

@@ -24,7 +24,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from fglang.cache_location import cache_enabled, cache_root
 from fglang.compiler import ast as A
-from fglang.compiler.stan_names import STAN_NAMES, canonical_call
+from fglang.compiler.stan_names import canonical_call, stan_meaning
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, Diagnostic, FgError, recursion_headroom, source_lines
 
 INT_MAX = 2**63 - 1
@@ -215,9 +215,9 @@ class _ToAst(Transformer):
     def fn_decl(self, meta, c):
         name = c[0]
         self._check_name(name)
-        if str(name) in STAN_NAMES:  # its calls are read as the distribution
+        if stan_meaning(str(name)) is not None:  # its calls are read as the distribution or built-in
             raise FgError([Diagnostic(
-                f"'{name}' is Stan's name for {STAN_NAMES[str(name)].meaning}, which fglang reads as that distribution",
+                f"'{name}' is Stan's name for {stan_meaning(str(name))}, which fglang reads as that",
                 self._tspan(name), "give this fn another name")])
         # maybe_placeholders gives [None] for an empty parameter list
         params = []

@@ -41,11 +41,35 @@ STAN_NAMES: dict[str, StanName] = {
 }
 
 
+# Stan's names for built-in functions fglang spells otherwise: the call is renamed
+# (same arguments); name -> (fglang's built-in, how it reads)
+STAN_FUNCTIONS: dict[str, tuple[str, str]] = {
+    "binomial_coefficient_log": ("lchoose", "lchoose(n, k)"),
+    "cholesky_decompose": ("cholesky", "cholesky(A)"),
+    "cov_exp_quad": ("gp_exp_quad_cov", "gp_exp_quad_cov(x, alpha, rho)"),
+    "diag_matrix": ("diag", "diag(v)"),
+    "mdivide_left": ("solve", "solve(A, b)"),
+    "mdivide_left_tri_low": ("solve", "solve(L, b)"),
+    "mdivide_right_tri_low": ("mdivide_right", "mdivide_right(B, L)"),
+}
+
+
+def stan_meaning(name: str) -> str | None:
+    """What a Stan name (a distribution's or a function's) reads as, or None."""
+    if name in STAN_NAMES:
+        return STAN_NAMES[name].meaning
+    if name in STAN_FUNCTIONS:
+        return STAN_FUNCTIONS[name][1]
+    return None
+
+
 def canonical_call(call: A.Call) -> A.Call:
     """The fglang spelling of a call to one of Stan's names (any other call
     unchanged). A call with keywords or another number of arguments is only
     renamed: the checker's arity message then names fglang's distribution
     (and ``STAN_NAMES``' ``meaning`` says how to write it)."""
+    if call.func in STAN_FUNCTIONS:
+        return A.Call(call.span, STAN_FUNCTIONS[call.func][0], call.func_span, call.args, call.kwargs)
     stan = STAN_NAMES.get(call.func)
     if stan is None:
         return call

@@ -37,6 +37,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.util import promote_shapes, validate_sample
 
 from fglang.compiler.distributions import AUX_SUFFIXES, SPARSITY
+from fglang.runtime import stan_distributions
 
 __all__ = [
     "AUX_SUFFIXES",
@@ -270,6 +271,8 @@ _TABLE: dict[str, list[tuple[tuple[str, ...], _Builder]]] = {
     # used in factors as well (``0 ~ spike_slab(...)`` on an expression).
     "spike_slab": [(("p", "slab_sd", "spike_sd"), _spike_slab)],
 }
+# Stan's further scalar distributions, in Stan's parametrizations (runtime/stan_distributions.py)
+_TABLE.update(stan_distributions.TABLE)
 
 #: Every name :func:`distribution` accepts.
 DISTRIBUTIONS: tuple[str, ...] = tuple(_TABLE)
@@ -316,7 +319,11 @@ def log_density(name: str, args: Mapping[str, Array | float], value: Array, kind
     if name == "normal":  # in log space (log_ndtr): a far tail is a finite log, not log 0
         z = (value - args["mu"]) / args["sd"]
         return log_ndtr(z if kind == "lcdf" else -z)
-    cdf = distribution(name, args).cdf(value)
+    d = distribution(name, args)
+    closed = stan_distributions.log_cdf(d, value, kind)
+    if closed is not None:  # in log space: a far tail is a finite log
+        return closed
+    cdf = d.cdf(value)
     # clipped into [0, 1]: a CDF rounded a hair past 1 would give a NaN log1p
     cdf = jnp.clip(cdf, 0.0, 1.0)
     return jnp.log(cdf) if kind == "lcdf" else jnp.log1p(-cdf)
