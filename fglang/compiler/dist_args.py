@@ -12,7 +12,14 @@ from dataclasses import replace
 
 from fglang.compiler import ast as A
 from fglang.compiler.checked import VarBound
-from fglang.compiler.distributions import DISTRIBUTIONS, PARAM_DOMAINS, SUPPORT_ALLOWS, DistSig, outside
+from fglang.compiler.distributions import (
+    DISTRIBUTIONS,
+    MATRIX_PARAMS,
+    PARAM_DOMAINS,
+    SUPPORT_ALLOWS,
+    DistSig,
+    outside,
+)
 from fglang.compiler.expr import names_in
 from fglang.compiler.infer import Symbol
 from fglang.compiler.types import ERROR, Domain, ShapeError, T, show_shape
@@ -50,7 +57,7 @@ class DistArgs:
             if on_var is not None and on_var in {n.id for n in names_in(e)}:
                 self.err(f"the prior of '{on_var}' cannot use '{on_var}' itself", e.span)
             self.check_param_domain(sig, pname, e, t)
-            if not (pname == "cutpoints" or (sig.event_ndim and pname in ("cov", "prec"))):
+            if not (pname == "cutpoints" or (sig.event_ndim and pname in MATRIX_PARAMS)):
                 shapes.append((e, t.shape[: len(t.shape) - sig.event_ndim] if pname in ("mu", "alpha") else t.shape))
         value_shape = lhs.shape[: len(lhs.shape) - sig.event_ndim] if sig.event_ndim else lhs.shape
         batch = value_shape

@@ -40,6 +40,10 @@ STAN_NAMES: dict[str, StanName] = {
     "std_normal": StanName("normal", (), meaning="normal(0, 1)"),
 }
 
+# the matrix distributions (compiler/matrix_types.py); lkj_corr_cholesky, lkj_corr,
+# wishart and inv_wishart are spelled as in Stan
+STAN_NAMES["multi_normal_cholesky"] = StanName("mvnormal", (None, "chol"), meaning="mvnormal(mu, chol=L)")
+
 
 def canonical_call(call: A.Call) -> A.Call:
     """The fglang spelling of a call to one of Stan's names (any other call

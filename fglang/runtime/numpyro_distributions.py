@@ -235,6 +235,8 @@ _TABLE: dict[str, list[tuple[tuple[str, ...], _Builder]]] = {
     "mvnormal": [
         (("mu", "cov"), lambda mu, cov: dist.MultivariateNormal(_f(mu), covariance_matrix=_f(cov))),
         (("mu", "prec"), lambda mu, prec: dist.MultivariateNormal(_f(mu), precision_matrix=_f(prec))),
+        # Stan's multi_normal_cholesky: only the lower triangle of `chol` is read, as in Stan
+        (("mu", "chol"), lambda mu, chol: dist.MultivariateNormal(_f(mu), scale_tril=jnp.tril(_f(chol)))),
     ],
     "student_t": [(("df", "mu", "sd"), lambda df, mu, sd: dist.StudentT(_f(df), _f(mu), _f(sd)))],
     "cauchy": [(("mu", "sd"), lambda mu, sd: dist.Cauchy(_f(mu), _f(sd)))],
@@ -271,8 +273,58 @@ _TABLE: dict[str, list[tuple[tuple[str, ...], _Builder]]] = {
     "spike_slab": [(("p", "slab_sd", "spike_sd"), _spike_slab)],
 }
 
+# The matrix distributions (compiler/distributions.py's block of them). Wishart's
+# NumPyro parameters are Stan's: concentration nu, scale matrix S (density
+# proportional to |W|^((nu-K-1)/2) exp(-tr(S^-1 W)/2)); the inverse Wishart's
+# |W|^(-(nu+K+1)/2) exp(-tr(S W^-1)/2), as Stan's inv_wishart.
+_TABLE.update({
+    "wishart": [(("nu", "S"), lambda nu, S: dist.Wishart(_f(nu), scale_matrix=_f(S)))],
+    "inv_wishart": [(("nu", "S"), lambda nu, S: InverseWishart(_f(nu), _f(S)))],
+})
+
+# The LKJ priors take their dimension K from the value they are a density of
+# (Stan's `L ~ lkj_corr_cholesky(eta)` has no K): built by `distribution` from
+# its `value_shape`.
+_SIZED: dict[str, Callable[[int, Array], dist.Distribution]] = {
+    "lkj_corr_cholesky": lambda k, eta: dist.LKJCholesky(k, _f(eta)),
+    "lkj_corr": lambda k, eta: dist.LKJ(k, _f(eta)),
+}
+
+
+class InverseWishart(dist.Distribution):
+    """Stan's ``inv_wishart(nu, S)`` on ``[K, K]`` SPD matrices: ``W`` such that
+    ``W^-1 ~ wishart(nu, S^-1)``. Written here (NumPyro's ``InverseWishart`` is
+    newer than some installs) with the closed-form log density
+    ``(nu/2) log|S| - (nu K / 2) log 2 - log Gamma_K(nu/2) - ((nu+K+1)/2) log|W| - tr(S W^-1)/2``."""
+
+    arg_constraints = {"nu": constraints.positive, "S": constraints.positive_definite}
+    support = constraints.positive_definite
+    reparametrized_params = ["S"]
+
+    def __init__(self, nu: Array, S: Array, *, validate_args: bool | None = None) -> None:
+        self.nu, self.S = nu, S
+        batch = jnp.broadcast_shapes(jnp.shape(nu), jnp.shape(S)[:-2])
+        super().__init__(batch_shape=batch, event_shape=jnp.shape(S)[-2:], validate_args=validate_args)
+
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
+        inv = jnp.linalg.inv(self.S)
+        w = dist.Wishart(jnp.broadcast_to(self.nu, self.batch_shape), scale_matrix=inv).sample(key, sample_shape)
+        return jnp.linalg.inv(w)
+
+    @validate_sample
+    def log_prob(self, value: Array) -> Array:
+        k = self.event_shape[-1]
+        _, logdet_s = jnp.linalg.slogdet(self.S)
+        chol_w = jnp.linalg.cholesky(value)
+        logdet_w = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol_w, axis1=-2, axis2=-1)), axis=-1)
+        trace = jnp.trace(self.S @ jnp.linalg.inv(value), axis1=-2, axis2=-1)
+        nu = self.nu
+        return (0.5 * nu * logdet_s - 0.5 * nu * k * math.log(2.0) - jax.scipy.special.multigammaln(0.5 * nu, k)
+                - 0.5 * (nu + k + 1) * logdet_w - 0.5 * trace)
+
+
 #: Every name :func:`distribution` accepts.
-DISTRIBUTIONS: tuple[str, ...] = tuple(_TABLE)
+DISTRIBUTIONS: tuple[str, ...] = tuple(_TABLE) + tuple(_SIZED)
 
 #: name -> the accepted parameter-name sets (one per alternative parametrization),
 #: for the compiler's checker and its error messages.
@@ -281,15 +333,24 @@ DISTRIBUTION_PARAMS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
-def distribution(name: str, args: Mapping[str, Array | float]) -> dist.Distribution:
+def distribution(name: str, args: Mapping[str, Array | float],
+                 value_shape: tuple[int, ...] | None = None) -> dist.Distribution:
     """The NumPyro distribution for a ``.fg`` ``name(args)``, by canonical parameter names.
 
     ``args`` must match exactly one of ``DISTRIBUTION_PARAMS[name]`` (e.g.
     ``bernoulli`` takes ``{"p"}`` or ``{"logit"}``); arrays are expected to be
     broadcast-compatible already. Unknown names or parameter sets raise
     ``ValueError`` listing what is accepted: the compiler checks first, this is
-    a backstop that must not surface as a bare ``KeyError``.
+    a backstop that must not surface as a bare ``KeyError``. ``value_shape``:
+    the shape of the value the density is of, which the LKJ priors read their
+    dimension from (``[..., K, K]``); the other distributions ignore it.
     """
+    if name in _SIZED:
+        if value_shape is None or len(value_shape) < 2:
+            raise ValueError(f"distribution '{name}' needs the [K, K] shape of its value")
+        if set(args) != {"eta"}:
+            raise ValueError(f"distribution '{name}' got parameters ({', '.join(sorted(args))}); expected {name}(eta)")
+        return _SIZED[name](int(value_shape[-1]), args["eta"])
     alts = _TABLE.get(name)
     if alts is None:
         hint = ""
@@ -312,7 +373,7 @@ def log_density(name: str, args: Mapping[str, Array | float], value: Array, kind
     ``kind`` "lcdf" / "lccdf": log P(X <= value) / log P(X > value).
     The backends hand this to the compiler's JAX lowering (``bind(log_density=...)``)."""
     if kind == "logp":
-        return distribution(name, args).log_prob(value)
+        return distribution(name, args, jnp.shape(value)).log_prob(value)
     if name == "normal":  # in log space (log_ndtr): a far tail is a finite log, not log 0
         z = (value - args["mu"]) / args["sd"]
         return log_ndtr(z if kind == "lcdf" else -z)

@@ -34,6 +34,20 @@ _EXACT_SUPPORT = {
     "positive": {"positive"},
     "unit": {"unit"},
     "simplex": {"simplex"},
+    "corr_cholesky": {"cholesky_factor_corr"},
+    "corr_matrix": {"corr_matrix"},
+    "cov_matrix": {"cov_matrix"},
+}
+
+# the matrix types (compiler/matrix_types.py) -> NumPyro's constraint, whose
+# bijection (biject_to) the samplers and map's general path move through:
+# CorrCholeskyTransform (Stan's), and for a correlation / covariance matrix
+# that one (or LowerCholeskyTransform) composed with L -> L L^T
+_MATRIX_CONSTRAINTS = {
+    "cholesky_factor_corr": constraints.corr_cholesky,
+    "corr_matrix": constraints.corr_matrix,
+    "cov_matrix": constraints.positive_definite,
+    "cholesky_factor_cov": constraints.lower_cholesky,
 }
 
 def domain_constraint(d: Domain) -> constraints.Constraint:
@@ -49,6 +63,8 @@ def domain_constraint(d: Domain) -> constraints.Constraint:
         return constraints.ordered_vector
     if d.kind == "positive_ordered":
         return constraints.positive_ordered_vector
+    if d.kind in _MATRIX_CONSTRAINTS:
+        return _MATRIX_CONSTRAINTS[d.kind]
     if d.kind == "interval":
         if d.lower is not None and d.upper is not None:
             return constraints.interval(d.lower, d.upper)
@@ -199,7 +215,7 @@ class NumpyroModel:
                 return sparsity_prior(v.name, sig.name, per, shape)
             return sparsity_prior(v.name, sig.name, scalar_args, shape)
         per = {k: _per_node(a, v, sig.event_ndim) for k, a in args.items()}
-        d = distribution(sig.name, per)
+        d = distribution(sig.name, per, shape)
         value_batch = v.value_shape[: len(v.value_shape) - sig.event_ndim] if sig.event_ndim else v.value_shape
         batch = v.node_shape + value_batch
         d = d.expand(batch).to_event(len(batch))
@@ -249,7 +265,7 @@ class NumpyroModel:
         if sig.sparsity:
             numpyro.factor(name, jnp.sum(self._sparsity_factor_logp(name, sig.name, args, lhs)))
             return
-        d = distribution(sig.name, args)
+        d = distribution(sig.name, args, jnp.shape(lhs))
         batch = jnp.broadcast_shapes(d.batch_shape, lhs.shape[: lhs.ndim - len(d.event_shape)])
         d = d.expand(batch)
         if name in self.predict:
@@ -317,6 +333,9 @@ _PARAM_EVENT_NDIM = {
     ("mvnormal", "mu"): 1,
     ("mvnormal", "cov"): 2,
     ("mvnormal", "prec"): 2,
+    ("mvnormal", "chol"): 2,
+    ("wishart", "S"): 2,
+    ("inv_wishart", "S"): 2,
     ("dirichlet", "alpha"): 1,
     ("categorical", "logits"): 1,
     ("categorical", "p"): 1,
