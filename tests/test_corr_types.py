@@ -158,7 +158,9 @@ def correlated() -> tuple[dict, float]:
 
 
 @pytest.mark.parametrize("backend, options", [
-    ("map", {}), ("vi", {}), ("mcmc", {"samples": 300, "warmup": 200, "chains": 1}),
+    ("map", {}),
+    pytest.param("vi", {}, marks=pytest.mark.heavy),
+    pytest.param("mcmc", {"samples": 300, "warmup": 200, "chains": 1}, marks=pytest.mark.heavy),
 ])
 def test_a_known_correlation_is_recovered(correlated, backend: str, options: dict) -> None:
     data, sample_corr = correlated
@@ -189,10 +191,12 @@ factor obs[n in 0:N]: y[n] ~ normal(dot(x[n], beta[g[n]]), sigma)
 """
 
 
-def test_noncentered_hierarchical_model_under_map() -> None:
+@pytest.mark.heavy
+def test_noncentered_hierarchical_model_under_nuts() -> None:
     """Stan's `beta = rep_matrix(mu', J) + (diag_pre_multiply(tau, L) * z)'` as
-    fglang writes it; map's mode (through the LKJ bijection) finds a strong
-    correlation of the group effects."""
+    fglang writes it: NUTS finds the strong correlation of the group effects.
+    (Not map: the joint mode over z and L has no log-determinant term to
+    reward a correlation, so it sits near none; that is the model, not map.)"""
     rng = np.random.default_rng(2)
     j, k, per = 30, 2, 12
     s = np.array([[1.0, 0.8], [0.8, 1.0]])
@@ -200,10 +204,12 @@ def test_noncentered_hierarchical_model_under_map() -> None:
     g = np.repeat(np.arange(j), per)
     x = np.column_stack([np.ones(j * per), rng.normal(size=j * per)])
     y = np.sum(x * beta[g], axis=1) + 0.3 * rng.normal(size=j * per)
-    post = fglang.compile(_NONCENTERED).fit({"N": j * per, "J": j, "K": k, "g": g, "x": x, "y": y}, backend="map")
-    lc = post.mean("L")
-    assert np.allclose(lc @ lc.T, [[1, 0.8], [0.8, 1]], atol=0.25)
-    assert abs(float(post.mean("sigma")) - 0.3) < 0.1
+    data = {"N": j * per, "J": j, "K": k, "g": g, "x": x, "y": y}
+    post = fglang.compile(_NONCENTERED).fit(data, backend="mcmc", samples=400, warmup=400, chains=1, seed=0)
+    lc = post.samples("L").reshape(-1, 2, 2)
+    corr = (lc @ np.swapaxes(lc, 1, 2))[:, 1, 0].mean()
+    assert abs(corr - np.corrcoef(beta.T)[0, 1]) < 0.2
+    assert abs(float(post.mean("sigma")) - 0.3) < 0.05
 
 
 # --------------------------------------------------------------------------- located errors

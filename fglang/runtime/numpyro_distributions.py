@@ -37,6 +37,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.util import promote_shapes, validate_sample
 
 from fglang.compiler.distributions import AUX_SUFFIXES, SPARSITY
+from fglang.runtime.numpyro_matrix import InverseWishart, Lkj, LkjCholesky
 
 __all__ = [
     "AUX_SUFFIXES",
@@ -286,41 +287,9 @@ _TABLE.update({
 # (Stan's `L ~ lkj_corr_cholesky(eta)` has no K): built by `distribution` from
 # its `value_shape`.
 _SIZED: dict[str, Callable[[int, Array], dist.Distribution]] = {
-    "lkj_corr_cholesky": lambda k, eta: dist.LKJCholesky(k, _f(eta)),
-    "lkj_corr": lambda k, eta: dist.LKJ(k, _f(eta)),
+    "lkj_corr_cholesky": lambda k, eta: LkjCholesky(k, _f(eta)),
+    "lkj_corr": lambda k, eta: Lkj(k, _f(eta)),
 }
-
-
-class InverseWishart(dist.Distribution):
-    """Stan's ``inv_wishart(nu, S)`` on ``[K, K]`` SPD matrices: ``W`` such that
-    ``W^-1 ~ wishart(nu, S^-1)``. Written here (NumPyro's ``InverseWishart`` is
-    newer than some installs) with the closed-form log density
-    ``(nu/2) log|S| - (nu K / 2) log 2 - log Gamma_K(nu/2) - ((nu+K+1)/2) log|W| - tr(S W^-1)/2``."""
-
-    arg_constraints = {"nu": constraints.positive, "S": constraints.positive_definite}
-    support = constraints.positive_definite
-    reparametrized_params = ["S"]
-
-    def __init__(self, nu: Array, S: Array, *, validate_args: bool | None = None) -> None:
-        self.nu, self.S = nu, S
-        batch = jnp.broadcast_shapes(jnp.shape(nu), jnp.shape(S)[:-2])
-        super().__init__(batch_shape=batch, event_shape=jnp.shape(S)[-2:], validate_args=validate_args)
-
-    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
-        inv = jnp.linalg.inv(self.S)
-        w = dist.Wishart(jnp.broadcast_to(self.nu, self.batch_shape), scale_matrix=inv).sample(key, sample_shape)
-        return jnp.linalg.inv(w)
-
-    @validate_sample
-    def log_prob(self, value: Array) -> Array:
-        k = self.event_shape[-1]
-        _, logdet_s = jnp.linalg.slogdet(self.S)
-        chol_w = jnp.linalg.cholesky(value)
-        logdet_w = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol_w, axis1=-2, axis2=-1)), axis=-1)
-        trace = jnp.trace(self.S @ jnp.linalg.inv(value), axis1=-2, axis2=-1)
-        nu = self.nu
-        return (0.5 * nu * logdet_s - 0.5 * nu * k * math.log(2.0) - jax.scipy.special.multigammaln(0.5 * nu, k)
-                - 0.5 * (nu + k + 1) * logdet_w - 0.5 * trace)
 
 
 #: Every name :func:`distribution` accepts.

@@ -26,28 +26,18 @@ from fglang.compiler.types import Domain
 from fglang.runtime.numpyro_backend import validate  # noqa: F401  (NumPyro-free: a warm fit checks without NumPyro)
 from fglang.runtime.numpyro_bounds import var_support
 from fglang.runtime.numpyro_distributions import distribution, sparsity_prior
+from fglang.runtime.numpyro_matrix import MATRIX_CONSTRAINTS
 
 # A var whose domain equals its prior's support samples from the prior directly;
-# these are the var domains each support matches exactly.
+# these are the var domains each support matches exactly. (Not a matrix var: it is
+# sampled through its own support's jitted bijection with its prior a factor,
+# numpyro_matrix.py; the median of LKJ draws that NumPyro would start from is
+# no correlation matrix, and the prior's support would bring an unjitted transform.)
 _EXACT_SUPPORT = {
     "real": {"real"},
     "positive": {"positive"},
     "unit": {"unit"},
     "simplex": {"simplex"},
-    "corr_cholesky": {"cholesky_factor_corr"},
-    "corr_matrix": {"corr_matrix"},
-    "cov_matrix": {"cov_matrix"},
-}
-
-# the matrix types (compiler/matrix_types.py) -> NumPyro's constraint, whose
-# bijection (biject_to) the samplers and map's general path move through:
-# CorrCholeskyTransform (Stan's), and for a correlation / covariance matrix
-# that one (or LowerCholeskyTransform) composed with L -> L L^T
-_MATRIX_CONSTRAINTS = {
-    "cholesky_factor_corr": constraints.corr_cholesky,
-    "corr_matrix": constraints.corr_matrix,
-    "cov_matrix": constraints.positive_definite,
-    "cholesky_factor_cov": constraints.lower_cholesky,
 }
 
 def domain_constraint(d: Domain) -> constraints.Constraint:
@@ -63,8 +53,8 @@ def domain_constraint(d: Domain) -> constraints.Constraint:
         return constraints.ordered_vector
     if d.kind == "positive_ordered":
         return constraints.positive_ordered_vector
-    if d.kind in _MATRIX_CONSTRAINTS:
-        return _MATRIX_CONSTRAINTS[d.kind]
+    if d.kind in MATRIX_CONSTRAINTS:
+        return MATRIX_CONSTRAINTS[d.kind]
     if d.kind == "interval":
         if d.lower is not None and d.upper is not None:
             return constraints.interval(d.lower, d.upper)
