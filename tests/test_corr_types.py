@@ -118,6 +118,63 @@ def test_multi_normal_cholesky_equals_mvnormal_with_cov_l_lt() -> None:
     assert abs(got - st.multivariate_normal(mu, s).logpdf(y).sum()) < 1e-10
 
 
+def test_chol_factor_runs_on_gbp_and_map_as_its_covariance() -> None:
+    """With L from data, `mvnormal(mu, chol=L)` is a Gaussian factor: GBP (precision
+    inv(L L^T)) and map's least-squares path (residual L^-1 e) give the exact posterior
+    of the mvnormal(cov = L L^T) model."""
+    rng = np.random.default_rng(6)
+    k, n = 3, 5
+    a = rng.normal(size=(k, k))
+    s = a @ a.T + 0.5 * np.eye(k)
+    data = {"N": n, "K": k, "y": rng.normal(size=(n, k)), "Lc": np.linalg.cholesky(s), "S": s}
+    src = _CHOL_MODEL.replace("var mu: real[K]", "var mu: real[K] ~ normal(0, 3)")
+    cov = src.replace("multi_normal_cholesky(mu, Lc)", "mvnormal(mu, cov=S)")
+    # exact: prior N(0, 9 I), n observations with covariance S
+    prec = np.eye(k) / 9 + n * np.linalg.inv(s)
+    exact = np.linalg.solve(prec, np.linalg.solve(s, data["y"].sum(axis=0)))
+    for backend in ("gbp", "map"):
+        got = fglang.compile(src).fit(data, backend=backend)
+        want = fglang.compile(cov).fit(data, backend=backend)
+        assert np.allclose(got.mean("mu"), exact, atol=1e-6)
+        assert np.allclose(got.mean("mu"), want.mean("mu"), atol=1e-8)
+
+
+_LKJ_FORMS = {
+    "prior": "var L: cholesky_factor_corr[K] ~ lkj_corr_cholesky(eta)\n",
+    "factor": "var L: cholesky_factor_corr[K]\nfactor p: L ~ lkj_corr_cholesky(eta)\n",
+    "logp": "var L: cholesky_factor_corr[K]\nfactor p: potential logp(lkj_corr_cholesky(eta), L)\n",
+}
+
+
+def test_lkj_as_prior_factor_and_logp_is_one_density() -> None:
+    rng = np.random.default_rng(7)
+    lc = _random_corr_cholesky(rng, 3)
+    # Stan: L_kk^(K - k + 2 eta - 2) for k = 2, 3: powers 4 and 3
+    want = float(np.sum(np.array([4.0, 3.0]) * np.log(np.diag(lc)[1:]))) - _lkj_log_normalizer(3, 2.5)
+    for form, decl in _LKJ_FORMS.items():
+        m = fglang.compile("model m\ndata K: int\ndata eta: positive\n" + decl)
+        assert abs(m.log_density({"L": lc}, {"K": 3, "eta": 2.5}) - want) < 1e-9, form
+
+
+def test_an_array_of_matrix_vars_has_one_density_per_matrix() -> None:
+    """`var R[G]: corr_matrix[K] ~ lkj_corr(eta[g])`: G independent matrices, eta per node;
+    and `var W: cov_matrix[K] ~ inv_wishart(nu, S)` against scipy."""
+    rng = np.random.default_rng(8)
+    g, k = 3, 3
+    chols = [_random_corr_cholesky(rng, k) for _ in range(g)]
+    r = np.stack([c @ c.T for c in chols])
+    eta = np.array([0.8, 2.0, 4.0])
+    m = fglang.compile("model m\ndata G: int\ndata K: int\ndata eta[G]: positive\n"
+                       "data nu: positive\ndata S: cov_matrix[K]\n"
+                       "var R[G]: corr_matrix[K] ~ lkj_corr(eta)\n"
+                       "var W: cov_matrix[K] ~ inv_wishart(nu, S)\n")
+    w = st.invwishart(df=5.0, scale=np.eye(k) * 2).rvs(random_state=1)
+    got = m.log_density({"R": r, "W": w}, {"G": g, "K": k, "eta": eta, "nu": 5.0, "S": 2 * np.eye(k)})
+    want = sum((e - 1) * np.linalg.slogdet(x)[1] - _lkj_log_normalizer(k, e) for e, x in zip(eta, r))
+    want += st.invwishart(df=5.0, scale=2 * np.eye(k)).logpdf(w)
+    assert abs(got - want) < 1e-9
+
+
 # --------------------------------------------------------------------------- NUTS on the LKJ prior
 
 

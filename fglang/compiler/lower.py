@@ -492,6 +492,8 @@ class Lowering:
             e = self.expand_lets(k.value)
             r = self.ranks.of(e)
             extra = r - len(v.value_shape)  # leading arg dims that align with node dims
+            if k.name not in ("mu", "alpha"):  # a per-event argument (lkj's eta) has no event axes
+                extra += DISTRIBUTIONS[call.func].event_ndim
             if extra > 0 and k.name not in MATRIX_PARAMS | {"cutpoints"}:
                 e = self.push_index(e, idx[len(idx) - extra :], k.value.span)
             args.append((k.name, e))
