@@ -192,6 +192,23 @@ def test_prior_only_nuts_gives_the_lkj_marginal() -> None:
     assert st.kstest((r.ravel() + 1) / 2, st.beta(2.5, 2.5).cdf).pvalue > 1e-3
 
 
+@pytest.mark.heavy
+def test_prior_only_nuts_through_the_other_bijections() -> None:
+    """corr_matrix through CorrCholesky then L L^T: lkj_corr(2), K = 3, has the same
+    Beta(2.5, 2.5) correlations; cov_matrix through LowerCholesky then L L^T:
+    wishart(nu, S) has mean nu S and Var(W_ij) = nu (S_ij^2 + S_ii S_jj)."""
+    model = fglang.compile("model lkj\ndata K: int\nvar R: corr_matrix[K] ~ lkj_corr(2)\n"
+                           "data S: cov_matrix[K]\nvar W: cov_matrix[K] ~ wishart(6, S)\n")
+    s = np.array([[1.0, 0.3, 0.0], [0.3, 0.5, 0.1], [0.0, 0.1, 2.0]])
+    post = model.fit({"K": 3, "S": s}, backend="mcmc", samples=1500, warmup=500, chains=1, seed=1)
+    r = post.samples("R").reshape(-1, 3, 3)[:, [1, 2, 2], [0, 0, 1]]
+    assert np.allclose(r.mean(axis=0), 0, atol=0.1) and abs(r.var() - 1 / 6) < 0.03
+    w = post.samples("W").reshape(-1, 3, 3)
+    sd = np.sqrt(6 * (s**2 + np.outer(np.diag(s), np.diag(s))))
+    assert np.all(np.abs(w.mean(axis=0) - 6 * s) < 0.25 * sd)
+    assert np.allclose(w.std(axis=0), sd, rtol=0.25)
+
+
 # --------------------------------------------------------------------------- recovering a correlation
 
 _DIRECT = """
