@@ -232,8 +232,11 @@ def correlated() -> tuple[dict, float]:
     return {"J": j, "K": 2, "y": y}, float(np.corrcoef(y.T)[0, 1])
 
 
+# each about 20 s CPU with cold caches (compilation: map's general path and NumPyro's
+# eager initialization), so heavy; the density tests above and the prior-only NUTS
+# run keep the default suite's coverage of the matrix types
 @pytest.mark.parametrize("backend, options", [
-    ("map", {}),
+    pytest.param("map", {}, marks=pytest.mark.heavy),
     pytest.param("vi", {}, marks=pytest.mark.heavy),
     pytest.param("mcmc", {"samples": 300, "warmup": 200, "chains": 1}, marks=pytest.mark.heavy),
 ])

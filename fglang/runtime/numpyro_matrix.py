@@ -105,18 +105,40 @@ def _lkj_logp(value: Array, eta: Array) -> Array:
     return dist.LKJ(value.shape[-1], eta).log_prob(value)
 
 
-class LkjCholesky(dist.LKJCholesky):
-    """Stan's ``lkj_corr_cholesky(eta)``: NumPyro's ``LKJCholesky``, its density one jitted call."""
+class _Lkj(dist.Distribution):
+    """An LKJ density of dimension K: NumPyro's, built only to sample (its
+    constructor is some twenty eager primitives), its density one jitted call."""
+
+    arg_constraints = {"concentration": constraints.positive}
+    _numpyro: type[dist.Distribution]
+    _logp: Any
+
+    def __init__(self, dimension: int, concentration: Array, *, validate_args: bool | None = None) -> None:
+        self.dimension, self.concentration = int(dimension), concentration
+        super().__init__(batch_shape=jnp.shape(concentration), event_shape=(self.dimension, self.dimension),
+                         validate_args=validate_args)
+
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
+        return self._numpyro(self.dimension, self.concentration).sample(key, sample_shape)
 
     def log_prob(self, value: Array) -> Array:
-        return _lkj_cholesky_logp(value, jnp.asarray(self.concentration, jnp.result_type(float)))
+        return type(self)._logp(value, jnp.asarray(self.concentration, jnp.result_type(float)))
 
 
-class Lkj(dist.LKJ):
-    """Stan's ``lkj_corr(eta)``: NumPyro's ``LKJ``, its density one jitted call."""
+class LkjCholesky(_Lkj):
+    """Stan's ``lkj_corr_cholesky(eta)`` (NumPyro's ``LKJCholesky``)."""
 
-    def log_prob(self, value: Array) -> Array:
-        return _lkj_logp(value, jnp.asarray(self.concentration, jnp.result_type(float)))
+    support = constraints.corr_cholesky
+    _numpyro = dist.LKJCholesky
+    _logp = _lkj_cholesky_logp
+
+
+class Lkj(_Lkj):
+    """Stan's ``lkj_corr(eta)`` (NumPyro's ``LKJ``)."""
+
+    support = constraints.corr_matrix
+    _numpyro = dist.LKJ
+    _logp = _lkj_logp
 
 
 # --------------------------------------------------------------------------- inverse Wishart
