@@ -356,3 +356,21 @@ def test_chol_data_with_a_zero_diagonal_is_located() -> None:
     data = {"N": 2, "K": 2, "y": np.zeros((2, 2)), "Lc": [[1.0, 0.0], [0.5, 0.0]], "S": np.eye(2)}
     msg = _errors(src, data, backend="mcmc")
     assert "'chol' of mvnormal in factor 'a' has a diagonal entry <= 0" in msg
+
+
+@pytest.mark.parametrize("decl, call, what", [
+    ("data x: real[3]", "x ~ lkj_corr_cholesky(2)", "is a density of square [K, K] matrices; its left side is [3]"),
+    ("data x: real[3, 2]", "x ~ lkj_corr(2)", "is a density of square [K, K] matrices; its left side is 3 x 2"),
+    ("data x: real[3, 3]\ndata C: real[2, 2]", "x ~ wishart(4, C)", "'S' of wishart must be [3, 3]"),
+    ("data x: real[3]\ndata C: real[2, 2]", "x ~ multi_normal_cholesky(0 * x, C)", "'chol' of mvnormal must be [3, 3]"),
+])
+def test_event_and_matrix_shapes_are_checked(decl: str, call: str, what: str) -> None:
+    msg = _errors(f"model m\n{decl}\nvar e: positive ~ exponential(1)\nfactor f: {call}\n")
+    assert what in msg and "m.fg:" in msg
+
+
+def test_a_square_left_side_sized_by_data_is_checked_at_bind() -> None:
+    src = "model m\ndata A: int\ndata B: int\ndata x: real[A, B]\nfactor f: x ~ lkj_corr(2)\n"
+    msg = _errors(src, {"A": 2, "B": 3, "x": np.zeros((2, 3))})
+    assert "its left side is 2 x 3" in msg
+    fglang.compile(src).bind({"A": 2, "B": 2, "x": np.eye(2)})
