@@ -201,7 +201,7 @@ CASES = [
         "model m\nvar x: reall\n",
         [(2, 8, "unknown type 'reall'; did you mean 'real'?")],
         hints={0: "types are real, positive, unit, int, bool, simplex, ordered, positive_ordered, "
-                  "rot2, rot3, pose2, pose3"},
+                  "cholesky_factor_corr, corr_matrix, cov_matrix, cholesky_factor_cov, rot2, rot3, pose2, pose3"},
     ),
     Case(
         "broadcast_mismatch_literal_sizes",

@@ -316,7 +316,8 @@ def test_every_name_and_parametrization_builds() -> None:
         "bernoulli", "binomial", "poisson", "neg_binomial", "categorical", "ordered_logistic", "huber",
     }  # fmt: skip
     special = {"cov": jnp.eye(2), "prec": jnp.eye(2), "alpha": jnp.ones(3), "logits": jnp.zeros(3),
-               "cutpoints": jnp.asarray([-1.0, 1.0]), "n": jnp.asarray(5)}  # fmt: skip
+               "cutpoints": jnp.asarray([-1.0, 1.0]), "n": jnp.asarray(5), "chol": jnp.eye(2),
+               "S": jnp.eye(2)}  # fmt: skip
     for name, alts in DISTRIBUTION_PARAMS.items():
         for params in alts:
             args = {p: special.get(p, jnp.asarray(0.5)) for p in params}

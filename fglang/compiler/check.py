@@ -33,7 +33,17 @@ from fglang.compiler.linalg import LinalgTyping
 from fglang.compiler.scan import ScanTyping
 from fglang.compiler.sizes import SizeCheck
 from fglang.compiler.truncation import TruncationTyping, truncated_var
-from fglang.compiler.types import BASE_TYPES, ERROR, Domain, T, dims_differ, make_domain, show_shape
+from fglang.compiler.types import (
+    BASE_TYPES,
+    ERROR,
+    MATRIX_KINDS,
+    SIZED_KINDS,
+    Domain,
+    T,
+    dims_differ,
+    make_domain,
+    show_shape,
+)
 from fglang.compiler.var_bounds import AFFINE_KEYWORDS, DATA_BOUND_HINT, BoundTyping, scalar_data_arithmetic
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, FgError, did_you_mean, recursion_headroom
 
@@ -212,8 +222,9 @@ class Checker(
         if t.bounds and t.base not in ("real", "int", "positive"):
             self.err(f"'{t.base}' takes no bounds", t.span)
             self.dynamic_bounds = []
-        if t.base in ("simplex", "ordered", "positive_ordered") and len(t.shape) != 1:
-            self.err(f"'{t.base}' needs one size, as in {t.base}[K]", t.span)
+        if t.base in SIZED_KINDS and len(t.shape) != 1:
+            self.err(f"'{t.base}' needs one size, as in {t.base}[K]", t.span,
+                     f"{t.base}[K] is a K x K matrix: its size is the side" if t.base in MATRIX_KINDS else None)
         self.size_exprs(t.shape, "type shape")
         dtype = {"int": "int", "bool": "bool"}.get(t.base, "real")
         if self.dynamic_bounds:
@@ -247,10 +258,10 @@ class Checker(
             # data bounds are closed, as Stan's: `real(lower=0, upper=1)` data hold 0s and 1s
             # (`positive` and `unit` data, fglang's own types, stay open)
             domain = Domain("interval", domain.lower, domain.upper)
-        if domain.kind in ("simplex", "ordered", "positive_ordered"):
+        if domain.kind in SIZED_KINDS:
             dtype = "real"
-        shape = self.shape_of(d.dims) + self.shape_of(d.type.shape)
-        value_shape = d.type.shape
+        value_shape = _value_exprs(d.type)
+        shape = self.shape_of(d.dims) + self.shape_of(value_shape)
         if domain.kind in GROUPS:
             # stored as a real array of the group's storage shape; typed as the group
             value_shape = _storage_exprs(domain.kind, d.type.span)
@@ -282,10 +293,10 @@ class Checker(
         self.size_exprs(d.dims, "var size")
         td = self.type_expr(d.type, var=d.name)
         domain = td[0] if td else Domain("real")
-        shape = self.shape_of(d.dims) + self.shape_of(d.type.shape)
+        value_shape = _value_exprs(d.type)
+        shape = self.shape_of(d.dims) + self.shape_of(value_shape)
         bounds = self.var_bounds(d, domain, shape) if td else ()
         prior = None
-        value_shape = d.type.shape
         if domain.kind in GROUPS:
             value_shape = _storage_exprs(domain.kind, d.type.span)
             shape = self.shape_of(d.dims)
@@ -344,12 +355,14 @@ class Checker(
                 params[p.name] = Symbol("param", ERROR)  # known, so its uses raise no second error
                 continue
             td = self.type_expr(p.type)
+            self._no_matrix_type(p.type, f"parameter '{p.name}'")
             if p.name in params:
                 self.err(f"parameter '{p.name}' is repeated", p.span)
             dtype = td[1] if td else "real"
             shape = () if dtype in GROUPS else self.shape_of(p.type.shape)
             params[p.name] = Symbol("param", T(dtype, shape, True))
         ret = self.type_expr(d.ret) if self._fn_shape_names(d, d.ret, outer, sizes) else None
+        self._no_matrix_type(d.ret, "the return type")
         want = self.shape_of(d.ret.shape) if ret is not None else ()
         self.scope = params
         self._current_fn = d.name
@@ -374,6 +387,13 @@ class Checker(
                 self.defer("same", (want, rt.shape), f"fn '{d.name}' returns {{1}} but is declared to return {{0}}",
                            d.body.span, d.body)
         self.fns[d.name] = d
+
+    def _no_matrix_type(self, t: A.TypeExpr, what: str) -> None:
+        """A fn's parameters and result are plain arrays: a matrix type's promise
+        (a correlation matrix) is a var's or data's, checked where it is declared."""
+        if t.base in MATRIX_KINDS:
+            self.err(f"{what} of a fn cannot be {t.base}[...]", t.span,
+                     "declare it real[K, K] (the var or data passed in keeps its own type)")
 
     def _fn_shape_names(self, d: A.FnDecl, t: A.TypeExpr, outer: dict, sizes: dict) -> bool:
         """A fn's parameter and return shapes name constants and data ints only."""
@@ -485,6 +505,14 @@ def check_source(text: str, file: str = "<string>") -> CheckedModel:
 def _what(sym: Symbol) -> str:
     """A name's kind as a message says it: 'a var', 'real data', 'a let'."""
     return f"{sym.t.dtype} data" + (" with a shape" if sym.t.shape else "") if sym.kind == "data" else f"a {sym.kind}"
+
+
+def _value_exprs(t: A.TypeExpr) -> tuple[A.Expr, ...]:
+    """The value shape a type declares, as size expressions: ``corr_matrix[K]``
+    holds a [K, K] matrix (its one size is the side); every other type its shape."""
+    if t.base in MATRIX_KINDS and len(t.shape) == 1:
+        return (t.shape[0], t.shape[0])
+    return tuple(t.shape)
 
 
 def _storage_exprs(kind: str, span: A.Span) -> tuple[A.Expr, ...]:

@@ -16,6 +16,7 @@ from fglang.compiler.datafile import to_array
 from fglang.compiler.expr import names_in, static_value
 from fglang.compiler.ir import DataInfo, ModelIR
 from fglang.compiler.limits import Budget, elements, show_count
+from fglang.compiler.matrix_types import MATRIX_TYPES, matrix_problem
 from fglang.compiler.types import Domain, make_domain
 from fglang.errors import DiagnosticSink, FgError
 
@@ -159,6 +160,8 @@ def _domain_violation(arr: np.ndarray, d: Domain) -> str | None:
         return "must be strictly increasing along its last axis"
     if d.kind == "positive_ordered" and np.any(arr <= 0):
         return f"must be positive, but holds {arr.min():g}"
+    if d.kind in MATRIX_TYPES:
+        return matrix_problem(arr, d.kind)
     if d.kind in ("rot3", "pose3"):
         # a unit quaternion, up to a file's rounding (it is normalized where used)
         norm = np.linalg.norm(arr[..., -4:], axis=-1)

@@ -12,10 +12,17 @@ from dataclasses import replace
 
 from fglang.compiler import ast as A
 from fglang.compiler.checked import VarBound
-from fglang.compiler.distributions import DISTRIBUTIONS, PARAM_DOMAINS, SUPPORT_ALLOWS, DistSig, outside
+from fglang.compiler.distributions import (
+    DISTRIBUTIONS,
+    MATRIX_PARAMS,
+    PARAM_DOMAINS,
+    SUPPORT_ALLOWS,
+    DistSig,
+    outside,
+)
 from fglang.compiler.expr import names_in
 from fglang.compiler.infer import Symbol
-from fglang.compiler.types import ERROR, Domain, ShapeError, T, show_shape
+from fglang.compiler.types import ERROR, Domain, ShapeError, T, dims_differ, show_shape
 from fglang.compiler.unparse import unparse
 from fglang.compiler.value_range import EVERYTHING, Interval, domain_range, value_range
 from fglang.errors import did_you_mean
@@ -42,6 +49,8 @@ class DistArgs:
         bound = self.bind_args(sig, call)
         if bound is None:
             return None
+        if not self.event_fits(sig, lhs, lhs_expr.span if lhs_expr is not None else call.span, lhs_expr or call):
+            return None
         shapes = []
         for pname, e in bound.items():
             t = self.infer(e)
@@ -50,7 +59,9 @@ class DistArgs:
             if on_var is not None and on_var in {n.id for n in names_in(e)}:
                 self.err(f"the prior of '{on_var}' cannot use '{on_var}' itself", e.span)
             self.check_param_domain(sig, pname, e, t)
-            if not (pname == "cutpoints" or (sig.event_ndim and pname in ("cov", "prec"))):
+            if sig.event_ndim and pname in MATRIX_PARAMS and not self.matrix_arg_fits(sig, pname, e, t, lhs):
+                return None
+            if not (pname == "cutpoints" or (sig.event_ndim and pname in MATRIX_PARAMS)):
                 shapes.append((e, t.shape[: len(t.shape) - sig.event_ndim] if pname in ("mu", "alpha") else t.shape))
         value_shape = lhs.shape[: len(lhs.shape) - sig.event_ndim] if sig.event_ndim else lhs.shape
         batch = value_shape
@@ -105,6 +116,45 @@ class DistArgs:
         # normalize argument order to the signature's names
         kwargs = tuple(A.Kwarg(k, self.inline(v), v.span) for k, v in bound.items())
         return replace(inlined, args=(), kwargs=kwargs)
+
+    # ----------------------------------------------------------- event shapes
+    def event_fits(self, sig: DistSig, lhs: T, span: A.Span, node: A.Expr) -> bool:
+        """The left side holds whole events: a vector for mvnormal, a square
+        [K, K] matrix for the matrix distributions (an LKJ's K is its side)."""
+        if not sig.event_ndim or not lhs.ok:
+            return True
+        what = "vectors" if sig.event_ndim == 1 else "square [K, K] matrices"
+        if len(lhs.shape) < sig.event_ndim:
+            self.err(f"'{sig.name}' is a density of {what}; its left side is {show_shape(lhs.shape)}", span)
+            return False
+        if sig.event_ndim == 2:
+            a, b = lhs.shape[-2:]
+            message = f"'{sig.name}' is a density of {what}; its left side is {{0}} x {{1}}"
+            if dims_differ(a, b):
+                self.err(message.format(a, b), span)
+                return False
+            if a != b:
+                self.defer("same_dim", (a, b), message, span, node)
+        return True
+
+    def matrix_arg_fits(self, sig: DistSig, pname: str, e: A.Expr, t: T, lhs: T) -> bool:
+        """A matrix argument (``cov``, ``prec``, ``chol``, ``S``) is [d, d] with d the
+        side of the left side's event: a located error, not a broadcasting failure mid-fit."""
+        if not t.ok or not lhs.ok or len(lhs.shape) < sig.event_ndim:
+            return True
+        d = lhs.shape[-1]
+        if len(t.shape) < 2:
+            self.err(f"'{pname}' of {sig.name} must be a [{d}, {d}] matrix, got {show_shape(t.shape)}", e.span)
+            return False
+        for x in t.shape[-2:]:
+            message = (f"'{pname}' of {sig.name} must be [{{1}}, {{1}}] to match the left side's {{1}}, "
+                       "but has a side {0}")
+            if dims_differ(x, d):
+                self.err(message.format(x, d), e.span)
+                return False
+            if x != d:
+                self.defer("same_dim", (x, d), message, e.span, e)
+        return True
 
     # ----------------------------------------------------------- a bounded var inside a support
     def name_range(self, name: str) -> Interval:

@@ -28,7 +28,8 @@ class DistSig:
     # (``bernoulli(p=..)`` or ``bernoulli(logit=..)``). A positional argument in
     # the group's position means the group's first name.
     alternatives: tuple[tuple[Param, ...], ...] = ()
-    support: str = "real"  # real | positive | unit | int | nonneg_int | bool | simplex | interval
+    # real | positive | unit | int | nonneg_int | bool | simplex | interval | corr_cholesky | corr_matrix | cov_matrix
+    support: str = "real"
     event_ndim: int = 0
     discrete: bool = False
     sparsity: bool = False
@@ -74,7 +75,7 @@ DISTRIBUTIONS: dict[str, DistSig] = {
         DistSig(
             "mvnormal",
             _p("mu"),
-            alternatives=((Param("cov", "any"), Param("prec", "any")),),
+            alternatives=((Param("cov", "any"), Param("prec", "any"), Param("chol", "any")),),
             event_ndim=1,
             gbp="gaussian",
         ),
@@ -148,6 +149,25 @@ DISTRIBUTIONS: dict[str, DistSig] = {
     ]
 }
 
+# Distributions on matrices (Stan's correlated hierarchical models): the LKJ
+# priors on a correlation matrix or its Cholesky factor, whose size K the
+# left side gives (NumPyro's LKJ takes it as `dimension`: see
+# runtime/numpyro_distributions.distribution's `value_shape`), and the
+# Wishart family on covariance matrices. event_ndim 2: one [K, K] matrix is one event.
+DISTRIBUTIONS.update({
+    d.name: d
+    for d in [
+        DistSig("lkj_corr_cholesky", _p("eta:positive"), support="corr_cholesky", event_ndim=2),
+        DistSig("lkj_corr", _p("eta:positive"), support="corr_matrix", event_ndim=2),
+        DistSig("wishart", (Param("nu", "positive"), Param("S", "any")), support="cov_matrix", event_ndim=2),
+        DistSig("inv_wishart", (Param("nu", "positive"), Param("S", "any")), support="cov_matrix", event_ndim=2),
+    ]
+})
+
+#: parameters that are one matrix per event ([..., d, d]): they do not broadcast
+#: element by element against the left side (the checker's and the lowering's shape rules)
+MATRIX_PARAMS: frozenset[str] = frozenset({"cov", "prec", "chol", "S"})
+
 # Which var domains a distribution's support may serve as a prior for without
 # leaving the var's support: a narrower var is fine (Stan's implicit truncation,
 # `var s: positive ~ normal(0, 1)`), a wider one is not.
@@ -160,6 +180,10 @@ SUPPORT_ALLOWS: dict[str, frozenset[str]] = {
     "int": frozenset({"int", "bool"}),
     "nonneg_int": frozenset({"int", "bool"}),
     "bool": frozenset({"bool", "int"}),
+    # the matrix types (compiler/matrix_types.py): a prior on one is on that type exactly
+    "corr_cholesky": frozenset({"cholesky_factor_corr"}),
+    "corr_matrix": frozenset({"corr_matrix"}),
+    "cov_matrix": frozenset({"cov_matrix"}),
 }
 
 

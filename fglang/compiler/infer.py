@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
-from fglang.compiler.distributions import CDF, CDF_CONSTANT_PARAMS, DISTRIBUTIONS
+from fglang.compiler.distributions import CDF, CDF_CONSTANT_PARAMS, DISTRIBUTIONS, MATRIX_PARAMS
 from fglang.compiler.expr import names_in, static_value
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
 from fglang.compiler.groups import GROUPS
@@ -445,7 +445,7 @@ class ExprTyping:
                 self.err(f"{f} of '{d.func}' needs a '{pname}' that reads no var", a.span,
                          f"JAX has no gradient of {d.func}'s CDF in '{pname}': give it data or a constant")
                 return ERROR
-            if pname not in ("cutpoints", "cov", "prec"):
+            if pname not in MATRIX_PARAMS | {"cutpoints"}:
                 s = t.shape[: len(t.shape) - sig.event_ndim] if pname in ("mu", "alpha") else t.shape
                 try:
                     shape = self.broadcast(shape, s, f"shape mismatch in {f}: {{err}}", a)

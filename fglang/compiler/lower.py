@@ -22,7 +22,7 @@ from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
 from fglang.compiler.checked import CheckedModel, FactorInfo
 from fglang.compiler.dag import SharedMemo, rename_shared
-from fglang.compiler.distributions import DISTRIBUTIONS
+from fglang.compiler.distributions import DISTRIBUTIONS, MATRIX_PARAMS
 from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
@@ -96,7 +96,7 @@ class _Ranks:
                 for a in e.args[0].args:
                     ranks.append(self.of(a))
                 for k in e.args[0].kwargs:
-                    if k.name not in ("cov", "prec", "cutpoints"):
+                    if k.name not in MATRIX_PARAMS | {"cutpoints"}:
                         ranks.append(self.of(k.value) - (sig.event_ndim if k.name in ("mu", "alpha") else 0))
                 return max(ranks)
             return max((self.of(a) for a in e.args), default=0)
@@ -501,7 +501,9 @@ class Lowering:
             e = self.expand_lets(k.value)
             r = self.ranks.of(e)
             extra = r - len(v.value_shape)  # leading arg dims that align with node dims
-            if extra > 0 and k.name not in ("cov", "prec", "cutpoints"):
+            if k.name not in ("mu", "alpha"):  # a per-event argument (lkj's eta) has no event axes
+                extra += DISTRIBUTIONS[call.func].event_ndim
+            if extra > 0 and k.name not in MATRIX_PARAMS | {"cutpoints"}:
                 e = self.push_index(e, idx[len(idx) - extra :], k.value.span)
             args.append((k.name, e))
         del full_rank

@@ -40,6 +40,10 @@ STAN_NAMES: dict[str, StanName] = {
     "std_normal": StanName("normal", (), meaning="normal(0, 1)"),
 }
 
+# the matrix distributions (compiler/matrix_types.py); lkj_corr_cholesky, lkj_corr,
+# wishart and inv_wishart are spelled as in Stan
+STAN_NAMES["multi_normal_cholesky"] = StanName("mvnormal", (None, "chol"), meaning="mvnormal(mu, chol=L)")
+
 
 # Stan's names for built-in functions fglang spells otherwise: the call is renamed
 # (same arguments); name -> (fglang's built-in, how it reads)

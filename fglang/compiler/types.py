@@ -36,7 +36,8 @@ class Domain:
     """The support of a var or the declared range of data.
 
     kind is one of real, positive, unit, interval, int, bool, simplex, ordered,
-    bounded or affine. ``bounded`` is a real var with a ``lower=``/``upper=``
+    positive_ordered, bounded or affine, one of the matrix types (``MATRIX_KINDS``),
+    or a Lie group. ``bounded`` is a real var with a ``lower=``/``upper=``
     that is an expression of vars, data or lets (``real(lower=a)``): the
     expression lives in the IR (``ModelIR.bounds``) and is evaluated per draw;
     a constant side stays in ``lower``/``upper``. ``affine`` is Stan's
@@ -77,7 +78,14 @@ class Domain:
         return tuple(k for k, _ in self.written)
 
 
-BASE_TYPES = ("real", "positive", "unit", "int", "bool", "simplex", "ordered", "positive_ordered")
+BASE_TYPES = ("real", "positive", "unit", "int", "bool", "simplex", "ordered", "positive_ordered",
+              "cholesky_factor_corr", "corr_matrix", "cov_matrix", "cholesky_factor_cov")
+
+#: the types whose one size K is the side of a [K, K] value (``compiler/matrix_types.py``)
+MATRIX_KINDS = ("cholesky_factor_corr", "corr_matrix", "cov_matrix", "cholesky_factor_cov")
+
+#: the types that take exactly one size
+SIZED_KINDS = ("simplex", "ordered", "positive_ordered") + MATRIX_KINDS
 
 
 def make_domain(base: str, lower: float | None, upper: float | None) -> Domain:

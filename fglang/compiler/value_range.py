@@ -31,6 +31,8 @@ _KIND_RANGE: dict[str, Interval] = {
     "unit": (0.0, 1.0),
     "simplex": (0.0, 1.0),
     "bool": (0.0, 1.0),
+    "cholesky_factor_corr": (-1.0, 1.0),
+    "corr_matrix": (-1.0, 1.0),
 }
 
 # monotone non-decreasing elementwise functions, defined on the whole line: f([a, b]) = [f(a), f(b)]

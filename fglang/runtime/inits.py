@@ -17,6 +17,7 @@ import numpy as np
 from fglang.compiler.bind import BoundModel
 from fglang.compiler.bound import bound_values
 from fglang.compiler.ir import bound_name
+from fglang.compiler.matrix_types import MATRIX_TYPES, matrix_problem
 from fglang.compiler.types import Domain
 from fglang.errors import Diagnostic, FgError, did_you_mean
 
@@ -155,6 +156,8 @@ def _outside(arr: np.ndarray, d: Domain) -> str | None:
         return f"it must be > {d.lower:g} ({d.describe()}), but holds {arr.min():g}"
     if d.upper is not None and np.any(arr >= d.upper):
         return f"it must be < {d.upper:g} ({d.describe()}), but holds {arr.max():g}"
+    if d.kind in MATRIX_TYPES:
+        return matrix_problem(arr, d.kind)
     if d.kind == "simplex" and (np.any(arr <= 0) or np.any(np.abs(arr.sum(-1) - 1) > 1e-6)):
         return "a simplex must be positive and sum to 1 along its last axis"
     if d.kind in ("ordered", "positive_ordered") and np.any(np.diff(arr, axis=-1) <= 0):

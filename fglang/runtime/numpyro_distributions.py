@@ -38,6 +38,7 @@ from numpyro.distributions.util import promote_shapes, validate_sample
 
 from fglang.compiler.distributions import AUX_SUFFIXES, SPARSITY
 from fglang.runtime import stan_distributions
+from fglang.runtime.numpyro_matrix import InverseWishart, Lkj, LkjCholesky
 
 __all__ = [
     "AUX_SUFFIXES",
@@ -236,6 +237,8 @@ _TABLE: dict[str, list[tuple[tuple[str, ...], _Builder]]] = {
     "mvnormal": [
         (("mu", "cov"), lambda mu, cov: dist.MultivariateNormal(_f(mu), covariance_matrix=_f(cov))),
         (("mu", "prec"), lambda mu, prec: dist.MultivariateNormal(_f(mu), precision_matrix=_f(prec))),
+        # Stan's multi_normal_cholesky: only the lower triangle of `chol` is read, as in Stan
+        (("mu", "chol"), lambda mu, chol: dist.MultivariateNormal(_f(mu), scale_tril=jnp.tril(_f(chol)))),
     ],
     "student_t": [(("df", "mu", "sd"), lambda df, mu, sd: dist.StudentT(_f(df), _f(mu), _f(sd)))],
     "cauchy": [(("mu", "sd"), lambda mu, sd: dist.Cauchy(_f(mu), _f(sd)))],
@@ -274,8 +277,26 @@ _TABLE: dict[str, list[tuple[tuple[str, ...], _Builder]]] = {
 # Stan's further scalar distributions, in Stan's parametrizations (runtime/stan_distributions.py)
 _TABLE.update(stan_distributions.TABLE)
 
+# The matrix distributions (compiler/distributions.py's block of them). Wishart's
+# NumPyro parameters are Stan's: concentration nu, scale matrix S (density
+# proportional to |W|^((nu-K-1)/2) exp(-tr(S^-1 W)/2)); the inverse Wishart's
+# |W|^(-(nu+K+1)/2) exp(-tr(S W^-1)/2), as Stan's inv_wishart.
+_TABLE.update({
+    "wishart": [(("nu", "S"), lambda nu, S: dist.Wishart(_f(nu), scale_matrix=_f(S)))],
+    "inv_wishart": [(("nu", "S"), lambda nu, S: InverseWishart(_f(nu), _f(S)))],
+})
+
+# The LKJ priors take their dimension K from the value they are a density of
+# (Stan's `L ~ lkj_corr_cholesky(eta)` has no K): built by `distribution` from
+# its `value_shape`.
+_SIZED: dict[str, Callable[[int, Array], dist.Distribution]] = {
+    "lkj_corr_cholesky": lambda k, eta: LkjCholesky(k, _f(eta)),
+    "lkj_corr": lambda k, eta: Lkj(k, _f(eta)),
+}
+
+
 #: Every name :func:`distribution` accepts.
-DISTRIBUTIONS: tuple[str, ...] = tuple(_TABLE)
+DISTRIBUTIONS: tuple[str, ...] = tuple(_TABLE) + tuple(_SIZED)
 
 #: name -> the accepted parameter-name sets (one per alternative parametrization),
 #: for the compiler's checker and its error messages.
@@ -284,15 +305,24 @@ DISTRIBUTION_PARAMS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
-def distribution(name: str, args: Mapping[str, Array | float]) -> dist.Distribution:
+def distribution(name: str, args: Mapping[str, Array | float],
+                 value_shape: tuple[int, ...] | None = None) -> dist.Distribution:
     """The NumPyro distribution for a ``.fg`` ``name(args)``, by canonical parameter names.
 
     ``args`` must match exactly one of ``DISTRIBUTION_PARAMS[name]`` (e.g.
     ``bernoulli`` takes ``{"p"}`` or ``{"logit"}``); arrays are expected to be
     broadcast-compatible already. Unknown names or parameter sets raise
     ``ValueError`` listing what is accepted: the compiler checks first, this is
-    a backstop that must not surface as a bare ``KeyError``.
+    a backstop that must not surface as a bare ``KeyError``. ``value_shape``:
+    the shape of the value the density is of, which the LKJ priors read their
+    dimension from (``[..., K, K]``); the other distributions ignore it.
     """
+    if name in _SIZED:
+        if value_shape is None or len(value_shape) < 2:
+            raise ValueError(f"distribution '{name}' needs the [K, K] shape of its value")
+        if set(args) != {"eta"}:
+            raise ValueError(f"distribution '{name}' got parameters ({', '.join(sorted(args))}); expected {name}(eta)")
+        return _SIZED[name](int(value_shape[-1]), args["eta"])
     alts = _TABLE.get(name)
     if alts is None:
         hint = ""
@@ -315,7 +345,7 @@ def log_density(name: str, args: Mapping[str, Array | float], value: Array, kind
     ``kind`` "lcdf" / "lccdf": log P(X <= value) / log P(X > value).
     The backends hand this to the compiler's JAX lowering (``bind(log_density=...)``)."""
     if kind == "logp":
-        return distribution(name, args).log_prob(value)
+        return distribution(name, args, jnp.shape(value)).log_prob(value)
     if name == "normal":  # in log space (log_ndtr): a far tail is a finite log, not log 0
         z = (value - args["mu"]) / args["sd"]
         return log_ndtr(z if kind == "lcdf" else -z)

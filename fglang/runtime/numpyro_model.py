@@ -26,9 +26,13 @@ from fglang.compiler.types import Domain
 from fglang.runtime.numpyro_backend import validate  # noqa: F401  (NumPyro-free: a warm fit checks without NumPyro)
 from fglang.runtime.numpyro_bounds import var_support
 from fglang.runtime.numpyro_distributions import distribution, sparsity_prior
+from fglang.runtime.numpyro_matrix import MATRIX_CONSTRAINTS
 
 # A var whose domain equals its prior's support samples from the prior directly;
-# these are the var domains each support matches exactly.
+# these are the var domains each support matches exactly. (Not a matrix var: it is
+# sampled through its own support's jitted bijection with its prior a factor,
+# numpyro_matrix.py; the median of LKJ draws that NumPyro would start from is
+# no correlation matrix, and the prior's support would bring an unjitted transform.)
 _EXACT_SUPPORT = {
     "real": {"real"},
     "positive": {"positive"},
@@ -49,6 +53,8 @@ def domain_constraint(d: Domain) -> constraints.Constraint:
         return constraints.ordered_vector
     if d.kind == "positive_ordered":
         return constraints.positive_ordered_vector
+    if d.kind in MATRIX_CONSTRAINTS:
+        return MATRIX_CONSTRAINTS[d.kind]
     if d.kind == "interval":
         if d.lower is not None and d.upper is not None:
             return constraints.interval(d.lower, d.upper)
@@ -199,7 +205,7 @@ class NumpyroModel:
                 return sparsity_prior(v.name, sig.name, per, shape)
             return sparsity_prior(v.name, sig.name, scalar_args, shape)
         per = {k: _per_node(a, v, sig.event_ndim) for k, a in args.items()}
-        d = distribution(sig.name, per)
+        d = distribution(sig.name, per, shape)
         value_batch = v.value_shape[: len(v.value_shape) - sig.event_ndim] if sig.event_ndim else v.value_shape
         batch = v.node_shape + value_batch
         d = d.expand(batch).to_event(len(batch))
@@ -249,7 +255,7 @@ class NumpyroModel:
         if sig.sparsity:
             numpyro.factor(name, jnp.sum(self._sparsity_factor_logp(name, sig.name, args, lhs)))
             return
-        d = distribution(sig.name, args)
+        d = distribution(sig.name, args, jnp.shape(lhs))
         batch = jnp.broadcast_shapes(d.batch_shape, lhs.shape[: lhs.ndim - len(d.event_shape)])
         d = d.expand(batch)
         if name in self.predict:
@@ -317,6 +323,9 @@ _PARAM_EVENT_NDIM = {
     ("mvnormal", "mu"): 1,
     ("mvnormal", "cov"): 2,
     ("mvnormal", "prec"): 2,
+    ("mvnormal", "chol"): 2,
+    ("wishart", "S"): 2,
+    ("inv_wishart", "S"): 2,
     ("dirichlet", "alpha"): 1,
     ("categorical", "logits"): 1,
     ("categorical", "p"): 1,

@@ -24,6 +24,7 @@ import numpy as np
 from fglang.compiler import ast as A
 from fglang.compiler.bind import BoundFamily, BoundModel
 from fglang.compiler.dag import SharedMemo
+from fglang.compiler.matrix_types import MATRIX_TYPES, identity_start
 from fglang.errors import Diagnostic, FgError
 
 _MAX_REPORTED = 8
@@ -77,6 +78,10 @@ _IMPLIES = {
     "ordered": {"real"},
     "positive_ordered": {"positive", "nonneg", "real"},
     "simplex": {"nonneg", "real", "simplex"},
+    "cholesky_factor_corr": {"real"},
+    "corr_matrix": {"real"},
+    "cov_matrix": {"real"},
+    "cholesky_factor_cov": {"real"},
     "int": {"int", "real"},
     "bool": {"bool", "int", "nonneg_int", "nonneg", "real"},
 }
@@ -160,10 +165,10 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
                                    f"{', '.join(bad)}", spans.get(name, f.span), "check the data it is computed from"))
             continue
         if name in MATRIX_ARGS.get(sig.name, ()):
-            problem = _not_spd(fam, a, definite=name == "cov")
+            problem = _not_chol(fam, a) if name == "chol" else _not_spd(fam, a, definite=name in ("cov", "S"))
             if problem is not None:
                 errs.append(Diagnostic(f"'{name}' of {sig.name} in factor '{f.name}' {problem}",
-                                       spans.get(name, f.span), _SPD_HINT))
+                                       spans.get(name, f.span), _CHOL_HINT if name == "chol" else _SPD_HINT))
             continue
         rule = _DOMAIN_RULE.get(domains.get(name, "real"))
         if rule is not None and not np.all(rule[1](a)):
@@ -189,7 +194,9 @@ def _check_family(bm: BoundModel, fam: BoundFamily, data: Callable[[], dict[str,
     return errs
 
 
-MATRIX_ARGS = {"mvnormal": ("cov", "prec")}  # symmetric positive definite, or no Gaussian (every backend)
+MATRIX_ARGS = {"mvnormal": ("cov", "prec", "chol"),  # symmetric positive definite, or no Gaussian (every backend)
+               "wishart": ("S",), "inv_wishart": ("S",)}
+_CHOL_HINT = "'chol' is the lower Cholesky factor L of the covariance (L L^T = cov), as numpy.linalg.cholesky gives"
 _SPD_HINT = ("a covariance or precision matrix must be symmetric with positive eigenvalues: check the data it is "
              "computed from (a singular one: add a small multiple of the identity)")
 
@@ -223,6 +230,20 @@ def _not_spd(fam: BoundFamily, a: np.ndarray, definite: bool) -> str | None:
     bad = _bad_members(fam, ok.reshape(lead), low.reshape(lead))
     return (f"is not positive {'' if definite else 'semi-'}definite (the value: its smallest eigenvalue) at "
             f"{', '.join(bad)}")
+
+
+def _not_chol(fam: BoundFamily, a: np.ndarray) -> str | None:
+    """What is wrong with ``chol`` of mvnormal (Stan's multi_normal_cholesky's L: its lower
+    triangle is read, and a diagonal entry <= 0 is no Cholesky factor) and where, or None."""
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        return None  # the shape is the lowering's business
+    diag = np.diagonal(a, axis1=-2, axis2=-1)
+    low = diag.min(axis=-1) if diag.size else np.ones(a.shape[:-2])
+    ok = low > 0
+    if np.all(ok):
+        return None
+    bad = _bad_members(fam, ok.reshape(a.shape[:-2]), low.reshape(a.shape[:-2]))
+    return f"has a diagonal entry <= 0 (the value: its smallest) at {', '.join(bad)}; a Cholesky factor has none"
 
 
 def _warn_tiny(bm: BoundModel, fam: BoundFamily, name: str, bad: list[str]) -> None:
@@ -317,7 +338,9 @@ def _centre(v) -> np.ndarray:
     else:
         x = 0.0
     out = np.full(v.shape, x)
-    if d.kind == "simplex" and v.value_shape:
+    if d.kind in MATRIX_TYPES and len(v.value_shape) == 2:
+        out = identity_start(v.shape)
+    elif d.kind == "simplex" and v.value_shape:
         out = np.full(v.shape, 1.0 / v.value_shape[-1])
     elif d.kind == "ordered" and v.value_shape:
         out = np.broadcast_to(np.arange(v.value_shape[-1], dtype=float), v.shape).copy()
@@ -352,7 +375,7 @@ def _start_problem(bm: BoundModel, fam: BoundFamily, data, values) -> tuple[str,
                     f"{', '.join(_bad_members(fam, ok, a))}", dict(fam.ir.arg_spans).get(name, fam.ir.span))
     try:
         lhs, args = _align_members(sig, out["lhs"], out["args"])
-        lp = np.asarray(distribution(sig.name, args).log_prob(lhs), dtype=np.float64)
+        lp = np.asarray(distribution(sig.name, args, np.shape(lhs)).log_prob(lhs), dtype=np.float64)
     except (ValueError, TypeError):
         return None
     if lp.size and not np.all(np.isfinite(lp)):

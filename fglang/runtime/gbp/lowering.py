@@ -23,6 +23,7 @@ from fglang.compiler.distributions import SPARSITY
 from fglang.compiler.expr import walk
 from fglang.compiler.groups import GROUPS
 from fglang.compiler.ir import SlotRef
+from fglang.compiler.matrix_types import MATRIX_TYPES
 from fglang.compiler.unparse import unparse
 from fglang.errors import Diagnostic, FgError
 from fglang.runtime.gbp.graph import GaussianFamily, GaussianGraph, Slot, VariableBlock
@@ -45,6 +46,16 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
                     "data or lets (gbp needs unconstrained real vars)",
                     bm.bounds[f"{v.name}__{v.bounds[0]}"].ir.span,  # the key is ir.bound_name's
                     "use --backend vi, mcmc or map, which take bounds that read vars, data and lets",
+                )
+            )
+        elif v.domain.kind in MATRIX_TYPES:
+            errs.append(
+                Diagnostic(
+                    f"gbp cannot run var '{v.name}': it is {v.domain.kind}, a constrained matrix "
+                    "(gbp needs unconstrained real vars)",
+                    v.span,
+                    "use --backend map (its mode and Laplace in the unconstrained space) or --backend mcmc "
+                    "(or vi), which sample it through its bijection",
                 )
             )
         elif v.domain.kind != "real":
@@ -80,7 +91,7 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
                 )
             )
             continue
-        scale_args = {"sd", "cov", "prec", "df", "delta"} | {a for p in SPARSITY.values() for a in p.scales}
+        scale_args = {"sd", "cov", "prec", "chol", "df", "delta"} | {a for p in SPARSITY.values() for a in p.scales}
         spans = dict(f.arg_spans)
         for name in f.arg_map:
             if name in scale_args and f.arg_uses_vars(name):
@@ -247,6 +258,9 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     if sig.name == "mvnormal":
         if "prec" in args0:
             precision = np.broadcast_to(args0["prec"], (m, r, r))
+        elif "chol" in args0:  # multi_normal_cholesky: cov = L L^T
+            chol = np.tril(np.broadcast_to(args0["chol"], (m, r, r)))
+            precision = np.linalg.inv(chol @ np.swapaxes(chol, -1, -2))
         else:
             precision = np.linalg.inv(np.broadcast_to(args0["cov"], (m, r, r)))
     elif sig.gbp in ("gaussian", "robust"):

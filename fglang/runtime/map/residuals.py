@@ -30,7 +30,7 @@ from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.manifold import Segment, is_group, member_retraction, tangent_dim
 
 LSQ_DISTS = ("normal", "mvnormal", "huber", "student_t")
-_SCALES = ("sd", "cov", "prec", "df", "delta")
+_SCALES = ("sd", "cov", "prec", "chol", "df", "delta")
 
 
 class ResidualBlock(NamedTuple):
@@ -124,6 +124,10 @@ def _whiten(name: str, out: dict):
         if "prec" in args:
             chol = jnp.linalg.cholesky(jnp.asarray(args["prec"]))
             r = chol.T @ e
+        elif "chol" in args:  # multi_normal_cholesky: r = L^-1 e
+            import jax.scipy.linalg as jsl
+
+            r = jsl.solve_triangular(jnp.tril(jnp.asarray(args["chol"])), e, lower=True)
         else:
             import jax.scipy.linalg as jsl
 
