@@ -154,8 +154,8 @@ def test_a_warm_fit_in_a_fresh_process_imports_neither_numpyro_nor_optax(store, 
     xla = Path(jax.config.jax_compilation_cache_dir or store / "jax")
     root = xla.parent if xla.name == "jax" else store
     (root / "programs").mkdir(parents=True, exist_ok=True)
-    for entry in _programs(store) if root != store else []:
-        (root / "programs" / entry.name).write_bytes(entry.read_bytes())
+    for name in _programs(store) if root != store else []:
+        (root / "programs" / name).write_bytes((store / "programs" / name).read_bytes())
     env = {**os.environ, "FGLANG_CACHE_DIR": str(root)}
     env.pop("FGLANG_NO_CACHE", None)
     proc = subprocess.run([sys.executable, "-c", _WARM_IMPORTS, NORMAL_MEAN, json.dumps({"N": 5, "y": Y1}),
