@@ -142,6 +142,42 @@ def write_models(tmp_path):
     return write
 
 
+def free_port() -> int:
+    """A port nothing on localhost listens on now: the --coordinator of a two-process test."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+NORMAL_MEAN = """
+model normal_mean
+data N: int
+data y[N]: real
+var mu: real ~ normal(0, 1)
+factor obs[n in 0:N]: y[n] ~ normal(mu, 1)
+"""
+"""The model the exported-program tests (mcmc, vi) fit cold and warm."""
+
+
+@pytest.fixture(scope="module")
+def program_store(tmp_path_factory):
+    """A program store of the module's own (the XLA cache stays where the first fit put it)."""
+    root = tmp_path_factory.mktemp("fglang-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FGLANG_CACHE_DIR", str(root))
+        mp.delenv("FGLANG_NO_CACHE", raising=False)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def normal_mean_model():
+    import fglang
+
+    return fglang.compile(NORMAL_MEAN, "normal_mean.fg")
+
+
 def compile_error(source: str, file: str = "m.fg") -> FgError:
     """The FgError that compiling ``source`` raises (fails the test if none)."""
     import fglang

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
@@ -220,12 +221,6 @@ factor lik[n in 0:N]: y[n] ~ normal(a + b * x[n], 0.5)
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 _PROCESS = textwrap.dedent(
@@ -255,7 +250,7 @@ def test_two_processes_give_the_exact_laplace_posterior_of_a_linear_model(tmp_pa
     (tmp_path / "d.json").write_text(json.dumps({"N": 21, "x": x.tolist(), "y": y.tolist()}))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("XLA_FLAGS", None)  # one CPU device per process: the mesh is the two processes'
-    addr = f"localhost:{_free_port()}"
+    addr = f"localhost:{free_port()}"
     procs = [subprocess.Popen([sys.executable, "-c", _PROCESS, str(tmp_path / "linear.fg"), str(tmp_path / "d.json"),
                                addr, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for i in range(2)]

@@ -24,37 +24,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import NORMAL_MEAN
 
 import fglang
 from fglang.runtime import cache
 from fglang.runtime.mcmc import exported
 from fglang.runtime.mcmc.options import McmcOptions
 
-NORMAL_MEAN = """
-model normal_mean
-data N: int
-data y[N]: real
-var mu: real ~ normal(0, 1)
-factor obs[n in 0:N]: y[n] ~ normal(mu, 1)
-"""
 OPTS = {"chains": 2, "warmup": 150, "samples": 400}
 Y1 = [0.3, -0.2, 1.1, 0.8, 0.4]
 Y2 = [2.1, 1.7, 2.9, 2.4, 1.9]
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """A program store of this module's own (the XLA cache stays where the first fit put it)."""
-    root = tmp_path_factory.mktemp("fglang-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FGLANG_CACHE_DIR", str(root))
-        mp.delenv("FGLANG_NO_CACHE", raising=False)
-        yield root
+def store(program_store):
+    return program_store
 
 
 @pytest.fixture(scope="module")
-def model():
-    return fglang.compile(NORMAL_MEAN, "normal_mean.fg")
+def model(normal_mean_model):
+    return normal_mean_model
 
 
 def _programs(root: Path) -> list[Path]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from fglang.errors import FgError
 
@@ -29,10 +29,6 @@ factor lik[n in 0:N]: y[n] ~ normal(a + b * x[n], 0.5)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_give_the_exact_answer_of_a_linear_model(tmp_path):
@@ -46,7 +42,7 @@ def test_two_processes_give_the_exact_answer_of_a_linear_model(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps({"N": 20, "x": x.tolist(), "y": y.tolist()}))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("XLA_FLAGS", None)  # one CPU device per process: the mesh is the two processes'
-    addr = f"localhost:{_free_port()}"
+    addr = f"localhost:{free_port()}"
     procs = [
         subprocess.Popen([exe, "fit", str(tmp_path / "linear.fg"), "-d", str(tmp_path / "d.json"), "--dtype",
                           "float64", "-q", "--coordinator", addr, "--num-processes", "2", "--process-id", str(i),

@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from fglang.errors import FgError
 
@@ -48,10 +48,6 @@ factor lik[n in 0:N]: y[n] ~ normal(fitted[n], 0.5)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def _two_processes(tmp_path: Path, source: str, data: dict, args: list[str]):
@@ -64,7 +60,7 @@ def _two_processes(tmp_path: Path, source: str, data: dict, args: list[str]):
     (tmp_path / "d.json").write_text(json.dumps(data))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("XLA_FLAGS", None)  # one CPU device per process: the mesh is the two processes'
-    addr = f"localhost:{_free_port()}"
+    addr = f"localhost:{free_port()}"
     procs = [
         subprocess.Popen([exe, "fit", str(tmp_path / "m.fg"), "-d", str(tmp_path / "d.json"), "-q", *args,
                           "--coordinator", addr, "--num-processes", "2", "--process-id", str(i),
