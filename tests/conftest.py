@@ -178,6 +178,27 @@ def normal_mean_model():
     return fglang.compile(NORMAL_MEAN, "normal_mean.fg")
 
 
+def vector_chain_posterior(c: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exact posterior (mean of all 3T unknowns, the T [3, 3] marginal
+    covariances) of the vector random walk the map tests fit: steps
+    x[k] - x[k-1] ~ N(0, c), observations y[k] ~ N(x[k], 0.5^2 I), x[0] ~ N(0, 10^2 I),
+    by a dense solve."""
+    t = y.shape[0]
+    ci = np.linalg.inv(np.asarray(c))
+    n = 3 * t
+    lam = np.zeros((n, n))
+    for k in range(1, t):
+        i, j = slice(3 * k, 3 * k + 3), slice(3 * k - 3, 3 * k)
+        lam[i, i] += ci
+        lam[j, j] += ci
+        lam[i, j] -= ci
+        lam[j, i] -= ci
+    lam += np.eye(n) / 0.25
+    lam[:3, :3] += np.eye(3) / 100
+    cov = np.linalg.inv(lam)
+    return cov @ (y.ravel() / 0.25), np.stack([cov[3 * k : 3 * k + 3, 3 * k : 3 * k + 3] for k in range(t)])
+
+
 def compile_error(source: str, file: str = "m.fg") -> FgError:
     """The FgError that compiling ``source`` raises (fails the test if none)."""
     import fglang

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.optimize as so
 import scipy.sparse as sp
-from conftest import load_script
+from conftest import load_script, vector_chain_posterior
 from scipy.special import expit, log_expit
 from typer.testing import CliRunner
 
@@ -107,21 +107,8 @@ def test_vector_nodes_and_mvnormal_give_the_dense_blocks():
     c = np.array([[0.04, 0.01, 0.0], [0.01, 0.09, 0.02], [0.0, 0.02, 0.05]])
     y = rng.normal(size=(t, 3))
     post = fglang.compile(VECTOR_NODES).fit({"T": t, "y": y.tolist(), "C": c.tolist()}, backend="map")
-    ci = np.linalg.inv(c)
-    n = 3 * t
-    lam = np.zeros((n, n))
-    for k in range(1, t):
-        i, j = slice(3 * k, 3 * k + 3), slice(3 * k - 3, 3 * k)
-        lam[i, i] += ci
-        lam[j, j] += ci
-        lam[i, j] -= ci
-        lam[j, i] -= ci
-    lam += np.eye(n) / 0.25
-    lam[:3, :3] += np.eye(3) / 100
-    cov = np.linalg.inv(lam)
-    mean = cov @ (y.ravel() / 0.25)
+    mean, blocks = vector_chain_posterior(c, y)
     np.testing.assert_allclose(post.mean("x").ravel(), mean, atol=1e-8)
-    blocks = np.stack([cov[3 * k : 3 * k + 3, 3 * k : 3 * k + 3] for k in range(t)])
     np.testing.assert_allclose(post.cov("x"), blocks, rtol=1e-8, atol=1e-12)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import free_port, vector_chain_posterior
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
@@ -144,26 +144,9 @@ def res() -> dict:
     return four_devices()
 
 
-def _chain_exact(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The chain's posterior by a dense solve: precision and mean of all 3T unknowns."""
-    ci = np.linalg.inv(np.asarray(C))
-    n = 3 * T
-    lam = np.zeros((n, n))
-    for k in range(1, T):
-        i, j = slice(3 * k, 3 * k + 3), slice(3 * k - 3, 3 * k)
-        lam[i, i] += ci
-        lam[j, j] += ci
-        lam[i, j] -= ci
-        lam[j, i] -= ci
-    lam += np.eye(n) / 0.25
-    lam[:3, :3] += np.eye(3) / 100
-    cov = np.linalg.inv(lam)
-    return cov @ (y.ravel() / 0.25), np.stack([cov[3 * k : 3 * k + 3, 3 * k : 3 * k + 3] for k in range(T)])
-
-
 def test_linear_gaussian_on_four_devices_is_the_exact_solve(res):
     ch = res["chain"]
-    mean, cov = _chain_exact(np.asarray(ch["y"]))
+    mean, cov = vector_chain_posterior(np.asarray(C), np.asarray(ch["y"]))
     for m, c in ((ch["mean4"], ch["cov4"]), (ch["mean1"], ch["cov1"])):
         np.testing.assert_allclose(np.ravel(m), mean, rtol=0, atol=1e-8)
         np.testing.assert_allclose(np.asarray(c), cov, rtol=1e-8, atol=1e-12)
