@@ -90,8 +90,8 @@ def print_summary(post, title: str, data_lets: bool = False) -> None:
     out.print(_table(rows, title))
     total = post.rows_in(post.names + (list(post.constants) if data_lets else []))
     if len(rows) < total:
-        out.print(f"{len(rows)} of {total} rows shown, vars first; fglang summary FILE --name NAME shows all of one "
-                  "var or let", markup=False)
+        out.print(f"{len(rows)} of {total} rows shown, vars first and small ones first; "
+                  "fglang summary FILE --name NAME shows all of one var or let", markup=False)
     hidden = [n for n in post.data_lets if not data_lets or n not in post.constants]
     if hidden:
         how = "fglang summary --all" if not data_lets else "write them with fglang fit -o FILE --save-data-lets"

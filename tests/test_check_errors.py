@@ -130,6 +130,11 @@ CASES = [
         "var x: real\n",
         [(1, 1, "a model starts with 'model NAME'")],
     ),
+    Case(  # the caret at the first declaration, not at the comment that opens the file
+        "missing_model_header_after_comments",
+        "# a comment\n\n  var x: real\n",
+        [(3, 3, "a model starts with 'model NAME'")],
+    ),
     # -------------------------------------------------------------- syntax
     Case(
         "syntax_error_expected_tokens",

@@ -46,7 +46,7 @@ def fitted(tmp_path_factory):
 def test_vars_come_before_lets_of_vars(fitted):
     post = fglang.load_posterior(fitted[1])
     names = [r["name"] for r in post.summary()]
-    assert names[:3] == ["alpha", "rho", "sigma"], names[:5]
+    assert names[:3] == ["rho", "alpha", "sigma"], names[:5]  # declaration order
     assert names[3] == "K[0, 0]" and len(names) == 40
     assert post.rows_in() == 3 + 64
 

@@ -478,7 +478,13 @@ def check_decls(
     sink: DiagnosticSink,
 ) -> CheckedModel:
     if prog.name is None:
-        sink.error("a model starts with 'model NAME'", A.Span(prog.file, 1, 1, 1, 2), "e.g. model my_model")
+        # at the first declaration, not at line 1: a file that opens with comments
+        # pointed its caret at the comment
+        first = next((d.span for d in prog.decls if getattr(d, "span", None) is not None
+                      and d.span.file == prog.file), None)
+        at = A.Span(prog.file, first.line, first.col, first.line, first.col + 1) if first else A.Span(
+            prog.file, 1, 1, 1, 2)
+        sink.error("a model starts with 'model NAME'", at, "add a line 'model my_model' before this one")
     c = Checker(sources, sink)
     c.run(decls)
     sink.raise_if_any(sources)

@@ -29,6 +29,7 @@ from fglang.io.atomic import write_atomic
 from fglang.io.sealed import read_guarded, seal
 
 AUX_MARK = "__"  # auxiliary sites (sparsity-prior scales, ...) carry this in their name
+SMALL_QUANTITY = 10  # a var or let of at most this many elements comes first in the summary table
 
 _PLOTTER: Callable[..., Any] | None = None
 
@@ -88,10 +89,21 @@ class Posterior:
 
     @property
     def report_order(self) -> list[str]:
-        """``names`` with the vars first: a let of a var (a GP's kernel
-        ``K[N, N]``) would otherwise fill the table before the parameters."""
+        """``names`` with the vars first, and within vars and within lets the
+        small ones (at most ``SMALL_QUANTITY`` elements) first, each group in
+        declaration order: a let of a var (a GP's kernel ``K[N, N]``) would
+        otherwise fill the table before the parameters, and a latent series
+        ``h_std[T]`` sorted before ``mu``, ``phi`` and ``sigma`` hid them in a
+        40-row table."""
         names = self.names
-        return [n for n in names if n in self.node_shapes] + [n for n in names if n not in self.node_shapes]
+        declared = [n for n in self.node_shapes if n in names]
+        lets = [n for n in names if n not in self.node_shapes]
+
+        def small_first(group: list[str]) -> list[str]:
+            size = {n: int(np.prod(self.draws[n].shape[2:], dtype=np.int64)) for n in group}
+            return [n for n in group if size[n] <= SMALL_QUANTITY] + [n for n in group if size[n] > SMALL_QUANTITY]
+
+        return small_first(declared) + small_first(lets)
 
     def rows_in(self, names: list[str] | None = None) -> int:
         """How many rows ``summary(names)`` has with no row limit."""
