@@ -25,3 +25,18 @@ def test_small_vars_come_first_in_declaration_order_then_big_vars_then_lets():
 def test_a_var_of_exactly_the_small_size_counts_as_small():
     post = _posterior({"big": SMALL_QUANTITY + 1, "edge": SMALL_QUANTITY}, {})
     assert post.report_order == ["edge", "big"]
+
+
+def test_the_r_hat_warning_names_the_worst_first():
+    """phi (chains apart by 1 sd) must lead the r_hat warning, ahead of a
+    200-element series whose elements are only slightly off."""
+    rng = np.random.default_rng(1)
+    h = rng.normal(size=(4, 200, 200))
+    h[0] += 0.15
+    phi = rng.normal(size=(4, 200, 1))
+    phi[1] += 1.0
+    post = Posterior("m", "mcmc", {"h_std": h, "phi": phi}, node_shapes={"h_std": (200,), "phi": (1,)},
+                     sample_stats={"lp": rng.normal(size=(4, 200))})
+    line = next(w for w in post.warnings() if w.startswith("r_hat > 1.01"))
+    assert line.startswith("r_hat > 1.01 for phi[0] ("), line
+    assert " more: " in line and line.count("h_std[") == 7

@@ -73,18 +73,23 @@ class McmcBackend(NumpyroBackend):
             else:
                 advice += " or reparametrize (non-centered)"
             out.append(f"{int(div.sum())} of {div.size} draws diverged ({100 * div.mean():.1f}%): {advice}")
-        bad = []
-        for name in post.names:
+        bad: list[tuple[float, str]] = []
+        for name in post.report_order:
             d = post.draws[name]
             if d.shape[1] >= 4:
                 rhat, _ = rank_diagnostics(d.reshape(d.shape[0], d.shape[1], -1))
                 shape = d.shape[2:]
                 high = np.flatnonzero(rhat > 1.01)
-                bad += [name if not shape else f"{name}[{element_label(shape, k)}]" for k in high]
+                bad += [(float(rhat[k]), name if not shape else f"{name}[{element_label(shape, k)}]") for k in high]
         apart = _disagreeing_chains(post)
         if bad:
+            # the worst first: in name order a latent series' 200 elements hid the
+            # one scalar (a volatility model's phi, r_hat 1.05) past the eighth
+            bad.sort(key=lambda b: -b[0])
             todo = "see which chains disagree below" if apart else "run more draws"
-            out.append(f"r_hat > 1.01 for {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}: {todo}")
+            worst = ", ".join(f"{label} ({r:.3g})" for r, label in bad[:8])
+            more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
+            out.append(f"r_hat > 1.01 for {worst}{more}: {todo}")
         if apart:
             out.append(apart)
         return out
