@@ -230,6 +230,12 @@ def test_unknown_backend_names_the_registered_ones():
     with pytest.raises(FgError, match="unknown backend 'nuts'") as e:
         m.fit(_linreg_data(), backend="nuts")
     assert "gbp" in str(e.value) and "mcmc" in str(e.value)
+    assert "'nuts' is --backend mcmc here" in str(e.value)  # Stan's and NumPyro's name for it
+    for other, ours in (("ADVI", "vi"), ("lm", "map"), ("bp", "gbp")):
+        with pytest.raises(FgError, match=f"is --backend {ours} here"):
+            m.fit(_linreg_data(), backend=other)
+    with pytest.raises(FgError, match="did you mean 'mcmc'"):
+        m.fit(_linreg_data(), backend="mcm")
 
 
 def test_a_flag_help_names_its_backends_once():

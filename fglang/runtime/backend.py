@@ -240,7 +240,21 @@ def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
+# what users of other tools call a backend (Stan's and NumPyro's algorithm names,
+# GTSAM's optimizers): named in the error, never accepted silently as aliases
+OTHER_NAMES = {
+    "nuts": "mcmc", "hmc": "mcmc", "sample": "mcmc", "sampling": "mcmc",
+    "svi": "vi", "advi": "vi", "variational": "vi", "meanfield": "vi", "fullrank": "vi",
+    "optimize": "map", "lm": "map", "laplace": "map", "levenberg-marquardt": "map", "gauss-newton": "map",
+    "lbfgs": "map", "bp": "gbp", "loopy": "gbp",
+}
+
+
 def _unknown(name: str) -> FgError:
+    other = OTHER_NAMES.get(str(name).lower())
+    if other in REGISTRY:
+        hint = f"'{name}' is --backend {other} here; backends: {', '.join(REGISTRY)}"
+        return FgError([Diagnostic(f"unknown backend {name!r}", None, hint)])
     guess = did_you_mean(name, list(REGISTRY))
     hint = (f"did you mean '{guess}'? " if guess else "") + f"backends: {', '.join(REGISTRY)}"
     return FgError([Diagnostic(f"unknown backend {name!r}", None, hint)])
