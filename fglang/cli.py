@@ -159,7 +159,9 @@ def fit(**kw) -> None:
     options = {k: v for k, v in kw.items() if k not in general and v is not None}
     backend = kw["backend"]
     if backend not in backends.names():
-        err.print(f"--backend takes {', '.join(backends.names())}, got {backend!r}", markup=False)
+        other = backends.other_name(backend)
+        meant = f" ('{backend}' is --backend {other} here)" if other else ""
+        err.print(f"--backend takes {', '.join(backends.names())}, got {backend!r}{meant}", markup=False)
         raise typer.Exit(2)
     own = {f.name for f in dataclasses.fields(backends.options_class(backend))}
     stray = [k for k in options if k not in own]

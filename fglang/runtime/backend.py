@@ -250,9 +250,15 @@ OTHER_NAMES = {
 }
 
 
-def _unknown(name: str) -> FgError:
+def other_name(name: str) -> str | None:
+    """The registered backend another tool's algorithm name means (nuts -> mcmc), if any."""
     other = OTHER_NAMES.get(str(name).lower())
-    if other in REGISTRY:
+    return other if other in REGISTRY else None
+
+
+def _unknown(name: str) -> FgError:
+    other = other_name(name)
+    if other:
         hint = f"'{name}' is --backend {other} here; backends: {', '.join(REGISTRY)}"
         return FgError([Diagnostic(f"unknown backend {name!r}", None, hint)])
     guess = did_you_mean(name, list(REGISTRY))
