@@ -21,7 +21,7 @@ from dataclasses import replace
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
 from fglang.compiler.checked import CheckedModel, FactorInfo
-from fglang.compiler.dag import SharedMemo, rename_shared
+from fglang.compiler.dag import SharedMemo, StructuralKeys, rename_shared
 from fglang.compiler.distributions import DISTRIBUTIONS, MATRIX_PARAMS
 from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
@@ -212,6 +212,7 @@ class Lowering:
         self.ranks = _Ranks(model)
         self._fresh = itertools.count()
         self._memo = SharedMemo()
+        self._index_keys = StructuralKeys()  # push_index's memo context: an index by what it reads
         self._keep: list = []  # contexts keyed by id() stay alive as long as the memo
         self._let_expansion: dict[tuple[str, bool], A.Expr] = {}
         self._data_lets: dict[str, bool] = {}
@@ -262,10 +263,15 @@ class Lowering:
         return self.ranks.tag(self.expand_lets(e))
 
     def push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
-        """``e[args]`` with the index pushed through elementwise operations
-        (once per shared node of ``e`` for these ``args``)."""
-        self._keep.append(args)
-        return self._memo(lambda x: self._push_index(x, args, span), e, ("push", id(args)))
+        """``e[args]`` with the index pushed through elementwise operations,
+        once per shared node of ``e`` for each distinct index: keyed by the
+        index's structure, not its identity, because every use writes its own
+        ``k[0]``. By identity, ``let w2 = f(w1) + w1[k[0]]`` pushed its index
+        through all of ``w1`` again for each link: a chain of n lets lowered to
+        n^2 nodes (n = 100: the fit ran out of memory; a fuzz finding). A pushed
+        node shared by several uses keeps the first use's span."""
+        key = self._index_keys.of(args)
+        return self._memo(lambda x: self._push_index(x, args, span), e, ("push", key))
 
     def _push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
         if not any(not isinstance(a, A.Slice) for a in args):
