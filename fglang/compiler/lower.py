@@ -177,6 +177,12 @@ def _is_group_call(e: A.Call, ranks: _Ranks) -> bool:
 
 
 _ELEMENTWISE_CALLS = B.ELEMENTWISE | B.BROADCAST | {"atan2", "log_diff_exp", "where", "leaky_relu"}
+# Nodes that pushing indices into lets may create in one model. Each distinct index is pushed
+# once through the let it indexes (and the lets that one reads), so a chain of n lets that each
+# index the one before with an index of its own (w2 = f(w1) + w1[k[2]]) pushes n^2 nodes; past
+# this budget an index is applied to the let's full value instead (the same number, computed
+# whole: only a GBP factor's locality can be lost, and no hand-written model comes near it).
+PUSH_BUDGET = 10_000
 _SPLITTABLE = {"normal", "huber", "student_t"}  # a vector's density is the product of its elements'
 
 
@@ -213,6 +219,7 @@ class Lowering:
         self._fresh = itertools.count()
         self._memo = SharedMemo()
         self._index_keys = StructuralKeys()  # push_index's memo context: an index by what it reads
+        self._pushed = 0  # nodes push_index made, against PUSH_BUDGET
         self._keep: list = []  # contexts keyed by id() stay alive as long as the memo
         self._let_expansion: dict[tuple[str, bool], A.Expr] = {}
         self._data_lets: dict[str, bool] = {}
@@ -274,7 +281,8 @@ class Lowering:
         return self._memo(lambda x: self._push_index(x, args, span), e, ("push", key))
 
     def _push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
-        if not any(not isinstance(a, A.Slice) for a in args):
+        self._pushed += 1
+        if self._pushed > PUSH_BUDGET or not any(not isinstance(a, A.Slice) for a in args):
             return A.Index(span, e, args)
         if isinstance(e, A.Call) and (untag(e.func) or _is_group_call(e, self.ranks)):
             return self.push_group(self.ranks.tag(e), args, span)
