@@ -10,7 +10,9 @@ Then every reference ``v[i, j]`` to a var becomes a ``SlotRef``.
 
 A let is expanded once and the expansion shared by all its uses (a DAG, see
 ``compiler/dag.py``), and every pass here caches on node identity, so a chain
-of lets that each use the previous one twice lowers in linear time.
+of lets that each use the previous one twice lowers in linear time. An index
+is pushed into a let once per distinct index (by its structure: every use
+writes its own ``k[0]``), and within ``PUSH_BUDGET`` nodes in all.
 """
 
 from __future__ import annotations
