@@ -14,7 +14,7 @@ pass adds), holding the node itself so that no id is reused while it lives.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 from fglang.compiler import ast as A
@@ -43,6 +43,34 @@ class SharedMemo:
         if found:
             return value
         return self.put(node, f(node), context)
+
+
+class StructuralKeys:
+    """One small int per distinct structure of an expression (spans ignored),
+    computed once per node identity: two index expressions written apart
+    (``w[k[0]]`` twice) get the same key, so a pass keyed on it shares their work.
+
+    Why not ``hash(node)``: a frozen dataclass hashes its children again at
+    every use, exponential on a DAG; here each node is keyed from its
+    children's keys (hash-consing), linear in the distinct nodes."""
+
+    def __init__(self) -> None:
+        self._memo = SharedMemo()
+        self._table: dict[tuple, int] = {}
+
+    def of(self, node: Any) -> int:
+        return self._memo(self._key, node)
+
+    def _key(self, x: Any) -> int:
+        if x is None:
+            return -1
+        if isinstance(x, tuple):
+            parts: tuple = ("tuple", tuple(self.of(c) for c in x))
+        elif not is_dataclass(x):
+            parts = ("leaf", type(x).__name__, x)  # a str, number or bool field
+        else:  # every compared field, children by key (a range or kwarg field by its own fields)
+            parts = (type(x).__name__,) + tuple(self.of(getattr(x, f.name)) for f in fields(x) if f.compare)
+        return self._table.setdefault(parts, len(self._table))
 
 
 def shared_map(e: Any, f: Callable[[Any], Any], memo: SharedMemo, context: Hashable = None) -> Any:

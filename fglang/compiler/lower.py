@@ -10,7 +10,9 @@ Then every reference ``v[i, j]`` to a var becomes a ``SlotRef``.
 
 A let is expanded once and the expansion shared by all its uses (a DAG, see
 ``compiler/dag.py``), and every pass here caches on node identity, so a chain
-of lets that each use the previous one twice lowers in linear time.
+of lets that each use the previous one twice lowers in linear time. An index
+is pushed into a let once per distinct index (by its structure: every use
+writes its own ``k[0]``), and within ``PUSH_BUDGET`` nodes in all.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import replace
 from fglang.compiler import ast as A
 from fglang.compiler import builtins as B
 from fglang.compiler.checked import CheckedModel, FactorInfo
-from fglang.compiler.dag import SharedMemo, rename_shared
+from fglang.compiler.dag import SharedMemo, StructuralKeys, rename_shared
 from fglang.compiler.distributions import DISTRIBUTIONS, MATRIX_PARAMS
 from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
@@ -177,6 +179,12 @@ def _is_group_call(e: A.Call, ranks: _Ranks) -> bool:
 
 
 _ELEMENTWISE_CALLS = B.ELEMENTWISE | B.BROADCAST | {"atan2", "log_diff_exp", "where", "leaky_relu"}
+# Nodes that pushing indices into lets may create in one model. Each distinct index is pushed
+# once through the let it indexes (and the lets that one reads), so a chain of n lets that each
+# index the one before with an index of its own (w2 = f(w1) + w1[k[2]]) pushes n^2 nodes; past
+# this budget an index is applied to the let's full value instead (the same number, computed
+# whole: only a GBP factor's locality can be lost, and no hand-written model comes near it).
+PUSH_BUDGET = 10_000
 _SPLITTABLE = {"normal", "huber", "student_t"}  # a vector's density is the product of its elements'
 
 
@@ -212,6 +220,8 @@ class Lowering:
         self.ranks = _Ranks(model)
         self._fresh = itertools.count()
         self._memo = SharedMemo()
+        self._index_keys = StructuralKeys()  # push_index's memo context: an index by what it reads
+        self._pushed = 0  # nodes push_index made, against PUSH_BUDGET
         self._keep: list = []  # contexts keyed by id() stay alive as long as the memo
         self._let_expansion: dict[tuple[str, bool], A.Expr] = {}
         self._data_lets: dict[str, bool] = {}
@@ -262,13 +272,19 @@ class Lowering:
         return self.ranks.tag(self.expand_lets(e))
 
     def push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
-        """``e[args]`` with the index pushed through elementwise operations
-        (once per shared node of ``e`` for these ``args``)."""
-        self._keep.append(args)
-        return self._memo(lambda x: self._push_index(x, args, span), e, ("push", id(args)))
+        """``e[args]`` with the index pushed through elementwise operations,
+        once per shared node of ``e`` for each distinct index: keyed by the
+        index's structure, not its identity, because every use writes its own
+        ``k[0]``. By identity, ``let w2 = f(w1) + w1[k[0]]`` pushed its index
+        through all of ``w1`` again for each link: a chain of n lets lowered to
+        n^2 nodes (n = 100: the fit ran out of memory; a fuzz finding). A pushed
+        node shared by several uses keeps the first use's span."""
+        key = self._index_keys.of(args)
+        return self._memo(lambda x: self._push_index(x, args, span), e, ("push", key))
 
     def _push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
-        if not any(not isinstance(a, A.Slice) for a in args):
+        self._pushed += 1
+        if self._pushed > PUSH_BUDGET or not any(not isinstance(a, A.Slice) for a in args):
             return A.Index(span, e, args)
         if isinstance(e, A.Call) and (untag(e.func) or _is_group_call(e, self.ranks)):
             return self.push_group(self.ranks.tag(e), args, span)
