@@ -25,6 +25,7 @@ from fglang.compiler.indices import (
     Reduction,
     bind_slot,
     check_data_indices,
+    check_expr_indices,
     check_slot_indices,
     check_static_slices,
     enumerate_members,
@@ -70,6 +71,7 @@ def _bind_family(
     slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, rect) for p in fam.slots)
     check_slot_indices(exprs, npi, chain_of, {i: slot_value_shape(p, s, variables[s.var])
                                               for i, (p, s) in enumerate(zip(fam.slots, slots, strict=True))})
+    check_expr_indices(exprs, npi, chain_of)
     static = Static(dict(npi.sizes), lengths)
     one, fn = _member_functions(fam, static, _slot_reds(slots), log_density, aligned_rows(fam, idx, npi.sizes))
     return BoundFamily(fam, len(idx["__m"]), dict(idx), rect, slots, fn, one)
@@ -167,6 +169,7 @@ def _bind_lets(lets: dict[str, Derived], variables, npi: NpIndex, lengths, log_d
     slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, ()) for p in patterns)
     check_slot_indices(exprs, npi, chain_of, {i: slot_value_shape(p, s, variables[s.var])
                                               for i, (p, s) in enumerate(zip(patterns, slots, strict=True))})
+    check_expr_indices(exprs, npi, chain_of)
     static = Static(dict(npi.sizes), lengths)
     slot_reds = _slot_reds(slots)
     from fglang.compiler.lower_jax import member_function

@@ -15,9 +15,10 @@ import numpy as np
 
 from fglang.compiler import ast as A
 from fglang.compiler.bound import BoundSlot, BoundVariable
-from fglang.compiler.expr import map_children, static_value, walk
+from fglang.compiler.expr import children, map_children, static_value, walk
 from fglang.compiler.ir import SlotPattern, SlotRef
 from fglang.compiler.limits import Budget, elements, show_count
+from fglang.compiler.sizes import shape_value
 from fglang.compiler.unparse import unparse
 
 
@@ -246,6 +247,60 @@ def check_slot_indices(exprs, npi: NpIndex, chain_of, slot_shapes: dict[int, tup
         return None
 
     _check_indices(exprs, npi, chain_of, slot_shape)
+
+
+def check_expr_indices(exprs, npi: NpIndex, chain_of) -> None:
+    """Every index into a value that is neither data nor a var's slot
+    (``(X @ w)[n]``, ``softmax(v)[k]``, a let's ``mu[n]`` pushed into its
+    expression), checked against the shape the checker gave its base, with
+    these data's sizes (JAX clamps an index past the end, silently). A base
+    whose shape the sizes do not fix (``y[0:t]``) is not checked here."""
+
+    def expr_shape(e: A.Index):
+        if e.base_shape is None or isinstance(e.base, SlotRef):
+            return None
+        if isinstance(e.base, A.Name) and e.base.id in npi.data:
+            return None  # a data access: check_data_indices
+        symbolic, written = e.base_shape
+        shape = None if symbolic is None else shape_value(symbolic, npi.sizes)
+        if shape is None:
+            return None
+        return shape, _Written(written)
+
+    _check_indices(exprs, npi, chain_of, expr_shape)
+
+
+def carry_base_shape(e: A.Expr, args: tuple, base_shape: tuple | None) -> A.Expr:
+    """A let's ``mu[n]``, pushed into its expression (lower.py `push_index`),
+    is a new index node for these ``args`` (``(X @ w)[n]``): each gets the
+    let's shape to be checked against (the same ``args`` tuple marks them;
+    the push passes only through elementwise operations, as this walk does)."""
+    if base_shape is None:
+        return e
+    seen: set[int] = set()
+    todo = [e]
+    while todo:
+        x = todo.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, A.Index):
+            if x.args is args and x.base_shape is None:
+                object.__setattr__(x, "base_shape", base_shape)  # made by this push, not shared yet
+        elif isinstance(x, A.Neg | A.BinOp | A.Call):
+            todo.extend(children(x))
+    return e
+
+
+class _Written:
+    """A base's text for a message, made only when an index is out of range."""
+
+    def __init__(self, e: A.Expr):
+        self.e = e
+
+    def __format__(self, spec: str) -> str:
+        text = unparse(self.e)
+        return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_indices(exprs, npi: NpIndex, chain_of, shape_of: Callable) -> None:
