@@ -66,12 +66,12 @@ def _bind_family(
     exprs = [fam.lhs, fam.potential] + [e for _, e in fam.args]
     reds: dict[str, Reduction] = {}
     chain_of = scan_reductions(exprs, idx, npi, reds, lengths)
+    check_expr_indices(exprs, npi, chain_of)  # first: a let's name, not its var's, where both are out
     check_data_indices(exprs, idx, npi, reds, chain_of)
     check_static_slices(exprs, npi.sizes)
     slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, rect) for p in fam.slots)
     check_slot_indices(exprs, npi, chain_of, {i: slot_value_shape(p, s, variables[s.var])
                                               for i, (p, s) in enumerate(zip(fam.slots, slots, strict=True))})
-    check_expr_indices(exprs, npi, chain_of)
     static = Static(dict(npi.sizes), lengths)
     one, fn = _member_functions(fam, static, _slot_reds(slots), log_density, aligned_rows(fam, idx, npi.sizes))
     return BoundFamily(fam, len(idx["__m"]), dict(idx), rect, slots, fn, one)
@@ -164,12 +164,12 @@ def _bind_lets(lets: dict[str, Derived], variables, npi: NpIndex, lengths, log_d
     reds: dict[str, Reduction] = {}
     exprs = [d.expr for d in lets.values()]
     chain_of = scan_reductions(exprs, idx, npi, reds, lengths)
+    check_expr_indices(exprs, npi, chain_of)  # first: a let's name, not its var's, where both are out
     check_data_indices(exprs, idx, npi, reds, chain_of)
     patterns = next(iter(lets.values())).slots
     slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, ()) for p in patterns)
     check_slot_indices(exprs, npi, chain_of, {i: slot_value_shape(p, s, variables[s.var])
                                               for i, (p, s) in enumerate(zip(patterns, slots, strict=True))})
-    check_expr_indices(exprs, npi, chain_of)
     static = Static(dict(npi.sizes), lengths)
     slot_reds = _slot_reds(slots)
     from fglang.compiler.lower_jax import member_function
