@@ -224,7 +224,8 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity |
     data, sizes = validate_data(ir, raw, file, sink, budget)
     sink.raise_if_any(ir.sources)
     # the shape rules only sizes decide (N-vs-D), with the values these data give
-    sink.items.extend(check_sizes(ir.size_checks, sizes, file))
+    scalars = {k: float(v) for k, v in data.items() if np.ndim(v) == 0 and k not in sizes}
+    sink.items.extend(check_sizes(ir.size_checks, sizes, file, scalars))
     sink.raise_if_any(ir.sources)
     for name in sizes:
         if sizes[name] < 0 and any(_uses(name, v) for v in ir.variables.values()):
