@@ -99,3 +99,90 @@ def test_an_out_of_range_gather_is_a_located_error(source, where):
         m.bind({"K": 3, "idx": [0, 5, 1], "y": [0.0, 1.0, 2.0]})
     text = str(e.value)
     assert f"index 5 is out of range for {where}" in text and "^^^" in text and "0-based" in text
+
+
+# an index into a value that is neither data nor a var (a product, a sum, a call,
+# a let pushed into its expression): JAX clamps it as well, so bind checks it
+# against the shape the checker gave the value, with the data's sizes
+EXPR_INDEX = """model expr_index
+data N: int
+data K: int
+data X[N, 3]: real
+data c[N]: real
+data idx[K]: int
+data y[K]: real
+var w[3]: real ~ normal(0, 1)
+let mu = X @ w
+factor lik[k in 0:K]: y[k] ~ normal(mu[idx[k]] + (X @ w)[idx[k]] - (c + X @ w)[idx[k]] + c[idx[k]], 1)
+"""
+
+
+def test_an_in_range_index_into_an_expression_reads_its_element():
+    """mu[i] + (X@w)[i] - (c + X@w)[i] + c[i] is (X@w)[i]: the exact
+    linear-Gaussian solve with the design rows X[idx]."""
+    rng = np.random.default_rng(3)
+    X, c = rng.normal(size=(4, 3)), rng.normal(size=4)
+    idx, y = np.array([3, 0, 2, 3, 1]), rng.normal(size=5)
+    mean, sd = _exact(X[idx], y)
+    data = {"N": 4, "K": 5, "X": X.tolist(), "c": c.tolist(), "idx": idx.tolist(), "y": y.tolist()}
+    post = fglang.compile(EXPR_INDEX).fit(data, backend="map")
+    np.testing.assert_allclose(post.mean("w"), mean, atol=1e-6)
+    np.testing.assert_allclose(post.sd("w"), sd, rtol=1e-5)
+
+
+EXPR_CASES = {
+    "a product": ("(X @ w)[n + 1]", "X @ w", "n=3"),
+    "a sum": ("(c + X @ w)[n + 1]", "c + X @ w", "n=3"),
+    "a call": ("softmax(X @ w)[n + 1]", "softmax(X @ w)", "n=3"),
+    "a let": ("mu[n + 1]", "mu", "n=3"),
+    "a let through a gather": ("sum(mu[idx])", "mu", ""),
+    "a call through a gather": ("sum(exp(c)[idx])", "exp(c)", ""),
+}
+
+
+@pytest.mark.parametrize("case", EXPR_CASES, ids=list(EXPR_CASES))
+def test_an_out_of_range_index_into_an_expression_is_a_located_error(case):
+    written, base, member = EXPR_CASES[case]
+    src = EXPR_INDEX.replace(
+        "factor lik[k in 0:K]: y[k] ~ normal(mu[idx[k]] + (X @ w)[idx[k]] - (c + X @ w)[idx[k]] + c[idx[k]], 1)",
+        f"factor lik[n in 0:N]: c[n] ~ normal({written}, 1)")
+    m = fglang.compile(src)
+    data = {"N": 4, "K": 2, "X": np.ones((4, 3)).tolist(), "c": [0.0] * 4, "idx": [1, 4], "y": [0.0, 0.0]}
+    with pytest.raises(fglang.FgError) as e:
+        m.bind(data)
+    text = str(e.value)
+    bad = 4
+    assert f"index {bad} is out of range for axis 0 of '{base}' (size 4)" in text, text
+    assert (f"when {member}" in text) == bool(member)
+    line = text.splitlines()
+    caret = next(k for k, s in enumerate(line) if "^" in s)
+    col = line[caret].index("^")
+    index_text = "idx" if "idx" in written else "n + 1"
+    assert line[caret - 1][col:].startswith(index_text) and "0-based" in text
+
+
+WHOLE_IN_FAMILY = """model whole_in_family
+data N: int
+data K: int
+data idx[K]: int
+data y[N]: real
+var x[N]: real ~ normal(0, 1)
+factor f[n in 0:N]: y[n] ~ normal(sum(x[idx]) + sum(x[idx * 0 + n]) / K, 1)
+"""
+
+
+def test_a_whole_array_gather_in_a_family_of_another_length():
+    """x[idx] with K = 2 entries in a family of N = 4 members: the bind-time
+    index check broadcast idx's (2,) against the members' (4,), a NumPy
+    traceback; x[idx * 0 + n] is x[n] K times (a member index inside an int
+    array's expression)."""
+    idx, y = np.array([3, 1]), np.array([0.2, -0.5, 1.1, 0.4])
+    A = np.eye(4)
+    A[:, idx] += 1.0
+    mean, sd = _exact(A, y)
+    data = {"N": 4, "K": 2, "idx": idx.tolist(), "y": y.tolist()}
+    post = fglang.compile(WHOLE_IN_FAMILY).fit(data, backend="map")
+    np.testing.assert_allclose(post.mean("x"), mean, atol=1e-6)
+    np.testing.assert_allclose(post.sd("x"), sd, rtol=1e-5)
+    with pytest.raises(fglang.FgError, match=r"index 4 is out of range for axis 0 of 'x' \(size 4\)"):
+        fglang.compile(WHOLE_IN_FAMILY).bind({**data, "idx": [1, 4]})

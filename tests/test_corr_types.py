@@ -175,6 +175,32 @@ def test_an_array_of_matrix_vars_has_one_density_per_matrix() -> None:
     assert abs(got - want) < 1e-9
 
 
+@pytest.mark.parametrize("dist, nu_decl, nu, K, ok", [
+    ("wishart", "data nu: positive", 1.5, "K", False),  # real data: at bind
+    ("inv_wishart", "data nu: positive", 2.0, "K", False),  # nu = K - 1 is not > K - 1
+    ("wishart", "data nu: positive", 2.01, "K", True),
+    ("wishart", "data nu: int", 1, "3", False),  # int data, a constant side
+    ("inv_wishart", "", "2", "3", False),  # constants: when compiled
+    ("wishart", "", "2", "K", False),  # a constant against a size: at bind
+    ("wishart", "", "3", "K", True),
+])
+def test_a_wishart_needs_more_than_k_minus_one_degrees_of_freedom(dist, nu_decl, nu, K, ok) -> None:
+    """Below nu = K - 1 a Wishart is no density (a pole of its multivariate
+    gamma) and a fit ran on to meaningless numbers: a located error instead."""
+    arg = "nu" if nu_decl else nu
+    src = f"model w\ndata K: int\n{nu_decl}\ndata S[{K}, {K}]: real\nvar W: cov_matrix[{K}] ~ {dist}({arg}, S)\n"
+    data = {"K": 3, "S": np.eye(3).tolist(), **({"nu": nu} if nu_decl else {})}
+    if ok:
+        fglang.compile(src).bind(data)
+        return
+    with pytest.raises(fglang.FgError) as e:
+        fglang.compile(src).bind(data)
+    text = str(e.value)
+    assert text.startswith(f"<string>:5:{src.splitlines()[4].index(arg + ', S') + 1}: 'nu' of {dist} must be "
+                           f"greater than K - 1 = 2 for 3 x 3 matrices"), text
+    assert "^" in text and "nu > K - 1" in text
+
+
 # --------------------------------------------------------------------------- NUTS on the LKJ prior
 
 

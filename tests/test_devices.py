@@ -172,15 +172,15 @@ def test_parallel_without_a_device_per_chain_says_so(res):
 def test_single_device_backends_refuse_several():
     # every registered backend takes devices now (map since its sharded least-squares path,
     # tests/test_map_devices.py); a backend without ``multi_device`` is refused, naming those that take them
-    from fglang.runtime.fit import refuse_devices
+    from fglang.runtime.fit import refuse_several
 
     class OneDevice:
         pass
 
     with pytest.raises(FgError, match="(?s)backend 'solo' runs on one device.*vi") as e:
-        refuse_devices(OneDevice(), "solo", 2, mesh=object())
-    assert "map" in str(e.value)
-    refuse_devices(OneDevice(), "solo", 1, mesh=None)  # one device: nothing to refuse
+        refuse_several(OneDevice(), "solo", "devices", True, 2)
+    assert "map" in str(e.value) and "devices=2 is not supported" in str(e.value)
+    refuse_several(OneDevice(), "solo", "devices", False, 1)  # one device: nothing to refuse
 
 
 def test_vi_data_parallel_on_four_devices_gives_the_one_device_answer(res):

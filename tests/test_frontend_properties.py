@@ -7,6 +7,9 @@
    gathers through int data, reductions) check and bind; each family's
    member count equals its count by hand, and each slot's node ids equal a
    naive nested-loop enumeration (the test loops; the library must not).
+   Whole-array gathers ``x[idx]`` and ``x[nbr[k]]`` of vars, data, lets and
+   expressions evaluate as NumPy's indexing, or, with an entry out of range,
+   are the located error.
 3. ``unparse(parse(x))`` round-trips expressions.
 """
 
@@ -410,7 +413,7 @@ def test_random_valid_models_check_and_bind(gen):
                 np.testing.assert_array_equal(grid[slot.grid_slice].ravel(), slot.node_ids.ravel())
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=9, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(valid_models(), st.integers(0, 2**16))
 def test_random_valid_models_evaluate_like_loops(gen, seed):
     """The vectorized family function equals the sum of its terms member by member."""
@@ -435,6 +438,111 @@ def test_random_valid_models_evaluate_like_loops(gen, seed):
                     total += float(np.sum(arr[key])) if key else float(np.sum(arr))
             expect.append(total)
         np.testing.assert_allclose(np.asarray(out["args"]["mu"]), expect, rtol=1e-4, atol=1e-4, err_msg=gen.source)
+
+
+# ------------------------------------------------------------------ 2b. whole-array gathers
+# ``x[idx]`` (a whole int array) and ``x[nbr[k]]`` (a row of one, in a family)
+# of a var's nodes, a var's value axis, data, a let and an expression, in an
+# unindexed factor, a family over the rows, or a family of another length
+# (the generator above draws ``g[i]`` only, and missed a bind crash there).
+# In range, every member's mean equals NumPy's gather; one entry out of range
+# (past the end or negative) is the located error, never a traceback.
+GATHER_TARGETS = {  # what is written -> (NumPy's value of it from v, w, c; the name the message gives)
+    "v": (lambda v, w, c: v, "v"),
+    "w": (lambda v, w, c: w, "w"),
+    "c": (lambda v, w, c: c, "c"),
+    "lv": (lambda v, w, c: 2 * v, "v"),  # lv[g] is pushed into 2 * v[g]: the var's slot is checked
+    "lc": (lambda v, w, c: np.exp(c), "lc"),  # a data-only let is read as data
+    "(v + c)": (lambda v, w, c: v + c, "v + c"),
+    "exp(w)": (lambda v, w, c: np.exp(w), "exp(w)"),
+}
+
+
+@dataclass
+class GatherModel:
+    source: str
+    data: dict
+    terms: list  # (target, gather kind, index array name): "whole" or "row"
+    bad: tuple | None  # (line, col, value, text in the message) of the first out-of-range index
+
+
+@st.composite
+def gather_models(draw):
+    S, K, M, J, N = (draw(st.integers(1, 4)) for _ in range(5))
+    header = ["model gathers", "data S: int", "data K: int", "data M: int", "data J: int", "data N: int",
+              "data c[S]: real", "var v[S]: real ~ normal(0, 1)", "var w: real[S] ~ normal(0, 1)"]
+    data: dict = {"S": S, "K": K, "M": M, "J": J, "N": N, "c": draw(st.lists(st.floats(-1, 1), min_size=S,
+                                                                             max_size=S))}
+    lets = ["let lv = 2 * v", "let lc = exp(c)"]
+    form = draw(st.sampled_from(["unindexed", "rows", "other"]))
+    head = {"unindexed": "factor f: 0 ~ normal(", "rows": "factor f[k in 0:M]: 0 ~ normal(",
+            "other": "factor f[n in 0:N]: 0 ~ normal("}[form]
+    arrays, terms, texts, bad = [], [], [], None
+    out_of_range = draw(st.booleans())
+    for t in range(draw(st.integers(1, 3))):
+        target = draw(st.sampled_from(sorted(GATHER_TARGETS)))
+        kind = "row" if form == "rows" and draw(st.booleans()) else "whole"
+        name = f"g{t}"
+        shape = (M, J) if kind == "row" else (K,)
+        values = np.asarray(draw(st.lists(st.integers(0, S - 1), min_size=int(np.prod(shape)),
+                                          max_size=int(np.prod(shape))))).reshape(shape)
+        if out_of_range and bad is None and draw(st.booleans() if t < 2 else st.just(True)):
+            flat = values.reshape(-1)
+            flat[draw(st.integers(0, flat.size - 1))] = draw(st.sampled_from([S, S + 3, -1]))
+        arrays.append(f"data {name}[{', '.join(('M', 'J') if kind == 'row' else ('K',))}]: int")
+        data[name] = values.tolist()
+        index = f"{name}[k]" if kind == "row" else name
+        prefix = " + ".join(texts)
+        col = len(head) + len(prefix) + (3 if texts else 0) + len("sum(") + len(target) + 2
+        outside = ((values < 0) | (values >= S)).reshape(-1)  # every entry is read (a row by its member)
+        if bad is None and outside.any():
+            bad = (col, int(values.reshape(-1)[np.argmax(outside)]), GATHER_TARGETS[target][1])
+        texts.append(f"sum({target}[{index}])")
+        terms.append((target, kind, name))
+    header += arrays
+    if bad is not None:
+        bad = (len(header) + len(lets) + 1,) + bad  # the factor's line
+    source = "\n".join(header + lets + [head + " + ".join(texts) + ", 1)"]) + "\n"
+    return GatherModel(source, data, terms, bad)
+
+
+def _gather_means(gen: GatherModel, v, w, c) -> np.ndarray:
+    """Each member's mean, by NumPy's indexing of the written value."""
+    members = {"unindexed": 1, "rows": gen.data["M"], "other": gen.data["N"]}[_form(gen.source)]
+    out = np.zeros(members)
+    for target, kind, name in gen.terms:
+        value = GATHER_TARGETS[target][0](v, w, c)
+        idx = np.asarray(gen.data[name])
+        out += value[idx].sum(axis=-1) if kind == "row" else value[idx].sum()
+    return out
+
+
+def _form(source: str) -> str:
+    return "rows" if "[k in 0:M]" in source else "other" if "[n in 0:N]" in source else "unindexed"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(gather_models(), st.integers(0, 2**16))
+def test_whole_array_gathers_bind_evaluate_or_refuse_located(gen, seed):
+    model = fglang.compile(gen.source, FILE)
+    if gen.bad is not None:
+        with pytest.raises(FgError) as e:
+            model.bind(gen.data)
+        line, col, value, what = gen.bad
+        text = str(e.value)
+        assert text.startswith(f"{FILE}:{line}:{col}: index {value} is out of range for axis 0 of '{what}' "
+                               f"(size {gen.data['S']})"), (gen.source, gen.data, text)
+        assert "^" in text.splitlines()[2] and "0-based" in text, text
+        return
+    bound = model.bind(gen.data)
+    b = bound.families["f"]
+    if b.n_members == 0:
+        return
+    rng = np.random.default_rng(seed)
+    values = {n: rng.normal(size=x.shape) for n, x in bound.variables.items()}
+    out = b.evaluate(bound.data, b.idx, tuple(bound.gather(s, values) for s in b.slots))
+    expect = _gather_means(gen, values["v"], values["w"], np.asarray(gen.data["c"]))
+    np.testing.assert_allclose(np.ravel(out["args"]["mu"]), expect, rtol=1e-4, atol=1e-4, err_msg=gen.source)
 
 
 # ------------------------------------------------------------------ 3. unparse round trip

@@ -86,7 +86,7 @@ def test_backends_that_run_in_one_process_refuse_before_joining():
     # tests/test_processes_numpyro.py); one without ``multi_process`` is refused before
     # jax.distributed starts, naming those that join
     from fglang.runtime import backend as backends
-    from fglang.runtime.fit import refuse_processes
+    from fglang.runtime.fit import refuse_several
 
     assert all(getattr(backends.get(n), "multi_process", False) for n in ("gbp", "map", "mcmc", "vi"))
 
@@ -94,6 +94,6 @@ def test_backends_that_run_in_one_process_refuse_before_joining():
         pass
 
     with pytest.raises(FgError, match="(?s)backend 'solo' runs in one process.*gbp") as e:
-        refuse_processes(OneProcess(), "solo", "localhost:1")
+        refuse_several(OneProcess(), "solo", "processes", True)
     assert all(n in str(e.value) for n in ("map", "mcmc", "vi"))
-    refuse_processes(OneProcess(), "solo", None)  # no coordinator: nothing to refuse
+    refuse_several(OneProcess(), "solo", "processes", False)  # no coordinator: nothing to refuse

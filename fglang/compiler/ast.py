@@ -63,6 +63,10 @@ class Slice(Expr):
 class Index(Expr):
     base: Expr | None = None
     args: tuple[Expr, ...] = ()
+    # (the base's symbolic shape, the base as written), set by the checker where it types the
+    # base; rewrites copy it (``replace``), and binding checks every index against it
+    # (compiler/indices.py `check_expr_indices`): JAX clamps an index past the end
+    base_shape: tuple | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from fglang.compiler.indices import (
     Reduction,
     bind_slot,
     check_data_indices,
+    check_expr_indices,
     check_slot_indices,
     check_static_slices,
     enumerate_members,
@@ -65,6 +66,7 @@ def _bind_family(
     exprs = [fam.lhs, fam.potential] + [e for _, e in fam.args]
     reds: dict[str, Reduction] = {}
     chain_of = scan_reductions(exprs, idx, npi, reds, lengths)
+    check_expr_indices(exprs, npi, chain_of)  # first: a let's name, not its var's, where both are out
     check_data_indices(exprs, idx, npi, reds, chain_of)
     check_static_slices(exprs, npi.sizes)
     slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, rect) for p in fam.slots)
@@ -162,6 +164,7 @@ def _bind_lets(lets: dict[str, Derived], variables, npi: NpIndex, lengths, log_d
     reds: dict[str, Reduction] = {}
     exprs = [d.expr for d in lets.values()]
     chain_of = scan_reductions(exprs, idx, npi, reds, lengths)
+    check_expr_indices(exprs, npi, chain_of)  # first: a let's name, not its var's, where both are out
     check_data_indices(exprs, idx, npi, reds, chain_of)
     patterns = next(iter(lets.values())).slots
     slots = tuple(bind_slot(p, variables[p.var], idx, npi, reds, chain_of, ()) for p in patterns)
@@ -221,7 +224,8 @@ def _bind(ir: ModelIR, raw: dict[str, Any], file: str, log_density: LogDensity |
     data, sizes = validate_data(ir, raw, file, sink, budget)
     sink.raise_if_any(ir.sources)
     # the shape rules only sizes decide (N-vs-D), with the values these data give
-    sink.items.extend(check_sizes(ir.size_checks, sizes, file))
+    scalars = {k: float(v) for k, v in data.items() if np.ndim(v) == 0 and k not in sizes}
+    sink.items.extend(check_sizes(ir.size_checks, sizes, file, scalars))
     sink.raise_if_any(ir.sources)
     for name in sizes:
         if sizes[name] < 0 and any(_uses(name, v) for v in ir.variables.values()):

@@ -112,6 +112,8 @@ class DistArgs:
                 )
             elif sig.sparsity and lhs_domain.kind != "real":
                 self.err(f"a sparsity prior needs a real var; '{on_var}' is {lhs_domain.describe()}", call.span)
+        if sig.name in WISHARTS and "nu" in bound and lhs.ok and len(lhs.shape) >= 2:
+            self.wishart_df(sig, bound["nu"], lhs.shape[-1])
         inlined = self.inline(call)
         # normalize argument order to the signature's names
         kwargs = tuple(A.Kwarg(k, self.inline(v), v.span) for k, v in bound.items())
@@ -155,6 +157,20 @@ class DistArgs:
             if x != d:
                 self.defer("same_dim", (x, d), message, e.span, e)
         return True
+
+    def wishart_df(self, sig: DistSig, e: A.Expr, side) -> None:
+        """``nu > K - 1`` for K x K matrices: below it a Wishart is no density
+        (its normalizer's multivariate gamma has a pole), and a fit ran on
+        regardless, to numbers of no meaning. A constant is checked here, data
+        (a size or a real scalar) when they are bound (sizes.py rule ``df``)."""
+        message = f"'nu' of {sig.name} must be greater than K - 1 = {{1}} for {{2}} x {{2}} matrices, got {{0:g}}"
+        hint = f"{sig.name} of K x K matrices needs nu > K - 1 degrees of freedom"
+        v = self.const_value(e)
+        if v is not None and isinstance(side, int):
+            if not v > side - 1:
+                self.err(message.format(v, side - 1, side), e.span, hint)
+        elif v is not None or (names_in(e) and self.sized(e)):
+            self.defer("df", (side,), message, e.span, e, hint=hint, value=e)
 
     # ----------------------------------------------------------- a bounded var inside a support
     def name_range(self, name: str) -> Interval:
@@ -350,6 +366,9 @@ class DistArgs:
             )
         if dom == "nonneg_int" and t.ok and t.dtype != "int":
             self.err(f"'{pname}' of {sig.name} must be an int", e.span)
+
+
+WISHARTS = ("wishart", "inv_wishart")
 
 
 def _var_root(e: A.Expr, scope: dict[str, Symbol]) -> str | None:

@@ -15,9 +15,10 @@ import numpy as np
 
 from fglang.compiler import ast as A
 from fglang.compiler.bound import BoundSlot, BoundVariable
-from fglang.compiler.expr import map_children, static_value, walk
+from fglang.compiler.expr import children, map_children, static_value, walk
 from fglang.compiler.ir import SlotPattern, SlotRef
 from fglang.compiler.limits import Budget, elements, show_count
+from fglang.compiler.sizes import shape_value
 from fglang.compiler.unparse import unparse
 
 
@@ -40,20 +41,29 @@ class NpIndex:
             self.budget.charge(nbytes, what, span)
 
     def ev(self, e: A.Expr, env: dict[str, np.ndarray], mask: np.ndarray | None):
+        """``e`` for every member at once: the members' (and reductions') axes of
+        ``env`` first, then the index's own axes (``idx`` of ``x[idx]``, ``nbr[k]``
+        of ``x[nbr[k]]``), so that a whole int array read inside a family of M
+        members is (1, K) beside a member index's (M, 1), not broadcast against it."""
+        lead = np.ndim(env["__m"]) if "__m" in env else max((np.ndim(v) for v in env.values()), default=0)
+        return self._ev(e, env, mask, lead)
+
+    def _ev(self, e: A.Expr, env: dict[str, np.ndarray], mask, lead: int):
         if isinstance(e, A.Num):
-            return np.asarray(e.value)
+            return np.asarray(e.value).reshape((1,) * lead)
         if isinstance(e, A.Bool):
-            return np.asarray(int(e.value))
+            return np.asarray(int(e.value)).reshape((1,) * lead)
         if isinstance(e, A.Name):
             if e.id in env:
                 return env[e.id]
             if e.id in self.data:
-                return self.data[e.id]
+                arr = self.data[e.id]
+                return arr.reshape((1,) * lead + arr.shape)
             raise BadIndex(f"'{e.id}' cannot be used in an index", e.span)
         if isinstance(e, A.Neg):
-            return -self.ev(e.operand, env, mask)
+            return -self._ev(e.operand, env, mask, lead)
         if isinstance(e, A.BinOp):
-            a, b = self.ev(e.left, env, mask), self.ev(e.right, env, mask)
+            a, b = _aligned([self._ev(e.left, env, mask, lead), self._ev(e.right, env, mask, lead)], lead)
             ops = {
                 "+": np.add,
                 "-": np.subtract,
@@ -74,12 +84,12 @@ class NpIndex:
             for k, a in enumerate(e.args):
                 if isinstance(a, A.Slice):
                     raise BadIndex("a slice cannot be used inside an index expression", a.span)
-                v = self.ev(a, env, mask)
-                self.check_bounds(v, arr.shape[k], e.base.id, k, a.span, env, mask)
+                v = self._ev(a, env, mask, lead)
+                self.check_bounds(v, arr.shape[k], e.base.id, k, a.span, env, _lead_mask(mask, np.ndim(v)))
                 key.append(np.clip(v, 0, max(arr.shape[k] - 1, 0)))
-            return arr[tuple(key)]
+            return arr[tuple(_aligned(key, lead))]
         if isinstance(e, A.Call) and e.func in ("min", "max", "abs") and len(e.args) in (1, 2):
-            vals = [self.ev(a, env, mask) for a in e.args]
+            vals = _aligned([self._ev(a, env, mask, lead) for a in e.args], lead)
             if e.func == "abs":
                 return np.abs(vals[0])
             if len(vals) == 2:
@@ -91,6 +101,7 @@ class NpIndex:
         bad = (v < 0) | (v >= size)
         if mask is not None and bad.ndim:
             bad = bad & np.broadcast_to(mask, np.broadcast_shapes(mask.shape, bad.shape))
+            v = np.broadcast_to(v, bad.shape)
         if np.any(bad):
             pos = np.argwhere(bad)[0] if bad.ndim else ()
             val = int(v[tuple(pos)]) if v.ndim else int(v)
@@ -101,6 +112,23 @@ class NpIndex:
                 span,
                 f"the index is {kind}; indices are 0-based and do not wrap around",
             )
+
+
+def _aligned(values: list, lead: int) -> list:
+    """Values of ``NpIndex.ev`` (``lead`` member axes, then their own) with ones
+    between the two, so that their own axes line up from the right, as one
+    member's would."""
+    own = max(np.ndim(v) - lead for v in values)
+    return [np.reshape(v, np.shape(v)[:lead] + (1,) * (own - (np.ndim(v) - lead)) + np.shape(v)[lead:])
+            for v in values]
+
+
+def _lead_mask(mask, ndim: int):
+    """The members' validity mask with ones for an index value's own axes."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    return mask.reshape(mask.shape + (1,) * max(ndim - mask.ndim, 0))
 
 
 def _member_desc(env: dict[str, np.ndarray], pos) -> str:
@@ -248,6 +276,60 @@ def check_slot_indices(exprs, npi: NpIndex, chain_of, slot_shapes: dict[int, tup
     _check_indices(exprs, npi, chain_of, slot_shape)
 
 
+def check_expr_indices(exprs, npi: NpIndex, chain_of) -> None:
+    """Every index into a value that is neither data nor a var's slot
+    (``(X @ w)[n]``, ``softmax(v)[k]``, a let's ``mu[n]`` pushed into its
+    expression), checked against the shape the checker gave its base, with
+    these data's sizes (JAX clamps an index past the end, silently). A base
+    whose shape the sizes do not fix (``y[0:t]``) is not checked here."""
+
+    def expr_shape(e: A.Index):
+        if e.base_shape is None or isinstance(e.base, SlotRef):
+            return None
+        if isinstance(e.base, A.Name) and e.base.id in npi.data:
+            return None  # a data access: check_data_indices
+        symbolic, written = e.base_shape
+        shape = None if symbolic is None else shape_value(symbolic, npi.sizes)
+        if shape is None:
+            return None
+        return shape, _Written(written)
+
+    _check_indices(exprs, npi, chain_of, expr_shape)
+
+
+def carry_base_shape(e: A.Expr, args: tuple, base_shape: tuple | None) -> A.Expr:
+    """A let's ``mu[n]``, pushed into its expression (lower.py `push_index`),
+    is a new index node for these ``args`` (``(X @ w)[n]``): each gets the
+    let's shape to be checked against (the same ``args`` tuple marks them;
+    the push passes only through elementwise operations, as this walk does)."""
+    if base_shape is None:
+        return e
+    seen: set[int] = set()
+    todo = [e]
+    while todo:
+        x = todo.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, A.Index):
+            if x.args is args and x.base_shape is None:
+                object.__setattr__(x, "base_shape", base_shape)  # made by this push, not shared yet
+        elif isinstance(x, A.Neg | A.BinOp | A.Call):
+            todo.extend(children(x))
+    return e
+
+
+class _Written:
+    """A base's text for a message, made only when an index is out of range."""
+
+    def __init__(self, e: A.Expr):
+        self.e = e
+
+    def __format__(self, spec: str) -> str:
+        text = unparse(self.e)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _check_indices(exprs, npi: NpIndex, chain_of, shape_of: Callable) -> None:
 
     seen: dict[tuple, object] = {}  # (id(node), chain): a node shared in a DAG is checked once
@@ -274,15 +356,11 @@ def _check_indices(exprs, npi: NpIndex, chain_of, shape_of: Callable) -> None:
                     continue
                 if any(isinstance(x, SlotRef) for x in walk(a)):
                     continue
-                v = npi.ev(a, env, mask)
-                mask_v = mask
-                if mask is not None and np.ndim(v) > np.ndim(mask):  # an int array's own axes past the members'
-                    lead = np.shape(v)[: np.ndim(mask)]
-                    mask_v = (np.asarray(mask).reshape(np.shape(mask) + (1,) * (np.ndim(v) - np.ndim(mask)))
-                              if lead == np.shape(mask) else None)  # else every entry is read: check them all
+                v = npi.ev(a, env, mask)  # the members' axes, then an int array's own (NpIndex.ev)
                 # an index that reads no member index names no member (an int array's entry is not one)
                 reads = {x.id for x in walk(a) if isinstance(x, A.Name)}
-                npi.check_bounds(v, shape[k], what, axes[k], a.span, env if reads & set(env) else {}, mask_v)
+                npi.check_bounds(v, shape[k], what, axes[k], a.span, env if reads & set(env) else {},
+                                 _lead_mask(mask, np.ndim(v)))
         if isinstance(e, A.Index):
             visit(e.base, chain)
             for a in e.args:

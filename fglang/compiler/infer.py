@@ -277,6 +277,7 @@ class ExprTyping:
                     return ERROR
                 array_index_seen = True
                 out.extend(t.shape)
+        _know_base_shape(e, base.shape)
         return T(base.dtype, tuple(out) + base.shape[len(e.args) :], var)
 
     def infer_Reduce(self, e: A.Reduce) -> T:
@@ -502,6 +503,15 @@ class ExprTyping:
             return T(fn.ret.base, (), var)
         dtype = {"int": "int", "bool": "bool"}.get(fn.ret.base, "real")
         return T(dtype, self.shape_of(fn.ret.shape), var)
+
+
+def _know_base_shape(e: A.Index, shape: Shape) -> None:
+    """Keep the base's shape on the node, for binding to check each index against
+    (indices.py `check_expr_indices`). A node typed twice with two shapes (never
+    seen; a guard) keeps no shape, so that no member is refused by the wrong one."""
+    if e.base_shape is not None and e.base_shape[0] != shape:
+        shape = None
+    object.__setattr__(e, "base_shape", (shape, e.base))
 
 
 def _canon(e: A.Expr) -> str:

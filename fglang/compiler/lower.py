@@ -28,6 +28,7 @@ from fglang.compiler.distributions import DISTRIBUTIONS, MATRIX_PARAMS
 from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
+from fglang.compiler.indices import carry_base_shape
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable, bound_name
 from fglang.compiler.linalg import rank as linalg_rank
 from fglang.compiler.unparse import unparse
@@ -263,7 +264,7 @@ class Lowering:
             args = tuple(self.expand_lets(a) if a is not None else None for a in e.args)
             if isinstance(base, A.Name) and base.id in self.m.lets and not (
                     self._keep_data_lets and self.data_let(base.id)):
-                return self.push_index(self.expand_lets(base), args, e.span)
+                return carry_base_shape(self.push_index(self.expand_lets(base), args, e.span), args, e.base_shape)
             return replace(e, base=self.expand_lets(base), args=args)
         return map_children(e, self.expand_lets)
 

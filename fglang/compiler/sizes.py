@@ -38,7 +38,8 @@ class SizeCheck:
     that must be equal), ``same_dim`` (two dims), ``index`` (``value`` must
     index a dim, ``operands == (dim,)``) or ``slice`` (``operands == (bound,
     dim)``) or ``domain`` (``value`` must lie in the argument domain
-    ``operands[0]``). ``message`` is a ``str.format`` template over the operands as
+    ``operands[0]``) or ``df`` (``value``, a size or scalar data, must exceed
+    ``operands[0] - 1``: a Wishart's degrees of freedom). ``message`` is a ``str.format`` template over the operands as
     shown (``{0}``, ``{1}``, ...). ``decl`` numbers the declaration it belongs
     to and ``uses`` names the lets whose shapes it reads, so that one mistake
     is reported once, as the checker would.
@@ -85,8 +86,14 @@ def shape_value(shape: Shape, sizes: Mapping[str, int]) -> tuple[int, ...] | Non
     return None if any(d is None for d in out) else out
 
 
-def _failure(c: SizeCheck, sizes: Mapping[str, int]) -> tuple[str, str | None] | None:
-    """The message and hint of a check the sizes break; None if it holds (or they cannot tell)."""
+def _failure(c: SizeCheck, sizes: Mapping[str, int], scalars: Mapping[str, float]) -> tuple[str, str | None] | None:
+    """The message and hint of a check the sizes (or, for ``df``, the scalar
+    data) break; None if it holds (or they cannot tell)."""
+    if c.rule == "df":  # a Wishart's degrees of freedom: value > dim - 1
+        v, d = static_value(c.value, {**scalars, **sizes}), dim_value(c.operands[0], sizes)
+        if v is None or d is None or v > d - 1:
+            return None
+        return c.message.format(v, d - 1, d), c.hint
     if c.rule == "index":
         v = static_value(c.value, sizes)
         if v is None:
@@ -121,12 +128,14 @@ def _failure(c: SizeCheck, sizes: Mapping[str, int]) -> tuple[str, str | None] |
 
 
 # rules whose failure the checker reports without giving up on the expression
-_REPORT_AND_GO_ON = frozenset({"domain", "slice"})
+_REPORT_AND_GO_ON = frozenset({"domain", "slice", "df"})
 
 
-def check_sizes(checks: Iterable[SizeCheck], sizes: Mapping[str, int], file: str) -> list[Diagnostic]:
+def check_sizes(checks: Iterable[SizeCheck], sizes: Mapping[str, int], file: str,
+                scalars: Mapping[str, float] | None = None) -> list[Diagnostic]:
     """Every deferred shape rule the data's sizes break, as the checker reports them:
-    the first per declaration, and nothing more about a let already wrong."""
+    the first per declaration, and nothing more about a let already wrong
+    (``scalars``: the scalar data, for the rules about a value, ``df``)."""
     out: list[Diagnostic] = []
     failed_decls: set[int] = set()
     failed_lets: set[str] = set()
@@ -135,7 +144,7 @@ def check_sizes(checks: Iterable[SizeCheck], sizes: Mapping[str, int], file: str
             if c.owner is not None:
                 failed_lets.add(c.owner)
             continue
-        bad = _failure(c, sizes)
+        bad = _failure(c, sizes, scalars or {})
         if bad is None:
             continue
         message, hint = bad

@@ -65,12 +65,12 @@ def fit(
     opts = impl.Options.parse(options)
     check_seed(seed)
     full, bm = bm, prune(bm)  # empty vars and families are legal and fit as nothing (empty.py)
-    refuse_processes(impl, backend, coordinator)  # before joining
+    refuse_several(impl, backend, "processes", coordinator is not None)  # before joining
     processes = join_processes(coordinator, num_processes, process_id)
     if processes > 1 and devices in (None, 1, "1"):
         devices = "all"
     mesh = device_mesh(devices, device)
-    refuse_devices(impl, backend, devices, mesh)
+    refuse_several(impl, backend, "devices", mesh is not None, devices)
     carried = carried_marginals(bm, prior)
     impl.validate(bm, opts, set(carried))
     check_fit_memory(impl, bm, opts, set(carried))
@@ -131,23 +131,23 @@ def group_marginals(bm: BoundModel, post: Posterior) -> None:
         post.gaussian[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape, kind)
 
 
-def refuse_processes(impl: Any, backend: str, coordinator: str | None) -> None:
-    """A run of several processes for a backend that runs in one is an error naming those that join runs."""
-    if coordinator is not None and not getattr(impl, "multi_process", False):
-        takes = [n for n in backends.names() if getattr(backends.get(n), "multi_process", False)]
-        raise FgError([Diagnostic(f"backend '{backend}' runs in one process; --coordinator is not supported for it "
-                                  "yet", None, f"run it without --coordinator; the {', '.join(takes)} backends run "
-                                  "over several processes")])
+# what a run may ask of a backend -> (the backend's flag that it can, the refusal, its hint, how it joins the names)
+_SEVERAL = {
+    "processes": ("multi_process", "backend '{backend}' runs in one process; --coordinator is not supported for it yet",
+                  "run it without --coordinator; the {takes} backends run over several processes", ", "),
+    "devices": ("multi_device", "backend '{backend}' runs on one device; devices={shown!r} is not supported for it yet",
+                "the {takes} backends take devices; leave devices at 1 for this one", " and "),
+}
 
 
-def refuse_devices(impl: Any, backend: str, devices: int | str | None, mesh: Any) -> None:
-    """A mesh of several devices for a backend that runs on one is an error naming those that take devices."""
-    if mesh is not None and not getattr(impl, "multi_device", False):
-        takes = [n for n in backends.names() if getattr(backends.get(n), "multi_device", False)]
-        raise FgError(
-            [Diagnostic(f"backend '{backend}' runs on one device; devices={devices!r} is not supported for it yet",
-                        None, f"the {' and '.join(takes)} backends take devices; leave devices at 1 for this one")]
-        )
+def refuse_several(impl: Any, backend: str, what: str, asked: bool, shown: object = None) -> None:
+    """A run over several ``what`` ("processes" or "devices"; ``asked``: whether
+    this run is one) for a backend that runs in one is an error naming the
+    backends that can (``shown``: the option as the user gave it)."""
+    flag, message, hint, sep = _SEVERAL[what]
+    if asked and not getattr(impl, flag, False):
+        takes = sep.join(n for n in backends.names() if getattr(backends.get(n), flag, False))
+        raise FgError([Diagnostic(message.format(backend=backend, shown=shown), None, hint.format(takes=takes))])
 
 
 def mode_init(

@@ -25,7 +25,7 @@ from fglang.runtime.cache import enable_compilation_cache
 from fglang.runtime.carry import carried_marginals
 from fglang.runtime.device import device_context, device_mesh, device_names, mesh_context
 from fglang.runtime.empty import empty_posterior, nothing_to_fit, prune, restore
-from fglang.runtime.fit import check_seed, observations, refuse_devices
+from fglang.runtime.fit import check_seed, observations, refuse_several
 from fglang.runtime.fit_memory import check_fit_many_memory
 from fglang.runtime.inits import ModeStart, check_init
 from fglang.runtime.posterior import Posterior
@@ -67,7 +67,7 @@ def fit_many(
     check_same_shape(bms)
     full, ran = list(bms), [prune(bm) for bm in bms]
     mesh = device_mesh(devices, device)
-    refuse_devices(impl, backend, devices, mesh)
+    refuse_several(impl, backend, "devices", mesh is not None, devices)
     carried = carried_marginals(ran[0], prior)
     impl.validate(ran[0], opts, set(carried))
     check_fit_many_memory(impl, ran, opts, set(carried))

@@ -103,7 +103,7 @@ def _second_start_needed(post: Posterior) -> bool:
     mode is not (radon non-centered: the mode has the group scale at 6.6, the
     posterior at 0.75, and Adam in the mode's units stopped at 2.5 with k-hat
     1.27, where NumPyro's plain start reaches 0.73)."""
-    return post.attrs.get("khat", 0.0) > KHAT_BAD and str(post.attrs.get("start", "")).endswith("whitened")
+    return post.attrs.get("khat", 0.0) > KHAT_BAD and bool(post.attrs.get("whitened"))
 
 
 def _better_start(whitened: Posterior, plain: Posterior) -> Posterior:
@@ -112,8 +112,10 @@ def _better_start(whitened: Posterior, plain: Posterior) -> Posterior:
     whitening), the other one's numbers recorded beside it."""
     w, p = whitened.attrs.get("elbo", -np.inf), plain.attrs.get("elbo", -np.inf)
     best, other = (plain, whitened) if p > w else (whitened, plain)
-    best.attrs["other_start"] = {"start": other.attrs["start"], "elbo": other.attrs.get("elbo"),
-                                 "khat": other.attrs.get("khat"), "steps": other.attrs.get("steps")}
+    best.attrs["other_start"] = {"start": other.attrs["start"], "whitened": other.attrs.get("whitened"),
+                                 "elbo": other.attrs.get("elbo"), "khat": other.attrs.get("khat"),
+                                 "steps": other.attrs.get("steps")}
+    best.attrs["kept_start"] = "plain" if best is plain else "whitened"  # of the two a second start compares
     best.attrs["start"] += (" (a second start: the whitened fit from the mode had k-hat "
                             f"{whitened.attrs['khat']:.2f}; this one has the larger ELBO)" if best is plain else
                             " (kept over a second, plain start with a smaller ELBO)")
@@ -130,6 +132,7 @@ class _Item:
     scale: Any  # None (identity), a vector, or a matrix
     start: str
     scale0: float
+    whitened: bool = False  # in the units of the mode's Laplace approximation (attrs["whitened"])
 
 
 def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress: bool,
@@ -311,6 +314,7 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
         samples = {k: v[b] for k, v in samples_all.items()}
         posts.append(_posterior(bm, o, dtype, seed, guide, dim, items[b].start, runs, b, samples, log_w_all[b],
                                 n_draw, phases, seconds, place.sharded))
+        posts[-1].attrs["whitened"] = items[b].whitened
     return posts
 
 
@@ -456,7 +460,7 @@ def _whiten(guide, dim, flat0, data, given_init: bool, uniform, pot, vg, hess) -
                 start += ", Laplace-whitened"
     # unit scale where whitened (the posterior of u is near a standard normal);
     # elsewhere NumPyro's 0.1, as the unknown scales may be small
-    return _Item(data, flat0, center, scale, start, 1.0 if start.endswith("whitened") else 0.1)
+    return _Item(data, flat0, center, scale, start, 1.0 if scale is not None else 0.1, scale is not None)
 
 
 @dataclass
