@@ -253,3 +253,18 @@ def test_the_program_draws_what_numpyro_mcmc_run_draws(store, model):
     np.testing.assert_array_equal(post.sample_stats["diverging"], stats["diverging"])
     np.testing.assert_allclose(post.sample_stats["lp"], -stats["potential_energy"], rtol=0, atol=1e-8)
     np.testing.assert_allclose(post.attrs["step_size"], stats["step_size"], rtol=1e-10)
+
+
+def test_the_executable_s_name_follows_the_compiler_options_and_the_shapes(monkeypatch):
+    from fglang.runtime import program_cache
+
+    monkeypatch.delenv("FGLANG_KEEP_XLA_FLAGS", raising=False)
+    options = program_cache.compiler_options("cpu")
+    assert options == program_cache.CPU_COMPILER_OPTIONS and program_cache.compiler_options("gpu") == {}
+    monkeypatch.setenv("FGLANG_KEEP_XLA_FLAGS", "1")
+    assert program_cache.compiler_options("cpu") == {}
+    args = (np.int64(0), {"y": np.zeros(5)})
+    name = program_cache.compiled_name("nuts-init-k", args, options)
+    assert name.startswith("fglang-nuts-init-k-") and name == program_cache.compiled_name("nuts-init-k", args, options)
+    assert program_cache.compiled_name("nuts-init-k", args, {}) != name
+    assert program_cache.compiled_name("nuts-init-k", (np.int64(0), {"y": np.zeros(6)}), options) != name

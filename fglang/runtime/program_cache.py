@@ -259,13 +259,15 @@ CPU_COMPILER_OPTIONS: dict[str, Any] = {
 }
 """XLA:CPU options for fglang's stored programs (NUTS's start and sampler).
 
-Why: XLA's LLVM back end at its default level 3 spent ~16 s CPU of a cold
-eight-schools fit compiling the two programs; at level 1 without LLVM's
-expensive passes ~10 s, while the sampled run did not get slower at eight
-schools nor at a horseshoe regression of N = 1000, D = 100 (measured in
-``README.md``'s first-posterior table). The draws are the same as level 3's:
-these passes reorder no floating-point arithmetic. ``FGLANG_KEEP_XLA_FLAGS=1``
-keeps XLA's defaults (as for `xla_options`)."""
+Why: XLA's LLVM back end at its default level 3 spent ~16-19 s CPU of a
+cold fit compiling the two programs (eight schools; a horseshoe regression of
+N = 1000, D = 100); at level 1 without LLVM's expensive passes ~11-15 s,
+while sampling did not get slower (0.35-0.46 against 0.40-0.46 s CPU at
+eight schools, 40 against 44 s at the regression; `bench/first_posterior.py`
+and ``README.md``'s first-posterior table). Eight schools draws the same
+chains bit for bit; the regression's chains part by round-off (NUTS's
+trajectories amplify a last-bit difference), the same posterior.
+``FGLANG_KEEP_XLA_FLAGS=1`` keeps XLA's defaults (as for `xla_options`)."""
 
 
 def compiler_options(platform: str) -> dict[str, Any]:
