@@ -5,8 +5,11 @@ model (the functions that would are made to count their calls) and draws
 bit for bit what the cold fit drew with the same seed; a conjugate normal
 mean fitted warm to new data of the same shapes matches its closed-form
 posterior; the key changes with a shape, an option, the int data or the
-model, and not with real data values or the seed; a corrupt entry is a miss
-that is rebuilt; FGLANG_NO_CACHE writes nothing; the exported program draws
+model, and not with real data values or the seed; the compiled executables
+are stored and a warm fit lowers and compiles nothing; a corrupt executable
+falls back to the exported module, a corrupt module is rebuilt, a platform
+that cannot serialize runs on the module, all drawing the same chains;
+FGLANG_NO_CACHE writes nothing; the exported program draws
 what NumPyro's own ``MCMC.run`` draws for the same seed (heavy).
 
 One model and one option set for the fits, so that the module compiles the
@@ -50,6 +53,10 @@ def _programs(root: Path) -> list[Path]:
     return sorted((root / "programs").glob(f"*{cache.PROGRAM_SUFFIX}"))
 
 
+def _executables(root: Path) -> list[Path]:
+    return sorted((root / "jax").glob(f"fglang-nuts-*{cache.ENTRY_SUFFIX}"))
+
+
 def _count_builds(monkeypatch) -> list[str]:
     """Every call that would trace the model on the cold path, recorded."""
     from fglang.runtime.mcmc import program
@@ -77,6 +84,9 @@ def test_a_second_fit_loads_the_program_and_does_not_trace_the_model(store, mode
     warm = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
     assert calls == []
     assert "cache load" in warm.timings and warm.timings["trace"] < cold.timings["trace"]
+    # the executables compiled from the modules: nothing lowered, nothing compiled or looked up in XLA's cache
+    assert len(_executables(store)) == 2
+    assert warm.timings["lower to HLO"] == 0 and warm.timings["compile"] == 0, warm.timings
     # the same seed: the same draws, bit for bit (cold ran the exported module it stored)
     np.testing.assert_array_equal(warm.samples("mu"), cold.samples("mu"))
     np.testing.assert_array_equal(warm.sample_stats["diverging"], cold.sample_stats["diverging"])
@@ -124,17 +134,46 @@ def test_the_key_follows_shapes_options_int_data_and_the_model_not_real_values_o
     assert _key(grouped, {**d, "g": [1, 0, 1]}) != k  # index data pick the nodes: constants of the program
 
 
-def test_a_corrupt_entry_is_a_miss_and_is_rebuilt(store, model, cold):
+def test_a_corrupt_executable_falls_back_to_the_module_and_is_stored_again(store, model, cold):
+    entry = _executables(store)[-1]
+    entry.write_bytes(b"not an executable")
+    exported._LOADED.clear()
+    post = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
+    np.testing.assert_array_equal(post.samples("mu"), cold.samples("mu"))
+    assert post.timings["lower to HLO"] > 0  # the module lowered and compiled (from XLA's cache)
+    assert entry.read_bytes() != b"not an executable" and len(_executables(store)) == 2
+
+
+def test_a_corrupt_module_is_a_miss_and_is_rebuilt(store, model, cold):
     entry = _programs(store)[-1]
     entry.write_bytes(b"not a program")
+    for e in _executables(store):
+        e.unlink()  # else the executables serve and the module is never read
     exported._LOADED.clear()
     post = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
     np.testing.assert_array_equal(post.samples("mu"), cold.samples("mu"))
     assert entry.read_bytes() != b"not a program" and len(_programs(store)) == 2
-    entry.unlink()  # vanished (another process cleared it): a miss too
+    for e in _programs(store) + _executables(store):
+        e.unlink()  # vanished (another process cleared it): a miss too
     exported._LOADED.clear()
     again = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
     np.testing.assert_array_equal(again.samples("mu"), cold.samples("mu"))
+    assert len(_programs(store)) == 2 and len(_executables(store)) == 2
+
+
+def test_a_platform_that_cannot_serialize_runs_the_module(store, model, cold, monkeypatch):
+    from jax.experimental import serialize_executable
+
+    def refuse(compiled):
+        raise ValueError("Compilation does not support serialization")
+
+    monkeypatch.setattr(serialize_executable, "serialize", refuse)
+    for e in _executables(store):
+        e.unlink()
+    exported._LOADED.clear()
+    post = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
+    np.testing.assert_array_equal(post.samples("mu"), cold.samples("mu"))
+    assert _executables(store) == [] and len(_programs(store)) == 2
 
 
 def test_no_cache_writes_no_program_and_draws_the_same(store, model, cold, monkeypatch, tmp_path):
@@ -214,3 +253,18 @@ def test_the_program_draws_what_numpyro_mcmc_run_draws(store, model):
     np.testing.assert_array_equal(post.sample_stats["diverging"], stats["diverging"])
     np.testing.assert_allclose(post.sample_stats["lp"], -stats["potential_energy"], rtol=0, atol=1e-8)
     np.testing.assert_allclose(post.attrs["step_size"], stats["step_size"], rtol=1e-10)
+
+
+def test_the_executable_s_name_follows_the_compiler_options_and_the_shapes(monkeypatch):
+    from fglang.runtime import program_cache
+
+    monkeypatch.delenv("FGLANG_KEEP_XLA_FLAGS", raising=False)
+    options = program_cache.compiler_options("cpu")
+    assert options == program_cache.CPU_COMPILER_OPTIONS and program_cache.compiler_options("gpu") == {}
+    monkeypatch.setenv("FGLANG_KEEP_XLA_FLAGS", "1")
+    assert program_cache.compiler_options("cpu") == {}
+    args = (np.int64(0), {"y": np.zeros(5)})
+    name = program_cache.compiled_name("nuts-init-k", args, options)
+    assert name.startswith("fglang-nuts-init-k-") and name == program_cache.compiled_name("nuts-init-k", args, options)
+    assert program_cache.compiled_name("nuts-init-k", args, {}) != name
+    assert program_cache.compiled_name("nuts-init-k", (np.int64(0), {"y": np.zeros(6)}), options) != name

@@ -27,6 +27,7 @@ import numpy as np
 from fglang.errors import Diagnostic, FgError
 from fglang.io.atomic import write_atomic
 from fglang.io.sealed import read_guarded, seal
+from fglang.runtime.diagnostics import rank_diagnostics
 
 AUX_MARK = "__"  # auxiliary sites (sparsity-prior scales, ...) carry this in their name
 SMALL_QUANTITY = 10  # a var or let of at most this many elements comes first in the summary table
@@ -324,83 +325,6 @@ def _constant_rows(name: str, value: np.ndarray, room: int) -> list[dict[str, An
         v = float(flat[k])
         rows.append({"name": label, "mean": v, "sd": 0.0, "5%": v, "95%": v})
     return rows
-
-
-def _split_chains(x: np.ndarray) -> np.ndarray:
-    half = x.shape[1] // 2
-    return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks along axis 0, ties averaged (``scipy.stats.rankdata``, whose
-    import alone costs a CLI run two seconds)."""
-    n = x.shape[0]
-    order = np.argsort(x, axis=0, kind="stable")
-    sx = np.take_along_axis(x, order, axis=0)
-    pos = np.arange(n).reshape((n,) + (1,) * (x.ndim - 1))
-    first = np.ones(sx.shape, bool)
-    first[1:] = sx[1:] != sx[:-1]
-    last = np.ones(sx.shape, bool)
-    last[:-1] = first[1:]
-    start = np.maximum.accumulate(np.where(first, pos, 0), axis=0)
-    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, pos, n - 1), axis=0), axis=0), axis=0)
-    ranks = np.empty(sx.shape)
-    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=0)
-    return ranks
-
-
-def _z_scale(x: np.ndarray) -> np.ndarray:
-    """Rank-normalize [chain, draw, k] per k (Blom's offsets, ties averaged)."""
-    from scipy.special import ndtri
-
-    c, n = x.shape[:2]
-    r = _average_ranks(x.reshape((c * n,) + x.shape[2:]))
-    return ndtri((r - 0.375) / (c * n + 0.25)).reshape(x.shape)
-
-
-def _rhat(x: np.ndarray) -> np.ndarray:
-    n = x.shape[1]
-    between = n * np.var(x.mean(axis=1), axis=0, ddof=1)
-    within = np.mean(np.var(x, axis=1, ddof=1), axis=0)
-    return np.sqrt((between / within + n - 1) / n)
-
-
-def _ess(x: np.ndarray) -> np.ndarray:
-    """ESS of [chain, draw, k] per k: Geyer's initial monotone sequence, as ArviZ's ``_ess``."""
-    from scipy.fft import next_fast_len
-
-    c, n = x.shape[:2]
-    f = np.fft.rfft(x - x.mean(axis=1, keepdims=True), n=next_fast_len(2 * n), axis=1)
-    acov = np.fft.irfft(f * np.conjugate(f), n=next_fast_len(2 * n), axis=1)[:, :n] / n
-    mean_var = acov[:, 0].mean(axis=0) * n / (n - 1.0)
-    var_plus = mean_var * (n - 1.0) / n + (np.var(x.mean(axis=1), axis=0, ddof=1) if c > 1 else 0.0)
-    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
-    rho[0] = 1.0
-    k = max((n - 3) // 2 + 1, 1)  # the pairs (rho[2i], rho[2i+1]) the sequence may use
-    pairs = rho[0 : 2 * k : 2] + rho[1 : 2 * k : 2]
-    positive = pairs > 0
-    positive[0] = True
-    stop = np.where(np.all(positive, axis=0), k - 1, np.argmin(positive, axis=0))  # the first pair <= 0
-    keep = np.arange(len(pairs)).reshape((-1,) + (1,) * (pairs.ndim - 1)) < stop
-    mono = np.minimum.accumulate(np.where(keep, pairs, np.inf), axis=0)
-    tau = -1.0 + 2.0 * np.sum(np.where(keep, mono, 0.0), axis=0)
-    tau = tau + np.maximum(np.take_along_axis(rho, np.minimum(2 * stop, n - 1)[None], axis=0)[0], 0.0)
-    tau = np.maximum(tau, 1.0 / np.log10(c * n))
-    constant = np.ptp(x, axis=(0, 1)) < np.finfo(float).resolution
-    return np.where(constant, float(c * n), c * n / tau)
-
-
-def rank_diagnostics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rank-normalized split R-hat and bulk ESS of draws [chain, draw, k], per k
-    (Vehtari, Gelman, Simpson, Carpenter, Buerkner 2021; equal to ArviZ's
-    ``rhat`` and ``ess(method="bulk")``)."""
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = _split_chains(x)
-        z = _z_scale(s)
-        folded = _z_scale(np.abs(s - np.median(s, axis=(0, 1))))
-        rhat = np.maximum(_rhat(z), _rhat(folded)) if x.shape[0] > 1 else np.full(x.shape[2:], np.nan)
-        return rhat, _ess(z)
 
 
 def element_label(shape, k: int) -> str:

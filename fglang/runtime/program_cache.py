@@ -24,6 +24,18 @@ written whole (a temporary file renamed into place, `cache.AtomicFileStore`);
 an entry that is missing, cut short or from another JAX is a miss, never an
 error. ``FGLANG_NO_CACHE=1`` turns the store off (`load` misses, `save`
 writes nothing). NumPyro-free.
+
+Compiled executables too (`load_compiled`, `compile_and_save`): where the
+platform can serialize XLA's executable, the one compiled from the exported
+module is stored beside JAX's own entries (``cache_root()/jax``, counted and
+cleared with them), keyed by the program's name, the argument shapes, the
+compiler options and the machine (backend, its version, device kind and
+count, the CPU's features), so that a warm fit neither lowers the module
+(~0.4 s for NUTS, most of it SciPy's import for JAX's LAPACK set-up) nor
+hashes it for XLA's cache. Where the executable is missing or does not load,
+the exported module is compiled (from XLA's cache), with the same options:
+the same code, so the same draws. The entry is a pickle (JAX's own format
+for it): like JAX's cache, it trusts whoever can write the cache folder.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from fglang.compiler.bind import BoundModel
-from fglang.runtime.cache import PROGRAM_SUFFIX, AtomicFileStore, cache_enabled, programs_dir
+from fglang.runtime.cache import PROGRAM_SUFFIX, AtomicFileStore, cache_enabled, jax_cache_dir, programs_dir
 
 FORMAT = 4
 """Bump when what an entry holds changes (the exported function's arguments or outputs)."""
@@ -239,6 +251,115 @@ def export_and_save(name: str, fn: Callable, args: Any, platform: str) -> Callab
     if store is not None:
         store.put(name, bytes(blob), replace=True)
     return export.deserialize(blob).call
+
+
+CPU_COMPILER_OPTIONS: dict[str, Any] = {
+    "xla_backend_optimization_level": 1,
+    "xla_llvm_disable_expensive_passes": True,
+}
+"""XLA:CPU options for fglang's stored programs (NUTS's start and sampler).
+
+Why: XLA's LLVM back end at its default level 3 spent ~16-19 s CPU of a
+cold fit compiling the two programs (eight schools; a horseshoe regression of
+N = 1000, D = 100); at level 1 without LLVM's expensive passes ~11-15 s,
+while sampling did not get slower (0.35-0.46 against 0.40-0.46 s CPU at
+eight schools, 40 against 44 s at the regression; `bench/first_posterior.py`
+and ``README.md``'s first-posterior table). Eight schools draws the same
+chains bit for bit; the regression's chains part by round-off (NUTS's
+trajectories amplify a last-bit difference), the same posterior.
+``FGLANG_KEEP_XLA_FLAGS=1`` keeps XLA's defaults (as for `xla_options`)."""
+
+
+def compiler_options(platform: str) -> dict[str, Any]:
+    """The XLA compiler options fglang's stored programs are compiled with on ``platform``."""
+    if platform != "cpu" or os.environ.get("FGLANG_KEEP_XLA_FLAGS"):
+        return {}
+    return dict(CPU_COMPILER_OPTIONS)
+
+
+class _ExecutableStore(AtomicFileStore):
+    pass  # JAX's entry suffix: `cache.cache_info` and `clear_cache` count and remove these with JAX's
+
+
+def _executable_store() -> _ExecutableStore | None:
+    if not cache_enabled():
+        return None
+    try:
+        return _ExecutableStore(jax_cache_dir())
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def _machine() -> tuple:
+    """What an executable is compiled for: the default backend, its version,
+    the device kind and count, and on CPU the processor's features (XLA:CPU
+    compiles for the host: an executable made on one machine of a shared
+    cache folder must not run on another)."""
+    import platform
+
+    import jax
+
+    devices = jax.devices()
+    flags = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln for ln in f if ln.startswith(("flags", "Features"))), "")
+    backend = devices[0].client
+    return (backend.platform, backend.platform_version, devices[0].device_kind, len(devices),
+            platform.machine(), flags)
+
+
+def compiled_name(name: str, args: Any, options: Mapping[str, Any]) -> str:
+    """The executable's entry name: ``fglang-<name>-<digest of the arguments' specs, options, machine>``."""
+    key = Key("executable").add(name, spec_signature(args), dict(options), _machine())
+    return f"fglang-{name}-{key.digest}"
+
+
+def load_compiled(name: str, args: Any, options: Mapping[str, Any]) -> Callable | None:
+    """The stored executable of program ``name`` for ``args``' shapes (a
+    ``jax.stages.Compiled``), or None: none stored, the store off, or one
+    that does not load (cut short, another jaxlib, another machine), which is
+    removed."""
+    store = _executable_store()
+    if store is None:
+        return None
+    entry = compiled_name(name, args, options)
+    blob = store.get(entry)
+    if blob is None:
+        return None
+    try:
+        import pickle
+
+        from jax.experimental.serialize_executable import deserialize_and_load
+
+        payload, in_tree, out_tree = pickle.loads(blob)
+        return deserialize_and_load(payload, in_tree, out_tree)
+    except Exception:  # noqa: BLE001  (any entry that does not load is a miss)
+        with contextlib.suppress(OSError):
+            os.unlink(jax_cache_dir() / f"{entry}{_ExecutableStore.suffix}")
+        return None
+
+
+def compile_and_save(name: str, call: Callable, args: Any, options: Mapping[str, Any]) -> Callable:
+    """``call`` (an exported program's ``call``) compiled for ``args`` with
+    XLA ``options``, its executable stored where the platform can serialize
+    it (`load_compiled` reads it); the compiled program either way."""
+    import jax
+
+    compiled = jax.jit(call).lower(*args).compile(compiler_options=dict(options) or None)
+    store = _executable_store()
+    if store is not None:
+        try:
+            import pickle
+
+            from jax.experimental.serialize_executable import serialize
+
+            blob = pickle.dumps(serialize(compiled))
+        except Exception:  # noqa: BLE001  (a platform or program that cannot serialize: run on, store nothing)
+            return compiled
+        store.put(compiled_name(name, args, options), blob, replace=True)
+    return compiled
 
 
 def _export_platforms(platform: str) -> tuple[str, ...] | None:

@@ -2,11 +2,14 @@
 loaded from the program cache when a fit of that shape has run before.
 
 A warm fit here computes the program's key (`program_cache.add_model` and the
-options), loads the exported module and runs it: no NumPyro import, no model
-trace, no lowering of the sampler (only the few-line call into the stored
-module), and XLA's compile comes from its own persistent cache. A cold fit
-builds the program (`mcmc.program`), exports and stores it, and runs the
-exported module too, so that one seed draws the same chains cold or warm.
+options), loads the two executables compiled from the exported modules and
+runs them: no NumPyro import, no model trace, no lowering, no lookup in XLA's
+cache. Where an executable is missing (or the platform cannot serialize one)
+the stored module is lowered (the few-line call into it) and compiled, from
+XLA's persistent cache. A cold fit builds the program (`mcmc.program`),
+exports and stores it, and compiles and runs the exported module too, so that
+one seed draws the same chains cold, warm or with no cache. Each is compiled
+with `program_cache.compiler_options`.
 
 The program runs all iterations in one call: there is no per-iteration
 progress bar (``progress`` shows one bar for the whole run).
@@ -48,17 +51,20 @@ def run_nuts_program(
     platform = default_platform()
     key = program_key(bm, o, dtype, carried, fixed, args, platform)
     names = (f"nuts-init-{key}", f"nuts-sample-{key}")
+    options = program_cache.compiler_options(platform)
     programs = _LOADED.get(key)
     build = None
     if programs is None:
+        programs = _load(names, args, options)
+    if programs is None:
         with phase("cache load"):
-            init_call, sample_call = (program_cache.load(n) for n in names)
-        if init_call is None or sample_call is None:  # both built anew: sample needs init traced first
+            calls = [program_cache.load(n) for n in names]
+        if calls[0] is None or calls[1] is None:  # both built anew: sample needs init traced first
             with phase("import"):
                 from fglang.runtime.mcmc.program import NutsPrograms
             build = NutsPrograms(bm, o, carried, fixed)
-            init_call, sample_call = _exported(build.init, names[0], args, platform), None
-        programs = (jax.jit(init_call), None if sample_call is None else jax.jit(sample_call))
+            calls = [_exported(build.init, names[0], args, platform), None]
+        programs = (program_cache.compile_and_save(names[0], calls[0], args, options), calls[1])
     bar = progress_bar(progress, f"mcmc: {o.chains} chains x {o.warmup + o.samples} iterations in one program",
                        1, "run", {})
     try:
@@ -68,15 +74,32 @@ def run_nuts_program(
             raise ValueError("a distribution got invalid arguments at the sampler's first initial values")
         if not bool(start_ok):
             raise RuntimeError("Cannot find valid initial parameters. Please check your model again.")
-        if programs[1] is None:
-            assert build is not None
-            programs = (programs[0], jax.jit(_exported(build.sample, names[1], (state, args[1]), platform)))
+        sample = programs[1]
+        if not isinstance(sample, jax.stages.Compiled):  # a stored module (or a new one) to compile
+            if sample is None:
+                assert build is not None
+                sample = _exported(build.sample, names[1], (state, args[1]), platform)
+            sample = program_cache.compile_and_save(names[1], sample, (state, args[1]), options)
+            programs = (programs[0], sample)
         _LOADED.put(key, programs)
-        draws, stats = jax.block_until_ready(programs[1](state, args[1]))
+        draws, stats = jax.block_until_ready(sample(state, args[1]))
     finally:
         if bar is not None:
             bar.close()
     return {k: np.asarray(v) for k, v in draws.items()}, {k: np.asarray(v) for k, v in stats.items()}
+
+
+def _load(names: tuple[str, str], args: tuple, options: dict[str, Any]) -> tuple | None:
+    """Both programs' stored executables, or None (then the modules are compiled).
+    The sampler's arguments are the start's outputs: their specs are the init
+    executable's output avals, with the data."""
+    with phase("cache load"):
+        init_call = program_cache.load_compiled(names[0], args, options)
+        if init_call is None:
+            return None
+        state_specs = init_call.out_info[0]
+        sample_call = program_cache.load_compiled(names[1], (state_specs, args[1]), options)
+    return None if sample_call is None else (init_call, sample_call)
 
 
 def program_args(bm: BoundModel, seed: int, init: dict[str, Any]) -> tuple[dict[str, np.ndarray], tuple]:
