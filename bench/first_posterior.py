@@ -25,7 +25,10 @@ and CPU seconds (the machine is shared: CPU time is the steadier number).
 schools and on a model of K independent factor families (K = 1, 10, 50),
 against the hand-written model of the same sites.
 
-    python bench/first_posterior.py [--repeats 3] [--count] [--quick]
+    python bench/first_posterior.py [--repeats 3] [--count [--k K]] [--quick]
+
+(``--count --k 50``: only the K = 50 case, both sides, with the split into
+trace, lowering and XLA compile.)
 
 prints a table and writes ``bench/results/first_posterior.json``.
 """
@@ -206,13 +209,21 @@ import sys, json, time, os
 os.environ["FGLANG_NO_CACHE"] = "1"
 import jax
 jax.config.update("jax_enable_x64", True)
-count = {"programs": 0, "compile_s": 0.0, "trace_s": 0.0}
+# the split: JAX's trace to jaxprs, lowering to StableHLO and XLA's compile (summed over
+# programs; nested traces overlap, so trace_s can exceed the wall time spent tracing), and
+# the slowest XLA compiles one by one (fglang's are the start program and the sampler)
+count = {"programs": 0, "compile_s": 0.0, "trace_s": 0.0, "lower_s": 0.0, "xla_s": 0.0, "slowest_xla_s": []}
 def listen(event, duration, **_):
     if event == "/jax/core/compile/backend_compile_duration":
         count["programs"] += 1
         count["compile_s"] += duration
+        count["xla_s"] += duration
+        count["slowest_xla_s"] = sorted(count["slowest_xla_s"] + [round(duration, 2)], reverse=True)[:3]
     elif event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
         count["compile_s"] += duration
+        count["lower_s"] += duration
+    elif event == "/jax/core/compile/jaxpr_trace_duration":
+        count["trace_s"] += duration
 jax.monitoring.register_event_duration_secs_listener(listen)
 side, model_name, k, warmup, samples = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 import numpy as np
@@ -230,7 +241,7 @@ else:
     lines += [f"var a{i}: real ~ normal(0, 1)" for i in range(k)]
     lines += [f"factor f{i}[n in 0:N]: y{i}[n] ~ normal(a{i}, 1)" for i in range(k)]
     source = "\\n".join(lines) + "\\n"
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 if side == "fglang":
     import fglang
     fglang.compile(source, "bench.fg").fit(data, backend="mcmc", warmup=warmup, samples=samples)
@@ -255,13 +266,17 @@ else:
     mcmc.run(jax.random.PRNGKey(0))
     jax.block_until_ready(mcmc.get_samples())
 count["first_fit_s"] = time.perf_counter() - t0
+count["first_fit_cpu_s"] = time.process_time() - c0  # all threads (XLA compiles on several)
 print(json.dumps(count))
 """
 
 
-def compile_counts(warmup: int, samples: int) -> list[dict]:
+def compile_counts(warmup: int, samples: int, only_k: int | None = None) -> list[dict]:
+    """Per case (eight schools, K = 1, 10, 50 families; or the one K of ``only_k``), both sides in fresh processes."""
     rows = []
     cases = [("eight_schools", 0), ("k_families", 1), ("k_families", 10), ("k_families", 50)]
+    if only_k is not None:
+        cases = [("k_families", only_k)]
     env = {k: v for k, v in os.environ.items() if k != "FGLANG_CACHE_DIR"}
     for model_name, k in cases:
         row: dict = {"model": model_name if not k else f"K={k}"}
@@ -289,19 +304,21 @@ def main() -> None:
     ap.add_argument("--count", action="store_true", help="also count XLA programs (eight schools, K = 1, 10, 50)")
     ap.add_argument("--quick", action="store_true", help="fewer draws and steps: a smoke run, not for the README")
     ap.add_argument("--only", choices=("mcmc", "vi", "gbp"), help="time one backend only")
+    ap.add_argument("--k", type=int, help="with --count: only the model of K factor families (e.g. --k 50)")
     a = ap.parse_args()
     warmup, samples, steps = (100, 100, 200) if a.quick else (1000, 1000, 2000)
     report: dict = {"load_before": _load(), "quick": a.quick, "repeats": a.repeats,
                     "mcmc": {"warmup": warmup, "samples": samples, "chains": 4}, "vi": {"steps": steps},
                     "gbp": {"size": GBP_SIZE, "tol": 1e-5, "dtype": "float32"}}
     for kind in ("mcmc", "vi", "gbp"):
-        if a.only in (None, kind):
+        if a.only in (None, kind) and a.k is None:  # --k: the K families' first fit only
             report[f"first_posterior_{kind}"] = first_posterior(kind, a.repeats, warmup, samples, steps)
     if a.count:
-        report["compile_counts"] = compile_counts(warmup, samples)
+        report["compile_counts"] = compile_counts(warmup, samples, a.k)
     report["load_after"] = _load()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "first_posterior.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = RESULTS / ("first_posterior.json" if a.k is None else f"first_posterior_k{a.k}.json")
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
 
 
@@ -318,11 +335,16 @@ def print_table(report: dict) -> None:
     if "compile_counts" in report:
         print("\nNUTS first fit, fresh process, no persistent cache")
         print(textwrap.dedent("""\
-            model           programs (fglang / hand)   first fit s (fglang / hand)"""))
+            model           programs (fglang / hand)   first fit s (fglang / hand)   \
+            trace / lower / XLA s, slowest XLA (fglang | hand)"""))
         for row in report["compile_counts"]:
             f, h = row["fglang"], row["hand"]
+            split = " | ".join(f"{c['trace_s']:.1f} / {c['lower_s']:.1f} / {c['xla_s']:.1f} {c['slowest_xla_s']}"
+                               for c in (f, h))
             print(f"  {row['model']:<14}{f['programs']:>8} / {h['programs']:<14}{f['first_fit_s']:>8.2f} / "
-                  f"{h['first_fit_s']:.2f}")
+                  f"{h['first_fit_s']:<16.2f}{split}")
+            if "first_fit_cpu_s" in f:
+                print(f"  {'':<14}{'CPU s':>24}{f['first_fit_cpu_s']:>14.2f} / {h['first_fit_cpu_s']:.2f}")
 
 
 if __name__ == "__main__":

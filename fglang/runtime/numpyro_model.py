@@ -115,7 +115,8 @@ class NumpyroModel:
         # one XLA program per family (K = 50 families: 100 programs). Under an
         # outer jit the call is inlined, so the compiled sampler is the same.
         self._batches: dict[tuple[str, ...], Callable] = {}
-        self._done: dict[str, dict] = {}  # this run of the model: family -> its outputs
+        self._done: dict[str, dict] = {}  # this run of the model: family -> its outputs, until used
+        self._evaluated: set[str] = set()  # this run of the model: every family evaluated so far
         self._inputs = {name: _var_inputs(fam) for name, fam in bm.families.items()}
         self._wanted = [
             name for name, fam in bm.families.items()
@@ -148,7 +149,10 @@ class NumpyroModel:
         with it, in one jitted call: two or three XLA programs for the model's
         eager runs, whatever the number of families."""
         if fam.name not in self._done:
-            ready = [n for n in self._wanted if n not in self._done and self._inputs[n] <= values.keys()]
+            # not the families this run already evaluated and used (their outputs were
+            # popped): evaluating them again traced every prior family a second time
+            # into the factors' batch (K = 50: 50 dead evaluations per trace of the model)
+            ready = [n for n in self._wanted if n not in self._evaluated and self._inputs[n] <= values.keys()]
             if fam.name not in ready:
                 ready.append(fam.name)
             key = tuple(ready)
@@ -156,6 +160,7 @@ class NumpyroModel:
                 self._batches[key] = jax.jit(self._batch(key))
             needed = set().union(*(self._inputs[n] for n in key)) & values.keys()
             self._done.update(self._batches[key](data, {n: self.idx[n] for n in key}, {k: values[k] for k in needed}))
+            self._evaluated.update(key)
         out = self._done.pop(fam.name)
         # lean outputs: an argument the same for every member keeps a member axis of 1 (it
         # broadcasts), but a value or left-hand side the same for every member is still M
@@ -303,6 +308,7 @@ class NumpyroModel:
 
         def model(data: dict[str, Any]):
             self._done = {}
+            self._evaluated = set()
             values: dict[str, Any] = {}
             for v in bm.variables.values():
                 values[v.name] = self._sample_var(v, data, values)
