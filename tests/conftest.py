@@ -151,6 +151,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_on_four_devices(script: str, *args: str) -> dict:
+    """Run ``script`` (Python source) in a fresh process with 4 forced CPU
+    devices (``XLA_FLAGS`` must be set before JAX starts) and return the JSON
+    it printed on its last ``RESULT `` line."""
+    import subprocess
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+LINEAR_XY = """\
+model linear
+data N: int
+data x[N]: real
+data y[N]: real
+var a: real ~ normal(0, 10)
+var b: real ~ normal(0, 10)
+factor lik[n in 0:N]: y[n] ~ normal(a + b * x[n], 0.5)
+"""
+"""A straight line with known noise: the multi-device tests' model (tests/test_devices*.py)."""
+
+
 NORMAL_MEAN = """
 model normal_mean
 data N: int

@@ -107,8 +107,16 @@ def family_moments(bm: BoundModel, fam, data: dict, means: dict, covs: dict) -> 
     steps = tuple(jnp.zeros(x.shape if k is None else x.shape[: x.ndim - len(GROUPS[k].storage)] +
                             (GROUPS[k].tangent,), x.dtype) for x, k in zip(vals, kinds))
     argnums = tuple(range(2, 2 + len(vals)))
-    mean = np.asarray(jax.vmap(one)(idx, vals, *steps))
-    jacs = jax.vmap(jax.jacfwd(one, argnums=argnums))(idx, vals, *steps) if vals else ()
+
+    @jax.jit
+    def moments(idx, vals, *steps):
+        # one program: eagerly, the vmapped Jacobian ran operation by operation,
+        # each a small program compiled of its own (seconds through a pose2 var)
+        jacs = jax.vmap(jax.jacfwd(one, argnums=argnums))(idx, vals, *steps) if vals else ()
+        return jax.vmap(one)(idx, vals, *steps), jacs
+
+    mean, jacs = moments(idx, vals, *steps)
+    mean = np.asarray(mean)
     m, r = mean.shape
     var = np.zeros((m, r))
     by_var: dict[str, list] = {}

@@ -30,6 +30,7 @@ splits the data sets over it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -173,17 +174,29 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     # a program of its own, lowered and looked up in the cache on every fit)
     start_base = None if place.mesh is not None else start_key(bms[0], dtype, carried)
     k_init, k_fit, k_draw = ExportedJit("keys", start_base, _split_keys)(np.int64(seed))
-    starter = _Starter(model, potential_z, start_base)
+    shape: dict[str, Any] = {}  # "unravel": the flat vector's sites, known from the first start
+
+    def potential(flat, data):
+        return potential_z(shape["unravel"](flat), data)
+
+    # the mode search's value and gradient also judge each start (one compilation
+    # of the potential's gradient, not a second one inside the start's program)
+    vg = ExportedJit("value-and-grad", start_base, jax.value_and_grad(potential))
+
+    def valid(z, flat, data) -> bool:
+        if "unravel" not in shape:
+            shape["unravel"] = _unraveler(z)
+        v, g = vg(np.asarray(flat), data)
+        return bool(np.isfinite(v)) and bool(np.all(np.isfinite(np.asarray(g))))
+
+    starter = _Starter(model, potential_z, start_base, valid)
     z0 = [starter.start(d, si, k_init) for d, si in zip(data0, sites, strict=True)]  # (z, its flat vector) each
-    flat0, unravel = z0[0][1], _unraveler(z0[0][0])
+    flat0, unravel = z0[0][1], shape["unravel"]
     dim = int(flat0.size)
     if dim == 0:
         raise FgError([Diagnostic("the model has no vars to infer", None)])
     guide = choose_guide(o.guide, dim)
     fdt = flat0.dtype
-
-    def potential(flat, data):
-        return potential_z(unravel(flat), data)
 
     def postprocess(flat, data):
         from numpyro.infer.util import constrain_fn
@@ -197,7 +210,6 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
 
     uniform = ExportedJit("uniform-start", start_base, uniform_start)
     pot = ExportedJit("potential", start_base, potential)
-    vg = ExportedJit("value-and-grad", start_base, jax.value_and_grad(potential))
     hess = ExportedJit("hessian", start_base, lambda x, data: hessian(lambda f: potential(f, data), x))
     datas = [place.data_one(d) if len(bms) == 1 else d for d in data0]
     phases = {"start": time.perf_counter() - t0}
@@ -343,8 +355,8 @@ class _Starter:
     dispatches and compiles every operation of the model one by one, seconds on
     a small model), the data an argument: one compilation for every data set."""
 
-    def __init__(self, model, potential_z, base: str | None):
-        self.model, self.potential_z = model, potential_z
+    def __init__(self, model, potential_z, base: str | None, valid: Callable[[dict, Any, Any], bool]):
+        self.model, self.potential_z, self.valid = model, potential_z, valid
         self.base = base  # the stored programs' key (`vi.program.start_key`); None: plain jit
         self._compiled: dict[Any, Any] = {}
         self._keep: list[Any] = []
@@ -357,7 +369,7 @@ class _Starter:
         name = (piece, id(sites)) if piece == "given" else piece
         if name in self._compiled:
             return self._compiled[name]
-        model, potential_z = self.model, self.potential_z
+        model = self.model
 
         def init_z(key, attempt, data):
             from numpyro.distributions.transforms import biject_to
@@ -375,10 +387,9 @@ class _Starter:
             z = {name: jnp.where(jnp.isfinite(v), v, jax.random.uniform(jax.random.fold_in(k, i), jnp.shape(v),
                                                                         minval=-2.0, maxval=2.0))
                  for i, (name, v) in enumerate(z.items())}
-            v, g = jax.value_and_grad(potential_z)(z, data)
-            ok = jnp.isfinite(v) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)] or
-                                                     [jnp.asarray(True)]))
-            return z, ravel_pytree(z)[0], ok
+            # whether the density and its gradient are finite there: `valid`, the mode
+            # search's program (the gradient inside this one was a second compilation of it)
+            return z, ravel_pytree(z)[0]
 
         call = ExportedJit(f"start-{piece}", self.base if piece != "given" else None, init_z)
         self._compiled[name] = call
@@ -392,8 +403,8 @@ class _Starter:
         for piece in (first, "uniform"):
             init_z = self._init_z(piece, sites)
             for attempt in range(20):
-                z, flat, ok = init_z(key, np.uint32(attempt), data)
-                if bool(ok):
+                z, flat = init_z(key, np.uint32(attempt), data)
+                if self.valid(z, flat, data):
                     return z, flat
             if piece == first:
                 self._refuse_bad_start(z, data, given=bool(sites))
