@@ -97,7 +97,7 @@ def test_linear_chain_map_equals_the_closed_form():
     np.testing.assert_allclose(post.mean(f"w{n}")[0], mean[0], atol=1e-5)
 
 
-@pytest.mark.heavy  # XLA's compile of a 100-link chain: tens of CPU-s (see the report of issue letoom)
+@pytest.mark.heavy  # 15 CPU-s (map), 28 (vi): mostly XLA compiling a 100-link chain
 @pytest.mark.parametrize("backend", ["map", "vi"])
 def test_hundred_link_chain_fits_to_the_closed_form(backend):
     n = 100
