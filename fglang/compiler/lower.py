@@ -224,9 +224,14 @@ class Lowering:
         self._index_keys = StructuralKeys()  # push_index's memo context: an index by what it reads
         self._pushed = 0  # nodes push_index made, against PUSH_BUDGET
         self._keep: list = []  # contexts keyed by id() stay alive as long as the memo
-        self._let_expansion: dict[tuple[str, bool], A.Expr] = {}
+        self._let_expansion: dict[tuple[str, bool, bool], A.Expr] = {}
         self._data_lets: dict[str, bool] = {}
         self._keep_data_lets = False  # set while a factor's expressions are lowered (`family`)
+        # unset while the lets' own values are lowered (`run`): every let is computed whole there,
+        # so ``w1[k]`` in a let reads w1's value. Pushed, the index made a second, scalar copy of
+        # the chain that no output holds, and XLA fused a copy of it into every let's output:
+        # a chain of n lets compiled to n^2 operations (n = 100: minutes of compile per program).
+        self._push_into_lets = True
 
     # ----------------------------------------------------------- let push-down
     def data_let(self, name: str) -> bool:
@@ -247,13 +252,14 @@ class Lowering:
     def expand_lets(self, e: A.Expr) -> A.Expr:
         """Inline lets, pushing indices into them where broadcasting allows;
         each let is expanded once and shared by its uses."""
-        keep = self._keep_data_lets
+        keep = self._keep_data_lets, self._push_into_lets
         if isinstance(e, A.Name) and e.id in self.m.lets:
-            if keep and self.data_let(e.id):
+            if self._keep_data_lets and self.data_let(e.id):
                 return e
-            if (e.id, keep) not in self._let_expansion:
-                self._let_expansion[e.id, keep] = self.expand_lets(self.m.lets[e.id].expr)
-            return self._let_expansion[e.id, keep]
+            key = (e.id, *keep)
+            if key not in self._let_expansion:
+                self._let_expansion[key] = self.expand_lets(self.m.lets[e.id].expr)
+            return self._let_expansion[key]
         return self._memo(self._expand, e, ("expand", keep))
 
     def _expand(self, e: A.Expr) -> A.Expr:
@@ -262,7 +268,7 @@ class Lowering:
             # once per arg (a slice's bounds through map_children): a second pass over the expanded
             # args re-expanded them, 3^depth nodes for x[k[k[...]]] (depth 20: 24 s; a fuzz finding)
             args = tuple(self.expand_lets(a) if a is not None else None for a in e.args)
-            if isinstance(base, A.Name) and base.id in self.m.lets and not (
+            if isinstance(base, A.Name) and base.id in self.m.lets and self._push_into_lets and not (
                     self._keep_data_lets and self.data_let(base.id)):
                 return carry_base_shape(self.push_index(self.expand_lets(base), args, e.span), args, e.base_shape)
             return replace(e, base=self.expand_lets(base), args=args)
@@ -569,11 +575,13 @@ class Lowering:
         derived = {}
         let_slots: list[SlotPattern] = []  # one list for all lets: their expressions share nodes
         exprs: dict[str, A.Expr] = {}
+        self._push_into_lets = False
         for name, let in m.lets.items():
             try:
                 exprs[name] = self.extract(self.expanded(let.expr), let_slots, ())
             except RecursionError:
                 sink.error(TOO_DEEP, let.span, TOO_DEEP_HINT)
+        self._push_into_lets = True
         reads = SharedMemo()
         for name, expr in exprs.items():
             let = m.lets[name]
