@@ -186,3 +186,14 @@ def test_a_whole_array_gather_in_a_family_of_another_length():
     np.testing.assert_allclose(post.sd("x"), sd, rtol=1e-5)
     with pytest.raises(fglang.FgError, match=r"index 4 is out of range for axis 0 of 'x' \(size 4\)"):
         fglang.compile(WHOLE_IN_FAMILY).bind({**data, "idx": [1, 4]})
+
+
+def test_an_index_into_a_broadcast_is_checked_against_the_broadcast_shape():
+    """(v + c)[i] with v of 1 node and c of 3: the sum has 3 entries, so i = 2 is
+    in range (the check reads the shape the checker gave the sum, not v's).
+    Closed form: v ~ N(0, 1) with three unit-noise observations of v = 0.5."""
+    src = ("model b\ndata S: int\ndata N: int\ndata c[N]: real\ndata y[N]: real\n"
+           "var v[S]: real ~ normal(0, 1)\nfactor f[i in 0:N]: y[i] ~ normal((v + c)[i], 1)\n")
+    post = fglang.compile(src).fit({"S": 1, "N": 3, "c": [0.0, 1.0, 2.0], "y": [0.5, 1.5, 2.5]}, backend="map")
+    np.testing.assert_allclose(post.mean("v"), [1.5 / 4], atol=1e-6)
+    np.testing.assert_allclose(post.sd("v"), [0.5], rtol=1e-5)
