@@ -134,14 +134,18 @@ def test_the_key_follows_shapes_options_int_data_and_the_model_not_real_values_o
     assert _key(grouped, {**d, "g": [1, 0, 1]}) != k  # index data pick the nodes: constants of the program
 
 
-def test_a_corrupt_executable_falls_back_to_the_module_and_is_stored_again(store, model, cold):
+def test_a_corrupt_executable_falls_back_to_the_module(store, model, cold):
     entry = _executables(store)[-1]
     entry.write_bytes(b"not an executable")
     exported._LOADED.clear()
     post = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
     np.testing.assert_array_equal(post.samples("mu"), cold.samples("mu"))
     assert post.timings["lower to HLO"] > 0  # the module lowered and compiled (from XLA's cache)
-    assert entry.read_bytes() != b"not an executable" and len(_executables(store)) == 2
+    # removed, and not stored again from XLA's cache (re-serialized, a loaded executable loses kernels)
+    assert not entry.exists() and len(_executables(store)) == 1
+    exported._LOADED.clear()
+    again = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
+    np.testing.assert_array_equal(again.samples("mu"), cold.samples("mu"))
 
 
 def test_a_corrupt_module_is_a_miss_and_is_rebuilt(store, model, cold):
@@ -158,7 +162,10 @@ def test_a_corrupt_module_is_a_miss_and_is_rebuilt(store, model, cold):
     exported._LOADED.clear()
     again = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
     np.testing.assert_array_equal(again.samples("mu"), cold.samples("mu"))
-    assert len(_programs(store)) == 2 and len(_executables(store)) == 2
+    assert len(_programs(store)) == 2
+    exported._LOADED.clear()  # a later fit of what these stored: the same draws
+    third = model.fit({"N": 5, "y": Y1}, backend="mcmc", seed=3, **OPTS)
+    np.testing.assert_array_equal(third.samples("mu"), cold.samples("mu"))
 
 
 def test_a_platform_that_cannot_serialize_runs_the_module(store, model, cold, monkeypatch):

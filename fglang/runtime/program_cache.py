@@ -44,6 +44,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
@@ -341,15 +342,39 @@ def load_compiled(name: str, args: Any, options: Mapping[str, Any]) -> Callable 
         return None
 
 
+_XLA_CACHE_HITS = threading.local()  # .n: XLA persistent-cache hits in this thread
+_listening = False
+
+
+def _listen_for_xla_cache_hits() -> None:
+    """Count (per thread, once registered) the programs XLA loads from its persistent cache."""
+    global _listening
+    if _listening:
+        return
+    import jax
+
+    def on_event(event: str, **_: object) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            _XLA_CACHE_HITS.n = getattr(_XLA_CACHE_HITS, "n", 0) + 1
+
+    jax.monitoring.register_event_listener(on_event)
+    _listening = True
+
+
 def compile_and_save(name: str, call: Callable, args: Any, options: Mapping[str, Any]) -> Callable:
     """``call`` (an exported program's ``call``) compiled for ``args`` with
     XLA ``options``, its executable stored where the platform can serialize
-    it (`load_compiled` reads it); the compiled program either way."""
+    it and XLA compiled it anew (`load_compiled` reads it); the compiled
+    program either way."""
     import jax
 
+    _listen_for_xla_cache_hits()
+    hits = getattr(_XLA_CACHE_HITS, "n", 0)
     compiled = jax.jit(call).lower(*args).compile(compiler_options=dict(options) or None)
     store = _executable_store()
-    if store is not None:
+    # not one XLA loaded from its persistent cache: re-serialized, an XLA:CPU executable loses
+    # kernels ("Function ... not found" when it runs); that fit keeps using the module and XLA's cache
+    if store is not None and getattr(_XLA_CACHE_HITS, "n", 0) == hits:
         try:
             import pickle
 
