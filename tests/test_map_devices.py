@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port, vector_chain_posterior
+from conftest import free_port, run_on_four_devices, vector_chain_posterior
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
@@ -130,13 +130,8 @@ _FOUR_DEVICES = textwrap.dedent(
 
 @cache
 def four_devices() -> dict:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     spec = {"chain": CHAIN, "T": T, "C": C, "huber": HUBER, "poisson": POISSON}
-    proc = subprocess.run([sys.executable, "-c", _FOUR_DEVICES, str(EX), json.dumps(spec)], capture_output=True,
-                          text=True, env=env, timeout=600)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return run_on_four_devices(_FOUR_DEVICES, str(EX), json.dumps(spec))
 
 
 @pytest.fixture(scope="module")
