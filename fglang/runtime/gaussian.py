@@ -12,6 +12,8 @@ tangent space at its mean: its draws are ``mean compose exp(e)``, and a
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,12 +100,22 @@ def _let_groups(bm: BoundModel) -> list[list]:
     return list(groups.values())
 
 
-def node_draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str, np.ndarray]:
+class NodeDraws(NamedTuple):
+    """Draws of every quantity, and how many nodes per quantity had a
+    covariance that is not positive semi-definite (an unconverged GBP's
+    marginals can be: their draws use the nearest one, and the fit says so)."""
+
+    draws: dict[str, np.ndarray]
+    indefinite: dict[str, int]
+
+
+def node_draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> NodeDraws:
     """[1, n, *shape] per quantity, each node from its own Gaussian."""
     rng = np.random.default_rng(seed)
     total = sum(g.mean.size for g in marg.values())
     n = int(max(4, min(n, 2e7 // max(total, 1))))
-    out = {}
+    out: dict[str, np.ndarray] = {}
+    indefinite: dict[str, int] = {}
     for name, g in marg.items():
         d = int(np.prod(g.value_shape, dtype=np.int64)) if g.value_shape else 1
         if g.mean.size == 0 or d == 0:  # an empty quantity (a let or var of size 0): no values to draw
@@ -112,31 +124,46 @@ def node_draws(marg: dict[str, GaussianMarginal], n: int, seed: int) -> dict[str
         nodes = g.mean.size // d
         if g.group is not None:
             d = GROUPS[g.group].tangent
-        e = _correlated_normals(rng, g.cov.reshape(nodes, d, d), n)
+        e, bad = _correlated_normals(rng, g.cov.reshape(nodes, d, d), n)
+        if bad:
+            indefinite[name] = bad
         if g.group is not None:
             x = tangent_draws(g.group, g.mean.reshape((nodes,) + GROUPS[g.group].storage), e)
         else:
             x = e
             x += g.mean.reshape(nodes, d)
         out[name] = x.reshape((1, n) + g.mean.shape)
-    return out
+    return NodeDraws(out, indefinite)
 
 
-def _correlated_normals(rng: np.random.Generator, cov: np.ndarray, n: int) -> np.ndarray:
-    """[n, nodes, d] draws, node k's from N(0, cov[k]): the Cholesky factor
-    applied one column at a time, in place. A batched matmul of 2^16 tiny
-    [d, d] @ [d, 1] products (numpy's gufunc loop) took seconds on a 256^2
-    image; d is a node's dimension (1 for a pixel, at most a pose's 6)."""
+def _correlated_normals(rng: np.random.Generator, cov: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """[n, nodes, d] draws, node k's from N(0, cov[k]): a factor of cov
+    applied one column at a time, in place (a batched matmul of 2^16 tiny
+    [d, d] @ [d, 1] products, numpy's gufunc loop, took seconds on a 256^2
+    image; d is a node's dimension, 1 for a pixel, at most a pose's 6), and
+    the number of nodes whose cov was not positive semi-definite: those are
+    drawn from the nearest one (negative eigenvalues set to 0) instead of a
+    LinAlgError reaching the user."""
     nodes, d = cov.shape[0], cov.shape[-1]
     z = rng.standard_normal((n, nodes, d))
-    if d == 1 and bool(np.all(cov >= 0)):  # a negative variance goes to the Cholesky below, which says so
-        z *= np.sqrt(cov[:, 0, 0] + 1e-12)[None, :, None]
-        return z
-    chol = np.linalg.cholesky(cov + 1e-12 * np.eye(d))
-    e = z[:, :, :1] * chol[None, :, :, 0]
+    if d == 1:
+        var = cov[:, 0, 0]
+        bad = int(np.count_nonzero(~(var >= 0)))
+        z *= np.sqrt(np.where(var >= 0, var, 0.0) + 1e-12)[None, :, None]
+        return z, bad
+    bad = 0
+    try:
+        factor = np.linalg.cholesky(cov + 1e-12 * np.eye(d))
+    except np.linalg.LinAlgError:
+        finite = np.where(np.isfinite(cov), cov, 0.0)
+        w, v = np.linalg.eigh(0.5 * (finite + np.swapaxes(finite, -1, -2)))
+        bad = int(np.count_nonzero((w < -1e-12 * np.maximum(1.0, np.abs(w).max(axis=-1, keepdims=True))).any(axis=-1)
+                                   | ~np.isfinite(cov).all(axis=(-1, -2))))
+        factor = v * np.sqrt(np.maximum(w, 0.0) + 1e-12)[:, None, :]
+    e = z[:, :, :1] * factor[None, :, :, 0]
     for j in range(1, d):  # d <= 6 columns, vectorized over draws and nodes
-        e += z[:, :, j : j + 1] * chol[None, :, :, j]
-    return e
+        e += z[:, :, j : j + 1] * factor[None, :, :, j]
+    return e, bad
 
 
 def default_start(bm: BoundModel, seed: int, skip: set[str]) -> dict[str, np.ndarray]:

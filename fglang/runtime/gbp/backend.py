@@ -66,14 +66,19 @@ class GbpBackend:
         return predict_gbp(bm, posterior, families, GbpOptions.parse(options), seed)
 
     def advice(self, post: Posterior) -> list[str]:
-        if post.attrs.get("converged", True) is not False:
-            return []
-        change = post.attrs.get("final_change")
-        change = f"{change:.3g}" if isinstance(change, int | float) else "unknown"
-        return [
-            f"GBP did not converge in {post.attrs.get('iterations')} iterations "
-            f"(last belief change {change}): raise iters or damping"
-        ]
+        out = []
+        if post.attrs.get("converged", True) is False:
+            change = post.attrs.get("final_change")
+            change = f"{change:.3g}" if isinstance(change, int | float) else "unknown"
+            out.append(f"GBP did not converge in {post.attrs.get('iterations')} iterations "
+                       f"(last belief change {change}): raise iters or damping")
+        bad = post.attrs.get("indefinite_nodes")
+        if isinstance(bad, dict) and bad:
+            what = ", ".join(f"{k} ({v} node{'s' if v != 1 else ''})" for k, v in bad.items())
+            out.append(f"the marginal covariance is not positive definite for {what}: its sds and draws are not "
+                       "a posterior's (drawn from the nearest valid covariance); run GBP to convergence "
+                       "(raise iters or damping) or use --backend map")
+        return out
 
     def report(self, post: Posterior) -> list[str]:
         if not post.attrs.get("loopy"):

@@ -138,7 +138,7 @@ def fit_gbp(
         marg[name] = GaussianMarginal(mean, cov, v.node_shape, v.value_shape, v.domain.kind if is_group(v) else None)
         means[name], covs[name] = mean, cov
     marg.update(derived_marginals(bm, means, covs))
-    draws = node_draws(marg, o.draws, seed)
+    draws, indefinite = node_draws(marg, o.draws, seed)
     history = np.asarray(result.history, dtype=np.float64)
     return Posterior(
         bm.name,
@@ -158,6 +158,7 @@ def fit_gbp(
             "history": history[np.isfinite(history)].tolist()[-500:],
             "wall_time_s": float(result.wall_time_s),
             "loopy": has_loops(bm),
+            "indefinite_nodes": indefinite,
         },
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )

@@ -257,7 +257,7 @@ def _lsq_posterior(bm, problem, solver: SparseLDL, res: LMResult, o: MapOptions,
     t_cov = time.perf_counter() - t0
     if skip:
         return marg, {k: np.asarray(g.mean)[None, None] for k, g in marg.items()}, t_cov
-    return marg, node_draws(marg, o.draws, seed), t_cov
+    return marg, node_draws(marg, o.draws, seed).draws, t_cov
 
 
 def _general_posterior(bm, problem, res: LMResult, o: MapOptions, seed: int):

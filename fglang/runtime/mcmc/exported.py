@@ -18,7 +18,7 @@ progress bar (``progress`` shows one bar for the whole run).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -64,7 +64,7 @@ def run_nuts_program(
                 from fglang.runtime.mcmc.program import NutsPrograms
             build = NutsPrograms(bm, o, carried, fixed)
             calls = [_exported(build.init, names[0], args, platform), None]
-        programs = (program_cache.compile_and_save(names[0], calls[0], args, options), calls[1])
+        programs = (_compile(names[0], calls[0], args, options), calls[1])
     bar = progress_bar(progress, f"mcmc: {o.chains} chains x {o.warmup + o.samples} iterations in one program",
                        1, "run", {})
     try:
@@ -75,11 +75,11 @@ def run_nuts_program(
         if not bool(start_ok):
             raise RuntimeError("Cannot find valid initial parameters. Please check your model again.")
         sample = programs[1]
-        if not isinstance(sample, jax.stages.Compiled):  # a stored module (or a new one) to compile
+        if not isinstance(sample, jax.stages.Compiled | _Jitted):  # a stored module (or a new one) to compile
             if sample is None:
                 assert build is not None
                 sample = _exported(build.sample, names[1], (state, args[1]), platform)
-            sample = program_cache.compile_and_save(names[1], sample, (state, args[1]), options)
+            sample = _compile(names[1], sample, (state, args[1]), options)
             programs = (programs[0], sample)
         _LOADED.put(key, programs)
         draws, stats = jax.block_until_ready(sample(state, args[1]))
@@ -115,11 +115,35 @@ def program_args(bm: BoundModel, seed: int, init: dict[str, Any]) -> tuple[dict[
     return fixed, (jax.device_put(np.int64(seed)), data, start)
 
 
-def _exported(fn: Callable, name: str, args: tuple, platform: str) -> Callable:
+class _Unexported(NamedTuple):
+    """A program ``jax.export`` refused: run as a plain jit, never compiled
+    ahead and stored, since its closed-over constants (a group var's fixed
+    start) become hoisted arguments of the ``Compiled``, which then refuses the
+    call ("compiled for 35 inputs but called with 28")."""
+
+    fn: Callable
+
+
+def _exported(fn: Callable, name: str, args: tuple, platform: str) -> Callable | _Unexported:
     """The cold path: ``fn`` exported and stored, as the module a warm fit
-    will load (``fn`` itself where it cannot be exported)."""
+    will load (``fn`` itself, marked, where it cannot be exported)."""
     call = program_cache.export_and_save(name, fn, args, platform)
-    return fn if call is None else call
+    return _Unexported(fn) if call is None else call
+
+
+class _Jitted(NamedTuple):
+    """An unexported program's plain jit: ready to run, as a ``Compiled`` is."""
+
+    fn: Callable
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+def _compile(name: str, call: Callable | _Unexported, args: tuple, options: dict[str, Any]) -> Callable:
+    if isinstance(call, _Unexported):
+        return _Jitted(jax.jit(call.fn))
+    return program_cache.compile_and_save(name, call, args, options)
 
 
 def program_key(bm: BoundModel, o: McmcOptions, dtype: str, carried: dict[str, CarriedMarginal],
