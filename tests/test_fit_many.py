@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import LINEAR_XY
 
 import fglang
 from fglang.errors import FgError
 
-LINEAR = """\
-model linear
-data N: int
-data x[N]: real
-data y[N]: real
-var a: real ~ normal(0, 10)
-var b: real ~ normal(0, 10)
-factor lik[n in 0:N]: y[n] ~ normal(a + b * x[n], 0.5)
-"""
+LINEAR = LINEAR_XY  # conftest's straight line with known noise
 
 GROUPS = """\
 model groups

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port, run_on_four_devices, vector_chain_posterior
+from conftest import LINEAR_XY, free_port, run_on_four_devices, vector_chain_posterior
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
@@ -188,15 +188,7 @@ def test_one_compiled_linearization_per_model_shape(res):
 # ---------------------------------------------------------------------------
 # two processes on this machine, one CPU device each, joined by --coordinator
 
-LINEAR = """\
-model linear
-data N: int
-data x[N]: real
-data y[N]: real
-var a: real ~ normal(0, 10)
-var b: real ~ normal(0, 10)
-factor lik[n in 0:N]: y[n] ~ normal(a + b * x[n], 0.5)
-"""
+LINEAR = LINEAR_XY  # conftest's straight line with known noise
 
 
 
