@@ -156,8 +156,9 @@ def _pose_graph(seed: int = 1):
 @pytest.mark.heavy
 def test_nuts_on_a_pose_graph_agrees_with_map_laplace():
     """A concentrated 3-pose SE(3) graph: NUTS's intrinsic means are within
-    0.25 posterior sd of map's mode and its tangent covariances within 20% of
-    the Laplace ones (600 draws), per node and axis (vi: the test below)."""
+    0.25 posterior sd of map's mode and its tangent variances within 4 Monte
+    Carlo sd (from each coordinate's ESS) + 5% of the Laplace ones (600
+    draws), per node and axis (vi: the test below)."""
     backend = "mcmc"
     data, truth = _pose_graph()
     model = fglang.load("examples/pose_graph_3d.fg")
@@ -168,7 +169,15 @@ def test_nuts_on_a_pose_graph_agrees_with_map_laplace():
         off = np.asarray(_LOCAL("pose3", jnp.asarray(post.mean("pose")), jnp.asarray(laplace.mean("pose"))))
     assert np.max(np.abs(off) / sd) < 0.25
     ratio = np.diagonal(post.cov("pose"), axis1=-2, axis2=-1) / sd**2
-    assert np.all((ratio > 0.8) & (ratio < 1.2)), ratio
+    # a variance from ESS draws has relative sd sqrt(2 / ESS) (Gaussian draws):
+    # 4 of those, plus 5% for the Laplace approximation of a nonlinear model
+    from numpyro.diagnostics import effective_sample_size
+
+    with jax.enable_x64(True):
+        e = np.asarray(_LOCAL("pose3", jnp.asarray(post.samples("pose")),
+                              jnp.broadcast_to(jnp.asarray(post.mean("pose")), post.samples("pose").shape)))
+    ess = effective_sample_size(e[None])  # [3, 6]: one chain
+    assert np.all(np.abs(ratio - 1) < 4 * np.sqrt(2 / ess) + 0.05), (ratio, ess)
     assert post.cov("pose").shape == (3, 6, 6) and post.mean("pose").shape == (3, 7)
 
 
@@ -225,3 +234,21 @@ def test_predict_through_a_group_var():
         assert y.shape[1:] == (2,)
         assert _angle_gap(float(np.median(y)), float(post.mean("r"))) < 0.05
         assert _angle_gap(float(post.mean("r")), mean) < 0.2
+
+
+def test_nuts_runs_on_a_group_var():
+    """NUTS on a rot3 var, cheaply, in the regular suite: the sampler's program
+    reuses the chart its start program set up, and a chart holding a traced
+    base leaked a tracer (UnexpectedTracerError) on every group var."""
+    src = """model so3
+data mu: rot3
+var R: rot3
+factor f: log(between(mu, R)) ~ normal(0, 0.1)
+"""
+    mu = np.array([0.3, -0.2, 0.1, 0.9])
+    mu /= np.linalg.norm(mu)
+    post = fglang.compile(src).fit({"mu": mu}, backend="mcmc", chains=1, warmup=100, samples=100, seed=0)
+    with jax.enable_x64(True):
+        e = np.asarray(_LOCAL("rot3", jnp.asarray(post.mean("R")), jnp.asarray(mu)))
+    assert post.samples("R").shape[-1] == 4
+    assert np.linalg.norm(e) < 0.1  # within about one posterior sd of the data's rotation

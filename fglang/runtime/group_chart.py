@@ -232,8 +232,12 @@ def _chart(constraint: GroupValued) -> GroupChart:
 
 
 def support(kind: str, base: np.ndarray, shape: tuple[int, ...]) -> GroupValued:
-    """The support of a group var of ``shape`` (nodes + storage), charted at ``base``."""
-    return GroupValued(kind, jnp.asarray(base), len(shape))
+    """The support of a group var of ``shape`` (nodes + storage), charted at ``base``.
+
+    The base stays a NumPy array: the NUTS sampler's program reuses the
+    transforms its start program set up, and a ``jnp`` array made while that
+    program was traced is a tracer of it (a leaked tracer in the sampler)."""
+    return GroupValued(kind, np.asarray(base), len(shape))
 
 
 def frechet_mean(kind: str, draws: np.ndarray, iters: int = 20) -> tuple[np.ndarray, np.ndarray]:
