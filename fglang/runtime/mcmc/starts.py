@@ -66,22 +66,34 @@ def threshold(dim: int) -> float:
 def init_keys(chain_keys, chains: int):
     """The keys NumPyro's ``HMC.init`` hands ``initialize_model``: the second
     half of ``split`` of each chain's key ([chains, ...]; one chain: its key)."""
+    # the very operations ``HMC.init`` and the prototype trace use (a
+    # transpose, not ``[:, 1]``): XLA then merges the three key derivations and
+    # the uniform draws made from them (threefry is unrolled: at K = 10
+    # families, 4,000 of the start program's 18,000 instructions were a second copy)
     if chains > 1:
-        return jax.vmap(random.split)(chain_keys)[:, 1]
+        return jnp.swapaxes(jax.vmap(random.split)(chain_keys), 0, 1)[1]
     return random.split(chain_keys)[1]
 
 
+def find_start(model: Callable, chain_keys, chains: int, strategy: Callable, args: tuple) -> tuple:
+    """NumPyro's ``initialize_model`` for the chains, with the keys ``HMC.init``
+    would hand it: its start, potential, post-processing and model trace,
+    which `screened_start` and NUTS's own init (`program.PreparedNUTS`) share."""
+    return initialize_model(init_keys(chain_keys, chains), model, init_strategy=strategy, dynamic_args=True,
+                            model_args=args)
+
+
 def screened_start(model: Callable, chain_keys, chains: int, strategy: Callable, given: set[str],
-                   args: tuple) -> ParamInfo | None:
+                   args: tuple, found: tuple | None = None) -> ParamInfo | None:
     """The chains' starts (``ParamInfo``, batched over chains when ``chains >
     1``, as ``HMC.init`` takes ``init_params``), screened as the module
     docstring says; None when the user gave every latent site a start (their
     start is used as it is). ``chain_keys``: each chain's key as ``HMC.init``
     gets it (``split(key, chains)``; one chain: the key); ``given``: the sites
-    the init strategy sets from the user's values (kept in every candidate)."""
+    the init strategy sets from the user's values (kept in every candidate);
+    ``found``: `find_start`'s result when the caller has it already."""
     keys = init_keys(chain_keys, chains)
-    info, potential_gen, _, _ = initialize_model(keys, model, init_strategy=strategy, dynamic_args=True,
-                                                 model_args=args)
+    info, potential_gen, _, _ = found if found is not None else find_start(model, chain_keys, chains, strategy, args)
     free = [s for s in info.z if s not in given]
     if not free:
         return None
