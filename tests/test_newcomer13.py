@@ -1,0 +1,94 @@
+"""What a newcomer from Stan or GTSAM runs into (tests/newcomer13/ holds the
+small models): Stan spellings get the fglang one as a hint, bad ratings of
+an ordered_logistic a located bind error, angles a wrapped summary, and
+map's Laplace step and local-minimum warning the robust and chi-square
+treatment a least-squares user expects."""
+
+from __future__ import annotations
+
+import pytest
+from test_check_errors import Case, check_case
+
+# -------------------------------------------------------------- Stan spellings
+STAN_CASES = [
+    Case(
+        "stan_declaration",
+        "model m\ndata N: int\nreal<lower=0> sigma;\n",
+        [(3, 1, "unexpected 'real'; expected 'data', 'factor', 'fn', 'include', 'let', 'var', end of file")],
+        hints={0: "this is Stan's declaration; fglang writes 'var sigma: real(lower=0)' for a parameter or "
+                  "'data sigma: real(lower=0)' for data (sizes after the name, no blocks, no ';')"},
+    ),
+    Case(
+        "stan_array_declaration",
+        "model m\ndata N: int\narray[N] real y;\n",
+        [(3, 1, "unexpected 'array'; expected 'data', 'factor', 'fn', 'include', 'let', 'var', end of file")],
+        hints={0: "this is Stan's declaration; fglang writes 'var y[N]: real' for a parameter or "
+                  "'data y[N]: real' for data (sizes after the name, no blocks, no ';')"},
+    ),
+    Case(
+        "stan_simplex_declaration",
+        "model m\ndata K: int\nsimplex[K] theta;\n",
+        [(3, 1, "unexpected 'simplex'; expected 'data', 'factor', 'fn', 'include', 'let', 'var', end of file")],
+        hints={0: "this is Stan's declaration; fglang writes 'var theta: simplex[K]' for a parameter or "
+                  "'data theta: simplex[K]' for data (sizes after the name, no blocks, no ';')"},
+    ),
+    Case(
+        "stan_bounds",
+        "model m\nvar sigma: real<lower=0>\n",
+        [(2, 16, "unexpected '<'; expected '(', '[', '~', a new line")],
+        hints={0: "fglang writes bounds in parentheses: 'real(lower=0)' (or 'positive'), not Stan's "
+                  "'real<lower=0>'"},
+    ),
+    Case(
+        "stan_semicolon",
+        "model m\nvar sigma: positive;\n",
+        [(2, 20, "unexpected character ';'")],
+        hints={0: "fglang statements end at the end of the line: drop the ';'"},
+    ),
+    Case(
+        "stan_target",
+        "model m\nvar x: real\ntarget += -0.5 * x^2\n",
+        [(3, 1, "unexpected 'target'; expected 'data', 'factor', 'fn', 'include', 'let', 'var', end of file")],
+        hints={0: "Stan's 'target += EXPR' is 'factor NAME: potential EXPR' in fglang (no ';')"},
+    ),
+    Case(
+        "stan_sampling_statement",
+        "model m\nvar x: real\nx ~ normal(0, 1)\n",
+        [(3, 1, "unexpected 'x'; expected 'data', 'factor', 'fn', 'include', 'let', 'var', end of file")],
+        hints={0: "a Stan sampling statement 'y ~ DIST(...);' is 'factor NAME: y ~ DIST(...)' in fglang (no ';')"},
+    ),
+    Case(
+        "stan_lpdf_bar",
+        "model m\nvar x: real\nfactor p: potential normal_lpdf(x | 0, 2 * 1)\n",
+        [(3, 35, "unexpected character '|'")],
+        hints={0: "'normal_lpdf' is Stan's spelling; fglang writes logp(normal(0, 2 * 1), x) (Stan's "
+                  "normal_lpdf(x | 0, 2 * 1)), or a factor 'factor NAME: x ~ normal(0, 2 * 1)'"},
+    ),
+    Case(
+        "stan_lpmf_commas",
+        "model m\nvar x: positive\nfactor p: potential poisson_lpmf(3, x)\n",
+        [(3, 21, "unknown function 'poisson_lpmf'")],
+        hints={0: "'poisson_lpmf' is Stan's spelling; fglang writes logp(poisson(ARGS), value) (Stan's "
+                  "poisson_lpmf(value | ARGS)), or a factor 'factor NAME: value ~ poisson(ARGS)'"},
+    ),
+    Case(
+        "stan_lpdf_after_tilde",
+        "model m\nvar x: real\nfactor f: x ~ normal_lpdf(0, 1)\n",
+        [(3, 15, "unknown distribution 'normal_lpdf'; did you mean 'normal'?")],
+        hints={0: "'normal_lpdf' is Stan's spelling; fglang writes logp(normal(ARGS), value) (Stan's "
+                  "normal_lpdf(value | ARGS)), or a factor 'factor NAME: value ~ normal(ARGS)'"},
+    ),
+    Case(
+        "stan_user_lpdf",
+        "model m\nvar x: real\nfactor p: potential foo_lpdf(x, 0, 1)\n",
+        [(3, 21, "unknown function 'foo_lpdf'")],
+        hints={0: "'foo_lpdf' is Stan's spelling of a user-defined density; fglang has no _lpdf functions: "
+                  "write it as 'fn foo_logp(value: real, ...) -> real { return ... }' and add it with "
+                  "'factor NAME: potential foo_logp(value, ...)'"},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", STAN_CASES, ids=lambda c: c.id)
+def test_stan_spelling_gets_the_fglang_one(case: Case) -> None:
+    check_case(case)
