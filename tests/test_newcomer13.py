@@ -6,8 +6,14 @@ treatment a least-squares user expects."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from test_check_errors import Case, check_case
+from test_check_errors import Case, assert_formatted, check_case
+
+import fglang
+from fglang.errors import FgError
+from fglang.runtime.values import check_values
 
 # -------------------------------------------------------------- Stan spellings
 STAN_CASES = [
@@ -92,3 +98,30 @@ STAN_CASES = [
 @pytest.mark.parametrize("case", STAN_CASES, ids=lambda c: c.id)
 def test_stan_spelling_gets_the_fglang_one(case: Case) -> None:
     check_case(case)
+
+
+# -------------------------------------------------------------- ordered_logistic ratings
+ORDERED = Path(__file__).parent / "newcomer13" / "ordered.fg"
+RATINGS = {"N": 4, "K": 3, "x": [0.1, 0.2, -0.3, 1.0]}
+
+
+@pytest.mark.parametrize(("y", "where", "extra"), [
+    ([1, 2, 4, 3], "obs[n=2] (value 4)", "; or give the cutpoints 4 entries if 4 is a real rating"),  # Stan's 1..K+1
+    ([0, -1, 2, 1], "obs[n=1] (value -1)", ""),
+])
+def test_ordered_logistic_rating_out_of_range_is_located(y: list[int], where: str, extra: str) -> None:
+    model = fglang.load(ORDERED)
+    with pytest.raises(FgError) as info:
+        model.fit(dict(RATINGS, y=y), backend="map")
+    err = info.value
+    [d] = err.diagnostics
+    assert (d.span.line, d.span.col) == (9, 1)
+    assert d.message == ("the rating of ordered_logistic factor 'obs' must be a whole number in 0..3 "
+                         f"(3 cutpoints give 4 outcomes, 0-based), but is not at {where}")
+    assert d.hint == ("ratings count from 0: subtract 1 from 1-based (Stan) data, whose 1..4 are 0..3 here" + extra)
+    assert_formatted(err, str(ORDERED))
+
+
+def test_ordered_logistic_ratings_in_range_pass_the_check() -> None:
+    bm = fglang.load(ORDERED).bind(dict(RATINGS, y=[0, 1, 3, 2]))
+    check_values(bm)  # 0..K are all valid: no error
