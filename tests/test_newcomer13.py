@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_check_errors import Case, assert_formatted, check_case
 
 import fglang
 from fglang.errors import FgError
+from fglang.runtime.angles import wrap
+from fglang.runtime.posterior import GaussianMarginal, Posterior
 from fglang.runtime.values import check_values
 
 # -------------------------------------------------------------- Stan spellings
@@ -125,3 +128,51 @@ def test_ordered_logistic_rating_out_of_range_is_located(y: list[int], where: st
 def test_ordered_logistic_ratings_in_range_pass_the_check() -> None:
     bm = fglang.load(ORDERED).bind(dict(RATINGS, y=[0, 1, 3, 2]))
     check_values(bm)  # 0..K are all valid: no error
+
+
+# -------------------------------------------------------------- headings near pi
+def _straddling(mean: float, sd: float, n: int = 4000) -> np.ndarray:
+    """Draws of an angle about ``mean`` stored as computed, in (-pi, pi]: near pi they straddle the cut."""
+    a = mean + sd * np.random.default_rng(0).standard_normal(n)
+    return wrap(a)
+
+
+@pytest.mark.parametrize("group", ["rot2", "pose2"])
+def test_heading_sd_and_quantiles_are_taken_around_the_mean(group: str) -> None:
+    theta = _straddling(np.pi - 0.02, 0.05)
+    assert theta.min() < -3.0 and theta.max() > 3.0  # the draws do straddle the cut
+    if group == "rot2":
+        draws, mean, shape = theta, np.asarray(np.pi - 0.02), ()
+    else:
+        xy = np.random.default_rng(1).normal([1.0, 2.0], 0.1, (theta.size, 2))
+        draws, mean, shape = np.column_stack([xy, theta]), np.array([1.0, 2.0, np.pi - 0.02]), (3,)
+    post = Posterior("m", "map", {"h": draws[None]}, gaussian={"h": GaussianMarginal(mean, np.eye(len(shape) or 1), (),
+                                                                                     shape, group)},
+                     node_shapes={"h": ()})
+    sd = np.atleast_1d(post.sd("h"))
+    assert abs(sd[-1] - 0.05) < 0.003  # the raw values' sd is ~3.1
+    rows = post.summary()
+    heading = rows[-1]
+    assert heading["5%"] == pytest.approx(np.pi - 0.02 - 1.645 * 0.05, abs=0.01)
+    assert heading["95%"] == pytest.approx(np.pi - 0.02 + 1.645 * 0.05, abs=0.01)  # past pi: not wrapped to -3.06
+    if group == "pose2":  # x and y are not angles: their numbers as they are
+        np.testing.assert_allclose(sd[:2], draws[:, :2].std(axis=0, ddof=1))
+
+
+def test_real_var_near_pi_is_not_wrapped() -> None:
+    x = np.r_[np.full(50, 3.1), np.full(50, -3.1)]  # a plain real var: its values are what they are
+    post = Posterior("m", "mcmc", {"x": x[None]}, node_shapes={"x": ()})
+    assert post.summary()[0]["sd"] == pytest.approx(x.std(ddof=1))
+    assert post.summary()[0]["5%"] == pytest.approx(-3.1)
+
+
+def test_map_heading_near_pi_has_its_laplace_sd() -> None:
+    """End to end: map's draws of a rot2 and a pose2 measured at +-3.1 (sd 0.1) cross pi; the summary's sd is
+    the Laplace sd 0.1 (it was 2.87 for the rot2 and 2.93 for the pose2's theta)."""
+    model = fglang.load(Path(__file__).parent / "newcomer13" / "heading.fg")
+    post = model.fit({"z": 3.1, "zp": [1.0, 2.0, -3.1]}, backend="map", draws=2000)
+    rows = {r["name"]: r for r in post.summary()}
+    for name, mean in (("r", 3.1), ("p[2]", -3.1)):
+        assert rows[name]["sd"] == pytest.approx(0.1, rel=0.05)
+        assert rows[name]["5%"] == pytest.approx(mean - 0.1645, abs=0.02)
+        assert rows[name]["95%"] == pytest.approx(mean + 0.1645, abs=0.02)
