@@ -82,6 +82,21 @@ def _rho_weight(kind: str | None, r, p):
     return 0.5 * (p + 1.0) * jnp.log1p(r * r / p), (p + 1.0) / (p + r * r)
 
 
+def _curvature(kind: str | None, r, p):
+    """Per element: rho''(u), the robust cost's own curvature, for the Laplace
+    Hessian ``J^T diag(rho'') J`` at the mode. The IRLS weight ``rho'(u)/u``
+    is what LM needs (its gradient is exact), but as curvature it is wrong:
+    a Huber outlier past ``delta`` has ``rho'' = 0`` (the cost is linear
+    there) where IRLS still counts ``delta/|u|``, and a Student-t residual
+    past ``sqrt(df)`` bends the cost down. With residuals linear in the
+    unknowns this is the cost's exact Hessian."""
+    if kind is None:
+        return jnp.ones_like(r)
+    if kind == "huber":
+        return jnp.where(jnp.abs(r) <= p, 1.0, 0.0).astype(r.dtype)
+    return (p + 1.0) * (p - r * r) / jnp.square(p + r * r)
+
+
 def _jacobian(fn, segments, kt: int):
     """A member's ``[R, K]`` Jacobian: w.r.t. its numbers, or for a block over
     group vars w.r.t. its tangent step at 0 (``kt`` unknowns)."""
@@ -96,9 +111,11 @@ def _jacobian(fn, segments, kt: int):
 
 
 def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts: tuple = (), mesh: Any = None):
-    """The jitted (cost, linearize). ``valid`` weighs each member's cost (0 for
+    """The jitted (cost, linearize, laplace). ``valid`` weighs each member's cost (0 for
     the padding `shard` adds; its scatter targets are out of range). With a
-    ``mesh`` both run per device on its members and sum over the mesh."""
+    ``mesh`` they run per device on its members and sum over the mesh.
+    ``laplace`` is ``linearize`` with the Hessian weighted by ``rho''``
+    (``_curvature``) instead of the IRLS weights: the same for Gaussian blocks."""
     segments = segments or (None,) * len(fns)
     kts = kts or (0,) * len(fns)
 
@@ -112,7 +129,7 @@ def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts:
             total = total + jnp.sum(_rho_weight(kind, r, p)[0] * v[:, None])
         return total
 
-    def linearize(x, shared, inputs, cols, tcols, hpos, valid):
+    def linearize(x, shared, inputs, cols, tcols, hpos, valid, curvature=False):
         total = jnp.zeros((), x.dtype)
         g = jnp.zeros((n,), x.dtype)
         h = jnp.zeros((nnz,), x.dtype)
@@ -124,15 +141,19 @@ def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts:
             rho, w = _rho_weight(kind, r, p)
             total = total + jnp.sum(rho * v[:, None])
             g = g.at[tc].add(jnp.einsum("mrk,mr->mk", jac, w * r), mode="drop")
-            hm = jnp.einsum("mrk,mr,mrl->mkl", jac, w, jac)
+            hm = jnp.einsum("mrk,mr,mrl->mkl", jac, _curvature(kind, r, p) if curvature else w, jac)
             h = h.at[hp].add(hm, mode="drop")
         return total, g, h
+
+    def laplace(*args, system=linearize):  # bound now: below, the name linearize becomes the sharded one
+        return system(*args, curvature=True)
 
     if mesh is not None:
         from fglang.runtime.map.shard import over_members
 
-        cost, linearize = over_members(mesh, cost, 3, 2), over_members(mesh, linearize, 5, 2)
-    return jax.jit(cost), jax.jit(linearize)
+        cost, linearize, laplace = (over_members(mesh, cost, 3, 2), over_members(mesh, linearize, 5, 2),
+                                    over_members(mesh, laplace, 5, 2))
+    return jax.jit(cost), jax.jit(linearize), jax.jit(laplace)
 
 
 # compiled functions per model shape (the block functions are cached per shape too)
@@ -161,7 +182,8 @@ class LeastSquares:
                 _COMPILED.clear()
             _COMPILED[key] = _make(tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n,
                                    pattern.nnz, segs, kts, self.mesh)
-        self._cost, self._lin = _COMPILED[key]
+        self._cost, self._lin, self._laplace = _COMPILED[key]
+        self.robust = any(b.robust is not None for b in blocks)
 
         def cast(a):
             a = np.asarray(a)
@@ -198,6 +220,17 @@ class LeastSquares:
         c, g, h = self._lin(self._x(x), self._shared, self._inputs, self._cols, self._tcols, self._hpos,
                             self._valid)
         return float(c), np.asarray(g, np.float64), np.asarray(h, np.float64)
+
+    def laplace_hessian(self, x: np.ndarray) -> np.ndarray:
+        """The Hessian data for the Laplace covariance at the mode ``x``: the
+        Gauss-Newton ``J^T W J`` with robust blocks weighted by their cost's
+        curvature ``rho''`` (``_curvature``), not by LM's IRLS weights (only
+        robust models differ: the Gaussian ones reuse ``linearize``)."""
+        if not self.robust:
+            return self.linearize(x)[2]
+        _, _, h = self._laplace(self._x(x), self._shared, self._inputs, self._cols, self._tcols, self._hpos,
+                                self._valid)
+        return np.asarray(h, np.float64)
 
     def compiled_text(self, x: np.ndarray) -> str:
         """The compiled linearization's HLO at ``x`` (what `bench/scale_out.py` reads the collectives from)."""

@@ -76,6 +76,11 @@ class MapBackend(NumpyroBackend):
             out.append("the Laplace covariances were not computed (marginals=auto skips them when the sparse "
                        "factor's fill makes selected inversion costly): sd and cov are NaN, the draws are the "
                        "mode; pass marginals=full to compute them")
+        if post.attrs.get("laplace_curvature") == "irls":
+            out.append("the robust cost's curvature (rho'') at the mode leaves some unknown undetermined (every "
+                       "residual on it is past the Huber delta or far in a Student-t tail), so the Laplace "
+                       "covariance uses the IRLS weights instead and its sd is only a rough guide: check those "
+                       "residuals, or use --backend mcmc for the posterior's spread")
         devices = post.attrs.get("devices", [])
         if post.attrs.get("path") == "general" and len(devices) > 1:
             out.append(f"map's general path (a dense Hessian of the whole density) runs on one device: the other "
