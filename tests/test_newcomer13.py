@@ -219,3 +219,58 @@ def test_map_flat_robust_cost_falls_back_on_irls_and_says_so() -> None:
     assert post.attrs["laplace_curvature"] == "irls"
     assert np.isfinite(post.sd("m"))
     assert any("IRLS weights" in w for w in post.warnings())
+
+
+# -------------------------------------------------------------- map's local-minimum warning
+def _pose_loop(n: int = 12, noise: float = 0.01):
+    """A circle of ``n`` pose2 poses (one full turn) with three loop closures, and its odometry-chained start."""
+    from fglang.compiler import lie_jax as L
+
+    rng = np.random.default_rng(0)
+    ang = 2 * np.pi * np.arange(n) / n
+    truth = np.stack([3 * np.cos(ang), 3 * np.sin(ang), wrap(ang + np.pi / 2)], 1)
+    src, dst = np.r_[np.arange(n - 1), [0, 1, n // 2]], np.r_[np.arange(1, n), [n - 1, n - 2, 0]]
+    rel = np.asarray(L.between("pose2", truth[src], truth[dst])) + rng.normal(0, noise, (src.size, 3))
+    data = {"N": n, "M": int(src.size), "src": src, "dst": dst, "z": rel, "sd": np.full((src.size, 3), noise)}
+    chained = [truth[0]]
+    for k in range(n - 1):
+        chained.append(np.asarray(L.compose("pose2", chained[-1], rel[k])))
+    return data, {"pose": np.array(chained)}
+
+
+def test_map_warns_of_a_local_minimum_and_not_at_the_optimum() -> None:
+    """From the identity LM stops at cost 80,405 on a 12-pose loop (45 residuals, 36 unknowns: 2 x cost should be
+    about 9); from the chained odometry it reaches 1.56, the optimum, and says nothing."""
+    model = fglang.load(Path(__file__).parent / "newcomer13" / "pose_loop.fg")
+    data, odometry = _pose_loop()
+    trapped = model.fit(data, backend="map")
+    assert (trapped.attrs["residuals"], trapped.attrs["chi2_dof"]) == (45, 9)
+    [warning] = [w for w in trapped.warnings() if "local minimum" in w]
+    assert "--init FILE" in warning and "odometry" in warning and "--backend gbp" in warning
+    assert "9 degrees of freedom" in warning
+    good = model.fit(data, backend="map", init=odometry)
+    assert good.attrs["cost"] < 10 < trapped.attrs["cost"]
+    assert good.attrs["chi2_log10_p"] > -2
+    assert not any("local minimum" in w for w in good.warnings())
+
+
+def test_cli_prints_the_local_minimum_warning(tmp_path: Path) -> None:
+    """On the command line too; a model whose stated sd fits its data's spread gets no warning."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fglang.cli import app
+
+    y = (5.0 + np.random.default_rng(2).normal(0, 1.0, 30)).tolist()
+    model = str(Path(__file__).parent / "newcomer13" / "level.fg")
+    out = {}
+    for sd in (1.0, 0.01):  # the right sd; one 100 times too small (2 x cost ~ 3e5 on 30 degrees of freedom)
+        path = tmp_path / f"d{sd}.json"
+        path.write_text(json.dumps({"N": 30, "y": y, "sd": sd}))
+        result = CliRunner().invoke(app, ["fit", model, "--data", str(path), "--backend", "map", "-q"])
+        assert result.exit_code == 0, result.output
+        out[sd] = " ".join(result.output.split())  # the console wraps long lines
+    assert "local minimum" not in out[1.0]
+    # 30 observations and the prior's residual, less one unknown
+    assert "warning: MAP's optimum has cost" in out[0.01] and "30 degrees of freedom" in out[0.01]

@@ -160,6 +160,22 @@ def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts:
 _COMPILED: dict[tuple, tuple[Any, Any]] = {}
 
 
+def residual_count(blocks: tuple[ResidualBlock, ...]) -> int:
+    """How many scalar residuals the blocks hold (members x each member's
+    residual length, from its function's output shape: nothing is evaluated).
+    With ``n`` unknowns, a Gaussian model's ``2 cost`` at its optimum is
+    chi-square with ``residuals - n`` degrees of freedom (fit.py's local-minimum test)."""
+    total = 0
+    for b in blocks:
+        m = int(b.cols.shape[0])
+        if m == 0:
+            continue
+        one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], np.asarray(a).dtype), b.inputs)
+        out = jax.eval_shape(b.fn, b.shared, one, jax.ShapeDtypeStruct((b.cols.shape[1],), jnp.float32))
+        total += m * int(np.prod(out[0].shape, dtype=np.int64))
+    return total
+
+
 class LeastSquares:
     """The least-squares path's problem: cost, and (cost, gradient, Hessian data)."""
 
@@ -184,6 +200,7 @@ class LeastSquares:
                                    pattern.nnz, segs, kts, self.mesh)
         self._cost, self._lin, self._laplace = _COMPILED[key]
         self.robust = any(b.robust is not None for b in blocks)
+        self.residuals = residual_count(blocks)
 
         def cast(a):
             a = np.asarray(a)

@@ -157,9 +157,33 @@ def _fit(bm: BoundModel, o: MapOptions, seed: int, init: dict, carried: dict, pr
             "marginals": bool(np.all([np.all(np.isfinite(g.cov)) for g in marg.values()])),
             # the residual blocks split over the devices (`shard`); none on one device or the general path
             "sharded": list(getattr(problem, "sharded", [])),
+            **_goodness_of_fit(problem, res, path),
         },
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},
     )
+
+
+def _goodness_of_fit(problem, res: LMResult, path: str) -> dict[str, Any]:
+    """The chi-square test of the optimum's cost (``backend.advice`` reads it).
+
+    Why: on a Gaussian least-squares model ``2 cost`` at the global optimum
+    is chi-square with ``residuals - unknowns`` degrees of freedom, so a cost
+    far in its upper tail says the fit stopped in a local minimum (a pose
+    graph started at the identity: 80,405 where the optimum from its
+    odometry is 1.56, with 9 degrees of freedom) or that the factors' scales
+    are far too small for the data. LM alone cannot tell: it converged
+    either way. Robust models' costs are not chi-square (no test), nor is the
+    general path's log density."""
+    if path != "lsq" or getattr(problem, "robust", True):
+        return {}
+    dof = int(problem.residuals) - int(problem.n)
+    out: dict[str, Any] = {"residuals": int(problem.residuals), "chi2_dof": dof}
+    if dof > 0 and np.isfinite(res.cost):
+        from scipy.stats import chi2
+
+        logp = float(chi2.logsf(2.0 * res.cost, dof) / np.log(10.0))
+        out["chi2_log10_p"] = logp if np.isfinite(logp) else -1000.0  # underflow: far past 1e-300 (JSON-safe)
+    return out
 
 
 # per model shape: the pattern, the scatter positions and the solver that
