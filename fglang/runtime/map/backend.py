@@ -120,11 +120,11 @@ def _local_minimum(a: dict[str, Any]) -> list[str]:
     p = f"1e{logp:.0f}" if logp > -300 else "below 1e-300"
     return [f"MAP's optimum has cost {a['cost']:.6g}, far above what the model's Gaussian scales allow: 2 x cost = "
             f"{2 * a['cost']:.6g} against a chi-square with {a['chi2_dof']} degrees of freedom ({a['residuals']} "
-            f"residuals less the unknowns), tail probability {p}. It is probably a local minimum, not the mode: "
-            "start closer to it with --init FILE (for a pose graph: the odometry chained from the first pose, "
-            "or a g2o file's own vertices as fglang import --init-out writes them, not the identity), or fit "
-            "with --backend gbp, whose fixed point is the same mode and which often reaches it from starts that "
-            "trap LM; if the start was good, the factors' sd are too small for the data's spread"]
+            f"residuals less the unknowns), tail probability {p}. Either LM stopped in a local minimum, not the "
+            "mode: start closer to it with --init FILE (for a pose graph: the odometry chained from the first pose, "
+            "or a g2o file's own vertices as fglang import --init-out writes them, not the identity), or fit with "
+            "--backend gbp, whose fixed point is the same mode and which often reaches it from starts that trap LM; "
+            "or the factors' sd are too small for the data's spread: check their units"]
 
 
 BACKEND = MapBackend()
