@@ -41,6 +41,28 @@ STAN_CASES = [
                   "'data theta: simplex[K]' for data (sizes after the name, no blocks, no ';')"},
     ),
     Case(
+        "stan_int_declaration",
+        "model m\nint<lower=0> N;\n",
+        [(2, 1, "unexpected 'int'; expected 'data', 'factor', 'fn', 'include', 'let', 'var', end of file")],
+        hints={0: "this is Stan's declaration; fglang writes 'data N: int(lower=0)' (sizes after the name, no ';')"},
+    ),
+    Case(
+        "stan_data_block",
+        "model m\ndata {\n  int N;\n}\n",
+        [(2, 6, "unexpected '{'; expected a name")],
+        hints={0: "fglang has no Stan blocks: after 'model NAME', declare 'data NAME: TYPE' and 'var NAME: TYPE', "
+                  "'let NAME = EXPR' for transformed parameters, and 'factor NAME: y ~ DIST(...)' for the model's "
+                  "statements"},
+    ),
+    Case(
+        "stan_model_block",
+        "model m\nvar mu: real\nmodel {\n  mu ~ normal(0, 1);\n}\n",
+        [(3, 1, "unexpected 'model'; expected 'data', 'factor', 'fn', 'include', 'let', 'var', end of file")],
+        hints={0: "fglang has no Stan blocks: after 'model NAME', declare 'data NAME: TYPE' and 'var NAME: TYPE', "
+                  "'let NAME = EXPR' for transformed parameters, and 'factor NAME: y ~ DIST(...)' for the model's "
+                  "statements"},
+    ),
+    Case(
         "stan_bounds",
         "model m\nvar sigma: real<lower=0>\n",
         [(2, 16, "unexpected '<'; expected '(', '[', '~', a new line")],

@@ -66,6 +66,11 @@ def density_call_hint(name: str, value: str = "value", args: str = "ARGS") -> st
     return None
 
 
+_BLOCKS_HINT = ("fglang has no Stan blocks: after 'model NAME', declare 'data NAME: TYPE' and 'var NAME: TYPE', "
+                "'let NAME = EXPR' for transformed parameters, and 'factor NAME: y ~ DIST(...)' for the model's "
+                "statements")
+
+
 def _statement_hint(line: str, col: int, word: str) -> str | None:
     """A hint for a Stan statement that opens at column ``col`` of ``line`` (the unexpected ``word``)."""
     rest = line[col - 1 :]
@@ -88,11 +93,12 @@ def _statement_hint(line: str, col: int, word: str) -> str | None:
         bounds = (m.group("bounds") or "").strip()
         typ = fg_type + (f"({bounds})" if bounds else "") + (f"[{own}]" if own and kind in _SIZED_TYPES else "")
         decl = m.group("name") + (f"[{', '.join(dims)}]" if dims else "")
+        if fg_type == "int":  # an int is data (a discrete unknown is summed out, not declared)
+            return f"this is Stan's declaration; fglang writes 'data {decl}: {typ}' (sizes after the name, no ';')"
         return (f"this is Stan's declaration; fglang writes 'var {decl}: {typ}' for a parameter or "
                 f"'data {decl}: {typ}' for data (sizes after the name, no blocks, no ';')")
     if word in _STAN_BLOCKS and re.match(r"\w+(\s+\w+)?\s*\{", rest):
-        return ("fglang has no Stan blocks: declare 'data NAME: TYPE' and 'var NAME: TYPE', 'let NAME = EXPR' for "
-                "transformed parameters, and 'factor NAME: y ~ DIST(...)' for the model's statements")
+        return _BLOCKS_HINT
     if re.match(r"[A-Za-z_][\w\[\], ]*\s*~", rest):
         return "a Stan sampling statement 'y ~ DIST(...);' is 'factor NAME: y ~ DIST(...)' in fglang (no ';')"
     return None
@@ -116,6 +122,9 @@ def syntax_hint(text_line: str, line_col: int, token: str | None, char: str | No
         return "fglang statements end at the end of the line: drop the ';'"
     if token == "<" and re.search(r":\s*(real|int|vector|array)\s*$", before):
         return "fglang writes bounds in parentheses: 'real(lower=0)' (or 'positive'), not Stan's 'real<lower=0>'"
+    if token == "{" and re.fullmatch(r"\s*(data|model|transformed\s+data|parameters|transformed\s+parameters|"
+                                     r"generated\s+quantities|functions)\s*", before):
+        return _BLOCKS_HINT
     if token is not None and before.strip() == "":
         return _statement_hint(text_line, line_col, token)
     return None
