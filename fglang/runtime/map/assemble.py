@@ -111,11 +111,12 @@ def _jacobian(fn, segments, kt: int):
 
 
 def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts: tuple = (), mesh: Any = None):
-    """The jitted (cost, linearize, laplace). ``valid`` weighs each member's cost (0 for
+    """The jitted (cost, linearize). ``valid`` weighs each member's cost (0 for
     the padding `shard` adds; its scatter targets are out of range). With a
-    ``mesh`` they run per device on its members and sum over the mesh.
-    ``laplace`` is ``linearize`` with the Hessian weighted by ``rho''``
-    (``_curvature``) instead of the IRLS weights: the same for Gaussian blocks."""
+    ``mesh`` both run per device on its members and sum over the mesh.
+    ``curvature`` (a traced bool, so one compiled program serves both) weighs
+    the Hessian by ``rho''`` (``_curvature``, for the Laplace step) instead of
+    the IRLS weights (for LM): the same for Gaussian blocks."""
     segments = segments or (None,) * len(fns)
     kts = kts or (0,) * len(fns)
 
@@ -129,7 +130,7 @@ def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts:
             total = total + jnp.sum(_rho_weight(kind, r, p)[0] * v[:, None])
         return total
 
-    def linearize(x, shared, inputs, cols, tcols, hpos, valid, curvature=False):
+    def linearize(x, shared, curvature, inputs, cols, tcols, hpos, valid):
         total = jnp.zeros((), x.dtype)
         g = jnp.zeros((n,), x.dtype)
         h = jnp.zeros((nnz,), x.dtype)
@@ -141,19 +142,15 @@ def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts:
             rho, w = _rho_weight(kind, r, p)
             total = total + jnp.sum(rho * v[:, None])
             g = g.at[tc].add(jnp.einsum("mrk,mr->mk", jac, w * r), mode="drop")
-            hm = jnp.einsum("mrk,mr,mrl->mkl", jac, _curvature(kind, r, p) if curvature else w, jac)
+            hm = jnp.einsum("mrk,mr,mrl->mkl", jac, jnp.where(curvature, _curvature(kind, r, p), w), jac)
             h = h.at[hp].add(hm, mode="drop")
         return total, g, h
-
-    def laplace(*args, system=linearize):  # bound now: below, the name linearize becomes the sharded one
-        return system(*args, curvature=True)
 
     if mesh is not None:
         from fglang.runtime.map.shard import over_members
 
-        cost, linearize, laplace = (over_members(mesh, cost, 3, 2), over_members(mesh, linearize, 5, 2),
-                                    over_members(mesh, laplace, 5, 2))
-    return jax.jit(cost), jax.jit(linearize), jax.jit(laplace)
+        cost, linearize = over_members(mesh, cost, 3, 2), over_members(mesh, linearize, 5, 3)
+    return jax.jit(cost), jax.jit(linearize)
 
 
 # compiled functions per model shape (the block functions are cached per shape too)
@@ -198,7 +195,7 @@ class LeastSquares:
                 _COMPILED.clear()
             _COMPILED[key] = _make(tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n,
                                    pattern.nnz, segs, kts, self.mesh)
-        self._cost, self._lin, self._laplace = _COMPILED[key]
+        self._cost, self._lin = _COMPILED[key]
         self.robust = any(b.robust is not None for b in blocks)
         self.residuals = residual_count(blocks)
 
@@ -230,12 +227,17 @@ class LeastSquares:
         x = np.asarray(x, self.dtype)
         return jnp.asarray(x) if self._rep is None else jax.device_put(x, self._rep)
 
+    def _flag(self, curvature: bool) -> Any:
+        """``linearize``'s traced switch to the Laplace curvature (a value, not a constant: one program)."""
+        f = np.asarray(curvature)
+        return jnp.asarray(f) if self._rep is None else jax.device_put(f, self._rep)
+
     def cost(self, x: np.ndarray) -> float:
         return float(self._cost(self._x(x), self._shared, self._inputs, self._cols, self._valid))
 
     def linearize(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        c, g, h = self._lin(self._x(x), self._shared, self._inputs, self._cols, self._tcols, self._hpos,
-                            self._valid)
+        c, g, h = self._lin(self._x(x), self._shared, self._flag(False), self._inputs, self._cols, self._tcols,
+                            self._hpos, self._valid)
         return float(c), np.asarray(g, np.float64), np.asarray(h, np.float64)
 
     def laplace_hessian(self, x: np.ndarray) -> np.ndarray:
@@ -245,13 +247,14 @@ class LeastSquares:
         robust models differ: the Gaussian ones reuse ``linearize``)."""
         if not self.robust:
             return self.linearize(x)[2]
-        _, _, h = self._laplace(self._x(x), self._shared, self._inputs, self._cols, self._tcols, self._hpos,
-                                self._valid)
+        _, _, h = self._lin(self._x(x), self._shared, self._flag(True), self._inputs, self._cols, self._tcols,
+                            self._hpos, self._valid)
         return np.asarray(h, np.float64)
 
     def compiled_text(self, x: np.ndarray) -> str:
         """The compiled linearization's HLO at ``x`` (what `bench/scale_out.py` reads the collectives from)."""
-        args = (self._x(x), self._shared, self._inputs, self._cols, self._tcols, self._hpos, self._valid)
+        args = (self._x(x), self._shared, self._flag(False), self._inputs, self._cols, self._tcols, self._hpos,
+                self._valid)
         return self._lin.lower(*args).compile().as_text()
 
     def retract(self, x: np.ndarray, dx: np.ndarray) -> np.ndarray:
