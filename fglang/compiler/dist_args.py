@@ -22,6 +22,7 @@ from fglang.compiler.distributions import (
 )
 from fglang.compiler.expr import names_in
 from fglang.compiler.infer import Symbol
+from fglang.compiler.stan_hints import density_call_hint
 from fglang.compiler.types import ERROR, Domain, ShapeError, T, dims_differ, show_shape
 from fglang.compiler.unparse import unparse
 from fglang.compiler.value_range import EVERYTHING, Interval, domain_range, value_range
@@ -275,7 +276,8 @@ class DistArgs:
     def _unknown_dist(self, call: A.Call) -> None:
         guess = did_you_mean(call.func, DISTRIBUTIONS)
         msg = f"unknown distribution '{call.func}'" + (f"; did you mean '{guess}'?" if guess else "")
-        self.err(msg, call.func_span or call.span, None if guess else "see docs/language.md for the distributions")
+        hint = density_call_hint(call.func) or (None if guess else "see docs/language.md for the distributions")
+        self.err(msg, call.func_span or call.span, hint)
 
     def bind_args(self, sig: DistSig, call: A.Call) -> dict[str, A.Expr] | None:
         slots: list[tuple[str, ...]] = [(p.name,) for p in sig.params]

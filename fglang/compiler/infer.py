@@ -18,6 +18,7 @@ from fglang.compiler.groups import FUNCS as GROUP_FUNCS
 from fglang.compiler.groups import GROUPS
 from fglang.compiler.infer_groups import NUMBERS_HINT, describe, is_group
 from fglang.compiler.sizes import SizeCheck
+from fglang.compiler.stan_hints import density_call_hint
 from fglang.compiler.types import (
     ERROR,
     Dim,
@@ -322,7 +323,8 @@ class ExprTyping:
             return T("real", t.shape, t.var)  # the elementwise log
         if f not in B.ALL:
             guess = did_you_mean(f, list(B.ALL) + list(self.fns) + list(GROUP_FUNCS))
-            self.err(f"unknown function '{f}'" + (f"; did you mean '{guess}'?" if guess else ""), e.func_span or e.span)
+            self.err(f"unknown function '{f}'" + (f"; did you mean '{guess}'?" if guess else ""), e.func_span or e.span,
+                     density_call_hint(f))
             for a in e.args:
                 self.infer(a)
             return ERROR

@@ -24,6 +24,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from fglang.cache_location import cache_enabled, cache_root
 from fglang.compiler import ast as A
+from fglang.compiler.stan_hints import syntax_hint
 from fglang.compiler.stan_names import canonical_call, stan_meaning
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, Diagnostic, FgError, recursion_headroom, source_lines
 
@@ -467,6 +468,11 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> FgError:
     lines = source_lines(text)
     if hint is None and 1 <= span.line <= len(lines) and lines[span.line - 1][span.col - 1 :].startswith("//"):
         hint = "comments start with '#' in .fg files"
+    if hint is None and 1 <= span.line <= len(lines):  # real<lower=0> x;, target += ..., normal_lpdf(y | ...)
+        tok = err.token if isinstance(err, UnexpectedToken) and err.token.type not in ("$END", "_NL") else None
+        char = text[err.pos_in_stream] if isinstance(err, UnexpectedCharacters) and err.pos_in_stream < len(text) \
+            else None
+        hint = syntax_hint(lines[span.line - 1], span.col, str(tok) if tok is not None else None, char)
     return FgError([Diagnostic(msg, span, hint)], {file: text})
 
 

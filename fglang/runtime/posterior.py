@@ -27,6 +27,7 @@ import numpy as np
 from fglang.errors import Diagnostic, FgError
 from fglang.io.atomic import write_atomic
 from fglang.io.sealed import read_guarded, seal
+from fglang.runtime.angles import around_mean
 from fglang.runtime.diagnostics import rank_diagnostics
 
 AUX_MARK = "__"  # auxiliary sites (sparsity-prior scales, ...) carry this in their name
@@ -154,9 +155,11 @@ class Posterior:
             g = self.gaussian[name]
             var = np.diagonal(g.cov, axis1=-2, axis2=-1)
             return np.sqrt(np.maximum(var, 0)).reshape(g.mean.shape)
-        return self.samples(name).std(axis=0, ddof=1) if self.samples(name).shape[0] > 1 else np.zeros(
-            self.samples(name).shape[1:]
-        )
+        s = self.samples(name)
+        if name in self.gaussian:  # a group var: its angles' spread about the mean, on the circle (angles.py)
+            g = self.gaussian[name]
+            s = around_mean(s, g.mean, g.group)
+        return s.std(axis=0, ddof=1) if s.shape[0] > 1 else np.zeros(s.shape[1:])
 
     def cov(self, name: str) -> np.ndarray:
         """Per-node covariance [*node_shape, d, d] (exact for GBP, estimated from draws otherwise)."""
@@ -212,6 +215,8 @@ class Posterior:
             if d.size == 0:  # a var of size zero has no rows
                 continue
             m, s = self.mean(name), self.sd(name)
+            if name in self.gaussian:  # angles' quantiles around the mean, not across the cut at pi
+                d = around_mean(d, m, self.gaussian[name].group)
             # only the elements the table will show: a 256^2 image's quantiles over its
             # 200 draws were 0.4 s for the 40 rows printed
             flat = d.reshape(d.shape[0], d.shape[1], -1)[:, :, : max_rows - len(rows)]

@@ -272,6 +272,8 @@ def _tiny_typed_scales(bm: BoundModel, fam: BoundFamily, evaluated: set[str]) ->
 
 def _support(fam: BoundFamily, sig, y: np.ndarray, args: dict[str, Any]) -> list[Diagnostic]:
     f = fam.ir
+    if sig.name == "ordered_logistic" and np.ndim(args.get("cutpoints")) >= 1:
+        return _ordered_outcomes(fam, y, np.shape(args["cutpoints"])[-1])
     rule = _SUPPORT_RULE.get(sig.support)
     if rule is not None and not np.all(rule[1](y)):
         bad = _bad_members(fam, rule[1](y), y)
@@ -294,6 +296,23 @@ def _support(fam: BoundFamily, sig, y: np.ndarray, args: dict[str, Any]) -> list
             bad = _bad_members(fam, ok, y)
             return [Diagnostic(f"the count of binomial factor '{f.name}' exceeds its n at {', '.join(bad)}", f.span)]
     return []
+
+
+def _ordered_outcomes(fam: BoundFamily, y: np.ndarray, k: int) -> list[Diagnostic]:
+    """An ordered_logistic rating outside 0..K (K cutpoints): NumPyro's log
+    density is -inf or NaN there, which read as 'no valid initial point' at the
+    cutpoints' start. Stan's ratings are 1-based, so its data's top rating is
+    one past fglang's."""
+    ok = (y >= 0) & (y <= k) & (y == np.round(y))
+    if np.all(ok):
+        return []
+    bad = _bad_members(fam, ok, y)
+    top = int(np.max(y))
+    more = f"; or give the cutpoints {top} entries if {top} is a real rating" if top > k else ""
+    return [Diagnostic(f"the rating of ordered_logistic factor '{fam.ir.name}' must be a whole number in 0..{k} "
+                       f"({k} cutpoints give {k + 1} outcomes, 0-based), but is not at {', '.join(bad)}",
+                       fam.ir.span, f"ratings count from 0: subtract 1 from 1-based (Stan) data, whose 1..{k + 1} "
+                       f"are 0..{k} here{more}")]
 
 
 def check_values(bm: BoundModel) -> None:

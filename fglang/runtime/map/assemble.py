@@ -82,6 +82,21 @@ def _rho_weight(kind: str | None, r, p):
     return 0.5 * (p + 1.0) * jnp.log1p(r * r / p), (p + 1.0) / (p + r * r)
 
 
+def _curvature(kind: str | None, r, p):
+    """Per element: rho''(u), the robust cost's own curvature, for the Laplace
+    Hessian ``J^T diag(rho'') J`` at the mode. The IRLS weight ``rho'(u)/u``
+    is what LM needs (its gradient is exact), but as curvature it is wrong:
+    a Huber outlier past ``delta`` has ``rho'' = 0`` (the cost is linear
+    there) where IRLS still counts ``delta/|u|``, and a Student-t residual
+    past ``sqrt(df)`` bends the cost down. With residuals linear in the
+    unknowns this is the cost's exact Hessian."""
+    if kind is None:
+        return jnp.ones_like(r)
+    if kind == "huber":
+        return jnp.where(jnp.abs(r) <= p, 1.0, 0.0).astype(r.dtype)
+    return (p + 1.0) * (p - r * r) / jnp.square(p + r * r)
+
+
 def _jacobian(fn, segments, kt: int):
     """A member's ``[R, K]`` Jacobian: w.r.t. its numbers, or for a block over
     group vars w.r.t. its tangent step at 0 (``kt`` unknowns)."""
@@ -98,7 +113,10 @@ def _jacobian(fn, segments, kt: int):
 def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts: tuple = (), mesh: Any = None):
     """The jitted (cost, linearize). ``valid`` weighs each member's cost (0 for
     the padding `shard` adds; its scatter targets are out of range). With a
-    ``mesh`` both run per device on its members and sum over the mesh."""
+    ``mesh`` both run per device on its members and sum over the mesh.
+    ``curvature`` (a traced bool, so one compiled program serves both) weighs
+    the Hessian by ``rho''`` (``_curvature``, for the Laplace step) instead of
+    the IRLS weights (for LM): the same for Gaussian blocks."""
     segments = segments or (None,) * len(fns)
     kts = kts or (0,) * len(fns)
 
@@ -112,7 +130,7 @@ def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts:
             total = total + jnp.sum(_rho_weight(kind, r, p)[0] * v[:, None])
         return total
 
-    def linearize(x, shared, inputs, cols, tcols, hpos, valid):
+    def linearize(x, shared, curvature, inputs, cols, tcols, hpos, valid):
         total = jnp.zeros((), x.dtype)
         g = jnp.zeros((n,), x.dtype)
         h = jnp.zeros((nnz,), x.dtype)
@@ -124,19 +142,35 @@ def _make(fns: tuple, kinds: tuple, n: int, nnz: int, segments: tuple = (), kts:
             rho, w = _rho_weight(kind, r, p)
             total = total + jnp.sum(rho * v[:, None])
             g = g.at[tc].add(jnp.einsum("mrk,mr->mk", jac, w * r), mode="drop")
-            hm = jnp.einsum("mrk,mr,mrl->mkl", jac, w, jac)
+            hm = jnp.einsum("mrk,mr,mrl->mkl", jac, jnp.where(curvature, _curvature(kind, r, p), w), jac)
             h = h.at[hp].add(hm, mode="drop")
         return total, g, h
 
     if mesh is not None:
         from fglang.runtime.map.shard import over_members
 
-        cost, linearize = over_members(mesh, cost, 3, 2), over_members(mesh, linearize, 5, 2)
+        cost, linearize = over_members(mesh, cost, 3, 2), over_members(mesh, linearize, 5, 3)
     return jax.jit(cost), jax.jit(linearize)
 
 
 # compiled functions per model shape (the block functions are cached per shape too)
 _COMPILED: dict[tuple, tuple[Any, Any]] = {}
+
+
+def residual_count(blocks: tuple[ResidualBlock, ...]) -> int:
+    """How many scalar residuals the blocks hold (members x each member's
+    residual length, from its function's output shape: nothing is evaluated).
+    With ``n`` unknowns, a Gaussian model's ``2 cost`` at its optimum is
+    chi-square with ``residuals - n`` degrees of freedom (fit.py's local-minimum test)."""
+    total = 0
+    for b in blocks:
+        m = int(b.cols.shape[0])
+        if m == 0:
+            continue
+        one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], np.asarray(a).dtype), b.inputs)
+        out = jax.eval_shape(b.fn, b.shared, one, jax.ShapeDtypeStruct((b.cols.shape[1],), jnp.float32))
+        total += m * int(np.prod(out[0].shape, dtype=np.int64))
+    return total
 
 
 class LeastSquares:
@@ -162,6 +196,8 @@ class LeastSquares:
             _COMPILED[key] = _make(tuple(b.fn for b in blocks), tuple(b.robust for b in blocks), self.n,
                                    pattern.nnz, segs, kts, self.mesh)
         self._cost, self._lin = _COMPILED[key]
+        self.robust = any(b.robust is not None for b in blocks)
+        self.residuals = residual_count(blocks)
 
         def cast(a):
             a = np.asarray(a)
@@ -191,17 +227,34 @@ class LeastSquares:
         x = np.asarray(x, self.dtype)
         return jnp.asarray(x) if self._rep is None else jax.device_put(x, self._rep)
 
+    def _flag(self, curvature: bool) -> Any:
+        """``linearize``'s traced switch to the Laplace curvature (a value, not a constant: one program)."""
+        f = np.asarray(curvature)
+        return jnp.asarray(f) if self._rep is None else jax.device_put(f, self._rep)
+
     def cost(self, x: np.ndarray) -> float:
         return float(self._cost(self._x(x), self._shared, self._inputs, self._cols, self._valid))
 
     def linearize(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        c, g, h = self._lin(self._x(x), self._shared, self._inputs, self._cols, self._tcols, self._hpos,
-                            self._valid)
+        c, g, h = self._lin(self._x(x), self._shared, self._flag(False), self._inputs, self._cols, self._tcols,
+                            self._hpos, self._valid)
         return float(c), np.asarray(g, np.float64), np.asarray(h, np.float64)
+
+    def laplace_hessian(self, x: np.ndarray) -> np.ndarray:
+        """The Hessian data for the Laplace covariance at the mode ``x``: the
+        Gauss-Newton ``J^T W J`` with robust blocks weighted by their cost's
+        curvature ``rho''`` (``_curvature``), not by LM's IRLS weights (only
+        robust models differ: the Gaussian ones reuse ``linearize``)."""
+        if not self.robust:
+            return self.linearize(x)[2]
+        _, _, h = self._lin(self._x(x), self._shared, self._flag(True), self._inputs, self._cols, self._tcols,
+                            self._hpos, self._valid)
+        return np.asarray(h, np.float64)
 
     def compiled_text(self, x: np.ndarray) -> str:
         """The compiled linearization's HLO at ``x`` (what `bench/scale_out.py` reads the collectives from)."""
-        args = (self._x(x), self._shared, self._inputs, self._cols, self._tcols, self._hpos, self._valid)
+        args = (self._x(x), self._shared, self._flag(False), self._inputs, self._cols, self._tcols, self._hpos,
+                self._valid)
         return self._lin.lower(*args).compile().as_text()
 
     def retract(self, x: np.ndarray, dx: np.ndarray) -> np.ndarray:

@@ -76,6 +76,12 @@ class MapBackend(NumpyroBackend):
             out.append("the Laplace covariances were not computed (marginals=auto skips them when the sparse "
                        "factor's fill makes selected inversion costly): sd and cov are NaN, the draws are the "
                        "mode; pass marginals=full to compute them")
+        if post.attrs.get("laplace_curvature") == "irls":
+            out.append("the robust cost's curvature (rho'') at the mode leaves some unknown undetermined (every "
+                       "residual on it is past the Huber delta or far in a Student-t tail), so the Laplace "
+                       "covariance uses the IRLS weights instead and its sd is only a rough guide: check those "
+                       "residuals, or use --backend mcmc for the posterior's spread")
+        out += _local_minimum(post.attrs)
         devices = post.attrs.get("devices", [])
         if post.attrs.get("path") == "general" and len(devices) > 1:
             out.append(f"map's general path (a dense Hessian of the whole density) runs on one device: the other "
@@ -99,6 +105,26 @@ class MapBackend(NumpyroBackend):
         if it is None:
             return []
         return [f"MAP {'converged' if post.attrs.get('converged') else 'not converged'} in {it} iterations"]
+
+
+LOCAL_MINIMUM_LOG10_P = -6.0
+"""The chi-square tail (log10) below which the optimum's cost is called too
+high for the model: a well-fitted model gets there once in a million fits."""
+
+
+def _local_minimum(a: dict[str, Any]) -> list[str]:
+    """The warning that the optimum's cost is far above a Gaussian model's chi-square (fit.py's test)."""
+    logp = a.get("chi2_log10_p")
+    if logp is None or not logp < LOCAL_MINIMUM_LOG10_P:
+        return []
+    p = f"1e{logp:.0f}" if logp > -300 else "below 1e-300"
+    return [f"MAP's optimum has cost {a['cost']:.6g}, far above what the model's Gaussian scales allow: 2 x cost = "
+            f"{2 * a['cost']:.6g} against a chi-square with {a['chi2_dof']} degrees of freedom ({a['residuals']} "
+            f"residuals less the unknowns), tail probability {p}. Either LM stopped in a local minimum, not the "
+            "mode: start closer to it with --init FILE (for a pose graph: the odometry chained from the first pose, "
+            "or a g2o file's own vertices as fglang import --init-out writes them, not the identity), or fit with "
+            "--backend gbp, whose fixed point is the same mode and which often reaches it from starts that trap LM; "
+            "or the factors' sd are too small for the data's spread: check their units"]
 
 
 BACKEND = MapBackend()
