@@ -207,3 +207,16 @@ def test_prior_from_posterior_file(data_file, tmp_path):
     assert r.exit_code == 0, r.output
     a, b = load_posterior(first), load_posterior(second)
     assert np.all(np.isfinite(b.mean("theta"))) and b.sd("mu") < a.sd("mu") * 1.2
+
+
+def test_arviz_import_notice_is_not_a_user_warning(tmp_path):
+    """ArviZ 0.23 warns on its first import of the day (a FutureWarning about
+    its own coming refactor, stamped in the user's cache), which the CLI
+    printed as a ``warning:`` line under the day's first written posterior:
+    fglang imports it with that notice silenced. A fresh cache: the notice's day."""
+    code = "from fglang.runtime.posterior import import_arviz; import_arviz()"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "ArviZ is undergoing" not in p.stderr

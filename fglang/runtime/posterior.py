@@ -253,7 +253,7 @@ class Posterior:
     # -------------------------------------------------------------- ArviZ I/O
     def to_arviz(self, data_lets: bool = False):
         """ArviZ InferenceData; ``data_lets``: with the data-only lets' values in ``constant_data``."""
-        import arviz as az
+        az = import_arviz()
 
         dims = {}
         posterior = {k: v for k, v in self.draws.items()}
@@ -420,8 +420,20 @@ def load_posterior(path: str | Path) -> Posterior:
     return read_guarded(path, _read_posterior, "fglang posterior file")
 
 
+def import_arviz():
+    """ArviZ, imported without its own import-time notice: 0.23 warns on
+    import that a 1.0 refactor is coming (a FutureWarning about ArviZ, not
+    about the user's fit), which the CLI would print as a ``warning:`` line
+    under every written posterior."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"arviz(\.|$)")
+        warnings.filterwarnings("ignore", message=r"ArviZ is undergoing a major refactor")
+        import arviz as az
+    return az
+
+
 def _read_posterior(path: Path) -> Posterior:
-    import arviz as az
+    az = import_arviz()
 
     try:
         with warnings.catch_warnings():
