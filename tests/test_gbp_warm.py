@@ -136,3 +136,35 @@ def test_a_warm_gbp_fit_imports_no_scipy(runs):
     (JAX's LAPACK set-up), a warm fit lowers nothing."""
     _, warm = runs
     assert warm["scipy"] is False
+
+
+def _lowerings(fn) -> int:
+    """How many programs JAX lowers while ``fn()`` runs (each eager operation is one)."""
+    import jax
+
+    count = [0]
+
+    def on(event: str, duration: float, **_: object) -> None:
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            count[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(on)
+    try:
+        fn()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on)
+    return count[0]
+
+
+def test_the_graphs_setup_lowers_one_program_per_family_and_the_start_none():
+    """Evaluating the families at zero (their scales) is one jitted program each, not one program per
+    eager operation; a model without normal priors makes no start program (each is a lowering and a
+    cache lookup on every warm fit)."""
+    import fglang
+    from fglang.runtime.gaussian import default_start
+    from fglang.runtime.gbp.lowering import to_graph
+
+    model = fglang.compile(CHAIN.replace(" ~ normal(0, 10)", ""), "chain.fg")
+    bm = model.bind({"N": 13, "y": np.linspace(-1, 1, 13)})  # a shape no other test lowers for
+    assert _lowerings(lambda: to_graph(bm)) == len(bm.families) == 2
+    assert _lowerings(lambda: default_start(bm, 0, set())) == 0

@@ -143,13 +143,40 @@ def _expand_slots(fam: BoundFamily) -> tuple[list[Slot], list[tuple[int, tuple[i
 
 
 def _args_at_zero(bm: BoundModel, fam: BoundFamily, data) -> dict[str, np.ndarray]:
-    """Arguments that do not depend on vars (scales) for every member."""
-    # (a group var at its identity: a zero quaternion is no rotation)
-    zeros = {v.name: jnp.asarray(identity(v)) if v.domain.kind in GROUPS else jnp.zeros(v.shape)
+    """Arguments that do not depend on vars (scales) for every member, and the lhs.
+
+    One jitted evaluation of the family at zero (a group var at its
+    identity: a zero quaternion is no rotation), its inputs gathered in
+    NumPy: evaluated eagerly, each JAX operation of it was a program of its
+    own, lowered and looked up in the cache (22 of them, ~0.1-0.3 s of a warm
+    denoise fit, issue 18). A family whose evaluation does not trace (it
+    reads a value in Python) is evaluated eagerly, as before."""
+    zeros = {v.name: identity(v) if v.domain.kind in GROUPS else np.zeros(v.shape)
              for v in bm.variables.values()}
-    idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
-    out = fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
+    slots = tuple(np.asarray(bm.gather(s, zeros)) for s in fam.slots)
+    idx = {k: np.asarray(v) for k, v in fam.idx.items()}
+    try:
+        out = _at_zero_jit(fam.evaluate)(data, idx, slots)
+    except Exception:  # noqa: BLE001 - not traceable: eagerly
+        out = fam.evaluate({k: jnp.asarray(v) for k, v in data.items()}, {k: jnp.asarray(v) for k, v in idx.items()},
+                           tuple(jnp.asarray(x) for x in slots))
     return {k: np.asarray(v) for k, v in out["args"].items()}, np.asarray(out["lhs"])
+
+
+_AT_ZERO: dict[Any, Any] = {}
+
+
+def _at_zero_jit(evaluate):
+    """``jax.jit(evaluate)``, one per member function (binding new data of the
+    same shapes returns the same one, `bind._member_functions`)."""
+    jitted = _AT_ZERO.get(evaluate)
+    if jitted is None:
+        import jax
+
+        if len(_AT_ZERO) > 256:
+            _AT_ZERO.clear()
+        jitted = _AT_ZERO[evaluate] = jax.jit(evaluate)
+    return jitted
 
 
 def _per_member(a, m: int, rshape: tuple[int, ...]) -> np.ndarray:
@@ -251,7 +278,7 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     mu_shape = args0["mu"].shape[1:] if "mu" in args0 else ()
     rshape = np.broadcast_shapes(lhs_shape, mu_shape)
     r = int(np.prod(rshape, dtype=np.int64))
-    inputs = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+    inputs = {k: np.asarray(v) for k, v in fam.idx.items()}  # NumPy: jnp.asarray stages each array through a program
     robust = None
     sparsity = None
     precision: Any = None
