@@ -161,10 +161,32 @@ def test_the_graphs_setup_lowers_one_program_per_family_and_the_start_none():
     eager operation; a model without normal priors makes no start program (each is a lowering and a
     cache lookup on every warm fit)."""
     import fglang
-    from fglang.runtime.gaussian import default_start
+    from fglang.runtime.gaussian import default_start, derived_marginals
     from fglang.runtime.gbp.lowering import to_graph
 
     model = fglang.compile(CHAIN.replace(" ~ normal(0, 10)", ""), "chain.fg")
     bm = model.bind({"N": 13, "y": np.linspace(-1, 1, 13)})  # a shape no other test lowers for
     assert _lowerings(lambda: to_graph(bm)) == len(bm.families) == 2
     assert _lowerings(lambda: default_start(bm, 0, set())) == 0
+    assert _lowerings(lambda: derived_marginals(bm, {}, {})) == 0  # no lets that read vars: nothing to linearize
+
+
+def test_a_chunk_export_refuses_runs_as_the_plain_jit_and_says_so_once(program_store, monkeypatch):
+    import warnings
+
+    import fglang
+    from fglang.runtime import program_cache
+    from fglang.runtime.gbp import program
+
+    monkeypatch.setattr(program_cache, "export_and_save", lambda *a, **k: None)  # as for an unstable custom call
+    monkeypatch.setattr(program, "_REFUSED_SAID", False)
+    program._LOADED.clear()
+    model = fglang.compile(CHAIN, "chain.fg")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        posts = [model.fit({"N": 6, "y": y}, backend="gbp", tol=1e-7) for y in (Y1, Y2)]
+    said = [w for w in seen if "could not be exported" in str(w.message)]
+    assert len(said) == 1 and [p.attrs["chunk_program"] for p in posts] == ["jit", "jit"]
+    for post, y in zip(posts, (Y1, Y2), strict=True):
+        np.testing.assert_allclose(post.gaussian["x"].mean, _exact_means(y), atol=1e-4)
+    program._LOADED.clear()

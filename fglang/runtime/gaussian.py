@@ -60,9 +60,12 @@ def derived_marginals(
     computed once at bind and reported by fit as a constant). The lets that
     read overlapping vars are linearized together, in one pass over their
     shared nodes, so a chain of lets costs its length, not its square."""
+    groups = _let_groups(bm)
+    if not groups:  # (each eager jnp.asarray below is a program lowered and looked up: issue 18)
+        return {}
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     out = {}
-    for group in _let_groups(bm):
+    for group in groups:
         names = sorted({d.slots[i].var for d in group for i in d.reads})
 
         def f(*vals, group=group, names=names):
