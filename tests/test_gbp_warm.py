@@ -1,8 +1,9 @@
 """GBP's iteration chunk stored and loaded by a warm fit instead of traced (issue 18, `gbp/program.py`).
 
 Oracles: a fit in a fresh process with the cache a first one left loads the
-chunk's executable (``attrs["chunk_program"]``, and nothing traced) and gives
-the first fit's means; new data of the same shapes reuse it and give the
+chunk's executable (``attrs["chunk_program"]``, and nothing traced) and exports
+nothing (neither the chunk nor the setup's program, the families at zero), and
+gives the first fit's means; new data of the same shapes reuse it and give the
 chain's exact (linear-Gaussian, tree) posterior means; another shape exports
 a chunk of its own; a corrupt executable falls back to the stored module, a
 corrupt module is exported again, both with the same means; a warm GBP fit
@@ -42,11 +43,15 @@ _CHILD = textwrap.dedent(
     model = fglang.compile(sys.argv[1], "chain.fg")
     root = Path(sys.argv[2])
     out = {}
+    exported = []  # the programs each fit exported (its setup's, its chunk's)
+    export = program.program_cache.export_and_save
+    program.program_cache.export_and_save = lambda name, *a: exported.append(name.split("-")[1]) or export(name, *a)
 
     def fit(name, y):
+        exported.clear()
         post = model.fit({"N": len(y), "y": y}, backend="gbp", tol=1e-7)
         out[name] = {"source": post.attrs["chunk_program"], "mean": post.gaussian["x"].mean.tolist(),
-                     "trace": post.timings.get("trace", 0.0)}
+                     "trace": post.timings.get("trace", 0.0), "exported": sorted(exported)}
 
     def entries(kind):
         folder = root / ("jax" if kind == "executable" else "programs")
@@ -107,8 +112,8 @@ def _exact_means(y: list[float]) -> np.ndarray:
 
 def test_a_fresh_process_loads_the_stored_chunk_and_gives_the_same_means(runs):
     cold, warm = runs
-    assert cold["first"]["source"] == "exported"
-    assert warm["first"]["source"] == "executable"
+    assert cold["first"]["source"] == "exported" and cold["first"]["exported"] == ["chunk", "zero"]
+    assert warm["first"]["source"] == "executable" and warm["first"]["exported"] == []
     assert warm["first"]["trace"] < cold["first"]["trace"]
     np.testing.assert_allclose(warm["first"]["mean"], cold["first"]["mean"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(cold["first"]["mean"], _exact_means(Y1), atol=1e-4)
@@ -116,9 +121,9 @@ def test_a_fresh_process_loads_the_stored_chunk_and_gives_the_same_means(runs):
 
 def test_new_data_of_the_same_shapes_reuse_it_and_another_shape_does_not(runs):
     _, warm = runs
-    assert warm["new_data"]["source"] == "executable"
+    assert warm["new_data"]["source"] == "executable" and warm["new_data"]["exported"] == []
     np.testing.assert_allclose(warm["new_data"]["mean"], _exact_means(Y2), atol=1e-4)
-    assert warm["other_shape"]["source"] == "exported"
+    assert warm["other_shape"]["source"] == "exported" and warm["other_shape"]["exported"] == ["chunk", "zero"]
     np.testing.assert_allclose(warm["other_shape"]["mean"], _exact_means(Y1 + [0.5]), atol=1e-4)
     assert warm["entries"] == {"executable": 2, "module": 2}
 

@@ -11,11 +11,12 @@ from it is stored beside XLA's own entries (`program_cache.compile_and_save`),
 under a key of everything that decides the program:
 
 * `model_key` (computed by `fit.fit_gbp`): fglang's code and the library
-  versions (`program_cache.Key`), the platform, the dtype and JAX's PRNG,
-  the model and its bound structure (`program_cache.add_model`: its source,
+  versions (`program_cache.Key`), the platform and JAX's PRNG, the model and
+  its bound structure (`model_digest`, `program_cache.add_model`: its source,
   sizes, data shapes and dtypes, the values of its int and bool data, the
-  nodes each factor reads), the vars whose priors a carried ``--prior``
-  replaces and the families a prediction leaves out (both change the graph);
+  nodes each factor reads), the dtype, the vars whose priors a carried
+  ``--prior`` replaces and the families a prediction leaves out (both change
+  the graph);
 * `chunk_name` (per run): the plan's static part (`plan_signature`: the
   schedule, the chunk length, which families are affine, folded, robust...)
   and the shapes and dtypes of every argument (the data, priors, settings
@@ -35,7 +36,11 @@ stability guarantee), it runs as the plain jit, and the fit says so once
 and for a chunk replayed checked after a failure (`engine._run_chunks`), the
 chunk is the plain jit, as before.
 
-The program's arguments and results are flat lists of arrays: the engine's
+The graph's setup stores one program the same way (`stored_call`): every
+family evaluated at zero, which gives its scales (`lowering._args_at_zero`),
+keyed by `model_digest`, the families and the arguments' shapes.
+
+The chunk's arguments and results are flat lists of arrays: the engine's
 NamedTuples are rebuilt around it from tree structures the host knows
 (`_result_tree`), so nothing is registered with ``jax.export``'s serializer.
 """
@@ -59,7 +64,7 @@ from .iteration import run_chunk, run_chunk_jit
 from .plan import Plan
 from .state import Beliefs, ChunkResult, EngineData, EngineState
 
-_LOADED = program_cache.Recent(8)  # chunk name -> ready call (a Compiled, or the plain jit)
+_LOADED = program_cache.Recent(16)  # program name -> its Compiled (or `_REFUSED`)
 _REFUSED_SAID = False
 
 EXECUTABLE, MODULE, EXPORTED, MEMORY, JIT = "executable", "module", "exported", "memory", "jit"
@@ -67,15 +72,23 @@ EXECUTABLE, MODULE, EXPORTED, MEMORY, JIT = "executable", "module", "exported", 
 module compiled, exported now (a cold fit), already loaded in this process, or the plain jit."""
 
 
-def model_key(bm: BoundModel, dtype: str, carried: set[str], skip_families: set[str]) -> str:
-    """The part of the chunk's key that the model and the fit decide (a hex
-    digest; see the module docstring): ``dtype`` is the run's (``float32`` or
+def model_digest(bm: BoundModel) -> str:
+    """The model's part of every GBP program's key (a hex digest; see the
+    module docstring): the platform and JAX's PRNG, the model and its bound
+    structure. Computed once per fit (it hashes every slot's node ids)."""
+    key = program_cache.Key("gbp-model")
+    key.add("platform", default_platform(), jax.config.jax_default_prng_impl)
+    return program_cache.add_model(key, bm).digest
+
+
+def model_key(model: str, bm: BoundModel, dtype: str, carried: set[str], skip_families: set[str]) -> str:
+    """The part of the chunk's key that the model (``model``: `model_digest`)
+    and the fit decide (a hex digest): ``dtype`` is the run's (``float32`` or
     ``float64``), ``carried`` the vars whose written prior a carried one
     replaces, ``skip_families`` the families left out."""
     key = program_cache.Key("gbp")
-    key.add("platform", default_platform(), dtype, jax.config.jax_default_prng_impl)
-    program_cache.add_model(key, bm)
-    key.add("carried", sorted((k, bm.variables[k].domain.kind) for k in carried), "skip", sorted(skip_families))
+    key.add(model, dtype, "carried", sorted((k, bm.variables[k].domain.kind) for k in carried),
+            "skip", sorted(skip_families))
     return key.digest
 
 
@@ -143,7 +156,7 @@ class StoredChunk:
         call = _LOADED.get(name)
         self.source = MEMORY
         if call is None:
-            call = self._load_or_build(name, plan, in_tree, out_tree, (leaves,))
+            call, self.source = _load_or_build(name, partial(_flat_chunk, plan, in_tree, out_tree), (leaves,))
             _LOADED.put(name, call)
         if call is _REFUSED:
             self.source = JIT
@@ -157,30 +170,46 @@ class StoredChunk:
 
         return run
 
-    def _load_or_build(self, name: str, plan: Plan, in_tree: Any, out_tree: Any, args: tuple) -> Any:
-        """The compiled chunk: the stored executable, else the stored module compiled,
-        else the chunk exported, stored and compiled; `_REFUSED` where it cannot be exported."""
-        platform = default_platform()
-        options = program_cache.compiler_options(platform)
-        with phase("cache load"):
-            call = program_cache.load_compiled(name, args, options)
-            module = None if call is not None else program_cache.load(name)
-        if call is not None:
-            self.source = EXECUTABLE
-            return call
-        self.source = MODULE
-        if module is None:
-            self.source = EXPORTED
-            module = program_cache.export_and_save(name, partial(_flat_chunk, plan, in_tree, out_tree), args,
-                                                   platform)
-        if module is None:
-            _say_refused()
-            return _REFUSED
-        return program_cache.compile_and_save(name, module, args, options)
-
 
 _REFUSED = object()
-"""`_LOADED`'s mark of a chunk ``jax.export`` refused (the process runs it as the plain jit)."""
+"""`_LOADED`'s mark of a program ``jax.export`` refused (the process runs it as a plain jit)."""
+
+
+def _load_or_build(name: str, fn: Callable, args: tuple) -> tuple[Any, str]:
+    """(the compiled program ``name`` of ``fn(*args)``, how it came): the stored
+    executable, else the stored module compiled, else ``fn`` exported, stored
+    and compiled; `_REFUSED` where it cannot be exported."""
+    platform = default_platform()
+    options = program_cache.compiler_options(platform)
+    with phase("cache load"):
+        call = program_cache.load_compiled(name, args, options)
+        module = None if call is not None else program_cache.load(name)
+    if call is not None:
+        return call, EXECUTABLE
+    source = MODULE
+    if module is None:
+        source = EXPORTED
+        module = program_cache.export_and_save(name, fn, args, platform)
+    if module is None:
+        _say_refused()
+        return _REFUSED, JIT
+    return program_cache.compile_and_save(name, module, args, options), source
+
+
+def stored_call(piece: str, base: Any, fn: Callable, args: tuple) -> Any:
+    """``fn(*args)`` run as the stored program ``gbp-<piece>-<digest of base and
+    the arguments' shapes>`` (``base`` must stand for everything else that
+    decides ``fn``), loaded or built as the chunk is; None where the store is
+    off or ``jax.export`` refuses (the caller runs ``fn`` its own way).
+    ``args``: arrays in lists, tuples and dicts, of the dtypes JAX makes of them."""
+    if not cache_enabled():
+        return None
+    name = program_cache.Key(f"gbp-{piece}").add(base, program_cache.spec_signature(args)).name
+    call = _LOADED.get(name)
+    if call is None:
+        call, _ = _load_or_build(name, fn, args)
+        _LOADED.put(name, call)
+    return None if call is _REFUSED else call(*args)
 
 
 def _say_refused() -> None:
