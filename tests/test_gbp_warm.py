@@ -195,3 +195,33 @@ def test_a_chunk_export_refuses_runs_as_the_plain_jit_and_says_so_once(program_s
     for post, y in zip(posts, (Y1, Y2), strict=True):
         np.testing.assert_allclose(post.gaussian["x"].mean, _exact_means(y), atol=1e-4)
     program._LOADED.clear()
+
+
+def test_the_key_follows_the_model_shapes_int_data_dtype_and_layout_not_real_values():
+    import fglang
+    from fglang.runtime.gbp import program
+    from fglang.runtime.gbp.lowering import to_graph
+    from fglang.runtime.gbp.plan import build_plan
+
+    model = fglang.compile(CHAIN, "chain.fg")
+
+    def key(m, data, dtype="float32", carried=(), skip=()):
+        bm = m.bind(data)
+        return program.model_key(program.model_digest(bm), bm, dtype, set(carried), set(skip))
+
+    base = key(model, {"N": 6, "y": Y1})
+    assert key(model, {"N": 6, "y": Y2}) == base  # real data are arguments
+    assert key(model, {"N": 7, "y": Y1 + [0.0]}) != base  # a shape
+    assert key(model, {"N": 6, "y": Y1}, dtype="float64") != base
+    assert key(model, {"N": 6, "y": Y1}, carried=["x"]) != base  # a carried prior replaces the written one
+    assert key(model, {"N": 6, "y": Y1}, skip=["obs"]) != base  # a prediction leaves a factor out
+    assert key(fglang.compile(CHAIN.replace("0.5)", "0.6)"), "chain.fg"), {"N": 6, "y": Y1}) != base
+    graph = to_graph(model.bind({"N": 6, "y": Y1}))
+
+    def layout(**opts):
+        o = {"dtype": np.float32, "schedule": "flooding", "dropout": 0.0, "chunk": 20, **opts}
+        return program.plan_signature(build_plan(graph, **o)[0])
+
+    assert layout() == layout(dtype=np.float32)
+    for change in ({"schedule": "sequential"}, {"dropout": 0.1}, {"chunk": 5}):
+        assert layout(**change) != layout(), change
