@@ -176,7 +176,7 @@ def test_the_graphs_setup_lowers_one_program_per_family_and_the_start_none():
     assert _lowerings(lambda: derived_marginals(bm, {}, {})) == 0  # no lets that read vars: nothing to linearize
 
 
-def test_a_chunk_export_refuses_runs_as_the_plain_jit_and_says_so_once(program_store, monkeypatch):
+def test_a_refused_export_or_no_cache_runs_the_plain_jit_said_once(program_store, monkeypatch):
     import warnings
 
     import fglang
@@ -194,6 +194,12 @@ def test_a_chunk_export_refuses_runs_as_the_plain_jit_and_says_so_once(program_s
     assert len(said) == 1 and [p.attrs["chunk_program"] for p in posts] == ["jit", "jit"]
     for post, y in zip(posts, (Y1, Y2), strict=True):
         np.testing.assert_allclose(post.gaussian["x"].mean, _exact_means(y), atol=1e-4)
+    monkeypatch.setenv("FGLANG_NO_CACHE", "1")  # the store off: the plain jit too, and nothing said
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        off = model.fit({"N": 6, "y": Y1}, backend="gbp", tol=1e-7)
+    assert off.attrs["chunk_program"] == "jit" and not [w for w in seen if "exported" in str(w.message)]
+    np.testing.assert_allclose(off.gaussian["x"].mean, posts[0].gaussian["x"].mean, rtol=0, atol=1e-6)
     program._LOADED.clear()
 
 
