@@ -156,7 +156,8 @@ class StoredChunk:
         call = _LOADED.get(name)
         self.source = MEMORY
         if call is None:
-            call, self.source = _load_or_build(name, partial(_flat_chunk, plan, in_tree, out_tree), (leaves,))
+            call, self.source = _load_or_build(name, partial(_flat_chunk, plan, in_tree, out_tree), (leaves,),
+                                               say=True)
             _LOADED.put(name, call)
         if call is _REFUSED:
             self.source = JIT
@@ -175,10 +176,11 @@ _REFUSED = object()
 """`_LOADED`'s mark of a program ``jax.export`` refused (the process runs it as a plain jit)."""
 
 
-def _load_or_build(name: str, fn: Callable, args: tuple) -> tuple[Any, str]:
+def _load_or_build(name: str, fn: Callable, args: tuple, *, say: bool = False) -> tuple[Any, str]:
     """(the compiled program ``name`` of ``fn(*args)``, how it came): the stored
     executable, else the stored module compiled, else ``fn`` exported, stored
-    and compiled; `_REFUSED` where it cannot be exported."""
+    and compiled; `_REFUSED` where it cannot be exported (``say``: with the
+    chunk's warning, once per process)."""
     platform = default_platform()
     options = program_cache.compiler_options(platform)
     with phase("cache load"):
@@ -191,7 +193,8 @@ def _load_or_build(name: str, fn: Callable, args: tuple) -> tuple[Any, str]:
         source = EXPORTED
         module = program_cache.export_and_save(name, fn, args, platform)
     if module is None:
-        _say_refused()
+        if say:
+            _say_refused()
         return _REFUSED, JIT
     return program_cache.compile_and_save(name, module, args, options), source
 
