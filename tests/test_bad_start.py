@@ -146,3 +146,27 @@ def test_an_init_that_puts_an_observation_outside_the_support_is_the_same_error(
         fglang.compile(UNIFORM, "u.fg").fit({"y": 0.5}, backend=backend, init={"a": 5.0}, **FAST[backend])
     assert str(e.value).startswith("u.fg:5:1: no valid initial point: factor 'obs': its log density is not finite "
                                    "at obs (value 0.5)"), str(e.value)
+
+
+def test_a_linear_models_start_check_evaluates_nothing(monkeypatch):
+    """An affine factor's Jacobian does not depend on the start: the check decides that from
+    shapes and gathers no start values (each eager JAX operation is a program lowered of its own)."""
+    from fglang.compiler.bind import BoundModel
+    from fglang.runtime.values import warn_saddle_start
+
+    gathered: list[str] = []
+    gather = BoundModel.gather
+
+    def counted(self, slot, values):
+        gathered.append(slot.var)
+        return gather(self, slot, values)
+
+    monkeypatch.setattr(BoundModel, "gather", counted)
+    linear = fglang.compile("model lin\ndata N: int\ndata y[N]: real\nvar x[N]: real\n"
+                            "factor obs[n in 0:N]: y[n] ~ normal(x[n], 1)\n"
+                            "factor step[n in 0:N-1]: x[n+1] ~ normal(x[n], 0.5)\n").bind({"N": 4, "y": [0.0] * 4})
+    warn_saddle_start(linear, {})
+    assert gathered == []
+    with pytest.warns(UserWarning, match="all-zero Jacobian"):  # a nonlinear one is still evaluated at the start
+        warn_saddle_start(fglang.compile(SADDLE, "saddle.fg").bind({"y": 1.0}), {})
+    assert gathered

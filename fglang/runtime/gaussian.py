@@ -60,9 +60,12 @@ def derived_marginals(
     computed once at bind and reported by fit as a constant). The lets that
     read overlapping vars are linearized together, in one pass over their
     shared nodes, so a chain of lets costs its length, not its square."""
+    groups = _let_groups(bm)
+    if not groups:  # (each eager jnp.asarray below is a program lowered and looked up: issue 18)
+        return {}
     data = {k: jnp.asarray(v) for k, v in bm.data.items()}
     out = {}
-    for group in _let_groups(bm):
+    for group in groups:
         names = sorted({d.slots[i].var for d in group for i in d.reads})
 
         def f(*vals, group=group, names=names):
@@ -173,14 +176,16 @@ def default_start(bm: BoundModel, seed: int, skip: set[str]) -> dict[str, np.nda
     model's answer does not depend on it; a pose graph needs ``init``, as in
     GTSAM."""
     rng = np.random.default_rng(seed)
-    data = {k: jnp.asarray(v) for k, v in bm.data.items()}
-    zeros = {v.name: jnp.zeros(v.shape) for v in bm.variables.values()}
+    data = zeros = None  # made where a var has such a prior (each eager jnp.asarray is a program: issue 18)
     out = {}
     for v in bm.variables.values():
         fam = bm.families.get(v.prior) if v.prior else None
         if v.name in skip or fam is None or fam.ir.dist.name != "normal" or fam.ir.arg_uses_vars("mu") or \
                 fam.ir.arg_uses_vars("sd"):
             continue
+        if data is None:
+            data = {k: jnp.asarray(a) for k, a in bm.data.items()}
+            zeros = {u.name: jnp.zeros(u.shape) for u in bm.variables.values()}
         res = fam.evaluate(data, {k: jnp.asarray(a) for k, a in fam.idx.items()},
                            tuple(bm.gather(s, zeros) for s in fam.slots))
         mu = np.broadcast_to(np.asarray(res["args"]["mu"]).reshape(fam.n_members, -1), (fam.n_members, v.node_dim))

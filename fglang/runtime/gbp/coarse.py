@@ -34,19 +34,20 @@ import functools
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from .beliefs import gather
 from .graph import GaussianGraph
 from .messages import fold_unary, linearize_family, per_member
 from .plan import Plan, by_member, stored_shape
 from .state import EngineData, EngineState, FamilyState
+
+if TYPE_CHECKING:  # SciPy is imported where a coarse correction is built (~0.3 s; a flooding fit needs none)
+    import scipy.sparse as sp
 
 Array = jax.Array
 
@@ -287,6 +288,8 @@ def _factor_blocks(lay: Layout, fams: Any) -> list[tuple[np.ndarray, np.ndarray,
 
 def gauss_newton(lay: Layout, fams: Any, priors: Any, x: list[np.ndarray]) -> tuple[sp.csr_matrix, np.ndarray]:
     """The energy's Gauss-Newton Hessian ``H`` (sparse) and gradient ``g`` at ``x`` (float64)."""
+    import scipy.sparse as sp
+
     n = lay.n_dofs
     rows, cols, vals = [], [], []
     g = np.zeros(n)
@@ -310,6 +313,8 @@ def gauss_newton(lay: Layout, fams: Any, priors: Any, x: list[np.ndarray]) -> tu
 def prolongation(lay: Layout, ag: Aggregation, fams: Any) -> sp.csr_matrix:
     """``P [n_dofs, n_coarse]``: each aggregate's root moves freely, its other nodes follow by the
     harmonic extension through the factors inside the aggregate (``x_I = -H_II^-1 H_IR x_R``)."""
+    import scipy.sparse as sp
+
     n_agg, w = len(ag.root_dim), ag.width
     hint = np.zeros((n_agg, w, w))
     for ids, h, _, nodes in _factor_blocks(lay, fams):
@@ -397,6 +402,9 @@ class CoarseCorrector:
         A group var's ``x`` and correction are tangent steps in the chart at
         ``origins`` (`charts.py`): the energy is evaluated at ``origin compose
         exp(x)``, and the prolongation is built from its tangent Jacobians."""
+        import scipy.sparse as sp
+        import scipy.sparse.linalg as spla
+
         xs = tuple(jnp.asarray(v) for v in x)
         fams, priors = terms_jit(self.plan, data, xs, origins)
         x64 = [np.asarray(v, np.float64) for v in x]

@@ -53,6 +53,7 @@ from .coarse import SMOOTHING_SWEEPS, STALL_RTOL, CoarseCorrector, shift_state, 
 from .graph import GaussianGraph
 from .iteration import run_chunk, run_chunk_jit
 from .plan import Plan, build_plan, chart_origins, family_floors, stored_shape, variable_data
+from .program import JIT, StoredChunk
 from .state import (
     STATUS_CONVERGED,
     STATUS_GROWING,
@@ -180,6 +181,7 @@ def run_gbp(
     divergence_ratio: float = 1e3,
     divergence_patience: int = 50,
     mesh: Any = None,
+    program: str | None = None,
 ) -> GbpResult:
     """Run loopy Gaussian belief propagation on ``graph``.
 
@@ -254,6 +256,12 @@ def run_gbp(
         (`_placement`); beliefs and the run's bookkeeping are replicated. The
         compiled chunk is the same program: XLA partitions it and inserts
         the collectives that form the beliefs across devices.
+    program
+        The key of what built ``graph`` (`program.model_key`, which
+        `fit.fit_gbp` gives): on one device the chunk is then a stored
+        program (`program.StoredChunk`), which a later process loads instead
+        of tracing it; None (or a mesh) runs the plain jit.
+        ``info["chunk_program"]`` says how the run got it.
     """
     dt = np.dtype(dtype)
     if dt == np.float64 and not jax.config.jax_enable_x64:
@@ -265,6 +273,7 @@ def run_gbp(
                 dtype=dtype, seed=seed,
                 callback=callback, chunk_size=chunk_size, flat_reg=flat_reg,
                 divergence_ratio=divergence_ratio, divergence_patience=divergence_patience, mesh=mesh,
+                program=program,
             )
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
@@ -315,7 +324,8 @@ def run_gbp(
     data, state = jax.device_put((data, state), placement)
 
     corrector = CoarseCorrector.setup(plan, graph) if schedule == "multigrid" else None
-    last, history = _run_chunks(plan, data, state, iters, callback, placement, constraint, corrector)
+    stored = StoredChunk(program) if program is not None and constraint is None else None
+    last, history = _run_chunks(plan, data, state, iters, callback, placement, constraint, corrector, stored)
     status = int(last.state.status)
     it = int(last.state.iteration)
     means, covs, beliefs = _marginals(plan, last.beliefs)
@@ -337,7 +347,8 @@ def run_gbp(
                   coarse_corrections=0 if corrector is None else corrector.corrections,
                   coarse_fallback=corrector is not None and corrector.disabled,
                   coarse_energies=[] if corrector is None else list(corrector.energies),
-                  coarse_times=[] if corrector is None else [t - t_start for t in corrector.times]),
+                  coarse_times=[] if corrector is None else [t - t_start for t in corrector.times],
+                  chunk_program=JIT if stored is None or stored.source is None else stored.source),
     )
 
 
@@ -483,6 +494,7 @@ def _run_chunks(
     placement: Any = None,
     constraint: Any = None,
     corrector: CoarseCorrector | None = None,
+    stored: StoredChunk | None = None,
 ) -> tuple[ChunkResult, list[np.ndarray]]:
     """Chunks until the run converges, diverges or reaches ``iters``: the last
     chunk's result and every chunk's belief-change history.
@@ -493,9 +505,12 @@ def _run_chunks(
     devices (``placement``, ``constraint`` from `_placement`) the chunk is
     `_run_chunk_sharded` and each chunk's state is put back on
     ``placement`` (a no-op where XLA kept the sharding), so every chunk is
-    called with the same shardings and compiles once.
+    called with the same shardings and compiles once. ``stored``: the chunk
+    as a stored program (`program.StoredChunk`), on one device.
     """
-    if constraint is not None:
+    if stored is not None:
+        chunk = stored
+    elif constraint is not None:
         leaves, treedef = jax.tree.flatten(constraint)
         chunk = functools.partial(_run_chunk_sharded_of, (tuple(leaves), treedef))  # hashable: a static argument
     else:

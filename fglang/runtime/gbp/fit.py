@@ -21,6 +21,7 @@ from fglang.runtime.gbp.loops import has_loops
 from fglang.runtime.gbp.lowering import carried_group_family, to_graph
 from fglang.runtime.gbp.options import GbpOptions
 from fglang.runtime.gbp.plan import FamilyValueError
+from fglang.runtime.gbp.program import model_digest, model_key
 from fglang.runtime.manifold import is_group, normalized, tangent_dim
 from fglang.runtime.posterior import GaussianMarginal, Posterior
 from fglang.runtime.progress import progress_bar
@@ -65,7 +66,8 @@ def fit_gbp(
     """One GBP fit; ``carried`` marginals replace the written priors of their vars."""
     carried = carried or {}
     prior = {k: c.information(o.temper) for k, c in carried.items() if not is_group(bm.variables[k])}
-    graph = to_graph(bm, set(carried), set(skip_families))
+    model = model_digest(bm)
+    graph = to_graph(bm, set(carried), set(skip_families), program=model)
     groups = [carried_group_family(k, bm.variables[k].domain.kind, c.mean, c.information(o.temper)[1])
               for k, c in carried.items() if is_group(bm.variables[k])]
     if groups:  # a group var's carried marginal is a factor on its tangent space (carried_group_family)
@@ -102,6 +104,7 @@ def fit_gbp(
             dtype=dtype,
             seed=seed,
             callback=bar.update if bar else None,
+            program=model_key(model, bm, np.dtype(dtype).name, set(carried), set(skip_families)),
         )
     except FamilyValueError as err:
         raise _unrepresentable(bm, err, np.dtype(dtype).name) from None
@@ -158,6 +161,7 @@ def fit_gbp(
             "history": history[np.isfinite(history)].tolist()[-500:],
             "wall_time_s": float(result.wall_time_s),
             "loopy": has_loops(bm),
+            "chunk_program": str(result.info["chunk_program"]),
             "indefinite_nodes": indefinite,
         },
         node_shapes={v.name: v.node_shape for v in bm.variables.values()},

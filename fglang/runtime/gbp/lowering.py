@@ -12,6 +12,7 @@ factor and its line.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax.numpy as jnp
@@ -142,14 +143,75 @@ def _expand_slots(fam: BoundFamily) -> tuple[list[Slot], list[tuple[int, tuple[i
     return slots, layout
 
 
-def _args_at_zero(bm: BoundModel, fam: BoundFamily, data) -> dict[str, np.ndarray]:
-    """Arguments that do not depend on vars (scales) for every member."""
-    # (a group var at its identity: a zero quaternion is no rotation)
-    zeros = {v.name: jnp.asarray(identity(v)) if v.domain.kind in GROUPS else jnp.zeros(v.shape)
+def _zero_inputs(bm: BoundModel, fam: BoundFamily, data) -> tuple:
+    """A family's evaluation inputs at zero (a group var at its identity: a
+    zero quaternion is no rotation), gathered in NumPy, in the dtypes JAX
+    makes of them: (data, member indices, slot values)."""
+    import jax
+
+    def canonical(a):
+        a = np.asarray(a)
+        return a.astype(jax.dtypes.canonicalize_dtype(a.dtype), copy=False)
+
+    zeros = {v.name: identity(v) if v.domain.kind in GROUPS else np.zeros(v.shape)
              for v in bm.variables.values()}
-    idx = {k: jnp.asarray(v) for k, v in fam.idx.items()}
-    out = fam.evaluate(data, idx, tuple(bm.gather(s, zeros) for s in fam.slots))
-    return {k: np.asarray(v) for k, v in out["args"].items()}, np.asarray(out["lhs"])
+    return ({k: canonical(v) for k, v in data.items()}, {k: canonical(v) for k, v in fam.idx.items()},
+            tuple(canonical(bm.gather(s, zeros)) for s in fam.slots))
+
+
+def _evaluate_all(evaluates: tuple, inputs: list) -> list:
+    return [evaluate(*inp) for evaluate, inp in zip(evaluates, inputs, strict=True)]
+
+
+def _args_at_zero(bm: BoundModel, fams: list[BoundFamily], datas: list, program: str | None) -> list:
+    """Per family, (its arguments at zero: the ones that do not depend on vars are
+    its scales, its lhs), for every member.
+
+    Why not eagerly: each JAX operation of it was a program of its own,
+    lowered and looked up in the cache (22 of them, ~0.1-0.3 s of a warm
+    denoise fit, issue 18). With ``program`` (the fit's
+    `program.model_digest`) all families are one stored program (`program.stored_call`),
+    loaded by a warm fit without tracing; without, one jitted evaluation per
+    family. A family whose evaluation does not trace (it reads a value in
+    Python) is evaluated eagerly."""
+    inputs = [_zero_inputs(bm, fam, d) for fam, d in zip(fams, datas, strict=True)]
+    outs = None
+    if program is not None and fams:
+        from fglang.runtime.gbp.program import stored_call
+
+        try:
+            outs = stored_call("zero", [program, [f.name for f in fams]],
+                               partial(_evaluate_all, tuple(f.evaluate for f in fams)), (inputs,))
+        except Exception:  # noqa: BLE001 - not traceable as one program: family by family
+            outs = None
+    if outs is None:
+        outs = [_one_at_zero(fam, inp) for fam, inp in zip(fams, inputs, strict=True)]
+    return [({k: np.asarray(v) for k, v in out["args"].items()}, np.asarray(out["lhs"])) for out in outs]
+
+
+def _one_at_zero(fam: BoundFamily, inputs: tuple):
+    try:
+        return _at_zero_jit(fam.evaluate)(*inputs)
+    except Exception:  # noqa: BLE001 - not traceable: eagerly
+        data, idx, slots = inputs
+        return fam.evaluate({k: jnp.asarray(v) for k, v in data.items()}, {k: jnp.asarray(v) for k, v in idx.items()},
+                            tuple(jnp.asarray(x) for x in slots))
+
+
+_AT_ZERO: dict[Any, Any] = {}
+
+
+def _at_zero_jit(evaluate):
+    """``jax.jit(evaluate)``, one per member function (binding new data of the
+    same shapes returns the same one, `bind._member_functions`)."""
+    jitted = _AT_ZERO.get(evaluate)
+    if jitted is None:
+        import jax
+
+        if len(_AT_ZERO) > 256:
+            _AT_ZERO.clear()
+        jitted = _AT_ZERO[evaluate] = jax.jit(evaluate)
+    return jitted
 
 
 def _per_member(a, m: int, rshape: tuple[int, ...]) -> np.ndarray:
@@ -233,16 +295,20 @@ def _too_many_nodes(bm: BoundModel, fam: BoundFamily, n: int) -> Diagnostic:
     )
 
 
-def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
-    f = fam.ir
-    sig = f.dist
-    slots, layout = _expand_slots(fam)
+def _check_nodes(bm: BoundModel, fam: BoundFamily) -> None:
+    slots, _ = _expand_slots(fam)
     nodes = {(s.var, int(s.node_ids[0])) for s in slots} if fam.n_members else set()
     if len(nodes) > MAX_FACTOR_NODES:
         raise FgError([_too_many_nodes(bm, fam, len(nodes))], bm.ir.sources)
+
+
+def _family(bm: BoundModel, fam: BoundFamily, data, at_zero: tuple) -> GaussianFamily:
+    f = fam.ir
+    sig = f.dist
+    slots, layout = _expand_slots(fam)
     value_shapes = [bm.variables[s.var].value_shape for s in fam.slots]
     one = fam.evaluate_one
-    args0, lhs0 = _args_at_zero(bm, fam, data)
+    args0, lhs0 = at_zero
     m = fam.n_members
 
     residual = _residual(one, tuple(layout), tuple(value_shapes))
@@ -251,7 +317,7 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
     mu_shape = args0["mu"].shape[1:] if "mu" in args0 else ()
     rshape = np.broadcast_shapes(lhs_shape, mu_shape)
     r = int(np.prod(rshape, dtype=np.int64))
-    inputs = {k: jnp.asarray(v) for k, v in fam.idx.items()}
+    inputs = {k: np.asarray(v) for k, v in fam.idx.items()}  # NumPy: jnp.asarray stages each array through a program
     robust = None
     sparsity = None
     precision: Any = None
@@ -282,12 +348,15 @@ def _family(bm: BoundModel, fam: BoundFamily, data) -> GaussianFamily:
 
 
 def to_graph(
-    bm: BoundModel, skip_priors_of: set[str] = frozenset(), skip_families: set[str] = frozenset()
+    bm: BoundModel, skip_priors_of: set[str] = frozenset(), skip_families: set[str] = frozenset(),
+    program: str | None = None,
 ) -> GaussianGraph:
     """The Gaussian factor graph of a bound model (validated first).
 
     ``skip_priors_of``: vars whose written prior is replaced by a carried one;
-    ``skip_families``: families left out (the targets of a prediction)."""
+    ``skip_families``: families left out (the targets of a prediction);
+    ``program``: the fit's `program.model_digest` (the families' scales are then
+    evaluated by a stored program, `_args_at_zero`)."""
     validate(bm, set(skip_priors_of), set(skip_families))
     # NumPy, not jnp: the engine converts the data to the run's dtype (`plan._as_inputs`); a jnp array
     # made here, outside a float64 run's enable_x64, would already be rounded to float32.
@@ -297,7 +366,7 @@ def to_graph(
         if v.domain.kind in GROUPS else VariableBlock(v.name, v.n_nodes, v.node_dim, v.node_shape)
         for v in bm.variables.values()
     )
-    fams = []
+    chosen, datas = [], []
     for fam in bm.families.values():
         if fam.name in skip_families:
             continue
@@ -305,8 +374,12 @@ def to_graph(
             continue
         if fam.members is not None:  # an unindexed factor split into independent members
             fam = fam.members
-        fams.append(_family(bm, fam, {k: v for k, v in data.items() if k in data_read(fam.ir)}))
-    return GaussianGraph(blocks, tuple(fams))
+        _check_nodes(bm, fam)
+        chosen.append(fam)
+        datas.append({k: v for k, v in data.items() if k in data_read(fam.ir)})
+    at_zero = _args_at_zero(bm, chosen, datas, program)
+    return GaussianGraph(blocks, tuple(_family(bm, fam, d, z) for fam, d, z in zip(chosen, datas, at_zero,
+                                                                                      strict=True)))
 
 
 def _carried_group_residual(kind: str):
