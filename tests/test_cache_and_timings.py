@@ -159,3 +159,39 @@ def test_eager_model_run_compiles_a_few_programs_whatever_the_number_of_families
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert counts[3] == counts[9] <= 4, counts
+
+
+_SAME_HLO_TWO_KEYS = """
+import jax, jax.numpy as jnp, numpy as np
+from fglang.runtime import cache, program_cache
+cache.enable_compilation_cache()
+x = np.linspace(0.0, 1.0, 7)
+call = jax.export.export(jax.jit(lambda v: jnp.cumsum(jnp.sin(v) * 3.0)))(
+    jax.ShapeDtypeStruct(x.shape, x.dtype)).call
+import sys
+name = sys.argv[1]
+program_cache.compile_and_save(name, call, (x,), {})
+loaded = program_cache.load_compiled(name, (x,), {})
+print(name, loaded is not None and bool(np.allclose(loaded(x), np.cumsum(np.sin(x) * 3.0))))
+"""
+
+
+def test_a_program_another_key_compiled_still_stores_its_executable(tmp_path):
+    """Two keys of one program (the same model under another name, an fglang
+    upgrade that left the program alone): the second compile met the first's
+    entry in XLA's persistent cache, whose executables cannot be re-stored
+    (`program_cache.compile_and_save`), so every later process of the second
+    key lowered the module and read XLA's cache again. Each program is now
+    named by its key (its own XLA cache entry): both executables are stored
+    and run."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FGLANG_CACHE_DIR": str(tmp_path)}
+    env.pop("FGLANG_NO_CACHE", None)
+    for name in ("test-first-key", "test-second-key"):  # two processes: XLA's cache is what they share
+        p = subprocess.run([sys.executable, "-c", _SAME_HLO_TWO_KEYS, name], capture_output=True, text=True,
+                           env=env, timeout=300)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split() == [name, "True"], p.stdout

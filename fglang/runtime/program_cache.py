@@ -370,7 +370,7 @@ def compile_and_save(name: str, call: Callable, args: Any, options: Mapping[str,
 
     _listen_for_xla_cache_hits()
     hits = getattr(_XLA_CACHE_HITS, "n", 0)
-    compiled = jax.jit(call).lower(*args).compile(compiler_options=dict(options) or None)
+    compiled = jax.jit(_named(call, name)).lower(*args).compile(compiler_options=dict(options) or None)
     store = _executable_store()
     # not one XLA loaded from its persistent cache: re-serialized, an XLA:CPU executable loses
     # kernels ("Function ... not found" when it runs); that fit keeps using the module and XLA's cache
@@ -385,6 +385,25 @@ def compile_and_save(name: str, call: Callable, args: Any, options: Mapping[str,
             return compiled
         store.put(compiled_name(name, args, options), blob, replace=True)
     return compiled
+
+
+def _named(call: Callable, name: str) -> Callable:
+    """``call`` under a name of the program's own (``name`` holds its key).
+
+    Why: XLA's persistent-cache key is the module's name and a hash of its
+    contents, and ``jax.jit(call)`` names every module ``jit_call``. A program
+    of a new key whose HLO another key compiled before (the same model under
+    another name, an fglang upgrade that left the program alone) was then
+    loaded from XLA's cache, and an executable loaded from there cannot be
+    stored (see `compile_and_save`): every later process lowered the module
+    and read XLA's cache again (~0.35 s CPU of a warm eight-schools fit) instead
+    of loading the executable. Named by its key, a program meets XLA's cache
+    only under its own key, so its first compile is a fresh one and is stored."""
+    def program(*a: Any) -> Any:
+        return call(*a)
+
+    program.__name__ = program.__qualname__ = "fglang_" + "".join(c if c.isalnum() else "_" for c in name)
+    return program
 
 
 def _export_platforms(platform: str) -> tuple[str, ...] | None:
