@@ -271,11 +271,28 @@ trajectories amplify a last-bit difference), the same posterior.
 ``FGLANG_KEEP_XLA_FLAGS=1`` keeps XLA's defaults (as for `xla_options`)."""
 
 
-def compiler_options(platform: str) -> dict[str, Any]:
-    """The XLA compiler options fglang's stored programs are compiled with on ``platform``."""
+CPU_ONCE_COMPILER_OPTIONS: dict[str, Any] = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+    "xla_cpu_use_fusion_emitters": False,
+}
+"""XLA:CPU options for a program that runs once per fit (NUTS's start:
+the start search, the screening, NUTS's init and its step-size search).
+
+Why: its compile is paid on every cold fit and its run is a few dozen
+evaluations of the log density, so its code's speed matters far less than
+its compile. Measured on the start program of K factor families (compile
+CPU s at LLVM level 1 -> these options): K = 10 3.3 -> 1.6, K = 50
+17.6-19.3 -> 13.4; the same start, bit for bit, is not guaranteed (the
+sampler's first state may part from level 1's by round-off)."""
+
+
+def compiler_options(platform: str, once: bool = False) -> dict[str, Any]:
+    """The XLA compiler options fglang's stored programs are compiled with on
+    ``platform``; ``once``: for a program run once per fit (a start)."""
     if platform != "cpu" or os.environ.get("FGLANG_KEEP_XLA_FLAGS"):
         return {}
-    return dict(CPU_COMPILER_OPTIONS)
+    return dict(CPU_ONCE_COMPILER_OPTIONS if once else CPU_COMPILER_OPTIONS)
 
 
 class _ExecutableStore(AtomicFileStore):

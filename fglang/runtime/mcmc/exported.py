@@ -51,7 +51,7 @@ def run_nuts_program(
     platform = default_platform()
     key = program_key(bm, o, dtype, carried, fixed, args, platform)
     names = (f"nuts-init-{key}", f"nuts-sample-{key}")
-    options = program_cache.compiler_options(platform)
+    options = (program_cache.compiler_options(platform, once=True), program_cache.compiler_options(platform))
     programs = _LOADED.get(key)
     build = None
     if programs is None:
@@ -64,7 +64,7 @@ def run_nuts_program(
                 from fglang.runtime.mcmc.program import NutsPrograms
             build = NutsPrograms(bm, o, carried, fixed)
             calls = [_exported(build.init, names[0], args, platform), None]
-        programs = (_compile(names[0], calls[0], args, options), calls[1])
+        programs = (_compile(names[0], calls[0], args, options[0]), calls[1])
     bar = progress_bar(progress, f"mcmc: {o.chains} chains x {o.warmup + o.samples} iterations in one program",
                        1, "run", {})
     try:
@@ -79,7 +79,7 @@ def run_nuts_program(
             if sample is None:
                 assert build is not None
                 sample = _exported(build.sample, names[1], (state, args[1]), platform)
-            sample = _compile(names[1], sample, (state, args[1]), options)
+            sample = _compile(names[1], sample, (state, args[1]), options[1])
             programs = (programs[0], sample)
         _LOADED.put(key, programs)
         draws, stats = jax.block_until_ready(sample(state, args[1]))
@@ -89,16 +89,16 @@ def run_nuts_program(
     return {k: np.asarray(v) for k, v in draws.items()}, {k: np.asarray(v) for k, v in stats.items()}
 
 
-def _load(names: tuple[str, str], args: tuple, options: dict[str, Any]) -> tuple | None:
+def _load(names: tuple[str, str], args: tuple, options: tuple[dict[str, Any], dict[str, Any]]) -> tuple | None:
     """Both programs' stored executables, or None (then the modules are compiled).
     The sampler's arguments are the start's outputs: their specs are the init
     executable's output avals, with the data."""
     with phase("cache load"):
-        init_call = program_cache.load_compiled(names[0], args, options)
+        init_call = program_cache.load_compiled(names[0], args, options[0])
         if init_call is None:
             return None
         state_specs = init_call.out_info[0]
-        sample_call = program_cache.load_compiled(names[1], (state_specs, args[1]), options)
+        sample_call = program_cache.load_compiled(names[1], (state_specs, args[1]), options[1])
     return None if sample_call is None else (init_call, sample_call)
 
 
