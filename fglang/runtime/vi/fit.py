@@ -173,7 +173,7 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     # (and so do the few array operations between them: each eager operation is
     # a program of its own, lowered and looked up in the cache on every fit)
     start_base = None if place.mesh is not None else start_key(bms[0], dtype, carried)
-    k_init, k_fit, k_draw = ExportedJit("keys", start_base, _split_keys)(np.int64(seed))
+    k_init, k_fit, k_draw = ExportedJit("keys", start_base, _split_keys, once=True)(np.int64(seed))
     shape: dict[str, Any] = {}  # "unravel": the flat vector's sites, known from the first start
 
     def potential(flat, data):
@@ -208,9 +208,10 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
         u0 = jax.random.uniform(jax.random.fold_in(k, 99), (dim,), fdt, -2.0, 2.0)
         return u0, jnp.isfinite(potential(u0, data))
 
-    uniform = ExportedJit("uniform-start", start_base, uniform_start)
+    uniform = ExportedJit("uniform-start", start_base, uniform_start, once=True)
     pot = ExportedJit("potential", start_base, potential)
-    hess = ExportedJit("hessian", start_base, lambda x, data: hessian(lambda f: potential(f, data), x))
+    hess = ExportedJit("hessian", start_base, lambda x, data: hessian(lambda f: potential(f, data), x),
+                       once=True)
     datas = [place.data_one(d) if len(bms) == 1 else d for d in data0]
     phases = {"start": time.perf_counter() - t0}
 
@@ -285,7 +286,8 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
                                                        scale_is_matrix=scale_is_matrix, n_draw=n_draw)
     # Adam's state is carried between chunks as its leaves (a stored program's
     # arguments), made by a stored program too (no optax import on a warm fit)
-    states = place.batch(ExportedJit("adam-init", base, lambda p: jax.tree.leaves(jax.vmap(adam().init)(p)))(params))
+    adam_init = ExportedJit("adam-init", base, lambda p: jax.tree.leaves(jax.vmap(adam().init)(p)), once=True)
+    states = place.batch(adam_init(params))
 
     def chunk_leaves(p, s_leaves, k, n_done, lr, w, data, scale0, length):
         s = jax.tree.unflatten(jax.tree.structure(jax.eval_shape(jax.vmap(adam().init), p)), s_leaves)
@@ -315,7 +317,7 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
         samples, pot_ = jax.lax.map(lambda f: (postprocess(f, data), potential(f, data)), z, batch_size=DRAW_BATCH)
         return samples, -pot_ - log_q
 
-    draw = ExportedJit("draw", base, jax.vmap(draw_one, in_axes=(0, None, 0, 0, 0)))
+    draw = ExportedJit("draw", base, jax.vmap(draw_one, in_axes=(0, None, 0, 0, 0)), once=True)
     samples_all, log_w_all = draw(runs.params, k_draw, W, D, S0)
     # fetch: a draw of a let over data rows is row-split, partly on other processes' devices
     samples_all, log_w_all = fetch((samples_all, log_w_all))
@@ -391,7 +393,7 @@ class _Starter:
             # search's program (the gradient inside this one was a second compilation of it)
             return z, ravel_pytree(z)[0]
 
-        call = ExportedJit(f"start-{piece}", self.base if piece != "given" else None, init_z)
+        call = ExportedJit(f"start-{piece}", self.base if piece != "given" else None, init_z, once=True)
         self._compiled[name] = call
         self._keep.append(sites)  # its id names its program
         return call

@@ -76,8 +76,9 @@ class ExportedJit:
     arrays, lists, tuples and dicts of them. ``base`` None (a fit over a
     device mesh: its shardings are not exported) is plain ``jax.jit``."""
 
-    def __init__(self, piece: str, base: str | None, fn: Callable, static_argnames: tuple[str, ...] = ()) -> None:
-        self.piece, self.base, self.fn = piece, base, fn
+    def __init__(self, piece: str, base: str | None, fn: Callable, static_argnames: tuple[str, ...] = (),
+                 once: bool = False) -> None:
+        self.piece, self.base, self.fn, self.once = piece, base, fn, once
         self._plain = jax.jit(fn, static_argnames=static_argnames)
 
     def __call__(self, *args: Any, **static: Any) -> Any:
@@ -87,14 +88,32 @@ class ExportedJit:
         key.add(self.base, sorted(static.items()), program_cache.spec_signature(args))
         name = key.name
         call = _LOADED.get(name)
-        if call is None:
-            loaded = program_cache.load(name)
-            if loaded is None:
-                loaded = program_cache.export_and_save(name, partial(self.fn, **static), args, default_platform())
-            call = jax.jit(partial(self._plain, **static) if loaded is None else loaded)
-            _LOADED.put(name, call)
         # every argument committed to the one device: a module's arguments are
         # otherwise unplaced on the first call and placed (the last call's
         # results) on the next, two lowerings and two XLA compiles of one program
         # (the device a fit runs on: JAX's default, which ``--device`` decides)
-        return call(*jax.device_put(args, default_device()))
+        args = jax.device_put(args, default_device())
+        if call is None:
+            call = self._compiled(name, args, static)
+            _LOADED.put(name, call)
+        return call(*args)
+
+    def _compiled(self, name: str, args: tuple, static: dict[str, Any]) -> Callable:
+        """The piece for ``args``: its stored (or new) module compiled with
+        fglang's XLA:CPU options (``once``: a piece run once per fit, the
+        keys, the starts, the Hessian, the draws; else the level NUTS's
+        sampler uses); a piece export refused: plain jit. Why options: at
+        XLA's default level a cold fit spent most of its time compiling
+        pieces whose speed hardly matters. Why not stored executables, as
+        NUTS's: the SVI chunk's and the draws' executables, both deserialized
+        in one process, crashed the draws (a segmentation fault when their
+        result was read, on XLA:CPU of jaxlib 0.10); a warm fit lowers the
+        modules and reads XLA's persistent cache instead."""
+        platform = default_platform()
+        loaded = program_cache.load(name)
+        if loaded is None:
+            loaded = program_cache.export_and_save(name, partial(self.fn, **static), args, platform)
+        if loaded is None:
+            return jax.jit(partial(self._plain, **static))
+        options = program_cache.compiler_options(platform, once=self.once)
+        return jax.jit(loaded).lower(*args).compile(compiler_options=options or None)
