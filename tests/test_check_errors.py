@@ -353,6 +353,31 @@ CASES = [
         data={**spec_data()["pose_graph_2d"], "src": [0, -1, 2, 3, 0]},
         hints={0: "the index is negative; indices are 0-based and do not wrap around"},
     ),
+    # a let's index is pushed into its value (m[i] -> w[i] + c[i]): past the let's end, the message
+    # names the let written, its axis and size, not the var or data it reads
+    Case(
+        "let_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata c[N]: real\nvar w[N]: real\nlet m = w + c\n"
+        "factor f[i in 0:N+1]: 0 ~ normal(m[i], 1)\n",
+        [(6, 36, "index 3 is out of range for axis 0 of 'm' (size 3) when i=3")],
+        data={"N": 3, "c": [0.0, 1.0, 2.0]},
+        hints={0: "the index is too large; indices are 0-based and do not wrap around"},
+    ),
+    Case(
+        "let_value_axis_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata M: int\nvar u[M]: real[N]\nlet m = exp(u)\n"
+        "factor f[i in 0:M, j in 0:N]: 0 ~ normal(m[i, j + 1], 1)\n",
+        [(6, 47, "index 2 is out of range for axis 1 of 'm' (size 2) when i=0, j=1")],
+        data={"N": 2, "M": 3},
+    ),
+    Case(
+        "let_gather_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata K: int\ndata g[K]: int\ndata c[N]: real\nvar v: real\n"
+        "let m = v * c\nfactor f[k in 0:K]: 0 ~ normal(m[g[k]], 1)\n",
+        [(8, 34, "index -1 is out of range for axis 0 of 'm' (size 2) when k=1")],
+        data={"N": 2, "K": 2, "g": [1, -1], "c": [1.0, 2.0]},
+        hints={0: "the index is negative; indices are 0-based and do not wrap around"},
+    ),
     Case(
         "missing_data_key",
         RW,

@@ -74,7 +74,7 @@ class ExprTyping:
         v = self.const_value(e)
         if isinstance(v, int | float) and float(v).is_integer():
             return int(v)
-        return Sym(_canon(e), e if self.sized(e) else None)
+        return Sym(canonical_size(e), e if self.sized(e) else None)
 
     def lets_read(self, e: A.Expr | None) -> frozenset[str]:
         """The lets ``e`` reads, directly or through other lets."""
@@ -514,16 +514,16 @@ def _know_base_shape(e: A.Index, shape: Shape) -> None:
     object.__setattr__(e, "base_shape", (shape, e.base))
 
 
-def _canon(e: A.Expr) -> str:
+def canonical_size(e: A.Expr) -> str:
     """Canonical text of a size expression, for symbolic shape comparison."""
     if isinstance(e, A.Num):
         return str(e.value)
     if isinstance(e, A.Name):
         return e.id
     if isinstance(e, A.Neg):
-        return f"-{_canon(e.operand)}"
+        return f"-{canonical_size(e.operand)}"
     if isinstance(e, A.BinOp):
-        return f"{_canon(e.left)}{e.op}{_canon(e.right)}"
+        return f"{canonical_size(e.left)}{e.op}{canonical_size(e.right)}"
     return f"<{type(e).__name__}>"
 
 

@@ -28,9 +28,10 @@ from fglang.compiler.distributions import DISTRIBUTIONS, MATRIX_PARAMS
 from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
-from fglang.compiler.indices import carry_base_shape
+from fglang.compiler.indices import carry_base_shape, pushed_index
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable, bound_name
 from fglang.compiler.linalg import rank as linalg_rank
+from fglang.compiler.push_shapes import PushShapes
 from fglang.compiler.unparse import unparse
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
 
@@ -219,6 +220,7 @@ class Lowering:
     def __init__(self, model: CheckedModel):
         self.m = model
         self.ranks = _Ranks(model)
+        self.shapes = PushShapes(model, _ELEMENTWISE_CALLS)
         self._fresh = itertools.count()
         self._memo = SharedMemo()
         self._index_keys = StructuralKeys()  # push_index's memo context: an index by what it reads
@@ -309,7 +311,10 @@ class Lowering:
                 if ro <= r - k:
                     new.append(op)  # broadcast along every indexed dim: untouched
                 elif ro == r:
-                    new.append(self.push_index(op, args, span))
+                    op_args = self.shapes.operand_index(op, e, args)
+                    if op_args is None:
+                        return A.Index(span, e, args)
+                    new.append(self.push_index(op, op_args, span))
                 else:
                     return A.Index(span, e, args)
             if isinstance(e, A.BinOp):
@@ -357,7 +362,8 @@ class Lowering:
             root = e.base
             if isinstance(root, A.Name) and root.id in self.m.vars:
                 args = tuple(_map_slice(a, lambda x: self.extract(x, slots, reductions)) for a in e.args)
-                return self._slot(root.id, args, slots, reductions, e.span)
+                within = e.base_shape if e.base_shape is not None and pushed_index(e, e.base_shape[1]) else None
+                return self._slot(root.id, args, slots, reductions, e.span, within)
         if isinstance(e, A.Reduce):
             # unique index names per reduction, so a slot names its reductions unambiguously
             fresh = {r.name: f"{r.name}__r{next(self._fresh)}" for r in e.ranges}
@@ -390,7 +396,8 @@ class Lowering:
         body = self.extract(rename_shared(e.body, fresh), slots, reductions + (index.name,))
         return replace(e, index=index, init=init, state=fresh[e.state], body=body)
 
-    def _slot(self, var: str, args, slots: list[SlotPattern], reductions, span: A.Span) -> A.Expr:
+    def _slot(self, var: str, args, slots: list[SlotPattern], reductions, span: A.Span,
+              within: tuple | None = None) -> A.Expr:
         v = self.m.vars[var]
         nd = len(v.node_dims)
         node_part = list(args[:nd])
@@ -410,7 +417,7 @@ class Lowering:
         # the chain of enclosing reductions down to the deepest one the pattern uses
         deepest = max((i for i, r in enumerate(reductions) if r in used), default=-1)
         reds = tuple(reductions[: deepest + 1])
-        pat = SlotPattern(var, tuple(node_part), reds, span)
+        pat = SlotPattern(var, tuple(node_part), reds, span, within)
         if pat in slots:
             idx = slots.index(pat)
         else:
@@ -421,7 +428,13 @@ class Lowering:
             # a slice over node axes keeps them in front of the value axes
             sliced = [i for i, p in enumerate(node_part) if isinstance(p, A.Slice)]
             full = tuple(gathered.get(i, A.Slice(span, None, None)) for i in sliced)
-            return A.Index(span, ref, full + tuple(value_part))
+            # a pushed let's index: checked against the axes of the let it reaches (the sliced node
+            # axes, then the value axes), naming the let
+            shape = None
+            if within is not None and within[0] is not None:
+                axes = tuple(sliced) + tuple(range(nd, len(within[0])))
+                shape = (tuple(within[0][a] for a in axes), within[1], axes)
+            return A.Index(span, ref, full + tuple(value_part), shape)
         return ref
 
     # ----------------------------------------------------------- families

@@ -1,0 +1,115 @@
+"""Symbolic shapes of lowered expressions, for pushing an index into a let
+through broadcasting (lower.py `push_index`).
+
+Why: ranks alone cannot tell a broadcast axis from a full one. In ``let m =
+v + c`` with ``var v: real[1]`` and ``data c[N]``, both operands have rank 1,
+and ``m[i]`` pushed as ``v[i] + c[i]`` read ``v`` past its only element (for
+``i >= 1`` the model was refused as "index 1 is out of range for axis 0 of
+'v'", though ``m`` has N elements; unchecked, JAX would have clamped it). On
+an axis where an operand has size 1 the pushed index is ``0``; where the
+operand's size is a different symbol (``d[K] + c[N]``: K may be 1 only in the
+data) the index is not pushed into that expression, which is then computed
+whole and indexed. A shape that is not known here (a slice, a call that is
+not elementwise) is None: the push then goes by rank, as before.
+"""
+
+from __future__ import annotations
+
+from fglang.compiler import ast as A
+from fglang.compiler.checked import CheckedModel
+from fglang.compiler.dag import SharedMemo
+from fglang.compiler.expr import static_value
+from fglang.compiler.infer import canonical_size
+from fglang.compiler.types import Dim, Shape, ShapeError, Sym, broadcast, matmul_shape
+
+
+class PushShapes:
+    """``of(e)``: the symbolic shape of an expression whose lets are expanded
+    (a data let kept by name has its checked shape), or None where unknown.
+    ``elementwise``: the calls that broadcast their arguments."""
+
+    def __init__(self, model: CheckedModel, elementwise: frozenset[str] | set[str]):
+        self.m = model
+        self.elementwise = elementwise
+        self._memo = SharedMemo()
+
+    def of(self, e: A.Expr) -> Shape | None:
+        return self._memo(self._shape, e, "push-shape")
+
+    def operand_index(self, op: A.Expr, e: A.Expr, args: tuple[A.Expr, ...]) -> tuple[A.Expr, ...] | None:
+        """The index ``args`` of ``e`` as it applies to ``e``'s operand ``op`` of
+        the same rank: ``args`` itself where their sizes agree (or are not known
+        here), ``0`` (for a slice ``:``) on an axis where ``op`` has size 1 and
+        ``e`` not, None where ``op``'s size is another symbol (it may be 1 only
+        in the data: ``e`` is then indexed whole)."""
+        mine, whole = self.of(op), self.of(e)
+        if mine is None or whole is None:
+            return args
+        out = list(args)
+        for j, a in enumerate(args):
+            d, full = mine[j], whole[j]
+            if d == full:
+                continue
+            if d != 1:
+                return None
+            out[j] = A.Slice(a.span) if isinstance(a, A.Slice) else A.Num(a.span, 0, True)
+        return args if out == list(args) else tuple(out)
+
+    def _dims(self, exprs: tuple[A.Expr, ...]) -> Shape:
+        out: list[Dim] = []
+        for x in exprs:
+            v = static_value(x)
+            out.append(int(v) if isinstance(v, int | float) and float(v).is_integer() else Sym(canonical_size(x)))
+        return tuple(out)
+
+    def _shape(self, e: A.Expr) -> Shape | None:
+        m = self.m
+        if isinstance(e, A.Num | A.Bool):
+            return ()
+        if isinstance(e, A.Name):
+            if e.id in m.data:
+                return self._dims(m.data[e.id].shape_exprs)
+            if e.id in m.vars:
+                v = m.vars[e.id]
+                return self._dims(v.node_dims + v.value_shape)
+            if e.id in m.lets:
+                return m.lets[e.id].shape
+            return ()  # indices and constants
+        if isinstance(e, A.Neg):
+            return self.of(e.operand)
+        if isinstance(e, A.BinOp):
+            return self._combine([e.left, e.right], matmul=e.op == "@")
+        if isinstance(e, A.Call) and e.func in self.elementwise and not e.kwargs:
+            return self._combine(list(e.args))
+        if isinstance(e, A.Index):
+            return self._index(e)
+        return None
+
+    def _combine(self, operands: list[A.Expr], matmul: bool = False) -> Shape | None:
+        shapes = [self.of(x) for x in operands]
+        if any(s is None for s in shapes):
+            return None
+        out = shapes[0]
+        try:
+            for s in shapes[1:]:
+                out = matmul_shape(out, s) if matmul else broadcast(out, s)
+        except ShapeError:  # the checker has reported it, or binding will
+            return None
+        return out
+
+    def _index(self, e: A.Index) -> Shape | None:
+        base = self.of(e.base)
+        if base is None or len(e.args) > len(base):
+            return None
+        out: list[Dim] = []
+        for k, a in enumerate(e.args):
+            if isinstance(a, A.Slice):
+                if a.lo is not None or a.hi is not None:
+                    return None
+                out.append(base[k])
+                continue
+            s = self.of(a)
+            if s is None:
+                return None
+            out.extend(s)
+        return tuple(out) + base[len(e.args):]
