@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 import fglang
 from fglang.compiler import ast as A
+from fglang.errors import FgError
 
 C = np.array([0.5, -1.0, 2.0])
 B = np.array([[1.0, 2.0, 3.0]])
@@ -63,6 +66,10 @@ CASES = {  # id -> (source, values, data, NumPy's log density)
         "factor f[i in 0:M]: 0 ~ normal(m[i, 1:N], 1)\n",
         {"u": np.array([[0.2], [-0.4]])}, {"N": 3, "M": 2, "C": CM},
         _normal([0.2, -0.4], 0) + _normal(0, (np.array([[0.2], [-0.4]]) + CM)[:, 1:])),
+    "a_vector_literal": (
+        "model a\ndata N: int\nvar v: real[1] ~ normal(0, 1)\nlet m = v + [1.0, 2.0, 3.0]\n"
+        "factor f[i in 0:N]: 0 ~ normal(m[i], 1)\n",
+        {"v": np.array([0.3])}, {"N": 3}, _normal(0.3, 0) + _normal(0, 0.3 + np.array([1.0, 2.0, 3.0]))),
     "sizes_one_only_in_the_data": (
         "model a\ndata N: int\ndata K: int\ndata c[N]: real\ndata d[K]: real\nvar v: real ~ normal(0, 1)\n"
         "let m = d + c * v\nfactor f[i in 0:N]: 0 ~ normal(m[i], 1)\n",
@@ -100,3 +107,64 @@ def _walk(e):
     from fglang.compiler.expr import walk
 
     return walk(e)
+
+
+# ------------------------------------------------------------------ random broadcasts
+# ``let m = a OP b OP c`` over axes (M, N), each operand a var (its nodes or its
+# value), data or a scalar var, each axis of it full or of size 1; ``m[i, j]``
+# in a family over both axes; the log density against NumPy's broadcasting.
+OPS = {"+": np.add, "-": np.subtract, "*": np.multiply}
+
+
+@st.composite
+def broadcast_lets(draw):
+    M, N = draw(st.integers(2, 3)), draw(st.integers(2, 3))
+    lines = ["model b", "data M: int", "data N: int"]
+    data: dict = {"M": M, "N": N}
+    values: dict = {}
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    operands, arrays, lp = [], [], 0.0
+    for k in range(draw(st.integers(2, 3))):
+        kind = draw(st.sampled_from(["nodes", "value", "data"] + ["scalar"] * (k > 0)))  # m has 2 axes
+        dims = [draw(st.sampled_from(["M", "1"])), draw(st.sampled_from(["N", "1"]))]
+        shape = tuple({"M": M, "N": N, "1": 1}[d] for d in dims)
+        x = rng.normal(size=shape)
+        name = f"x{k}"
+        if kind == "scalar":
+            x = np.asarray(rng.normal())
+            lines.append(f"var {name}: real ~ normal(0, 1)")
+        elif kind == "data":
+            lines.append(f"data {name}[{', '.join(dims)}]: real")
+            data[name] = x
+        else:
+            decl = f"{name}[{', '.join(dims)}]: real" if kind == "nodes" else f"{name}: real[{', '.join(dims)}]"
+            lines.append(f"var {decl} ~ normal(0, 1)")
+        if kind != "data":
+            values[name] = x
+            lp += _normal(x, 0)
+        operands.append(f"exp({name})" if draw(st.booleans()) else name)
+        arrays.append(np.exp(x) if operands[-1].startswith("exp") else x)
+    ops = [draw(st.sampled_from(sorted(OPS))) for _ in operands[1:]]
+    text, value = operands[0], arrays[0]
+    for op, operand, array in zip(ops, operands[1:], arrays[1:]):
+        text, value = f"({text}) {op} {operand}", OPS[op](value, array)
+    lines += [f"let m = {text}", "factor f[i in 0:M, j in 0:N]: 0 ~ normal(m[i, j], 1)"]
+    source = "\n".join(lines) + "\n"
+    if np.shape(value) != (M, N):  # m is [M, 1], [1, N] or [1, 1]: m[i, j] is past its end
+        axis = 0 if np.ndim(value) == 2 and np.shape(value)[0] == 1 else 1
+        return source, values, data, (axis, 1)
+    return source, values, data, lp + _normal(0, value)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(broadcast_lets())
+def test_random_broadcast_lets_have_numpys_density(gen):
+    """In range, NumPy's density; past m's end, the located error naming m."""
+    source, values, data, want = gen
+    model = fglang.compile(source, "m.fg")
+    if isinstance(want, tuple):
+        with pytest.raises(FgError, match=rf"^m\.fg:\d+:\d+: index 1 is out of range for axis {want[0]} of 'm' "
+                                          rf"\(size 1\) when i=\d, j=\d\n"):
+            model.log_density(values, data)
+        return
+    assert model.log_density(values, data) == pytest.approx(want, rel=1e-10), source

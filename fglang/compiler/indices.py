@@ -311,11 +311,13 @@ def pushed_index(e: A.Index, written: A.Expr) -> bool:
     return isinstance(written, A.Name) and isinstance(e.base, A.Name) and e.base.id != written.id
 
 
-def carry_base_shape(e: A.Expr, args: tuple, base_shape: tuple | None) -> A.Expr:
+def carry_base_shape(e: A.Expr, args: tuple, base_shape: tuple | None,
+                     root: Callable[[tuple], tuple] = lambda a: a) -> A.Expr:
     """A let's ``mu[n]``, pushed into its expression (lower.py `push_index`),
     is a new index node for these ``args`` (``(X @ w)[n]``): each gets the
-    let's shape to be checked against (the same ``args`` tuple marks them;
-    the push passes only through elementwise operations, as this walk does)."""
+    let's shape to be checked against (the same ``args`` tuple marks them, or
+    one made from it with 0 on an operand's broadcast axes: ``root`` maps it
+    back; the push passes only through elementwise operations, as this walk does)."""
     if base_shape is None:
         return e
     seen: set[int] = set()
@@ -326,7 +328,7 @@ def carry_base_shape(e: A.Expr, args: tuple, base_shape: tuple | None) -> A.Expr
             continue
         seen.add(id(x))
         if isinstance(x, A.Index):
-            if x.args is args and x.base_shape is None:
+            if root(x.args) is args and x.base_shape is None:
                 object.__setattr__(x, "base_shape", base_shape)  # made by this push, not shared yet
         elif isinstance(x, A.Neg | A.BinOp | A.Call):
             todo.extend(children(x))

@@ -225,6 +225,7 @@ class Lowering:
         self._memo = SharedMemo()
         self._index_keys = StructuralKeys()  # push_index's memo context: an index by what it reads
         self._pushed = 0  # nodes push_index made, against PUSH_BUDGET
+        self._derived_args: dict[int, tuple] = {}  # id -> (an index with 0 on broadcast axes, the one it came from)
         self._keep: list = []  # contexts keyed by id() stay alive as long as the memo
         self._let_expansion: dict[tuple[str, bool, bool], A.Expr] = {}
         self._data_lets: dict[str, bool] = {}
@@ -272,13 +273,19 @@ class Lowering:
             args = tuple(self.expand_lets(a) if a is not None else None for a in e.args)
             if isinstance(base, A.Name) and base.id in self.m.lets and self._push_into_lets and not (
                     self._keep_data_lets and self.data_let(base.id)):
-                return carry_base_shape(self.push_index(self.expand_lets(base), args, e.span), args, e.base_shape)
+                return carry_base_shape(self.push_index(self.expand_lets(base), args, e.span), args, e.base_shape,
+                                        self.root_args)
             return replace(e, base=self.expand_lets(base), args=args)
         return map_children(e, self.expand_lets)
 
     def expanded(self, e: A.Expr) -> A.Expr:
         """Lets inlined and group calls tagged: what the slots are taken from."""
         return self.ranks.tag(self.expand_lets(e))
+
+    def root_args(self, args: tuple) -> tuple:
+        """The index a let was indexed with, of one that pushing made from it."""
+        hit = self._derived_args.get(id(args))
+        return hit[1] if hit is not None and hit[0] is args else args
 
     def push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
         """``e[args]`` with the index pushed through elementwise operations,
@@ -314,6 +321,8 @@ class Lowering:
                     op_args = self.shapes.operand_index(op, e, args)
                     if op_args is None:
                         return A.Index(span, e, args)
+                    if op_args is not args:  # its nodes are checked against the let as those of args are
+                        self._derived_args[id(op_args)] = (op_args, self.root_args(args))
                     new.append(self.push_index(op, op_args, span))
                 else:
                     return A.Index(span, e, args)

@@ -9,8 +9,8 @@ and ``m[i]`` pushed as ``v[i] + c[i]`` read ``v`` past its only element (for
 an axis where an operand has size 1 the pushed index is ``0``; where the
 operand's size is a different symbol (``d[K] + c[N]``: K may be 1 only in the
 data) the index is not pushed into that expression, which is then computed
-whole and indexed. A shape that is not known here (a slice, a call that is
-not elementwise) is None: the push then goes by rank, as before.
+whole and indexed. A shape that is not known here (a slice with bounds, a
+linear-algebra call) is None: the push then goes by rank, as before.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from fglang.compiler.dag import SharedMemo
 from fglang.compiler.expr import static_value
 from fglang.compiler.infer import canonical_size
 from fglang.compiler.types import Dim, Shape, ShapeError, Sym, broadcast, matmul_shape
+
+_SAME_SHAPE = frozenset({"softmax", "log_softmax", "cumulative_sum", "reverse"})  # one argument, its shape
 
 
 class PushShapes:
@@ -81,6 +83,14 @@ class PushShapes:
             return self._combine([e.left, e.right], matmul=e.op == "@")
         if isinstance(e, A.Call) and e.func in self.elementwise and not e.kwargs:
             return self._combine(list(e.args))
+        if isinstance(e, A.Call) and e.func in _SAME_SHAPE and len(e.args) == 1 and not e.kwargs:
+            return self.of(e.args[0])
+        if isinstance(e, A.Call) and e.func == "transpose" and len(e.args) == 1:
+            s = self.of(e.args[0])
+            return None if s is None else tuple(reversed(s))
+        if isinstance(e, A.Vector) and e.items:
+            items = self._combine(list(e.items))
+            return None if items is None else (len(e.items),) + items
         if isinstance(e, A.Index):
             return self._index(e)
         return None
