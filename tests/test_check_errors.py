@@ -226,7 +226,7 @@ CASES = [
     Case(
         "index_out_of_declared_range",
         "model m\nvar x: real[3]\nfactor f: x[3] ~ normal(0, 1)\n",
-        [(3, 13, "index 3 is out of range for a dimension of size 3")],
+        [(3, 13, "index 3 is out of range for axis 0 of 'x' (size 3)")],
         hints={0: "indices are 0-based"},
     ),
     Case(
@@ -377,6 +377,18 @@ CASES = [
         [(8, 34, "index -1 is out of range for axis 0 of 'm' (size 2) when k=1")],
         data={"N": 2, "K": 2, "g": [1, -1], "c": [1.0, 2.0]},
         hints={0: "the index is negative; indices are 0-based and do not wrap around"},
+    ),
+    Case(  # a constant index past a let's end, the size fixed by the data: names the let and its axis
+        "let_constant_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata c[N]: real\nvar w[N]: real\nlet m = w * c\nfactor f: 0 ~ normal(m[3], 1)\n",
+        [(6, 24, "index 3 is out of range for axis 0 of 'm' (size 3) (with the sizes in <data>)")],
+        data={"N": 3, "c": [0.0, 1.0, 2.0]},
+        hints={0: "indices are 0-based"},
+    ),
+    Case(
+        "constant_index_out_of_range_of_an_expression",
+        "model m\nvar x: real[3]\nvar y: real[2, 3]\nfactor f: 0 ~ normal((x + y)[1, 3], 1)\n",
+        [(4, 33, "index 3 is out of range for axis 1 of 'x + y' (size 3)")],
     ),
     Case(
         "missing_data_key",

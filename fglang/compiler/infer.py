@@ -32,6 +32,7 @@ from fglang.compiler.types import (
     show_shape,
     undecided,
 )
+from fglang.compiler.unparse import unparse
 from fglang.errors import did_you_mean
 
 
@@ -267,10 +268,11 @@ class ExprTyping:
                 self.err(f"index {v} is negative; indices do not wrap around", a.span)
                 return ERROR
             if v is not None and isinstance(dim, int) and not 0 <= v < dim:
-                self.err(f"index {v} is out of range for a dimension of size {dim}", a.span, "indices are 0-based")
+                self.err(f"index {v} is out of range for axis {k} of {indexed_text(e.base)} (size {dim})", a.span,
+                         "indices are 0-based")
                 return ERROR
             if (v is None and self.sized(a)) or (v is not None and isinstance(dim, Sym)):
-                self.defer("index", (dim,), "", a.span, e, value=a)
+                self.defer("index", (dim,), f"axis {k} of {indexed_text(e.base)}", a.span, e, value=a)
             if t.shape:
                 if array_index_seen:
                     self.err("only one int array may index a value at a time", a.span)
@@ -503,6 +505,12 @@ class ExprTyping:
             return T(fn.ret.base, (), var)
         dtype = {"int": "int", "bool": "bool"}.get(fn.ret.base, "real")
         return T(dtype, self.shape_of(fn.ret.shape), var)
+
+
+def indexed_text(base: A.Expr) -> str:
+    """What an index message names: the array, let or expression as written."""
+    text = unparse(base)
+    return f"'{text}'" if len(text) <= 40 else f"'{text[:37]}...'"
 
 
 def _know_base_shape(e: A.Index, shape: Shape) -> None:
