@@ -390,6 +390,13 @@ CASES = [
         "model m\nvar x: real[3]\nvar y: real[2, 3]\nfactor f: 0 ~ normal((x + y)[1, 3], 1)\n",
         [(4, 33, "index 3 is out of range for axis 1 of 'x + y' (size 3)")],
     ),
+    Case(  # m[i] of a let of a gather is w[g[i]]: past the let's end, the let is named
+        "let_of_a_gather_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata g[N]: int\nvar w[N]: real\nlet m = w[g] * 2\n"
+        "factor f[i in 0:N+1]: 0 ~ normal(m[i], 1)\n",
+        [(6, 36, "index 3 is out of range for axis 0 of 'm' (size 3) when i=3")],
+        data={"N": 3, "g": [2, 0, 1]},
+    ),
     Case(
         "missing_data_key",
         RW,

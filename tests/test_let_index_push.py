@@ -82,6 +82,50 @@ CASES = {  # id -> (source, values, data, NumPy's log density)
 }
 
 
+PERM = [2, 0, 1]
+G2 = np.array([[0, 1], [2, 2], [1, 0]])
+X3 = np.arange(9.0).reshape(3, 3) / 10
+GATHERED = "model a\ndata N: int\ndata c[N]: real\ndata g[N]: int\nvar w[N]: real ~ normal(0, 1)\n"
+# chained indexing through an int array: x[g][j] is x[g[j]] (merged as x[g, j] it crashed in JAX
+# with "Too many indices: array is 1-dimensional, but 2 were indexed", a traceback)
+CHAINED = {
+    "a_let_of_a_gather": (
+        GATHERED + "let m = w[g] + c\nfactor f[i in 0:N]: 0 ~ normal(m[i], 1)\n",
+        {"w": C / 4}, {"N": 3, "c": C, "g": PERM}, _normal(C / 4, 0) + _normal(0, (C / 4)[PERM] + C)),
+    "written_chained": (
+        GATHERED + "factor f[i in 0:N]: 0 ~ normal(w[g][i], 1)\n",
+        {"w": C / 4}, {"N": 3, "c": C, "g": PERM}, _normal(C / 4, 0) + _normal(0, (C / 4)[PERM])),
+    "data_chained": (
+        GATHERED + "factor f[i in 0:N]: c[g][i] ~ normal(w[i], 1)\n",
+        {"w": C / 4}, {"N": 3, "c": C, "g": PERM}, _normal(C / 4, 0) + _normal(C[PERM], C / 4)),
+    "a_gather_of_a_gathered_let": (
+        GATHERED + "let m = w[g]\nlet q = m[g] + 1\nfactor f[i in 0:N]: 0 ~ normal(q[i], 1)\n",
+        {"w": C / 4}, {"N": 3, "c": C, "g": PERM}, _normal(C / 4, 0) + _normal(0, (C / 4)[PERM][PERM] + 1)),
+    "a_matrix_gather_after_a_scalar": (
+        "model a\ndata N: int\ndata G[N, 2]: int\nvar x[N, N]: real ~ normal(0, 1)\n"
+        "factor f[j in 0:N, k in 0:2]: 0 ~ normal(x[1, G][j, k], 1)\n",
+        {"x": X3}, {"N": 3, "G": G2}, _normal(X3, 0) + _normal(0, X3[1, G2])),
+    "a_value_axis_gather": (
+        "model a\ndata N: int\ndata g[N]: int\nvar x: real[N, N] ~ normal(0, 1)\n"
+        "factor f[j in 0:N]: 0 ~ normal(x[g, 2][j], 1)\n",
+        {"x": X3}, {"N": 3, "g": PERM}, _normal(X3, 0) + _normal(0, X3[PERM, 2])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHAINED))
+def test_chained_indexing_through_an_int_array_picks_its_entries(case):
+    source, values, data, want = CHAINED[case]
+    model = fglang.compile(source, "m.fg")
+    assert model.log_density(values, data) == pytest.approx(want, rel=1e-12)
+
+
+def test_a_chained_gather_keeps_a_member_local():
+    """``m[i]`` of ``w[g] + c`` reads the one node ``w[g[i]]``."""
+    fam = fglang.compile(CHAINED["a_let_of_a_gather"][0], "m.fg").ir.families["f"]
+    (slot,) = fam.slots
+    assert slot.var == "w" and isinstance(slot.node_index[0], A.Index) and slot.node_index[0].base.id == "g"
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_an_index_pushed_over_a_size_one_axis_reads_its_only_element(case):
     source, values, data, want = CASES[case]

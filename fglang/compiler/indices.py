@@ -418,6 +418,8 @@ def bind_slot(
     pat: SlotPattern, var: BoundVariable, idx, npi: NpIndex, reds: dict[str, Reduction], chain_of, rect
 ) -> BoundSlot:
     env, mask = chain_of(pat.reductions)
+    # a let's index inside a node index (m[i] of let m = w[g] is w[g[i]]): the let's range first
+    check_expr_indices([p for p in pat.node_index if not isinstance(p, A.Slice)], npi, lambda _: (env, mask))
     m = len(idx["__m"])
     red_shape = tuple(reds[r].values.shape[-1] for r in pat.reductions)
     lead = (m,) + red_shape

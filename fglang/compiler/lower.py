@@ -366,8 +366,7 @@ class Lowering:
             return self._slot(e.id, (), slots, reductions, e.span)
         if isinstance(e, A.Index):
             if isinstance(e.base, A.Index) and not any(isinstance(a, A.Slice) for a in e.base.args):
-                # chained indexing x[i][j] is x[i, j] when the first index has no slice
-                return self.extract(A.Index(e.span, e.base.base, e.base.args + e.args), slots, reductions)
+                return self.extract(self._merged_index(e), slots, reductions)
             root = e.base
             if isinstance(root, A.Name) and root.id in self.m.vars:
                 args = tuple(_map_slice(a, lambda x: self.extract(x, slots, reductions)) for a in e.args)
@@ -389,6 +388,24 @@ class Lowering:
         if isinstance(e, A.Scan):
             return self.extract_scan(e, slots, reductions)
         return map_children(e, lambda c: self.extract(c, slots, reductions))
+
+    def _merged_index(self, e: A.Index) -> A.Index:
+        """Chained indexing ``x[a][b]`` (the first index without a slice) as one
+        index of ``x``: ``x[i][j]`` is ``x[i, j]``; through an int array, the
+        outer index picks entries of the array, ``x[g][j]`` is ``x[g[j]]`` (and
+        ``x[i, G][j, k]`` is ``x[i, G[j], k]`` for a 1-d G). Merged as
+        ``x[g, j]`` (before), it crashed in JAX with "Too many indices" (a let
+        ``m = w[group] + c`` read as ``m[n]``: a fuzz finding). The array's new
+        index keeps the outer one's shape to check against (a let's, pushed)."""
+        inner, outer = e.base.args, e.args
+        arrays = [k for k, a in enumerate(inner) if self.ranks.of(a) > 0]
+        if not arrays:
+            return A.Index(e.span, e.base.base, inner + outer)
+        p = arrays[0]  # the checker allows one int array per index
+        g = inner[p]
+        rank = self.ranks.of(g)
+        picked = A.Index(g.span, g, outer[:rank], e.base_shape)
+        return A.Index(e.span, e.base.base, inner[:p] + (picked,) + inner[p + 1:] + outer[rank:])
 
     def extract_scan(self, e: A.Scan, slots: list[SlotPattern], reductions: tuple[str, ...]) -> A.Scan:
         """A scan's index is a reduction index to its step (a var indexed by it
