@@ -155,7 +155,8 @@ def _walk(e):
 
 # ------------------------------------------------------------------ random broadcasts
 # ``let m = a OP b OP c`` over axes (M, N), each operand a var (its nodes or its
-# value), data or a scalar var, each axis of it full or of size 1; ``m[i, j]``
+# value), data, a var gathered through an int matrix or a scalar var, each axis
+# of it full or of size 1; ``m[i, j]``
 # in a family over both axes; the log density against NumPy's broadcasting.
 OPS = {"+": np.add, "-": np.subtract, "*": np.multiply}
 
@@ -169,11 +170,18 @@ def broadcast_lets(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     operands, arrays, lp = [], [], 0.0
     for k in range(draw(st.integers(2, 3))):
-        kind = draw(st.sampled_from(["nodes", "value", "data"] + ["scalar"] * (k > 0)))  # m has 2 axes
+        kind = draw(st.sampled_from(["nodes", "value", "data", "gather"] + ["scalar"] * (k > 0)))  # m: 2 axes
         dims = [draw(st.sampled_from(["M", "1"])), draw(st.sampled_from(["N", "1"]))]
         shape = tuple({"M": M, "N": N, "1": 1}[d] for d in dims)
         x = rng.normal(size=shape)
         name = f"x{k}"
+        if kind == "gather":  # x[G] of a var of 3 nodes through an int matrix: G's shape
+            nodes, picks = rng.normal(size=3), rng.integers(0, 3, size=shape)
+            lines += [f"var {name}[3]: real ~ normal(0, 1)", f"data G{k}[{', '.join(dims)}]: int"]
+            data[f"G{k}"], values[name], lp = picks, nodes, lp + _normal(nodes, 0)
+            operands.append(f"{name}[G{k}]")
+            arrays.append(nodes[picks])
+            continue
         if kind == "scalar":
             x = np.asarray(rng.normal())
             lines.append(f"var {name}: real ~ normal(0, 1)")
@@ -212,3 +220,21 @@ def test_random_broadcast_lets_have_numpys_density(gen):
             model.log_density(values, data)
         return
     assert model.log_density(values, data) == pytest.approx(want, rel=1e-10), source
+
+
+def test_gbp_and_map_fit_a_broadcast_let_exactly():
+    """``m[i]`` of ``w + b`` with ``b: real[1]`` (refused before as out of range
+    for 'b'): a linear Gaussian model, so GBP's and MAP's means and sds are the
+    exact posterior's (NumPy's solve of the normal equations)."""
+    source = ("model a\ndata N: int\ndata y[N]: real\nvar b: real[1] ~ normal(0, 10)\nvar w[N]: real ~ normal(0, 1)\n"
+              "let m = w + b\nfactor f[i in 0:N]: y[i] ~ normal(m[i], 0.5)\n")
+    y = np.array([1.0, 2.0, 0.5, -0.3])
+    design = np.column_stack([np.ones(4), np.eye(4)])  # y = b + w_i
+    precision = np.diag([1 / 100] + [1.0] * 4) + 4 * design.T @ design
+    mean, sd = np.linalg.solve(precision, 4 * design.T @ y), np.sqrt(np.diag(np.linalg.inv(precision)))
+    model = fglang.compile(source, "m.fg")
+    for backend in ("gbp", "map"):
+        post = model.fit({"N": 4, "y": y}, backend=backend)
+        np.testing.assert_allclose(post.mean("b"), mean[:1], atol=1e-5, err_msg=backend)
+        np.testing.assert_allclose(post.mean("w"), mean[1:], atol=1e-5, err_msg=backend)
+        np.testing.assert_allclose(post.sd("w"), sd[1:], atol=1e-5, err_msg=backend)
