@@ -158,7 +158,7 @@ def _walk(e):
 # value), data, a var gathered through an int matrix or a scalar var, each axis
 # of it full or of size 1; ``m[i, j]``
 # in a family over both axes; the log density against NumPy's broadcasting.
-OPS = {"+": np.add, "-": np.subtract, "*": np.multiply}
+OPS = {"+": np.add, "-": np.subtract, "*": np.multiply, "fmax": np.fmax, "hypot": np.hypot}  # calls broadcast too
 
 
 @st.composite
@@ -199,7 +199,8 @@ def broadcast_lets(draw):
     ops = [draw(st.sampled_from(sorted(OPS))) for _ in operands[1:]]
     text, value = operands[0], arrays[0]
     for op, operand, array in zip(ops, operands[1:], arrays[1:]):
-        text, value = f"({text}) {op} {operand}", OPS[op](value, array)
+        text = f"{op}({text}, {operand})" if op.isalpha() else f"({text}) {op} {operand}"
+        value = OPS[op](value, array)
     lines += [f"let m = {text}", "factor f[i in 0:M, j in 0:N]: 0 ~ normal(m[i, j], 1)"]
     source = "\n".join(lines) + "\n"
     if np.shape(value) != (M, N):  # m is [M, 1], [1, N] or [1, 1]: m[i, j] is past its end
