@@ -232,7 +232,7 @@ CASES = [
     Case(
         "negative_constant_index",
         "model m\nvar x: real[3]\nfactor f: x[-1] ~ normal(0, 1)\n",
-        [(3, 13, "index -1 is negative; indices do not wrap around")],
+        [(3, 13, "index -1 is negative (axis 0 of 'x'); indices do not wrap around")],
     ),
     Case(
         "too_many_indices",
@@ -396,6 +396,12 @@ CASES = [
         "factor f[i in 0:N+1]: 0 ~ normal(m[i], 1)\n",
         [(6, 36, "index 3 is out of range for axis 0 of 'm' (size 3) when i=3")],
         data={"N": 3, "g": [2, 0, 1]},
+    ),
+    Case(  # a negative constant into a let: names the let and the axis
+        "let_negative_constant_index_names_the_let",
+        "model m\ndata M: int\ndata C[M, 2]: real\nvar w[M, 2]: real\nlet m = w * C\n"
+        "factor f: 0 ~ normal(m[0, -1], 1)\n",
+        [(6, 27, "index -1 is negative (axis 1 of 'm'); indices do not wrap around")],
     ),
     Case(
         "missing_data_key",

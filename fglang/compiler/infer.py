@@ -265,7 +265,8 @@ class ExprTyping:
                 return ERROR
             v = self.const_value(a)
             if v is not None and v < 0:
-                self.err(f"index {v} is negative; indices do not wrap around", a.span)
+                self.err(f"index {v} is negative (axis {k} of {indexed_text(e.base)}); indices do not wrap around",
+                         a.span)
                 return ERROR
             if v is not None and isinstance(dim, int) and not 0 <= v < dim:
                 self.err(f"index {v} is out of range for axis {k} of {indexed_text(e.base)} (size {dim})", a.span,
