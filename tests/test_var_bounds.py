@@ -63,6 +63,21 @@ def test_the_unconstrained_density_has_the_bound_and_its_jacobian():
         assert _potential(model, {"a": za, "x": zx}) == pytest.approx(want, rel=1e-12)
 
 
+@pytest.mark.parametrize("bounds, offset, multiplier", [("offset=1.5, multiplier=2", 1.5, 2.0),
+                                                        ("multiplier=2", 0.0, 2.0), ("offset=1.5", 1.5, 1.0)])
+def test_constant_offset_and_multiplier(bounds, offset, multiplier):
+    """Stan's ``real<offset=1.5, multiplier=2>``: x = 1.5 + 2 u, the density of u
+    with its log Jacobian log 2 per element; the constrained log density is x's.
+    A constant evaluated to a Python number, and every density of such a var
+    crashed with "'int' object has no attribute 'reshape'" (a fuzz finding)."""
+    model = fglang.compile(f"model m\nvar v: real ~ normal(0, 1)\nvar x[3]: real({bounds}) ~ normal(v, 2)\n")
+    u = np.array([0.3, -1.1, 0.8])
+    x = offset + multiplier * u
+    want = norm.logpdf(0.4) + norm.logpdf(x, 0.4, 2).sum()
+    assert _potential(model, {"v": 0.4, "x": u}) == pytest.approx(-(want + 3 * np.log(multiplier)), rel=1e-12)
+    assert model.log_density({"v": 0.4, "x": x}, {}) == pytest.approx(want, rel=1e-12)
+
+
 def test_both_bounds_and_offset_multiplier_densities():
     src = ("model m\nvar tau: positive ~ exponential(1)\nvar lo: real ~ normal(0, 1)\n"
            "var x: real(lower=lo, upper=lo + tau) ~ normal(0, 1)\n"
