@@ -213,6 +213,15 @@ def test_gbp_refuses_naming_the_bound_and_the_backends():
     assert "use --backend vi, mcmc or map" in str(info.value)
 
 
+def test_gbp_refuses_a_constant_offset_and_multiplier_saying_what_they_do():
+    src = "model m\nvar v: real ~ normal(0, 1)\nvar x[3]: real(offset=1.5, multiplier=2) ~ normal(v, 2)\n"
+    with pytest.raises(FgError) as info:
+        fglang.compile(src, "m.fg").fit({}, backend="gbp")
+    assert str(info.value).startswith("m.fg:3:23: gbp cannot run var 'x': its offset=1.5, multiplier=2 "
+                                      "reparameterize it (gbp needs unconstrained real vars)\n")
+    assert "hint: declare it plain real for gbp" in str(info.value)
+
+
 def test_a_positive_prior_takes_a_bound_from_zero_to_a_var():
     src = "model m\nvar tau: positive ~ exponential(1)\nvar x: real(lower=0, upper=tau) ~ exponential(1)\n"
     model = fglang.compile(src)
