@@ -239,3 +239,20 @@ def test_gbp_and_map_fit_a_broadcast_let_exactly():
         np.testing.assert_allclose(post.mean("b"), mean[:1], atol=1e-5, err_msg=backend)
         np.testing.assert_allclose(post.mean("w"), mean[1:], atol=1e-5, err_msg=backend)
         np.testing.assert_allclose(post.sd("w"), sd[1:], atol=1e-5, err_msg=backend)
+
+
+def test_a_group_let_pushes_its_index_over_a_size_one_batch_axis():
+    """``d[i]`` of ``let d = between(p, q)`` with ``var p[1]: pose2`` and ``q[N]``
+    is ``between(p[0], q[i])`` (it was refused as out of range for 'p'): the
+    density of the same model with one pose ``var p: pose2``; past d's end,
+    the error names d."""
+    src = ("model a\ndata N: int\nvar p[1]: pose2\nvar q[N]: pose2\nlet d = between(p, q)\n"
+           "factor f[i in 0:N]: 0 ~ normal(log(d[i]), 1)\n")
+    q = np.array([[0.5, -0.2, 0.1], [1.0, 0.3, -0.4], [0.0, 0.0, 2.0]])
+    p = np.array([0.1, 0.2, 0.3])
+    one = fglang.compile(src, "m.fg").log_density({"p": p[None], "q": q}, {"N": 3})
+    scalar = fglang.compile(src.replace("var p[1]: pose2", "var p: pose2"), "m.fg").log_density({"p": p, "q": q},
+                                                                                                 {"N": 3})
+    assert one == pytest.approx(scalar, rel=1e-12)
+    with pytest.raises(FgError, match=r"^m\.fg:6:40: index 3 is out of range for axis 0 of 'd' \(size 3\) when i=3"):
+        fglang.compile(src.replace("0:N]", "0:N+1]"), "m.fg").log_density({"p": p[None], "q": q}, {"N": 3})

@@ -343,13 +343,20 @@ class Lowering:
         k = len(args)
         if k > batch:
             return A.Index(span, e, args)
+        mine = [self.shapes.batch(a, self.ranks.of(a) - sr) for a in e.args]
+        whole = self.shapes.broadcast_all(mine)
         new = []
-        for a in e.args:
+        for a, own in zip(e.args, mine, strict=True):
             b = self.ranks.of(a) - sr
             if b <= batch - k:
                 new.append(a)
-            elif b == batch:
-                new.append(self.push_index(a, args, span))
+            elif b == batch:  # as in _push_index: 0 on a batch axis of size 1 (between(p, q) with p[1], q[N])
+                op_args = self.shapes.index_for(own, whole, args)
+                if op_args is None:
+                    return A.Index(span, e, args)
+                if op_args is not args:
+                    self._derived_args[id(op_args)] = (op_args, self.root_args(args))
+                new.append(self.push_index(a, op_args, span))
             else:
                 return A.Index(span, e, args)
         return replace(e, args=tuple(new))

@@ -44,7 +44,11 @@ class PushShapes:
         here), ``0`` (for a slice ``:``) on an axis where ``op`` has size 1 and
         ``e`` not, None where ``op``'s size is another symbol (it may be 1 only
         in the data: ``e`` is then indexed whole)."""
-        mine, whole = self.of(op), self.of(e)
+        return self.index_for(self.of(op), self.of(e), args)
+
+    def index_for(self, mine: Shape | None, whole: Shape | None, args: tuple[A.Expr, ...]
+                  ) -> tuple[A.Expr, ...] | None:
+        """`operand_index` from the two shapes (a group call's: their batch axes)."""
         if mine is None or whole is None:
             return args
         out = list(args)
@@ -56,6 +60,24 @@ class PushShapes:
                 return None
             out[j] = A.Slice(a.span) if isinstance(a, A.Slice) else A.Num(a.span, 0, True)
         return args if out == list(args) else tuple(out)
+
+    def batch(self, e: A.Expr, rank: int) -> Shape | None:
+        """The first ``rank`` axes of ``e``'s shape (a group value's batch axes,
+        before its storage), or None."""
+        s = self.of(e)
+        return None if s is None or len(s) < rank else s[:rank]
+
+    def broadcast_all(self, shapes: list[Shape | None]) -> Shape | None:
+        """The broadcast of ``shapes``, or None where one is unknown or they do not broadcast."""
+        if any(s is None for s in shapes):
+            return None
+        out: Shape = ()
+        try:
+            for s in shapes:
+                out = broadcast(out, s)
+        except ShapeError:
+            return None
+        return out
 
     def _dims(self, exprs: tuple[A.Expr, ...]) -> Shape:
         out: list[Dim] = []
