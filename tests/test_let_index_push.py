@@ -105,6 +105,10 @@ CHAINED = {
         "model a\ndata N: int\ndata G[N, 2]: int\nvar x[N, N]: real ~ normal(0, 1)\n"
         "factor f[j in 0:N, k in 0:2]: 0 ~ normal(x[1, G][j, k], 1)\n",
         {"x": X3}, {"N": 3, "G": G2}, _normal(X3, 0) + _normal(0, X3[1, G2])),
+    "a_column_of_a_gathered_let": (  # x[G][:, j]: the gather reads the whole axis, JAX slices its value
+        "model a\ndata N: int\ndata G[N, 2]: int\nvar w[N]: real ~ normal(0, 1)\nlet m = 2 * w[G]\n"
+        "factor f[j in 0:2]: 0 ~ normal(m[:, j], 1)\n",
+        {"w": C / 4}, {"N": 3, "G": G2}, _normal(C / 4, 0) + _normal(0, 2 * (C / 4)[G2])),
     "a_value_axis_gather": (
         "model a\ndata N: int\ndata g[N]: int\nvar x: real[N, N] ~ normal(0, 1)\n"
         "factor f[j in 0:N]: 0 ~ normal(x[g, 2][j], 1)\n",
@@ -157,7 +161,8 @@ def _walk(e):
 # ``let m = a OP b OP c`` over axes (M, N), each operand a var (its nodes or its
 # value), data, a var gathered through an int matrix or a scalar var, each axis
 # of it full or of size 1; ``m[i, j]``
-# in a family over both axes; the log density against NumPy's broadcasting.
+# in a family over both axes (or a row, a column, a reduction); the log
+# density against NumPy's broadcasting.
 OPS = {"+": np.add, "-": np.subtract, "*": np.multiply, "fmax": np.fmax, "hypot": np.hypot}  # calls broadcast too
 
 
@@ -201,12 +206,23 @@ def broadcast_lets(draw):
     for op, operand, array in zip(ops, operands[1:], arrays[1:]):
         text = f"{op}({text}, {operand})" if op.isalpha() else f"({text}) {op} {operand}"
         value = OPS[op](value, array)
-    lines += [f"let m = {text}", "factor f[i in 0:M, j in 0:N]: 0 ~ normal(m[i, j], 1)"]
+    use = draw(st.sampled_from(sorted(USES)))
+    lines += [f"let m = {text}", USES[use]]
     source = "\n".join(lines) + "\n"
-    if np.shape(value) != (M, N):  # m is [M, 1], [1, N] or [1, 1]: m[i, j] is past its end
-        axis = 0 if np.ndim(value) == 2 and np.shape(value)[0] == 1 else 1
-        return source, values, data, (axis, 1)
-    return source, values, data, lp + _normal(0, value)
+    value = np.broadcast_to(value, np.broadcast_shapes(np.shape(value), (1, 1)))
+    need = {"element": (M, N), "reduction": (M, N), "row": (M, None), "column": (None, N)}[use]
+    short = [a for a in (0, 1) if need[a] is not None and value.shape[a] != need[a]]
+    if short:  # m is [M, 1], [1, N] or [1, 1] where the factor reads it whole: past its end
+        return source, values, data, (short[0], 1)
+    return source, values, data, lp + (float(np.sum(value)) if use == "reduction" else _normal(0, value))
+
+
+USES = {  # how the factor reads m: an element, a row, a column, a reduction over a row
+    "element": "factor f[i in 0:M, j in 0:N]: 0 ~ normal(m[i, j], 1)",
+    "row": "factor f[i in 0:M]: 0 ~ normal(m[i], 1)",
+    "column": "factor f[j in 0:N]: 0 ~ normal(m[:, j], 1)",
+    "reduction": "factor f[i in 0:M]: potential sum[j in 0:N](m[i, j])",
+}
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -217,7 +233,7 @@ def test_random_broadcast_lets_have_numpys_density(gen):
     model = fglang.compile(source, "m.fg")
     if isinstance(want, tuple):
         with pytest.raises(FgError, match=rf"^m\.fg:\d+:\d+: index 1 is out of range for axis {want[0]} of 'm' "
-                                          rf"\(size 1\) when i=\d, j=\d\n"):
+                                          rf"\(size 1\) when [ij]=\d(, j=\d)?\n"):
             model.log_density(values, data)
         return
     assert model.log_density(values, data) == pytest.approx(want, rel=1e-10), source

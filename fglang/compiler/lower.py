@@ -372,8 +372,9 @@ class Lowering:
         if isinstance(e, A.Name) and e.id in self.m.vars:
             return self._slot(e.id, (), slots, reductions, e.span)
         if isinstance(e, A.Index):
-            if isinstance(e.base, A.Index) and not any(isinstance(a, A.Slice) for a in e.base.args):
-                return self.extract(self._merged_index(e), slots, reductions)
+            merged = self._merged_index(e) if isinstance(e.base, A.Index) else None
+            if merged is not None:
+                return self.extract(merged, slots, reductions)
             root = e.base
             if isinstance(root, A.Name) and root.id in self.m.vars:
                 args = tuple(_map_slice(a, lambda x: self.extract(x, slots, reductions)) for a in e.args)
@@ -396,21 +397,28 @@ class Lowering:
             return self.extract_scan(e, slots, reductions)
         return map_children(e, lambda c: self.extract(c, slots, reductions))
 
-    def _merged_index(self, e: A.Index) -> A.Index:
+    def _merged_index(self, e: A.Index) -> A.Index | None:
         """Chained indexing ``x[a][b]`` (the first index without a slice) as one
         index of ``x``: ``x[i][j]`` is ``x[i, j]``; through an int array, the
         outer index picks entries of the array, ``x[g][j]`` is ``x[g[j]]`` (and
         ``x[i, G][j, k]`` is ``x[i, G[j], k]`` for a 1-d G). Merged as
         ``x[g, j]`` (before), it crashed in JAX with "Too many indices" (a let
         ``m = w[group] + c`` read as ``m[n]``: a fuzz finding). The array's new
-        index keeps the outer one's shape to check against (a let's, pushed)."""
+        index keeps the outer one's shape to check against (a let's, pushed).
+        None where they stay two indices: a slice in the first, or one that would
+        slice the array (``x[G][:, j]``: a node index is not sliced; the gather
+        then reads the whole axis and JAX indexes its value)."""
         inner, outer = e.base.args, e.args
+        if any(isinstance(a, A.Slice) for a in inner):
+            return None
         arrays = [k for k, a in enumerate(inner) if self.ranks.of(a) > 0]
         if not arrays:
             return A.Index(e.span, e.base.base, inner + outer)
         p = arrays[0]  # the checker allows one int array per index
         g = inner[p]
         rank = self.ranks.of(g)
+        if any(isinstance(a, A.Slice) for a in outer[:rank]):
+            return None
         picked = A.Index(g.span, g, outer[:rank], e.base_shape)
         return A.Index(e.span, e.base.base, inner[:p] + (picked,) + inner[p + 1:] + outer[rank:])
 
