@@ -31,7 +31,7 @@ from fglang.compiler.groups import FUNCS as GROUP_FUNCS
 from fglang.compiler.indices import carry_base_shape, pushed_index
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable, bound_name
 from fglang.compiler.linalg import rank as linalg_rank
-from fglang.compiler.push_shapes import PushShapes
+from fglang.compiler.push_shapes import PushShapes, merged_index
 from fglang.compiler.unparse import unparse
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
 
@@ -372,7 +372,7 @@ class Lowering:
         if isinstance(e, A.Name) and e.id in self.m.vars:
             return self._slot(e.id, (), slots, reductions, e.span)
         if isinstance(e, A.Index):
-            merged = self._merged_index(e) if isinstance(e.base, A.Index) else None
+            merged = merged_index(e, self.ranks.of) if isinstance(e.base, A.Index) else None
             if merged is not None:
                 return self.extract(merged, slots, reductions)
             root = e.base
@@ -396,31 +396,6 @@ class Lowering:
         if isinstance(e, A.Scan):
             return self.extract_scan(e, slots, reductions)
         return map_children(e, lambda c: self.extract(c, slots, reductions))
-
-    def _merged_index(self, e: A.Index) -> A.Index | None:
-        """Chained indexing ``x[a][b]`` (the first index without a slice) as one
-        index of ``x``: ``x[i][j]`` is ``x[i, j]``; through an int array, the
-        outer index picks entries of the array, ``x[g][j]`` is ``x[g[j]]`` (and
-        ``x[i, G][j, k]`` is ``x[i, G[j], k]`` for a 1-d G). Merged as
-        ``x[g, j]`` (before), it crashed in JAX with "Too many indices" (a let
-        ``m = w[group] + c`` read as ``m[n]``: a fuzz finding). The array's new
-        index keeps the outer one's shape to check against (a let's, pushed).
-        None where they stay two indices: a slice in the first, or one that would
-        slice the array (``x[G][:, j]``: a node index is not sliced; the gather
-        then reads the whole axis and JAX indexes its value)."""
-        inner, outer = e.base.args, e.args
-        if any(isinstance(a, A.Slice) for a in inner):
-            return None
-        arrays = [k for k, a in enumerate(inner) if self.ranks.of(a) > 0]
-        if not arrays:
-            return A.Index(e.span, e.base.base, inner + outer)
-        p = arrays[0]  # the checker allows one int array per index
-        g = inner[p]
-        rank = self.ranks.of(g)
-        if any(isinstance(a, A.Slice) for a in outer[:rank]):
-            return None
-        picked = A.Index(g.span, g, outer[:rank], e.base_shape)
-        return A.Index(e.span, e.base.base, inner[:p] + (picked,) + inner[p + 1:] + outer[rank:])
 
     def extract_scan(self, e: A.Scan, slots: list[SlotPattern], reductions: tuple[str, ...]) -> A.Scan:
         """A scan's index is a reduction index to its step (a var indexed by it

@@ -11,9 +11,14 @@ operand's size is a different symbol (``d[K] + c[N]``: K may be 1 only in the
 data) the index is not pushed into that expression, which is then computed
 whole and indexed. A shape that is not known here (a slice with bounds, a
 linear-algebra call) is None: the push then goes by rank, as before.
+
+``merged_index``: chained indexing through an int array, which a pushed
+index into a let of a gather (``w[g] + c``) makes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from fglang.compiler import ast as A
 from fglang.compiler.checked import CheckedModel
@@ -145,3 +150,29 @@ class PushShapes:
                 return None
             out.extend(s)
         return tuple(out) + base[len(e.args):]
+
+
+def merged_index(e: A.Index, rank_of: Callable[[A.Expr], int]) -> A.Index | None:
+    """Chained indexing ``x[a][b]`` (the first index without a slice) as one
+    index of ``x``: ``x[i][j]`` is ``x[i, j]``; through an int array, the
+    outer index picks entries of the array, ``x[g][j]`` is ``x[g[j]]`` (and
+    ``x[i, G][j, k]`` is ``x[i, G[j], k]`` for a 1-d G). Merged as
+    ``x[g, j]`` (before), it crashed in JAX with "Too many indices" (a let
+    ``m = w[group] + c`` read as ``m[n]``: a fuzz finding). The array's new
+    index keeps the outer one's shape to check against (a let's, pushed).
+    None where they stay two indices: a slice in the first, or one that would
+    slice the array (``x[G][:, j]``: a node index is not sliced; the gather
+    then reads the whole axis and JAX indexes its value)."""
+    inner, outer = e.base.args, e.args
+    if any(isinstance(a, A.Slice) for a in inner):
+        return None
+    arrays = [k for k, a in enumerate(inner) if rank_of(a) > 0]
+    if not arrays:
+        return A.Index(e.span, e.base.base, inner + outer)
+    p = arrays[0]  # the checker allows one int array per index
+    g = inner[p]
+    rank = rank_of(g)
+    if any(isinstance(a, A.Slice) for a in outer[:rank]):
+        return None
+    picked = A.Index(g.span, g, outer[:rank], e.base_shape)
+    return A.Index(e.span, e.base.base, inner[:p] + (picked,) + inner[p + 1:] + outer[rank:])
