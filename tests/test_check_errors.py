@@ -226,13 +226,13 @@ CASES = [
     Case(
         "index_out_of_declared_range",
         "model m\nvar x: real[3]\nfactor f: x[3] ~ normal(0, 1)\n",
-        [(3, 13, "index 3 is out of range for a dimension of size 3")],
+        [(3, 13, "index 3 is out of range for axis 0 of 'x' (size 3)")],
         hints={0: "indices are 0-based"},
     ),
     Case(
         "negative_constant_index",
         "model m\nvar x: real[3]\nfactor f: x[-1] ~ normal(0, 1)\n",
-        [(3, 13, "index -1 is negative; indices do not wrap around")],
+        [(3, 13, "index -1 is negative (axis 0 of 'x'); indices do not wrap around")],
     ),
     Case(
         "too_many_indices",
@@ -352,6 +352,56 @@ CASES = [
         [(23, 64, "index -1 is out of range for axis 0 of 'pose' (size 4) when k=1")],
         data={**spec_data()["pose_graph_2d"], "src": [0, -1, 2, 3, 0]},
         hints={0: "the index is negative; indices are 0-based and do not wrap around"},
+    ),
+    # a let's index is pushed into its value (m[i] -> w[i] + c[i]): past the let's end, the message
+    # names the let written, its axis and size, not the var or data it reads
+    Case(
+        "let_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata c[N]: real\nvar w[N]: real\nlet m = w + c\n"
+        "factor f[i in 0:N+1]: 0 ~ normal(m[i], 1)\n",
+        [(6, 36, "index 3 is out of range for axis 0 of 'm' (size 3) when i=3")],
+        data={"N": 3, "c": [0.0, 1.0, 2.0]},
+        hints={0: "the index is too large; indices are 0-based and do not wrap around"},
+    ),
+    Case(
+        "let_value_axis_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata M: int\nvar u[M]: real[N]\nlet m = exp(u)\n"
+        "factor f[i in 0:M, j in 0:N]: 0 ~ normal(m[i, j + 1], 1)\n",
+        [(6, 47, "index 2 is out of range for axis 1 of 'm' (size 2) when i=0, j=1")],
+        data={"N": 2, "M": 3},
+    ),
+    Case(
+        "let_gather_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata K: int\ndata g[K]: int\ndata c[N]: real\nvar v: real\n"
+        "let m = v * c\nfactor f[k in 0:K]: 0 ~ normal(m[g[k]], 1)\n",
+        [(8, 34, "index -1 is out of range for axis 0 of 'm' (size 2) when k=1")],
+        data={"N": 2, "K": 2, "g": [1, -1], "c": [1.0, 2.0]},
+        hints={0: "the index is negative; indices are 0-based and do not wrap around"},
+    ),
+    Case(  # a constant index past a let's end, the size fixed by the data: names the let and its axis
+        "let_constant_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata c[N]: real\nvar w[N]: real\nlet m = w * c\nfactor f: 0 ~ normal(m[3], 1)\n",
+        [(6, 24, "index 3 is out of range for axis 0 of 'm' (size 3) (with the sizes in <data>)")],
+        data={"N": 3, "c": [0.0, 1.0, 2.0]},
+        hints={0: "indices are 0-based"},
+    ),
+    Case(
+        "constant_index_out_of_range_of_an_expression",
+        "model m\nvar x: real[3]\nvar y: real[2, 3]\nfactor f: 0 ~ normal((x + y)[1, 3], 1)\n",
+        [(4, 33, "index 3 is out of range for axis 1 of 'x + y' (size 3)")],
+    ),
+    Case(  # m[i] of a let of a gather is w[g[i]]: past the let's end, the let is named
+        "let_of_a_gather_index_out_of_range_names_the_let",
+        "model m\ndata N: int\ndata g[N]: int\nvar w[N]: real\nlet m = w[g] * 2\n"
+        "factor f[i in 0:N+1]: 0 ~ normal(m[i], 1)\n",
+        [(6, 36, "index 3 is out of range for axis 0 of 'm' (size 3) when i=3")],
+        data={"N": 3, "g": [2, 0, 1]},
+    ),
+    Case(  # a negative constant into a let: names the let and the axis
+        "let_negative_constant_index_names_the_let",
+        "model m\ndata M: int\ndata C[M, 2]: real\nvar w[M, 2]: real\nlet m = w * C\n"
+        "factor f: 0 ~ normal(m[0, -1], 1)\n",
+        [(6, 27, "index -1 is negative (axis 1 of 'm'); indices do not wrap around")],
     ),
     Case(
         "missing_data_key",

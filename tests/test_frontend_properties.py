@@ -451,7 +451,7 @@ GATHER_TARGETS = {  # what is written -> (NumPy's value of it from v, w, c; the 
     "v": (lambda v, w, c: v, "v"),
     "w": (lambda v, w, c: w, "w"),
     "c": (lambda v, w, c: c, "c"),
-    "lv": (lambda v, w, c: 2 * v, "v"),  # lv[g] is pushed into 2 * v[g]: the var's slot is checked
+    "lv": (lambda v, w, c: 2 * v, "lv"),  # lv[g] is pushed into 2 * v[g]; the message names the let written
     "lc": (lambda v, w, c: np.exp(c), "lc"),  # a data-only let is read as data
     "(v + c)": (lambda v, w, c: v + c, "v + c"),
     "exp(w)": (lambda v, w, c: np.exp(w), "exp(w)"),

@@ -134,3 +134,26 @@ def test_the_screening_shares_numpyros_key_derivations(monkeypatch):
     with_screening = _start_program_size(2, True, monkeypatch)
     without = _start_program_size(2, False, monkeypatch)
     assert with_screening < 1.4 * without, (with_screening, without)
+
+
+def _nan_slope():
+    """x ~ N(0, 3), 1e5 nats better where x > 1 (three quarters of the box
+    (-2, 2) is below it), but there the gradient is NaN (``0 * sqrt'(0)``, as
+    posteriordb accel_gp's ``sqrt`` of an underflowed spectral density):
+    NumPyro's own search never starts there, and NUTS cannot start there."""
+    x = numpyro.sample("x", dist.Normal(0.0, 3.0))
+    numpyro.factor("slope", jnp.where(x > 1.0, 0.0, -1e5) + 0.0 * jnp.sqrt(jnp.maximum(1.0 - x, 0.0)))
+
+
+def test_a_candidate_with_a_nan_gradient_is_never_chosen():
+    def one(seed):
+        keys = jax.random.split(jax.random.PRNGKey(seed), CHAINS)
+        start = screened_start(_nan_slope, keys, CHAINS, init_to_uniform, set(), ())
+        own = initialize_model(init_keys(keys, CHAINS), _nan_slope, init_strategy=init_to_uniform, model_args=())[0]
+        return start, own
+
+    start, own = jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(jnp.arange(50)))
+    assert np.all(own.z["x"] <= 1.0)  # NumPyro's own start: finite gradient
+    # before the fix: a candidate past 1 (density 1e5 nats better) replaced it in nearly every chain
+    assert np.all(np.isfinite(start.z_grad["x"])) and np.all(np.isfinite(start.potential_energy))
+    np.testing.assert_array_equal(start.z["x"], own.z["x"])  # the only usable candidates are as bad as NumPyro's

@@ -39,10 +39,10 @@ CASES = {
         H + "fn f(p: real[3]) -> real { return sum(p) }\nvar x: real\nlet v = f(b) + x\n",
         [("argument 'p' of fn 'f' must have shape [3], got [4]", 8, 11)],
     ),
-    "index": (H + "var x[N]: real\nlet v = x[N]\n", [("index 3 is out of range for a dimension of size 3", 7, 11)]),
+    "index": (H + "var x[N]: real\nlet v = x[N]\n", [("index 3 is out of range for axis 0 of 'x' (size 3)", 7, 11)]),
     "negative_index": (
         H + "var x[N]: real\nlet v = x[N-5]\n",
-        [("index -2 is negative; indices do not wrap around", 7, 11)],
+        [("index -2 is negative (axis 0 of 'x'); indices do not wrap around", 7, 11)],
     ),
     "slice": (H + "var x[N]: real\nlet v = sum(x[0:M])\n", [("slice bound 4 is outside 0:3", 7, 17)]),
     "slice_length": (

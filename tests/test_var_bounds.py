@@ -63,6 +63,21 @@ def test_the_unconstrained_density_has_the_bound_and_its_jacobian():
         assert _potential(model, {"a": za, "x": zx}) == pytest.approx(want, rel=1e-12)
 
 
+@pytest.mark.parametrize("bounds, offset, multiplier", [("offset=1.5, multiplier=2", 1.5, 2.0),
+                                                        ("multiplier=2", 0.0, 2.0), ("offset=1.5", 1.5, 1.0)])
+def test_constant_offset_and_multiplier(bounds, offset, multiplier):
+    """Stan's ``real<offset=1.5, multiplier=2>``: x = 1.5 + 2 u, the density of u
+    with its log Jacobian log 2 per element; the constrained log density is x's.
+    A constant evaluated to a Python number, and every density of such a var
+    crashed with "'int' object has no attribute 'reshape'" (a fuzz finding)."""
+    model = fglang.compile(f"model m\nvar v: real ~ normal(0, 1)\nvar x[3]: real({bounds}) ~ normal(v, 2)\n")
+    u = np.array([0.3, -1.1, 0.8])
+    x = offset + multiplier * u
+    want = norm.logpdf(0.4) + norm.logpdf(x, 0.4, 2).sum()
+    assert _potential(model, {"v": 0.4, "x": u}) == pytest.approx(-(want + 3 * np.log(multiplier)), rel=1e-12)
+    assert model.log_density({"v": 0.4, "x": x}, {}) == pytest.approx(want, rel=1e-12)
+
+
 def test_both_bounds_and_offset_multiplier_densities():
     src = ("model m\nvar tau: positive ~ exponential(1)\nvar lo: real ~ normal(0, 1)\n"
            "var x: real(lower=lo, upper=lo + tau) ~ normal(0, 1)\n"
@@ -196,6 +211,15 @@ def test_gbp_refuses_naming_the_bound_and_the_backends():
         fglang.compile(TRUNC, "m.fg").fit({}, backend="gbp")
     assert str(info.value).startswith("m.fg:3:19: gbp cannot run var 'x': its bound lower=a reads vars, data or lets")
     assert "use --backend vi, mcmc or map" in str(info.value)
+
+
+def test_gbp_refuses_a_constant_offset_and_multiplier_saying_what_they_do():
+    src = "model m\nvar v: real ~ normal(0, 1)\nvar x[3]: real(offset=1.5, multiplier=2) ~ normal(v, 2)\n"
+    with pytest.raises(FgError) as info:
+        fglang.compile(src, "m.fg").fit({}, backend="gbp")
+    assert str(info.value).startswith("m.fg:3:23: gbp cannot run var 'x': its offset=1.5, multiplier=2 "
+                                      "reparameterize it (gbp needs unconstrained real vars)\n")
+    assert "hint: declare it plain real for gbp" in str(info.value)
 
 
 def test_a_positive_prior_takes_a_bound_from_zero_to_a_var():
@@ -370,15 +394,45 @@ def test_offset_multiplier_is_the_non_centered_parameterization():
         assert affine == pytest.approx(hand, rel=1e-12)
 
 
+def monte_carlo_errors(x: np.ndarray, ref_draws: int) -> tuple[float, float]:
+    """(se of the mean / sd, relative se of the sd) of the comparison of draws
+    ``x`` ([chain, draw]) with a reference of ``ref_draws`` independent draws:
+    both samples' Monte Carlo errors. The sd's, by the delta method: ``var(s^2)
+    = var((x - mean)^2) / ESS`` of the squares, and for the reference ``(kurtosis
+    - 1) s^4 / n``, with the kurtosis of ``x`` (posteriordb keeps no draws here)."""
+    from numpyro.diagnostics import effective_sample_size
+
+    sq = (x - x.mean()) ** 2
+    kurtosis = float(np.mean(sq ** 2) / np.mean(sq) ** 2)
+    fit = 0.5 * float(sq.std()) / float(sq.mean()) / np.sqrt(float(effective_sample_size(sq)))
+    ref = 0.5 * np.sqrt((kurtosis - 1) / ref_draws)
+    mean = np.hypot(1 / np.sqrt(float(effective_sample_size(x))), 1 / np.sqrt(ref_draws))
+    return float(mean), float(np.hypot(fit, ref))
+
+
 @pytest.mark.heavy
 def test_offset_multiplier_matches_posteriordb():
-    from test_outside_models import compare
-
+    """Within 4 Monte Carlo standard errors of posteriordb's means and sds, the
+    errors computed from these draws and the reference's 10000. Why not a fixed
+    0.8-1.2 on the sd ratio: tau's posterior has a Cauchy tail (kurtosis 8.4 over
+    100000 draws, whose sd matches the reference's to 0.1%), so its sample sd is
+    noisy and skewed. Over seeds 0-399 at 2 x 1000 draws the ratio had sd 0.046 and
+    exceeded 1.2 in 0.75% of fits (max 1.25; a run once failed at 1.22), though
+    never past 2.3 of its own computed errors at 4 x 2000 (seeds 0-199: ratio sd
+    0.028; the 1.22 of seed 125 came with kurtosis 62 and a relative error of 0.24).
+    Over seeds 0-149 the worst of the 20 checks was 3.8 errors; a reference tau sd
+    15% off fails 87% of the seeds."""
     data = json.loads((OUTSIDE / "eight_schools_noncentered.data.json").read_text())
     ref = json.loads((OUTSIDE / "eight_schools_noncentered.reference.json").read_text())
-    post = fglang.compile(EIGHT_AFFINE).fit(data, backend="mcmc", seed=0, chains=2, warmup=500, samples=1000)
-    for label, (err, ratio) in compare(post, ref).items():
-        assert err < 0.1 and 0.8 < ratio < 1.2, (label, err, ratio)
+    post = fglang.compile(EIGHT_AFFINE).fit(data, backend="mcmc", seed=0, chains=4, warmup=500, samples=2000)
+    for label, r in ref["params"].items():
+        name, _, idx = label.partition("[")
+        x = np.asarray(post.draws[name], np.float64)
+        x = x[:, :, int(idx[:-1])] if idx else x
+        mean_se, sd_rel_se = monte_carlo_errors(x, ref["draws"])
+        err, ratio = (x.mean() - r["mean"]) / r["sd"], x.std(ddof=1) / r["sd"]
+        assert abs(err) < 4 * mean_se and abs(ratio - 1) < 4 * ratio * sd_rel_se, (label, err, mean_se, ratio,
+                                                                                   sd_rel_se)
 
 
 def test_crossed_bounds_of_vars_reject_the_draw():

@@ -121,7 +121,14 @@ def let_values(bm: BoundModel, data: dict[str, Any], values: dict[str, Any], nam
     need = set().union(*(d.reads for d in lets))
     sv = tuple(bm.gather(s, values)[0] if i in need else None for i, s in enumerate(lets[0].slots))
     out = lets[0].evaluate_all(data, sv, tuple(d.ir.name for d in lets))
-    return {d.ir.name: out[d.ir.name].reshape(d.shape) for d in lets}
+    return {d.ir.name: _shaped(out[d.ir.name], d.shape) for d in lets}
+
+
+def _shaped(x: Any, shape: tuple) -> Any:
+    """An evaluated value in its declared shape; a constant evaluates to a
+    Python number (``real(offset=1.5)``, ``multiplier=2``: they crashed here
+    with "'int' object has no attribute 'reshape'", a fuzz finding)."""
+    return x.reshape(shape) if hasattr(x, "reshape") else np.full(shape, x, dtype=np.float64)
 
 
 def bound_values(bm: BoundModel, var: BoundVariable, data: dict[str, Any], values: dict[str, Any]
@@ -138,7 +145,7 @@ def bound_values(bm: BoundModel, var: BoundVariable, data: dict[str, Any], value
     first = ds[0][1]
     sv = tuple(bm.gather(s, values)[0] if i in need else None for i, s in enumerate(first.slots))
     got = first.evaluate_all(data, sv, tuple(d.ir.name for _, d in ds))
-    return {kw: got[d.ir.name].reshape(d.shape) for kw, d in ds}
+    return {kw: _shaped(got[d.ir.name], d.shape) for kw, d in ds}
 
 
 @dataclass(frozen=True)

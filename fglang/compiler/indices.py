@@ -284,24 +284,40 @@ def check_expr_indices(exprs, npi: NpIndex, chain_of) -> None:
     whose shape the sizes do not fix (``y[0:t]``) is not checked here."""
 
     def expr_shape(e: A.Index):
-        if e.base_shape is None or isinstance(e.base, SlotRef):
+        if e.base_shape is None:
             return None
-        if isinstance(e.base, A.Name) and e.base.id in npi.data:
-            return None  # a data access: check_data_indices
-        symbolic, written = e.base_shape
+        symbolic, written = e.base_shape[:2]
+        # a let's ``m[i]`` pushed into ``v + c`` is ``v[i] + c[i]``, each carrying m's shape: checked
+        # here, first, so that the message names the let written, not the var or data it reads
+        if not pushed_index(e, written) and (isinstance(e.base, SlotRef) or (
+                isinstance(e.base, A.Name) and e.base.id in npi.data)):
+            return None  # a var's or data access as written: check_slot_indices, check_data_indices
         shape = None if symbolic is None else shape_value(symbolic, npi.sizes)
         if shape is None:
             return None
+        if len(e.base_shape) > 2:  # (shape, let, the let's axis of each): a slot's index pushed from a let
+            return shape, _Written(written), e.base_shape[2]
         return shape, _Written(written)
 
     _check_indices(exprs, npi, chain_of, expr_shape)
 
 
-def carry_base_shape(e: A.Expr, args: tuple, base_shape: tuple | None) -> A.Expr:
+def pushed_index(e: A.Index, written: A.Expr) -> bool:
+    """Whether ``e`` was made by pushing a let's index into its value: its base
+    is a name other than the one the checker typed (that is the let's), or a
+    slot given the let's axes (lower.py `_slot`)."""
+    if isinstance(e.base, SlotRef):
+        return e.base_shape is not None and len(e.base_shape) > 2
+    return isinstance(written, A.Name) and isinstance(e.base, A.Name) and e.base.id != written.id
+
+
+def carry_base_shape(e: A.Expr, args: tuple, base_shape: tuple | None,
+                     root: Callable[[tuple], tuple] = lambda a: a) -> A.Expr:
     """A let's ``mu[n]``, pushed into its expression (lower.py `push_index`),
     is a new index node for these ``args`` (``(X @ w)[n]``): each gets the
-    let's shape to be checked against (the same ``args`` tuple marks them;
-    the push passes only through elementwise operations, as this walk does)."""
+    let's shape to be checked against (the same ``args`` tuple marks them, or
+    one made from it with 0 on an operand's broadcast axes: ``root`` maps it
+    back; the push passes only through elementwise operations, as this walk does)."""
     if base_shape is None:
         return e
     seen: set[int] = set()
@@ -312,7 +328,7 @@ def carry_base_shape(e: A.Expr, args: tuple, base_shape: tuple | None) -> A.Expr
             continue
         seen.add(id(x))
         if isinstance(x, A.Index):
-            if x.args is args and x.base_shape is None:
+            if root(x.args) is args and x.base_shape is None:
                 object.__setattr__(x, "base_shape", base_shape)  # made by this push, not shared yet
         elif isinstance(x, A.Neg | A.BinOp | A.Call):
             todo.extend(children(x))
@@ -402,6 +418,8 @@ def bind_slot(
     pat: SlotPattern, var: BoundVariable, idx, npi: NpIndex, reds: dict[str, Reduction], chain_of, rect
 ) -> BoundSlot:
     env, mask = chain_of(pat.reductions)
+    # a let's index inside a node index (m[i] of let m = w[g] is w[g[i]]): the let's range first
+    check_expr_indices([p for p in pat.node_index if not isinstance(p, A.Slice)], npi, lambda _: (env, mask))
     m = len(idx["__m"])
     red_shape = tuple(reds[r].values.shape[-1] for r in pat.reductions)
     lead = (m,) + red_shape
@@ -426,6 +444,10 @@ def bind_slot(
             slice_shape.append(max(hi - lo, 0))
         else:
             v = np.broadcast_to(npi.ev(part, env, mask), lead)
+            let_shape = None if pat.within is None or pat.within[0] is None else \
+                shape_value(pat.within[0], npi.sizes)
+            if let_shape is not None:  # a let's index pushed here: out of the let's range names the let
+                npi.check_bounds(v, let_shape[axis], _Written(pat.within[1]), axis, part.span, env, mask)
             npi.check_bounds(v, size, pat.var, axis, part.span, env, mask)
             coords.append(("scalar", v))
     full = lead + tuple(slice_shape)

@@ -33,6 +33,7 @@ from fglang.compiler.types import (
     show_shape,
     undecided,
 )
+from fglang.compiler.unparse import unparse
 from fglang.errors import did_you_mean
 
 
@@ -75,7 +76,7 @@ class ExprTyping:
         v = self.const_value(e)
         if isinstance(v, int | float) and float(v).is_integer():
             return int(v)
-        return Sym(_canon(e), e if self.sized(e) else None)
+        return Sym(canonical_size(e), e if self.sized(e) else None)
 
     def lets_read(self, e: A.Expr | None) -> frozenset[str]:
         """The lets ``e`` reads, directly or through other lets."""
@@ -265,13 +266,15 @@ class ExprTyping:
                 return ERROR
             v = self.const_value(a)
             if v is not None and v < 0:
-                self.err(f"index {v} is negative; indices do not wrap around", a.span)
+                self.err(f"index {v} is negative (axis {k} of {indexed_text(e.base)}); indices do not wrap around",
+                         a.span)
                 return ERROR
             if v is not None and isinstance(dim, int) and not 0 <= v < dim:
-                self.err(f"index {v} is out of range for a dimension of size {dim}", a.span, "indices are 0-based")
+                self.err(f"index {v} is out of range for axis {k} of {indexed_text(e.base)} (size {dim})", a.span,
+                         "indices are 0-based")
                 return ERROR
             if (v is None and self.sized(a)) or (v is not None and isinstance(dim, Sym)):
-                self.defer("index", (dim,), "", a.span, e, value=a)
+                self.defer("index", (dim,), f"axis {k} of {indexed_text(e.base)}", a.span, e, value=a)
             if t.shape:
                 if array_index_seen:
                     self.err("only one int array may index a value at a time", a.span)
@@ -507,6 +510,12 @@ class ExprTyping:
         return T(dtype, self.shape_of(fn.ret.shape), var)
 
 
+def indexed_text(base: A.Expr) -> str:
+    """What an index message names: the array, let or expression as written."""
+    text = unparse(base)
+    return f"'{text}'" if len(text) <= 40 else f"'{text[:37]}...'"
+
+
 def _know_base_shape(e: A.Index, shape: Shape) -> None:
     """Keep the base's shape on the node, for binding to check each index against
     (indices.py `check_expr_indices`). A node typed twice with two shapes (never
@@ -516,16 +525,16 @@ def _know_base_shape(e: A.Index, shape: Shape) -> None:
     object.__setattr__(e, "base_shape", (shape, e.base))
 
 
-def _canon(e: A.Expr) -> str:
+def canonical_size(e: A.Expr) -> str:
     """Canonical text of a size expression, for symbolic shape comparison."""
     if isinstance(e, A.Num):
         return str(e.value)
     if isinstance(e, A.Name):
         return e.id
     if isinstance(e, A.Neg):
-        return f"-{_canon(e.operand)}"
+        return f"-{canonical_size(e.operand)}"
     if isinstance(e, A.BinOp):
-        return f"{_canon(e.left)}{e.op}{_canon(e.right)}"
+        return f"{canonical_size(e.left)}{e.op}{canonical_size(e.right)}"
     return f"<{type(e).__name__}>"
 
 

@@ -67,6 +67,9 @@ class SlotPattern:
     node_index: tuple[A.Expr, ...]
     reductions: tuple[str, ...]
     span: A.Span = field(compare=False, repr=False)
+    # (the let's symbolic shape, the let as written) where the index is a let's ``m[i]`` pushed
+    # into its value: binding checks it against the let, and names the let (indices.py `bind_slot`)
+    within: tuple | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,10 @@ from fglang.compiler.distributions import DISTRIBUTIONS, MATRIX_PARAMS
 from fglang.compiler.expr import children, map_children, names_in
 from fglang.compiler.groups import CONSTRUCTORS, EXPS, GROUPS, tagged, untag
 from fglang.compiler.groups import FUNCS as GROUP_FUNCS
-from fglang.compiler.indices import carry_base_shape
+from fglang.compiler.indices import carry_base_shape, pushed_index
 from fglang.compiler.ir import Derived, FactorFamily, ModelIR, SlotPattern, SlotRef, Variable, bound_name
 from fglang.compiler.linalg import rank as linalg_rank
+from fglang.compiler.push_shapes import PushShapes, merged_index
 from fglang.compiler.unparse import unparse
 from fglang.errors import TOO_DEEP, TOO_DEEP_HINT, DiagnosticSink, recursion_headroom
 
@@ -219,10 +220,12 @@ class Lowering:
     def __init__(self, model: CheckedModel):
         self.m = model
         self.ranks = _Ranks(model)
+        self.shapes = PushShapes(model, _ELEMENTWISE_CALLS)
         self._fresh = itertools.count()
         self._memo = SharedMemo()
         self._index_keys = StructuralKeys()  # push_index's memo context: an index by what it reads
         self._pushed = 0  # nodes push_index made, against PUSH_BUDGET
+        self._derived_args: dict[int, tuple] = {}  # id -> (an index with 0 on broadcast axes, the one it came from)
         self._keep: list = []  # contexts keyed by id() stay alive as long as the memo
         self._let_expansion: dict[tuple[str, bool, bool], A.Expr] = {}
         self._data_lets: dict[str, bool] = {}
@@ -270,13 +273,19 @@ class Lowering:
             args = tuple(self.expand_lets(a) if a is not None else None for a in e.args)
             if isinstance(base, A.Name) and base.id in self.m.lets and self._push_into_lets and not (
                     self._keep_data_lets and self.data_let(base.id)):
-                return carry_base_shape(self.push_index(self.expand_lets(base), args, e.span), args, e.base_shape)
+                return carry_base_shape(self.push_index(self.expand_lets(base), args, e.span), args, e.base_shape,
+                                        self.root_args)
             return replace(e, base=self.expand_lets(base), args=args)
         return map_children(e, self.expand_lets)
 
     def expanded(self, e: A.Expr) -> A.Expr:
         """Lets inlined and group calls tagged: what the slots are taken from."""
         return self.ranks.tag(self.expand_lets(e))
+
+    def root_args(self, args: tuple) -> tuple:
+        """The index a let was indexed with, of one that pushing made from it."""
+        hit = self._derived_args.get(id(args))
+        return hit[1] if hit is not None and hit[0] is args else args
 
     def push_index(self, e: A.Expr, args: tuple[A.Expr, ...], span: A.Span) -> A.Expr:
         """``e[args]`` with the index pushed through elementwise operations,
@@ -309,7 +318,12 @@ class Lowering:
                 if ro <= r - k:
                     new.append(op)  # broadcast along every indexed dim: untouched
                 elif ro == r:
-                    new.append(self.push_index(op, args, span))
+                    op_args = self.shapes.operand_index(op, e, args)
+                    if op_args is None:
+                        return A.Index(span, e, args)
+                    if op_args is not args:  # its nodes are checked against the let as those of args are
+                        self._derived_args[id(op_args)] = (op_args, self.root_args(args))
+                    new.append(self.push_index(op, op_args, span))
                 else:
                     return A.Index(span, e, args)
             if isinstance(e, A.BinOp):
@@ -329,13 +343,20 @@ class Lowering:
         k = len(args)
         if k > batch:
             return A.Index(span, e, args)
+        mine = [self.shapes.batch(a, self.ranks.of(a) - sr) for a in e.args]
+        whole = self.shapes.broadcast_all(mine)
         new = []
-        for a in e.args:
+        for a, own in zip(e.args, mine, strict=True):
             b = self.ranks.of(a) - sr
             if b <= batch - k:
                 new.append(a)
-            elif b == batch:
-                new.append(self.push_index(a, args, span))
+            elif b == batch:  # as in _push_index: 0 on a batch axis of size 1 (between(p, q) with p[1], q[N])
+                op_args = self.shapes.index_for(own, whole, args)
+                if op_args is None:
+                    return A.Index(span, e, args)
+                if op_args is not args:
+                    self._derived_args[id(op_args)] = (op_args, self.root_args(args))
+                new.append(self.push_index(a, op_args, span))
             else:
                 return A.Index(span, e, args)
         return replace(e, args=tuple(new))
@@ -351,13 +372,14 @@ class Lowering:
         if isinstance(e, A.Name) and e.id in self.m.vars:
             return self._slot(e.id, (), slots, reductions, e.span)
         if isinstance(e, A.Index):
-            if isinstance(e.base, A.Index) and not any(isinstance(a, A.Slice) for a in e.base.args):
-                # chained indexing x[i][j] is x[i, j] when the first index has no slice
-                return self.extract(A.Index(e.span, e.base.base, e.base.args + e.args), slots, reductions)
+            merged = merged_index(e, self.ranks.of) if isinstance(e.base, A.Index) else None
+            if merged is not None:
+                return self.extract(merged, slots, reductions)
             root = e.base
             if isinstance(root, A.Name) and root.id in self.m.vars:
                 args = tuple(_map_slice(a, lambda x: self.extract(x, slots, reductions)) for a in e.args)
-                return self._slot(root.id, args, slots, reductions, e.span)
+                within = e.base_shape if e.base_shape is not None and pushed_index(e, e.base_shape[1]) else None
+                return self._slot(root.id, args, slots, reductions, e.span, within)
         if isinstance(e, A.Reduce):
             # unique index names per reduction, so a slot names its reductions unambiguously
             fresh = {r.name: f"{r.name}__r{next(self._fresh)}" for r in e.ranges}
@@ -390,7 +412,8 @@ class Lowering:
         body = self.extract(rename_shared(e.body, fresh), slots, reductions + (index.name,))
         return replace(e, index=index, init=init, state=fresh[e.state], body=body)
 
-    def _slot(self, var: str, args, slots: list[SlotPattern], reductions, span: A.Span) -> A.Expr:
+    def _slot(self, var: str, args, slots: list[SlotPattern], reductions, span: A.Span,
+              within: tuple | None = None) -> A.Expr:
         v = self.m.vars[var]
         nd = len(v.node_dims)
         node_part = list(args[:nd])
@@ -410,7 +433,7 @@ class Lowering:
         # the chain of enclosing reductions down to the deepest one the pattern uses
         deepest = max((i for i, r in enumerate(reductions) if r in used), default=-1)
         reds = tuple(reductions[: deepest + 1])
-        pat = SlotPattern(var, tuple(node_part), reds, span)
+        pat = SlotPattern(var, tuple(node_part), reds, span, within)
         if pat in slots:
             idx = slots.index(pat)
         else:
@@ -421,7 +444,13 @@ class Lowering:
             # a slice over node axes keeps them in front of the value axes
             sliced = [i for i, p in enumerate(node_part) if isinstance(p, A.Slice)]
             full = tuple(gathered.get(i, A.Slice(span, None, None)) for i in sliced)
-            return A.Index(span, ref, full + tuple(value_part))
+            # a pushed let's index: checked against the axes of the let it reaches (the sliced node
+            # axes, then the value axes), naming the let
+            shape = None
+            if within is not None and within[0] is not None:
+                axes = tuple(sliced) + tuple(range(nd, len(within[0])))
+                shape = (tuple(within[0][a] for a in axes), within[1], axes)
+            return A.Index(span, ref, full + tuple(value_part), shape)
         return ref
 
     # ----------------------------------------------------------- families

@@ -99,10 +99,12 @@ def _failure(c: SizeCheck, sizes: Mapping[str, int], scalars: Mapping[str, float
         if v is None:
             return None
         if v < 0:
-            return f"index {v} is negative; indices do not wrap around", None
+            where = f" ({c.message})" if c.message else ""
+            return f"index {v} is negative{where}; indices do not wrap around", None
         d = dim_value(c.operands[0], sizes)
-        if d is not None and not 0 <= v < d:
-            return f"index {v} is out of range for a dimension of size {d}", "indices are 0-based"
+        if d is not None and not 0 <= v < d:  # the message: which axis of what (infer.py)
+            where = f"{c.message} (size {d})" if c.message else f"a dimension of size {d}"
+            return f"index {v} is out of range for {where}", "indices are 0-based"
         return None
     if c.rule == "domain":
         v = static_value(c.value, sizes)

@@ -41,11 +41,19 @@ def validate(bm: BoundModel, carried: set[str] = frozenset(), skipped: set[str] 
         if v.bounds:
             kws = ", ".join(f"{k}={t}" for k, t in v.domain.written)
             plural = "s" if len(v.domain.written) > 1 else ""
+            bounds = [bm.bounds[f"{v.name}__{k}"].ir for k in v.bounds]  # the keys are ir.bound_name's
+            if not any(isinstance(x, A.Name | SlotRef) for b in bounds for x in walk(b.expr)):  # constants only
+                errs.append(Diagnostic(
+                    f"gbp cannot run var '{v.name}': its {kws} reparameterize{'' if plural else 's'} it "
+                    "(gbp needs unconstrained real vars)", bounds[0].span,
+                    "declare it plain real for gbp (offset and multiplier change only how vi, mcmc and map "
+                    "parameterize it, not its posterior), or use --backend vi, mcmc or map"))
+                continue
             errs.append(
                 Diagnostic(
                     f"gbp cannot run var '{v.name}': its bound{plural} {kws} read{'' if plural else 's'} vars, "
                     "data or lets (gbp needs unconstrained real vars)",
-                    bm.bounds[f"{v.name}__{v.bounds[0]}"].ir.span,  # the key is ir.bound_name's
+                    bounds[0].span,
                     "use --backend vi, mcmc or map, which take bounds that read vars, data and lets",
                 )
             )

@@ -32,10 +32,18 @@ On a model whose whole box is benign the candidates lie within a few sqrt(D)
 of each other and nothing changes (eight schools keeps NumPyro's start in
 every chain of seeds 0 to 4).
 
-Cost: ``chains * CANDIDATES`` evaluations of the log density (one
-candidate index at a time, vectorized over the chains: the memory of one
-NUTS step) and one gradient per chain, once, inside the start program (or
-eagerly before ``MCMC.run``).
+A candidate whose gradient is not finite is dropped too, as NumPyro's own
+search drops it (NUTS cannot take a step from it): posteriordb ``accel_gp``
+(seed 0) has a corner of the box where a length scale near 7 makes brms's
+``sqrt(sdgp^2 * ... * exp(-0.5 * lscale^2 * lambda^2))`` underflow to
+``sqrt(0)``: the log density there is finite and better than NumPyro's start,
+its gradient NaN (``inf * 0``), and screening by the density alone picked it
+and refused the fit ("no valid initial point").
+
+Cost: ``chains * CANDIDATES`` evaluations of the log density and its
+gradient (one candidate index at a time, vectorized over the chains: the
+memory of one NUTS step) and one more gradient per chain, once, inside the
+start program (or eagerly before ``MCMC.run``).
 A chain all of whose candidates are hopeless keeps the best of them: with
 half the box hopeless (ARMA) that is a chance of 2^-16 per chain, and the
 disagreement check still names it.
@@ -112,9 +120,13 @@ def screened_start(model: Callable, chain_keys, chains: int, strategy: Callable,
         return jnp.where(mask, u, start)
 
     cand = jax.vmap(candidates)(keys, z0_flat)  # [chains, K - 1, D]
-    flat_potential = jax.vmap(lambda x: potential(unravel(x)))  # over the chains, as NUTS runs them
-    # one candidate index at a time (lax.map): the memory of one NUTS step, not K - 1 of them at once
-    pe = jnp.swapaxes(jax.lax.map(flat_potential, jnp.swapaxes(cand, 0, 1)), 0, 1)  # [chains, K - 1]
+    def usable(x):  # the potential where it and its gradient are finite (NUTS refuses either), else inf
+        pe, g = jax.value_and_grad(lambda y: potential(unravel(y)))(x)
+        return jnp.where(jnp.all(jnp.isfinite(g)), pe, jnp.inf)
+
+    # over the chains, as NUTS runs them; one candidate index at a time (lax.map): the memory of one
+    # NUTS step, not K - 1 of them at once
+    pe = jnp.swapaxes(jax.lax.map(jax.vmap(usable), jnp.swapaxes(cand, 0, 1)), 0, 1)  # [chains, K - 1]
     pe_all = jnp.concatenate([pe0[:, None], pe], axis=1)  # [chains, K]
     lp = jnp.where(jnp.isfinite(pe_all), -pe_all, -jnp.inf)
     best = jnp.max(lp, axis=1, keepdims=True)
