@@ -386,11 +386,19 @@ def compile_and_save(name: str, call: Callable, args: Any, options: Mapping[str,
     import jax
 
     _listen_for_xla_cache_hits()
+    store = _executable_store()
     hits = getattr(_XLA_CACHE_HITS, "n", 0)
     compiled = jax.jit(_named(call, name)).lower(*args).compile(compiler_options=dict(options) or None)
-    store = _executable_store()
-    # not one XLA loaded from its persistent cache: re-serialized, an XLA:CPU executable loses
-    # kernels ("Function ... not found" when it runs); that fit keeps using the module and XLA's cache
+    if store is not None and getattr(_XLA_CACHE_HITS, "n", 0) != hits:
+        # XLA's persistent cache had it (its executable lost, or this process's XLA cache is another
+        # folder's): one loaded from there cannot be re-serialized (an XLA:CPU executable loses kernels,
+        # "Function ... not found" when it runs), so compile it afresh, under a name XLA's cache has not
+        # seen, once, for the store (a later fit loads that instead of lowering the module every time)
+        import secrets
+
+        hits = getattr(_XLA_CACHE_HITS, "n", 0)
+        compiled = jax.jit(_named(call, f"{name}-{secrets.token_hex(4)}")).lower(*args).compile(
+            compiler_options=dict(options) or None)
     if store is not None and getattr(_XLA_CACHE_HITS, "n", 0) == hits:
         try:
             import pickle
