@@ -98,9 +98,10 @@ def test_the_threshold_is_the_typical_set_spread():
     assert CANDIDATES >= 8
 
 
-def _start_program_size(k: int, screen: bool, monkeypatch) -> int:
+def _start_program_size(k: int, screen: bool, monkeypatch, own_keys: bool = False) -> int:
     """Instructions of NUTS's compiled start program (`mcmc.program`) for k
-    families, with or without the screening."""
+    families, with or without the screening; ``own_keys``: the screening's
+    start keys derived by its own operations (``[:, 1]``), not NumPyro's."""
     import fglang
     from fglang.runtime import program_cache
     from fglang.runtime.mcmc import program
@@ -116,6 +117,10 @@ def _start_program_size(k: int, screen: bool, monkeypatch) -> int:
     if not screen:  # NumPyro's own start: its HMC.init searches for it
         monkeypatch.setattr(program, "screened_start", lambda *a, **kw: None)
         monkeypatch.setattr(program, "find_start", lambda *a, **kw: None)
+    if own_keys:
+        from fglang.runtime.mcmc import starts
+
+        monkeypatch.setattr(starts, "init_keys", lambda keys, chains: jax.vmap(jax.random.split)(keys)[:, 1])
     with jax.enable_x64(True):
         fixed, args = program_args(bm, 0, {})
         nuts = program.NutsPrograms(bm, McmcOptions(chains=4, warmup=10, samples=10), {}, fixed)
@@ -129,11 +134,12 @@ def test_the_screening_shares_numpyros_key_derivations(monkeypatch):
     operations ``HMC.init`` and the prototype trace use, so XLA merges the
     three (threefry is unrolled: a second copy of the key splits and uniform
     draws was 4,000 of the start program's 21,000 instructions at K = 10).
-    Measured at K = 2: 7,810 instructions before, 7,006 after, 5,324 without
-    the screening (its candidates' potentials and the chosen start's gradient)."""
-    with_screening = _start_program_size(2, True, monkeypatch)
-    without = _start_program_size(2, False, monkeypatch)
-    assert with_screening < 1.4 * without, (with_screening, without)
+    Measured at K = 2 under the suite's XLA flags: about 800 instructions
+    more with the screening's own derivation (7,810 against 7,006 when first
+    measured; NumPyro's start without the screening: 5,324)."""
+    shared = _start_program_size(2, True, monkeypatch)
+    own = _start_program_size(2, True, monkeypatch, own_keys=True)
+    assert shared < own - 400, (shared, own)
 
 
 def _nan_slope():
