@@ -46,20 +46,14 @@ from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.device import MESH_AXIS, broadcast_from_first, current_mesh, fetch, mesh_processes
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model, precision, resolve_dtype, site_draws
 from fglang.runtime.posterior import Posterior
-from fglang.runtime.progress import progress_bar
 from fglang.runtime.vi.guides import guide_dist, init_params
 from fglang.runtime.vi.mode import find_mode, hessian, laplace_scale
 from fglang.runtime.vi.options import AUTO_LOWRANK_MAX, AUTO_MVN_MAX, ViOptions
 from fglang.runtime.vi.program import ExportedJit, fit_key, start_key
 from fglang.runtime.vi.psis import KHAT_BAD, psis
 from fglang.runtime.vi.psis import ess as psis_ess
+from fglang.runtime.vi.schedule import CHUNK, WARMUP, Runs, optimize
 
-DEFAULT_LR = 0.02
-CHUNK = 200  # steps per jitted chunk, and the window of the smoothed ELBO
-WARMUP = 100  # steps of linear learning-rate warm-up
-PATIENCE = 2  # chunks without improvement make a plateau
-DECAY = 0.3  # the learning rate's fall on a plateau
-REDUCTIONS = 3  # falls before a plateau means convergence
 DENSE_MAX = 2000  # largest D whose Hessian is formed (Laplace whitening)
 PSIS_DRAWS = 1000  # at least this many guide draws weighted for k-hat
 DRAW_BATCH = 250
@@ -299,7 +293,7 @@ def _fit(bms, o: ViOptions, dtype: str, seed: int, init: dict, carried, progress
     def chunk(p, s_leaves, k, n_done, lr, w, data, scale0, length):
         return chunk_program(p, s_leaves, k, n_done, lr, w, data, scale0, length=length)
 
-    runs = _optimize(o, chunk, params, states,
+    runs = optimize(o, chunk, params, states,
                      place.batch(np.stack([np.asarray(k_fit)] * n)), W, D, S0, fdt, progress, n_real=len(bms))
     phases["optimize"] = time.perf_counter() - t0 - sum(phases.values())
 
@@ -476,92 +470,6 @@ def _whiten(guide, dim, flat0, data, given_init: bool, uniform, pot, vg, hess) -
     return _Item(data, flat0, center, scale, start, 1.0 if scale is not None else 0.1, scale is not None)
 
 
-@dataclass
-class _Runs:
-    """Where each data set's optimization ended."""
-
-    params: Any  # the batch's guide parameters, stacked
-    losses: list[np.ndarray]
-    stop: list[str]
-    lr: list[float]
-
-
-def _optimize(o: ViOptions, chunk, params, states, keys, W, D, S0, fdt, progress: bool, n_real: int) -> _Runs:
-    """Adam in jitted chunks over the batch, each data set on its own schedule:
-    its learning rate falls on its own plateaus and it stops when its own ELBO
-    has converged (the chunk still runs over the whole batch; a finished data
-    set's results are discarded, so its parameters stay where they stopped)."""
-    n = int(S0.shape[0])
-    lr0 = o.lr if o.lr is not None else DEFAULT_LR
-    done = np.zeros(n, np.int64)
-    lr = np.full(n, lr0)
-    reductions, bad, failures = np.zeros(n, int), np.zeros(n, int), np.zeros(n, int)
-    best = np.full(n, np.inf)
-    stop = ["max_steps"] * n
-    active = np.ones(n, bool)
-    active[n_real:] = False  # padding
-    history: list[list[np.ndarray]] = [[] for _ in range(n)]
-    bar = progress_bar(progress, "vi", o.steps, "step", {"loss": (".4g", float("nan"))})
-    p_, s_, k_ = params, states, keys
-    try:
-        while active.any():
-            lengths = np.minimum(CHUNK, o.steps - done)
-            for length in sorted(set(lengths[active].tolist())):
-                group = active & (lengths == length)
-                p2, s2, k2, losses = chunk(p_, s_, k_, np.asarray(done, fdt), np.asarray(lr, fdt), W, D, S0,
-                                           int(length))
-                losses = fetch(losses)
-                accept = np.zeros(n, bool)
-                for b in np.flatnonzero(group):
-                    finite = np.isfinite(losses[b])
-                    if finite.mean() < 0.5:  # mostly non-finite: back off and redo the chunk
-                        failures[b] += 1
-                        lr[b] *= DECAY
-                        if failures[b] > 6:
-                            bad_step = int(done[b]) + int(np.argmax(~finite))
-                            which = f" of data set {b}" if n_real > 1 else ""
-                            raise FgError(
-                                [Diagnostic(f"VI diverged: the ELBO{which} became non-finite at step {bad_step}",
-                                            None, "lower lr (e.g. --lr 0.001), give an init, or check the model's "
-                                            "scales")]
-                            )
-                        continue
-                    accept[b] = True
-                    done[b] += length
-                    history[b].append(losses[b])
-                    m = float(np.mean(losses[b][finite]))
-                    se = float(np.std(losses[b][finite]) / np.sqrt(finite.sum()))
-                    if m < best[b] - max(se, o.elbo_tol * max(1.0, abs(m))):
-                        best[b], bad[b] = m, 0
-                    else:
-                        bad[b] += 1
-                    if bad[b] >= PATIENCE:
-                        if reductions[b] >= REDUCTIONS:
-                            stop[b], active[b] = "converged", False
-                        else:
-                            lr[b] *= DECAY
-                            reductions[b] += 1
-                            bad[b], best[b] = 0, m
-                    if done[b] >= o.steps:
-                        active[b] = False
-                if accept.all():  # the common case: no array work (each jnp.where is a program of its own)
-                    p_, s_, k_ = p2, s2, k2
-                elif accept.any():
-                    mask = jnp.asarray(accept)
-
-                    def keep(old, new, mask=mask):
-                        return jnp.where(mask.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-
-                    p_, s_, k_ = (jax.tree.map(keep, a, b) for a, b in ((p_, p2), (s_, s2), (k_, k2)))
-                if bar and accept.any():
-                    bar.update(int(done[:n_real].max()), float(np.mean([h[-1].mean() for h in history[:n_real]
-                                                                         if h])))
-    finally:
-        if bar:
-            bar.close()
-    return _Runs(p_, [np.concatenate(h) if h else np.zeros(0) for h in history], stop, lr.tolist())
-
-
 class _Placement:
     """Where a batch's arrays live over the fit's mesh (none: one device).
 
@@ -633,7 +541,7 @@ class _Placement:
         return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
 
-def _posterior(bm, o: ViOptions, dtype, seed, guide, dim, start, runs: _Runs, b: int, samples, log_w, n_draw,
+def _posterior(bm, o: ViOptions, dtype, seed, guide, dim, start, runs: Runs, b: int, samples, log_w, n_draw,
                phases, seconds, sharded) -> Posterior:
     khat = lw = None
     if guide != "delta":
