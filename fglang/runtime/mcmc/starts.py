@@ -63,6 +63,7 @@ from numpyro.infer.util import ParamInfo, initialize_model
 CANDIDATES = 16  # per chain, NumPyro's own start included
 SPREAD = 4.0  # the threshold: D/2 + SPREAD * (sqrt(D) + 1) nats (see the module docstring)
 RADIUS = 2.0  # the uniform box in the unconstrained space, as NumPyro's init_to_uniform and Stan
+KEPT_GRADIENT_BYTES = 64 << 20  # the candidates' gradients are kept (for the chosen one) up to this size
 _SALT = 0x5C2EE4  # folded into NumPyro's init key: the candidates' own stream, NumPyro's is untouched
 
 
@@ -120,13 +121,19 @@ def screened_start(model: Callable, chain_keys, chains: int, strategy: Callable,
         return jnp.where(mask, u, start)
 
     cand = jax.vmap(candidates)(keys, z0_flat)  # [chains, K - 1, D]
+    # the candidates' gradients kept for the chosen one (no second gradient program) where they are
+    # small; else only the verdicts are kept and the chosen start's gradient is computed again
+    keep_grads = chains * (CANDIDATES - 1) * dim * flat0.dtype.itemsize <= KEPT_GRADIENT_BYTES
+
     def usable(x):  # the potential where it and its gradient are finite (NUTS refuses either), else inf
         pe, g = jax.value_and_grad(lambda y: potential(unravel(y)))(x)
-        return jnp.where(jnp.all(jnp.isfinite(g)), pe, jnp.inf)
+        pe = jnp.where(jnp.all(jnp.isfinite(g)), pe, jnp.inf)
+        return (pe, g) if keep_grads else pe
 
     # over the chains, as NUTS runs them; one candidate index at a time (lax.map): the memory of one
     # NUTS step, not K - 1 of them at once
-    pe = jnp.swapaxes(jax.lax.map(jax.vmap(usable), jnp.swapaxes(cand, 0, 1)), 0, 1)  # [chains, K - 1]
+    mapped = jax.lax.map(jax.vmap(usable), jnp.swapaxes(cand, 0, 1))  # [K - 1, chains] (and [K - 1, chains, D])
+    pe = jnp.swapaxes(mapped[0] if keep_grads else mapped, 0, 1)  # [chains, K - 1]
     pe_all = jnp.concatenate([pe0[:, None], pe], axis=1)  # [chains, K]
     lp = jnp.where(jnp.isfinite(pe_all), -pe_all, -jnp.inf)
     best = jnp.max(lp, axis=1, keepdims=True)
@@ -135,8 +142,12 @@ def screened_start(model: Callable, chain_keys, chains: int, strategy: Callable,
     priority = jnp.where(survive, u + 2.0 * (jnp.arange(CANDIDATES) == 0), -jnp.inf)  # NumPyro's start first
     pick = jnp.argmax(priority, axis=1)  # [chains]
     is0 = pick == 0
-    chosen = jnp.where(is0[:, None], z0_flat, cand[jnp.arange(pick.shape[0]), jnp.maximum(pick - 1, 0)])
-    pe_c, g_c = jax.vmap(jax.value_and_grad(lambda x: potential(unravel(x))))(chosen)
+    rows, col = jnp.arange(pick.shape[0]), jnp.maximum(pick - 1, 0)
+    chosen = jnp.where(is0[:, None], z0_flat, cand[rows, col])
+    if keep_grads:
+        pe_c, g_c = pe[rows, col], mapped[1][col, rows]
+    else:
+        pe_c, g_c = jax.vmap(jax.value_and_grad(lambda x: potential(unravel(x))))(chosen)
 
     def keep0(a, b):  # NumPyro's own start, energy and gradient, bit for bit, where the chain keeps it
         return jnp.where(jnp.reshape(is0, (-1,) + (1,) * (jnp.ndim(a) - 1)), a, b)
