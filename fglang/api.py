@@ -47,6 +47,18 @@ class Model:
         raw, file = _read(data)
         return bind_model(self.ir, raw, file)
 
+    def check_data(self, data: DataLike) -> BoundModel:
+        """``bind`` and the checks of the data's values every fit makes before it
+        starts (a scale of data that is not positive, an observation outside
+        its distribution's support, a rating outside ordered_logistic's
+        outcomes), so ``fglang check --data`` finds what ``fit`` would refuse
+        without fitting. Imports JAX (the data-only arguments are evaluated)."""
+        from fglang.runtime.values import check_values
+
+        bm = self.bind(data)
+        check_values(bm)
+        return bm
+
     def fit(
         self,
         data: DataLike,

@@ -48,7 +48,7 @@ def check(model: ModelArg, data: DataOpt = None) -> None:
     try:
         m = fglang.load(model)
         if data is not None:
-            m.bind(data)
+            m.check_data(data)
     except FgError as e:
         _fail(e)
     what = f" with {data}" if data is not None else ""

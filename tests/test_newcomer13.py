@@ -299,3 +299,23 @@ def test_cli_prints_the_local_minimum_warning(tmp_path: Path) -> None:
     assert "local minimum" not in out[1.0]
     # 30 observations and the prior's residual, less one unknown
     assert "warning: MAP's optimum has cost" in out[0.01] and "30 degrees of freedom" in out[0.01]
+
+
+def test_fglang_check_with_data_finds_an_out_of_range_rating(tmp_path) -> None:
+    """`fglang check --data` makes the value checks a fit makes first
+    (`Model.check_data`), so the bad rating is found without fitting."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fglang.cli import app
+
+    bad, good = tmp_path / "bad.json", tmp_path / "good.json"
+    bad.write_text(json.dumps(dict(RATINGS, y=[1, 2, 4, 3])))
+    good.write_text(json.dumps(dict(RATINGS, y=[0, 1, 3, 2])))
+    runner = CliRunner()
+    r = runner.invoke(app, ["check", str(ORDERED), "--data", str(bad)])
+    assert r.exit_code == 1
+    assert f"{ORDERED}:9:1: the rating of ordered_logistic factor 'obs' must be a whole number in 0..3" in r.stderr
+    r = runner.invoke(app, ["check", str(ORDERED), "--data", str(good)])
+    assert r.exit_code == 0 and "well formed" in r.stdout
