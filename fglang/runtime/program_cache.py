@@ -387,8 +387,11 @@ def compile_and_save(name: str, call: Callable, args: Any, options: Mapping[str,
 
     _listen_for_xla_cache_hits()
     store = _executable_store()
+    def compile_as(program_name: str) -> Any:
+        return jax.jit(_named(call, program_name)).lower(*args).compile(compiler_options=dict(options) or None)
+
     hits = getattr(_XLA_CACHE_HITS, "n", 0)
-    compiled = jax.jit(_named(call, name)).lower(*args).compile(compiler_options=dict(options) or None)
+    compiled = compile_as(name)
     if store is not None and getattr(_XLA_CACHE_HITS, "n", 0) != hits:
         # XLA's persistent cache had it (its executable lost, or this process's XLA cache is another
         # folder's): one loaded from there cannot be re-serialized (an XLA:CPU executable loses kernels,
@@ -397,8 +400,7 @@ def compile_and_save(name: str, call: Callable, args: Any, options: Mapping[str,
         import secrets
 
         hits = getattr(_XLA_CACHE_HITS, "n", 0)
-        compiled = jax.jit(_named(call, f"{name}-{secrets.token_hex(4)}")).lower(*args).compile(
-            compiler_options=dict(options) or None)
+        compiled = compile_as(f"{name}-{secrets.token_hex(4)}")
     if store is not None and getattr(_XLA_CACHE_HITS, "n", 0) == hits:
         try:
             import pickle
