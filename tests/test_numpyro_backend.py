@@ -692,7 +692,9 @@ def test_posterior_save_is_atomic(small_mcmc, tmp_path, monkeypatch):
         Path(path).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(az.InferenceData, "to_netcdf", crash)
+    import xarray as xr
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", crash)  # the writer io/inference_data.py calls
     with pytest.raises(FgError, match="cannot write .*No space left"):
         small_mcmc.save(target)
     assert target.read_bytes() == before  # the old file is untouched

@@ -254,31 +254,33 @@ class Posterior:
     def to_arviz(self, data_lets: bool = False):
         """ArviZ InferenceData; ``data_lets``: with the data-only lets' values in ``constant_data``."""
         az = import_arviz()
-
-        dims = {}
-        posterior = {k: v for k, v in self.draws.items()}
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            idata = az.from_dict(
-                posterior=posterior,
-                sample_stats=self.sample_stats or None,
-                observed_data=self.observed or None,
-                constant_data=dict(self.constants) if data_lets and self.constants else None,
-                dims=dims,
-            )
-        attrs = {
+            warnings.simplefilter("ignore")  # gaussian_marginals is a group of fglang's, not one ArviZ names
+            return az.InferenceData(**self._groups(data_lets))
+
+    def _groups(self, data_lets: bool) -> dict[str, Any]:
+        """The InferenceData groups (name -> ``xarray.Dataset``) as ``az.from_dict``
+        builds them (`io.inference_data`), and fglang's ``gaussian_marginals``."""
+        import xarray as xr
+
+        from fglang.io.inference_data import data_dataset, draws_dataset
+        from fglang.version import __version__
+
+        groups = {"posterior": draws_dataset(self.draws)}
+        if self.sample_stats:
+            groups["sample_stats"] = draws_dataset(self.sample_stats)
+        if self.observed:
+            groups["observed_data"] = data_dataset(self.observed)
+        if data_lets and self.constants:
+            groups["constant_data"] = data_dataset(dict(self.constants))
+        groups["posterior"].attrs.update({
             "fglang_model": self.model,
             "fglang_backend": self.backend,
             "fglang_attrs": json.dumps(_jsonable(self.attrs)),
             "fglang_node_shapes": json.dumps({k: list(v) for k, v in self.node_shapes.items()}),
-        }
-        from fglang.version import __version__
-
-        attrs["fglang_version"] = __version__
-        idata.posterior.attrs.update(attrs)
+            "fglang_version": __version__,
+        })
         if self.gaussian:
-            import xarray as xr
-
             ds = {}
             for name, g in self.gaussian.items():
                 ds[f"{name}__mean"] = xr.DataArray(g.mean, dims=[f"{name}__m{i}" for i in range(g.mean.ndim)])
@@ -288,20 +290,22 @@ class Posterior:
                 {k: [list(g.node_shape), list(g.value_shape)] + ([g.group] if g.group else [])
                  for k, g in self.gaussian.items()}
             )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                idata.add_groups({"gaussian_marginals": gauss})
-        return idata
+            groups["gaussian_marginals"] = gauss
+        return groups
 
     def save(self, path: str | Path, data_lets: bool = False) -> Path:
         """Write NetCDF atomically: a crash or a full disk never leaves half a file.
-        ``data_lets``: also the values of the lets of data only (``constant_data``)."""
-        idata = self.to_arviz(data_lets)
+        ``data_lets``: also the values of the lets of data only (``constant_data``).
+        The file is ArviZ's (``arviz.from_netcdf`` reads it), written without
+        importing ArviZ (`io.inference_data`)."""
+        from fglang.io.inference_data import write_groups
+
+        groups = self._groups(data_lets)
 
         def write(tmp: str) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                idata.to_netcdf(tmp, engine="h5netcdf")
+                write_groups(tmp, groups)
             seal(tmp)  # io/sealed.py: a damaged copy is known before HDF5 reads it
 
         return write_atomic(path, write)
@@ -370,10 +374,10 @@ def _shape(path: Path, x: Any, what: str) -> tuple[int, ...]:
     return tuple(x)
 
 
-def _gaussian(path: Path, idata) -> dict[str, GaussianMarginal]:
-    if "gaussian_marginals" not in idata.groups():
+def _gaussian(path: Path, groups: dict[str, Any]) -> dict[str, GaussianMarginal]:
+    if "gaussian_marginals" not in groups:
         return {}
-    g = idata["gaussian_marginals"]
+    g = groups["gaussian_marginals"]
     shapes = _json_attr(path, g.attrs, "shapes", "null", dict)
     out = {}
     for name, entry in shapes.items():
@@ -433,17 +437,17 @@ def import_arviz():
 
 
 def _read_posterior(path: Path) -> Posterior:
-    az = import_arviz()
+    from fglang.io.inference_data import read_groups
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            idata = az.from_netcdf(path, engine="h5netcdf")
+            groups = read_groups(path)
     except Exception as err:  # noqa: BLE001 - any reader failure means "not a posterior file"
         raise FgError([Diagnostic(f"{path} is not a readable NetCDF posterior file ({err})", None)]) from None
-    if "posterior" not in idata.groups():
+    if "posterior" not in groups:
         raise FgError([Diagnostic(f"{path} was not written by fglang (it has no posterior group)", None)])
-    post = idata.posterior
+    post = groups["posterior"]
     if "fglang_backend" not in post.attrs:
         raise FgError([Diagnostic(f"{path} was not written by fglang (no fglang attributes)", None)])
     for key in ("fglang_model", "fglang_backend"):
@@ -452,18 +456,18 @@ def _read_posterior(path: Path) -> Posterior:
     try:
         draws = {k: np.asarray(v.values) for k, v in post.data_vars.items()}
         stats = (
-            {k: np.asarray(v.values) for k, v in idata.sample_stats.data_vars.items()}
-            if "sample_stats" in idata.groups() else {}
+            {k: np.asarray(v.values) for k, v in groups["sample_stats"].data_vars.items()}
+            if "sample_stats" in groups else {}
         )
         observed = (
-            {k: np.asarray(v.values) for k, v in idata.observed_data.data_vars.items()}
-            if "observed_data" in idata.groups() else {}
+            {k: np.asarray(v.values) for k, v in groups["observed_data"].data_vars.items()}
+            if "observed_data" in groups else {}
         )
         constants = (
-            {k: np.asarray(v.values, np.float64) for k, v in idata.constant_data.data_vars.items()}
-            if "constant_data" in idata.groups() else {}
+            {k: np.asarray(v.values, np.float64) for k, v in groups["constant_data"].data_vars.items()}
+            if "constant_data" in groups else {}
         )
-        gaussian = _gaussian(path, idata)
+        gaussian = _gaussian(path, groups)
     except FgError:
         raise
     except Exception as err:  # noqa: BLE001 - a variable whose data cannot be read
