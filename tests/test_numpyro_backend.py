@@ -688,13 +688,13 @@ def test_posterior_save_is_atomic(small_mcmc, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["post.nc"]  # no temp file left
     before = target.read_bytes()
 
-    def crash(self, path, *args, **kwargs):
+    def crash(path, *args, **kwargs):
         Path(path).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
 
-    import xarray as xr
+    from fglang.io import inference_data
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", crash)  # the writer io/inference_data.py calls
+    monkeypatch.setattr(inference_data, "write_groups", crash)  # the writer Posterior.save calls
     with pytest.raises(FgError, match="cannot write .*No space left"):
         small_mcmc.save(target)
     assert target.read_bytes() == before  # the old file is untouched

@@ -253,26 +253,26 @@ class Posterior:
     # -------------------------------------------------------------- ArviZ I/O
     def to_arviz(self, data_lets: bool = False):
         """ArviZ InferenceData; ``data_lets``: with the data-only lets' values in ``constant_data``."""
+        from fglang.io.inference_data import to_xarray
+
         az = import_arviz()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # gaussian_marginals is a group of fglang's, not one ArviZ names
-            return az.InferenceData(**self._groups(data_lets))
+            return az.InferenceData(**{k: to_xarray(g) for k, g in self._groups(data_lets).items()})
 
     def _groups(self, data_lets: bool) -> dict[str, Any]:
-        """The InferenceData groups (name -> ``xarray.Dataset``) as ``az.from_dict``
-        builds them (`io.inference_data`), and fglang's ``gaussian_marginals``."""
-        import xarray as xr
-
-        from fglang.io.inference_data import data_dataset, draws_dataset
+        """The InferenceData groups (`io.inference_data.Group`s) as ``az.from_dict``
+        builds them, and fglang's ``gaussian_marginals``."""
+        from fglang.io.inference_data import arrays_group, data_group, draws_group
         from fglang.version import __version__
 
-        groups = {"posterior": draws_dataset(self.draws)}
+        groups = {"posterior": draws_group(self.draws)}
         if self.sample_stats:
-            groups["sample_stats"] = draws_dataset(self.sample_stats)
+            groups["sample_stats"] = draws_group(self.sample_stats)
         if self.observed:
-            groups["observed_data"] = data_dataset(self.observed)
+            groups["observed_data"] = data_group(self.observed)
         if data_lets and self.constants:
-            groups["constant_data"] = data_dataset(dict(self.constants))
+            groups["constant_data"] = data_group(dict(self.constants))
         groups["posterior"].attrs.update({
             "fglang_model": self.model,
             "fglang_backend": self.backend,
@@ -281,16 +281,13 @@ class Posterior:
             "fglang_version": __version__,
         })
         if self.gaussian:
-            ds = {}
+            arrays = {}
             for name, g in self.gaussian.items():
-                ds[f"{name}__mean"] = xr.DataArray(g.mean, dims=[f"{name}__m{i}" for i in range(g.mean.ndim)])
-                ds[f"{name}__cov"] = xr.DataArray(g.cov, dims=[f"{name}__c{i}" for i in range(g.cov.ndim)])
-            gauss = xr.Dataset(ds)
-            gauss.attrs["shapes"] = json.dumps(
-                {k: [list(g.node_shape), list(g.value_shape)] + ([g.group] if g.group else [])
-                 for k, g in self.gaussian.items()}
-            )
-            groups["gaussian_marginals"] = gauss
+                arrays[f"{name}__mean"] = ([f"{name}__m{i}" for i in range(g.mean.ndim)], g.mean)
+                arrays[f"{name}__cov"] = ([f"{name}__c{i}" for i in range(g.cov.ndim)], g.cov)
+            shapes = {k: [list(g.node_shape), list(g.value_shape)] + ([g.group] if g.group else [])
+                      for k, g in self.gaussian.items()}
+            groups["gaussian_marginals"] = arrays_group(arrays, {"shapes": json.dumps(shapes)})
         return groups
 
     def save(self, path: str | Path, data_lets: bool = False) -> Path:
@@ -303,9 +300,7 @@ class Posterior:
         groups = self._groups(data_lets)
 
         def write(tmp: str) -> None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                write_groups(tmp, groups)
+            write_groups(tmp, groups)
             seal(tmp)  # io/sealed.py: a damaged copy is known before HDF5 reads it
 
         return write_atomic(path, write)
@@ -393,9 +388,9 @@ def _gaussian(path: Path, groups: dict[str, Any]) -> dict[str, GaussianMarginal]
         node = _shape(path, entry[0], f"the node shape of '{name}'")
         value = _shape(path, entry[1], f"the value shape of '{name}'")
         for part in ("mean", "cov"):
-            if f"{name}__{part}" not in g:
+            if f"{name}__{part}" not in g.variables:
                 raise _damaged(path, f"gaussian_marginals has no '{name}__{part}'")
-        mean, cov = np.asarray(g[f"{name}__mean"].values), np.asarray(g[f"{name}__cov"].values)
+        mean, cov = g.values(f"{name}__mean"), g.values(f"{name}__cov")
         d = int(np.prod(value, dtype=np.int64)) if value else 1
         if group is not None:
             d = GROUPS[group].tangent
@@ -440,9 +435,7 @@ def _read_posterior(path: Path) -> Posterior:
     from fglang.io.inference_data import read_groups
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            groups = read_groups(path)
+        groups = read_groups(path)
     except Exception as err:  # noqa: BLE001 - any reader failure means "not a posterior file"
         raise FgError([Diagnostic(f"{path} is not a readable NetCDF posterior file ({err})", None)]) from None
     if "posterior" not in groups:
@@ -454,17 +447,17 @@ def _read_posterior(path: Path) -> Posterior:
         if not isinstance(post.attrs.get(key), str):
             raise _damaged(path, f"its attribute {key} is missing or not text")
     try:
-        draws = {k: np.asarray(v.values) for k, v in post.data_vars.items()}
+        draws = {k: v for k, (_, v) in post.variables.items()}
         stats = (
-            {k: np.asarray(v.values) for k, v in groups["sample_stats"].data_vars.items()}
+            {k: v for k, (_, v) in groups["sample_stats"].variables.items()}
             if "sample_stats" in groups else {}
         )
         observed = (
-            {k: np.asarray(v.values) for k, v in groups["observed_data"].data_vars.items()}
+            {k: v for k, (_, v) in groups["observed_data"].variables.items()}
             if "observed_data" in groups else {}
         )
         constants = (
-            {k: np.asarray(v.values, np.float64) for k, v in groups["constant_data"].data_vars.items()}
+            {k: np.asarray(v, np.float64) for k, (_, v) in groups["constant_data"].variables.items()}
             if "constant_data" in groups else {}
         )
         gaussian = _gaussian(path, groups)
