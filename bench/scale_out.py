@@ -62,7 +62,7 @@ def worker(sizes: list[int], devices: list[int], iters: int, platform_name: str)
 
     import fglang
     from fglang.runtime.device import device_mesh
-    from fglang.runtime.gbp import engine
+    from fglang.runtime.gbp import engine, sharding
     from fglang.runtime.gbp.lowering import to_graph
 
     model = fglang.load(ROOT / "examples" / "denoise_normal.fg")
@@ -76,14 +76,14 @@ def worker(sizes: list[int], devices: list[int], iters: int, platform_name: str)
         for k in devices:
             mesh = device_mesh(k, platform_name)
             hlo: list[str] = []
-            spy = engine._run_chunk_sharded_of
+            spy = engine.run_chunk_sharded_of
 
             def capture(c, plan, data, state, _hlo=hlo, _spy=spy):
                 if not _hlo:
-                    _hlo.append(engine._run_chunk_sharded.lower(plan, c, data, state).compile().as_text())
+                    _hlo.append(sharding.run_chunk_sharded.lower(plan, c, data, state).compile().as_text())
                 return _spy(c, plan, data, state)
 
-            engine._run_chunk_sharded_of = capture
+            engine.run_chunk_sharded_of = capture
             try:
                 def run(n_iters: int, _mesh=mesh, _graph=graph):
                     res = engine.run_gbp(_graph, iters=n_iters, tol=0.0, chunk_size=2 * iters, mesh=_mesh)
@@ -103,7 +103,7 @@ def worker(sizes: list[int], devices: list[int], iters: int, platform_name: str)
                 ms = 1e3 * max(double - whole, 0.0) / iters  # no compile, setup or read-out in it
                 ms_whole = 1e3 * whole / iters
             finally:
-                engine._run_chunk_sharded_of = spy
+                engine.run_chunk_sharded_of = spy
             ref = mean if ref is None else ref
             comm = collective_bytes(hlo[0]) if hlo else {}
             rows.append({

@@ -38,7 +38,7 @@ _ARITY = {"eye": (1,), "diag": (1,), "diagonal": (1,), "cholesky": (1,), "solve"
 
 
 def rank(f: str, ranks: list[int]) -> int:
-    """The rank of ``f``'s result from its arguments' ranks (``lower._Ranks``)."""
+    """The rank of ``f``'s result from its arguments' ranks (``ranks.Ranks``)."""
     if f in STAN_LINALG:
         return stan_rank(f, ranks)
     if f in ("eye", "diag", "cholesky", "gp_exp_quad_cov"):

@@ -81,6 +81,7 @@ import numpy as np
 
 from fglang.compiler.ast import Span
 from fglang.errors import Diagnostic, FgError
+from fglang.io.pose_algebra import canonical, compose2, compose3, euler_to_quaternion, inverse2, inverse3
 
 __all__ = [
     "FORMATS",
@@ -304,79 +305,6 @@ class _Parser:
 
 
 # ----------------------------------------------------------------------------
-# Geometry (numpy, no JAX).
-
-
-def euler_to_quaternion(roll: float, pitch: float, yaw: float) -> list[float]:
-    """``[qx, qy, qz, qw]`` of ``R = Rz(yaw) Ry(pitch) Rx(roll)`` (TORO's convention), ``qw >= 0``."""
-    cr, sr = math.cos(roll / 2), math.sin(roll / 2)
-    cp, sp = math.cos(pitch / 2), math.sin(pitch / 2)
-    cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
-    q = [
-        sr * cp * cy - cr * sp * sy,
-        cr * sp * cy + sr * cp * sy,
-        cr * cp * sy - sr * sp * cy,
-        cr * cp * cy + sr * sp * sy,
-    ]
-    return _canonical(q)
-
-
-def _canonical(q: list[float]) -> list[float]:
-    """Unit length (left as written when it is unit to 1e-12) and ``qw >= 0``."""
-    n = math.sqrt(sum(c * c for c in q))
-    s = (-1.0 if q[3] < 0 else 1.0) / (1.0 if abs(n - 1.0) < 1e-12 else n)
-    return [c * s for c in q]
-
-
-def _qmul(a: list[float], b: list[float]) -> list[float]:
-    ax, ay, az, aw = a
-    bx, by, bz, bw = b
-    return [
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-        aw * bw - ax * bx - ay * by - az * bz,
-    ]
-
-
-def _cross(a: list[float], b: list[float]) -> list[float]:
-    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-
-
-def _qrotate(q: list[float], v: list[float]) -> list[float]:
-    """v rotated by the unit quaternion q: v + w t + u x t with t = 2 u x v."""
-    u, w = q[:3], q[3]
-    t = [2.0 * c for c in _cross(u, v)]
-    ut = _cross(u, t)
-    return [v[i] + w * t[i] + ut[i] for i in range(3)]
-
-
-def _wrap(a: float) -> float:
-    w = (a + math.pi) % (2 * math.pi) - math.pi
-    return math.pi if w == -math.pi else w
-
-
-def _compose2(a: list[float], d: list[float]) -> list[float]:
-    c, s = math.cos(a[2]), math.sin(a[2])
-    return [a[0] + c * d[0] - s * d[1], a[1] + s * d[0] + c * d[1], _wrap(a[2] + d[2])]
-
-
-def _inverse2(d: list[float]) -> list[float]:
-    c, s = math.cos(d[2]), math.sin(d[2])
-    return [-c * d[0] - s * d[1], s * d[0] - c * d[1], -d[2]]
-
-
-def _compose3(a: list[float], d: list[float]) -> list[float]:
-    t = [x + y for x, y in zip(a[:3], _qrotate(a[3:], d[:3]))]
-    return t + _canonical(_qmul(a[3:], d[3:]))
-
-
-def _inverse3(d: list[float]) -> list[float]:
-    qi = [-d[3], -d[4], -d[5], d[6]]
-    return [-x for x in _qrotate(qi, d[:3])] + _canonical(qi)
-
-
-# ----------------------------------------------------------------------------
 # Assembly: ids, poses, information.
 
 
@@ -389,7 +317,7 @@ def _pose7(p: _Parser, values: list[float], spans: list[_Pos]) -> list[float]:
         p.error("the quaternion (qx qy qz qw) is zero; it must be a rotation",
                 (first[0], first[1], last[2]))  # fmt: skip
         return values[:3] + [0.0, 0.0, 0.0, 1.0]
-    return values[:3] + _canonical(values[3:7])
+    return values[:3] + canonical(values[3:7])
 
 
 def _upper_to_matrix(upper: np.ndarray, n: int) -> np.ndarray:
@@ -480,8 +408,8 @@ def _assemble(p: _Parser, order: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _chain(p: _Parser, ids: list[int], index: dict[int, int], meas: list[list[float]]) -> list[list[float]]:
     """Initial poses from the odometry: pose 0 at the origin, then edge k -> k+1."""
-    compose: Callable = _compose2 if p.dim == 2 else _compose3
-    inverse: Callable = _inverse2 if p.dim == 2 else _inverse3
+    compose: Callable = compose2 if p.dim == 2 else compose3
+    inverse: Callable = inverse2 if p.dim == 2 else inverse3
     forward: dict[int, list[float]] = {}
     backward: dict[int, list[float]] = {}
     for e, z in zip(p.edges, meas):

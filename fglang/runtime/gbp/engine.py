@@ -51,9 +51,10 @@ import numpy as np
 from .charts import stored_means
 from .coarse import SMOOTHING_SWEEPS, STALL_RTOL, CoarseCorrector, shift_state, supports_coarse, wants_coarse
 from .graph import GaussianGraph
-from .iteration import run_chunk, run_chunk_jit
+from .iteration import run_chunk_jit
 from .plan import Plan, build_plan, chart_origins, family_floors, stored_shape, variable_data
 from .program import JIT, StoredChunk
+from .sharding import device_placement, run_chunk_sharded_of
 from .state import (
     STATUS_CONVERGED,
     STATUS_GROWING,
@@ -253,7 +254,7 @@ def run_gbp(
         A 1-D ``jax.sharding.Mesh`` to run over (default: the fit's,
         `fglang.runtime.device.current_mesh`; None runs on one device). Every
         family's member data and messages are sharded along their member axis
-        (`_placement`); beliefs and the run's bookkeeping are replicated. The
+        (`device_placement`); beliefs and the run's bookkeeping are replicated. The
         compiled chunk is the same program: XLA partitions it and inserts
         the collectives that form the beliefs across devices.
     program
@@ -319,8 +320,8 @@ def run_gbp(
         mesh = current_mesh()
     placement = constraint = None
     if mesh is not None and mesh.size > 1:
-        placement = _placement(plan, data, state, mesh, uneven=False)
-        constraint = _placement(plan, data, state, mesh, uneven=True)
+        placement = device_placement(plan, data, state, mesh, uneven=False)
+        constraint = device_placement(plan, data, state, mesh, uneven=True)
     data, state = jax.device_put((data, state), placement)
 
     corrector = CoarseCorrector.setup(plan, graph) if schedule == "multigrid" else None
@@ -388,67 +389,6 @@ def _check_options(dt: np.dtype, damping: float, dropout: float, iters: int, chu
         raise ValueError("iters must be >= 0 and chunk_size >= 1")
 
 
-def _placement(plan: Plan, data: EngineData, state: EngineState, mesh: Any, *, uneven: bool) -> tuple[Any, Any]:
-    """Shardings for ``(data, state)`` over a 1-D ``mesh``: every array of a
-    family along its member axis (its per-member data and its messages; a
-    grid slot's message block ``[H, W-1, ...]`` along its rows, which are
-    blocks of consecutive members) is split into blocks, one per device;
-    everything else (data every member shares, var priors, beliefs,
-    linearization points, settings, counters) is replicated.
-
-    ``uneven=False`` gives what ``jax.device_put`` can place (an axis the
-    devices do not divide is replicated there); ``uneven=True`` what the
-    chunk constrains its inputs to inside ``jit`` (`_run_chunk_sharded`),
-    where XLA pads the last block, so a family of 125 members is split too.
-
-    Why beliefs are replicated: a belief is a sum of messages over all
-    families, and every family reads the beliefs of its members' nodes, which
-    may be anywhere; replicated beliefs let XLA choose the collectives (on
-    the denoise grid it all-gathers the split message blocks: about 770 KiB
-    an iteration at 128^2 in float32, `bench/scale_out.py`). A graph partition
-    with halo exchange, for beliefs that do not fit one device or to cut
-    that traffic to the partition's boundary, is not built."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    n = mesh.size
-    rep = NamedSharding(mesh, PartitionSpec())
-    split = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
-
-    def along(rows: int) -> Any:
-        return split if rows >= n and (uneven or rows % n == 0) else rep
-
-    def members(fp: Any, tree: Any) -> Any:
-        return jax.tree.map(lambda x: along(fp.n_members) if np.shape(x)[:1] == (fp.n_members,) else rep, tree)
-
-    def messages(tree: Any) -> Any:
-        # [M, ...] for a gathered slot, [H, W-1, ...] for a grid slot
-        return jax.tree.map(lambda x: along(np.shape(x)[0]) if np.ndim(x) else rep, tree)
-
-    def replicated(tree: Any) -> Any:
-        return jax.tree.map(lambda _: rep, tree)
-
-    d = data._replace(
-        families=tuple(
-            members(fp, fd)._replace(shared=replicated(fd.shared), floor=replicated(fd.floor))
-            for fp, fd in zip(plan.families, data.families, strict=True)
-        ),
-        variables=replicated(data.variables),
-        settings=replicated(data.settings),
-    )
-    s = replicated(state)._replace(families=tuple(messages(fs) for fs in state.families))
-    return d, s
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _run_chunk_sharded(plan: Plan, constraint: Any, data: EngineData, state: EngineState) -> ChunkResult:
-    """`iteration.run_chunk` over several devices: the same program, its
-    inputs constrained to ``constraint`` (`_placement` with ``uneven``), which
-    XLA's partitioner propagates through the chunk."""
-    leaves, treedef = constraint
-    data, state = jax.lax.with_sharding_constraint((data, state), jax.tree.unflatten(treedef, leaves))
-    return run_chunk(plan, data, state)
-
-
 def _initial_state(plan: Plan, lin0: list[np.ndarray], origins: list[np.ndarray], dt: np.dtype) -> EngineState:
     """Empty messages, beliefs at the first linearization point, nothing counted yet."""
     return EngineState(
@@ -502,8 +442,8 @@ def _run_chunks(
     Chunks run unchecked (`plan.Plan.checked`); one that fails is replayed
     checked from its start, which stops before the bad update with the family
     to blame (that variant is compiled only when needed). Over several
-    devices (``placement``, ``constraint`` from `_placement`) the chunk is
-    `_run_chunk_sharded` and each chunk's state is put back on
+    devices (``placement``, ``constraint`` from `device_placement`) the chunk is
+    `run_chunk_sharded` and each chunk's state is put back on
     ``placement`` (a no-op where XLA kept the sharding), so every chunk is
     called with the same shardings and compiles once. ``stored``: the chunk
     as a stored program (`program.StoredChunk`), on one device.
@@ -512,7 +452,7 @@ def _run_chunks(
         chunk = stored
     elif constraint is not None:
         leaves, treedef = jax.tree.flatten(constraint)
-        chunk = functools.partial(_run_chunk_sharded_of, (tuple(leaves), treedef))  # hashable: a static argument
+        chunk = functools.partial(run_chunk_sharded_of, (tuple(leaves), treedef))  # hashable: a static argument
     else:
         chunk = run_chunk_jit
     history: list[np.ndarray] = []
@@ -545,10 +485,6 @@ def _run_chunks(
                 continue
         if status != STATUS_RUNNING or it >= iters or n_i == 0:
             return out, history
-
-
-def _run_chunk_sharded_of(constraint: Any, plan: Plan, data: EngineData, state: EngineState) -> ChunkResult:
-    return _run_chunk_sharded(plan, constraint, data, state)
 
 
 def _marginals(
