@@ -40,7 +40,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import random
-from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import Distribution
 from numpyro.infer import NUTS, init_to_uniform, init_to_value
@@ -49,6 +48,7 @@ from numpyro.util import fori_collect, not_jax_tracer
 from fglang.compiler.bind import BoundModel
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.mcmc.options import McmcOptions
+from fglang.runtime.mcmc.start_draws import prototype_trace
 from fglang.runtime.mcmc.starts import find_start, screened_start
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model
 
@@ -170,8 +170,7 @@ def _prototype_arguments_ok(model: Callable, keys, chains: int, strategy: Callab
     init_keys = jnp.swapaxes(jax.vmap(random.split)(keys), 0, 1)[1] if chains > 1 else random.split(keys)[1]
     first = init_keys[0] if chains > 1 else init_keys
     found: list = []
-    with _recording_arguments(found, first):
-        handlers.trace(handlers.substitute(handlers.seed(model, first), substitute_fn=strategy)).get_trace(*args)
+    prototype_trace(model, first, strategy, args, around=_recording_arguments(found, first))
     ok = jnp.asarray(True)
     for f in found:
         ok = ok & f

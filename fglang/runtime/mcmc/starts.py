@@ -60,6 +60,8 @@ from jax import random
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import ParamInfo, initialize_model
 
+from fglang.runtime.mcmc.start_draws import batched_start_search
+
 CANDIDATES = 16  # per chain, NumPyro's own start included
 SPREAD = 4.0  # the threshold: D/2 + SPREAD * (sqrt(D) + 1) nats (see the module docstring)
 RADIUS = 2.0  # the uniform box in the unconstrained space, as NumPyro's init_to_uniform and Stan
@@ -88,8 +90,9 @@ def find_start(model: Callable, chain_keys, chains: int, strategy: Callable, arg
     """NumPyro's ``initialize_model`` for the chains, with the keys ``HMC.init``
     would hand it: its start, potential, post-processing and model trace,
     which `screened_start` and NUTS's own init (`program.PreparedNUTS`) share."""
-    return initialize_model(init_keys(chain_keys, chains), model, init_strategy=strategy, dynamic_args=True,
-                            model_args=args)
+    with batched_start_search():  # the same start, from a smaller program (see `start_draws`)
+        return initialize_model(init_keys(chain_keys, chains), model, init_strategy=strategy, dynamic_args=True,
+                                model_args=args)
 
 
 def screened_start(model: Callable, chain_keys, chains: int, strategy: Callable, given: set[str],
