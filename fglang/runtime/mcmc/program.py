@@ -49,7 +49,7 @@ from fglang.compiler.bind import BoundModel
 from fglang.runtime.carry import CarriedMarginal
 from fglang.runtime.mcmc.options import McmcOptions
 from fglang.runtime.mcmc.start_draws import prototype_trace
-from fglang.runtime.mcmc.starts import find_start, screened_start
+from fglang.runtime.mcmc.starts import find_start, init_keys, screened_start
 from fglang.runtime.numpyro_sites import init_sites, numpyro_model
 
 
@@ -167,8 +167,8 @@ def _prototype_arguments_ok(model: Callable, keys, chains: int, strategy: Callab
     """Whether every distribution argument is valid in NumPyro's prototype trace
     of the model: the first chain's initial values, from the key NumPyro's
     ``HMC.init`` hands ``initialize_model`` (``split`` of the chain's key)."""
-    init_keys = jnp.swapaxes(jax.vmap(random.split)(keys), 0, 1)[1] if chains > 1 else random.split(keys)[1]
-    first = init_keys[0] if chains > 1 else init_keys
+    numpyros = init_keys(keys, chains)
+    first = numpyros[0] if chains > 1 else numpyros
     found: list = []
     prototype_trace(model, first, strategy, args, around=_recording_arguments(found, first))
     ok = jnp.asarray(True)

@@ -30,21 +30,28 @@ import jax
 import jax.numpy as jnp
 from jax import lax, random
 from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+
+
+def seed_chain(key: Any, n: int) -> tuple[Any, Any]:
+    """(the ``n`` keys ``seed`` hands out, ``key, sub = split(key)`` in turn, as one scan; the key left)."""
+    if n == 0:
+        return jnp.zeros((0,) + jnp.shape(key), key.dtype), key
+
+    def step(k: Any, _: None) -> tuple:
+        k, sub = random.split(k)
+        return k, sub
+
+    key, subs = lax.scan(step, key, None, length=n)
+    return subs, key
 
 
 def key_chain(key: Any, n: int) -> tuple[Any, Any]:
     """(the ``n`` subkeys of ``key, subkey = split(key)`` taken in turn after a
-    first split, the key left after them): the sequence NumPyro's loop walks."""
-    key, subkey = random.split(key)
-    if n == 0:
-        return jnp.zeros((0,) + jnp.shape(subkey), subkey.dtype), key
-
-    def step(carry: tuple, _: None) -> tuple:
-        k, sub = carry
-        return tuple(random.split(k)), sub
-
-    (key, _), subs = lax.scan(step, (key, subkey), None, length=n)
-    return subs, key
+    first split, the key left after them): the sequence NumPyro's loop walks,
+    which is ``seed``'s chain of ``n + 1`` splits (the last subkey unused, as there)."""
+    subs, key = seed_chain(key, n + 1)
+    return subs[:n], key
 
 
 def uniform_draws(subkeys: Any, shapes: list[tuple[int, ...]], radius: float) -> list[Any]:
@@ -129,7 +136,6 @@ def prototype_trace(model: Callable, key: Any, strategy: Callable, args: tuple,
     same values). A first, abstract run of the model (its ops are dead code)
     finds which messages take a key, in order, and the shapes drawn.
     ``around``: entered for the traced run only (not the first run)."""
-    from numpyro import handlers
     from numpyro.distributions.transforms import biject_to
     from numpyro.infer.initialization import init_to_uniform, init_to_value
 
@@ -143,18 +149,11 @@ def prototype_trace(model: Callable, key: Any, strategy: Callable, args: tuple,
             return handlers.trace(handlers.substitute(handlers.seed(model, key), substitute_fn=strategy)
                                   ).get_trace(*args)
     taken: list[str] = []
-
-    class Counting(handlers.seed):  # seed, recording which messages take its keys
-        def process_message(self, msg: Any) -> None:
-            before = self.rng_key
-            super().process_message(msg)
-            if self.rng_key is not before:
-                taken.append(msg["name"])
-
     # as context managers: a seed called as a function runs a plain copy of itself (`seed.__call__`)
-    with handlers.trace() as dry, handlers.substitute(substitute_fn=strategy), Counting(rng_seed=key):
+    with handlers.trace() as dry, handlers.substitute(substitute_fn=strategy), \
+            _KeyTaking(lambda msg: taken.append(msg["name"]), rng_seed=key):
         model(*args)
-    subs, _ = _seed_chain(key, len(taken))
+    subs, _ = seed_chain(key, len(taken))
     drawn = {n: i for i, n in enumerate(taken) if _uniform_site(dry.get(n), given)}
     shapes = [tuple(dry[n]["kwargs"]["sample_shape"])
               + tuple(biject_to(dry[n]["fn"].support).inverse_shape(dry[n]["fn"].shape())) for n in drawn]
@@ -162,35 +161,31 @@ def prototype_trace(model: Callable, key: Any, strategy: Callable, args: tuple,
                      if drawn else [], strict=True))
     keys = iter(subs)
 
-    class Replayed(handlers.seed):  # seed, its keys the chain's, in the same order
-        def process_message(self, msg: Any) -> None:
-            before = self.rng_key
-            super().process_message(msg)
-            if self.rng_key is not before:
-                msg["kwargs"]["rng_key"] = next(keys)
-
     def drawn_or_given(site: dict) -> Any:
         if site["name"] in table and site["value"] is None:
             return biject_to(site["fn"].support)(table[site["name"]])
         return strategy(site)
 
     with around or contextlib.nullcontext(), handlers.trace() as tr, \
-            handlers.substitute(substitute_fn=drawn_or_given), Replayed(rng_seed=key):
+            handlers.substitute(substitute_fn=drawn_or_given), \
+            _KeyTaking(lambda msg: msg["kwargs"].update(rng_key=next(keys)), rng_seed=key):
         model(*args)
     return tr
 
 
-def _seed_chain(key: Any, n: int) -> tuple[Any, Any]:
-    """The ``n`` keys ``seed`` hands out (``key, sub = split(key)`` in turn), one scan."""
-    if n == 0:
-        return jnp.zeros((0,) + jnp.shape(key), key.dtype), key
+class _KeyTaking(handlers.seed):
+    """``seed`` calling ``on_take(msg)`` after each message it hands a key (the
+    first run records them, the traced run replaces the key by the chain's)."""
 
-    def step(k: Any, _: None) -> tuple:
-        k, sub = random.split(k)
-        return k, sub
+    def __init__(self, on_take: Callable[[Any], None], rng_seed: Any) -> None:
+        super().__init__(rng_seed=rng_seed)
+        self.on_take = on_take
 
-    key, subs = lax.scan(step, key, None, length=n)
-    return subs, key
+    def process_message(self, msg: Any) -> None:
+        before = self.rng_key
+        super().process_message(msg)
+        if self.rng_key is not before:
+            self.on_take(msg)
 
 
 def _uniform_site(site: dict | None, given: dict) -> bool:
